@@ -1,0 +1,242 @@
+//! Matrix multiplication: one safe, strided GEMM wrapper over
+//! `matrixmultiply`, and [`Tensor::matmul`] for 2-D and batched 3-D operands.
+//!
+//! Operands are passed to the kernel with their real strides, so a transposed
+//! or sliced view is multiplied without being copied: `a.transpose(0, 1)?
+//! .matmul(&b)` costs the same as a contiguous `A^T B`.
+#![allow(unsafe_code)]
+
+use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
+
+use crate::element::Float;
+use crate::error::{Result, TensorError};
+use crate::shape::checked_len;
+use crate::tensor::Tensor;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// The raw GEMM kernel for one element type (`sgemm` for `f32`, `dgemm` for
+/// `f64`). Sealed: implemented only for `f32` and `f64`. Call the safe
+/// [`gemm`] instead.
+pub trait Gemm: sealed::Sealed + Sized {
+    /// `C <- alpha A B + beta C` on raw strided matrices.
+    ///
+    /// # Safety
+    /// `a` must point at an `m x k` matrix readable at every offset
+    /// `i*rsa + j*csa`; likewise `b` (`k x n`). `c` must point at an `m x n`
+    /// matrix writable at every `i*rsc + j*csc`, whose elements do not alias
+    /// each other nor `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+macro_rules! impl_gemm {
+    ($t:ty, $kernel:path) => {
+        impl Gemm for $t {
+            unsafe fn gemm_raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: *const Self,
+                rsa: isize,
+                csa: isize,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+                csc: isize,
+            ) {
+                // SAFETY: the caller upholds this method's contract, which is
+                // exactly the contract of the matrixmultiply kernel.
+                unsafe { $kernel(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+        }
+    };
+}
+
+impl_gemm!(f32, matrixmultiply::sgemm);
+impl_gemm!(f64, matrixmultiply::dgemm);
+
+/// `C <- alpha A B + beta C` on ndarray views with any strides (transposed,
+/// sliced, negative). With `beta = 0` the old contents of `C` are ignored
+/// (even NaN). Errors if the shapes do not fit.
+///
+/// ```
+/// use ndarray::{array, Array2};
+/// let a = array![[1.0_f32, 2.0], [3.0, 4.0]];
+/// let mut c = Array2::<f32>::zeros((2, 2));
+/// // C = A^T A, passing the transposed view directly.
+/// polyhead_tensor::gemm(1.0, a.t(), a.view(), 0.0, c.view_mut())?;
+/// assert_eq!(c, array![[10.0, 14.0], [14.0, 20.0]]);
+/// # Ok::<(), polyhead_tensor::TensorError>(())
+/// ```
+pub fn gemm<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    if k != k2 {
+        return Err(TensorError::Matmul {
+            reason: "inner dimensions differ",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
+    }
+    if c.dim() != (m, n) {
+        return Err(TensorError::Invalid {
+            op: "gemm",
+            message: format!(
+                "output has shape {:?}, expected [{m}, {n}] for {:?} x {:?}",
+                c.shape(),
+                a.shape(),
+                b.shape()
+            ),
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        // A B is the zero matrix; C <- beta C (beta = 0 overwrites, as BLAS does).
+        if beta == T::ZERO {
+            c.fill(T::ZERO);
+        } else {
+            c.mapv_inplace(|v| v * beta);
+        }
+        return Ok(());
+    }
+    let [rsa, csa] = strides(&a.view());
+    let [rsb, csb] = strides(&b.view());
+    let [rsc, csc] = [c.strides()[0], c.strides()[1]];
+    // SAFETY: `a`, `b` and `c` are live ndarray views of shapes (m, k),
+    // (k, n) and (m, n), all non-empty; `as_ptr` is the element at [0, 0]
+    // and every `i*rs + j*cs` within the shape is an element of the view.
+    // `c` is a unique mutable view, so its elements do not alias each other
+    // or the shared views `a` and `b`.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        );
+    }
+    Ok(())
+}
+
+fn strides<T>(v: &ArrayView2<'_, T>) -> [isize; 2] {
+    [v.strides()[0], v.strides()[1]]
+}
+
+impl<T: Float> Tensor<T> {
+    /// Matrix product. `[m, k] x [k, n] -> [m, n]`; batched 3-D operands
+    /// `[b, m, k] x [b, k, n] -> [b, m, n]`, where a batch of 1 or a 2-D
+    /// operand is broadcast over the other's batch. Transposed and sliced
+    /// inputs are multiplied in place through their strides (no copies).
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0_f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let w = Tensor::from_vec(vec![1.0_f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[2, 3])?;
+    /// assert_eq!(x.matmul(&w)?.to_vec(), vec![3.0, 2.0, 2.0, 7.0, 4.0, 4.0]);
+    /// // x^T x without materialising the transpose:
+    /// assert_eq!(x.transpose(0, 1)?.matmul(&x)?.to_vec(), vec![10.0, 14.0, 14.0, 20.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn matmul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        let err = |reason| TensorError::Matmul {
+            reason,
+            lhs: self.shape().to_vec(),
+            rhs: other.shape().to_vec(),
+        };
+        match (self.ndim(), other.ndim()) {
+            (2, 2) => {
+                let a = self.array.view().into_dimensionality::<Ix2>().expect("2-D");
+                let b = other
+                    .array
+                    .view()
+                    .into_dimensionality::<Ix2>()
+                    .expect("2-D");
+                if a.ncols() != b.nrows() {
+                    return Err(err("inner dimensions differ"));
+                }
+                let shape = [a.nrows(), b.ncols()];
+                checked_len("matmul", &shape, size_of::<T>())?;
+                let mut out = ndarray::Array2::from_elem(shape, T::ZERO);
+                gemm(T::ONE, a, b, T::ZERO, out.view_mut())?;
+                Ok(Tensor::from_array(out))
+            }
+            (2 | 3, 2 | 3) => {
+                let a = as_batched(self);
+                let b = as_batched(other);
+                let (ba, m, k) = a.dim();
+                let (bb, k2, n) = b.dim();
+                if k != k2 {
+                    return Err(err("inner dimensions differ"));
+                }
+                if ba != bb && ba != 1 && bb != 1 {
+                    return Err(err("batch dimensions differ"));
+                }
+                // NumPy broadcasting: a batch of 1 takes the other's length (even 0).
+                let batch = if ba == 1 { bb } else { ba };
+                checked_len("matmul", &[batch, m, n], size_of::<T>())?;
+                let mut out = Array3::from_elem((batch, m, n), T::ZERO);
+                for (i, c) in out.axis_iter_mut(Axis(0)).enumerate() {
+                    let ai = a.index_axis(Axis(0), if ba == 1 { 0 } else { i });
+                    let bi = b.index_axis(Axis(0), if bb == 1 { 0 } else { i });
+                    gemm(T::ONE, ai, bi, T::ZERO, c)?;
+                }
+                Ok(Tensor::from_array(out))
+            }
+            _ => Err(err("expected 2-D or 3-D operands")),
+        }
+    }
+}
+
+/// A 2-D or 3-D tensor as a 3-D view (a 2-D operand gets a batch of 1).
+fn as_batched<T: Float>(t: &Tensor<T>) -> ndarray::ArrayView3<'_, T> {
+    let v = t.array.view();
+    if v.ndim() == 2 {
+        v.insert_axis(Axis(0))
+            .into_dimensionality::<Ix3>()
+            .expect("2-D plus one axis is 3-D")
+    } else {
+        v.into_dimensionality::<Ix3>().expect("checked 3-D")
+    }
+}

@@ -1,0 +1,234 @@
+//! Reductions (sum, mean, max, argmax) over one axis or all axes, and the
+//! numerically stable softmax and log-softmax.
+
+use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
+
+use crate::element::Float;
+use crate::error::{Result, TensorError};
+use crate::shape::normalize_axis;
+use crate::tensor::Tensor;
+
+impl<T: Float> Tensor<T> {
+    fn reduce_axis(
+        &self,
+        op: &'static str,
+        axis: isize,
+        keep_dims: bool,
+        needs_elements: bool,
+        f: impl Fn(ArrayView1<'_, T>) -> T,
+    ) -> Result<Tensor<T>> {
+        let ax = normalize_axis(op, axis, self.shape())?;
+        if needs_elements && self.shape()[ax] == 0 {
+            return Err(TensorError::EmptyReduction {
+                op,
+                axis,
+                shape: self.shape().to_vec(),
+            });
+        }
+        let out = self.array.map_axis(Axis(ax), f);
+        Ok(Tensor::from_array(keep(out, ax, keep_dims)))
+    }
+
+    fn reduce_all(&self, keep_dims: bool, value: T) -> Tensor<T> {
+        let shape = if keep_dims {
+            vec![1; self.ndim()]
+        } else {
+            vec![]
+        };
+        Tensor::from_array(ArrayD::from_elem(IxDyn(&shape), value))
+    }
+
+    /// Sum over one axis (negative counts from the end); `keep_dims` leaves
+    /// the axis in place with length 1.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0_f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// assert_eq!(t.sum_axis(0, false)?.to_vec(), vec![4.0, 6.0]);
+    /// assert_eq!(t.sum_axis(-1, true)?.shape(), &[2, 1]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn sum_axis(&self, axis: isize, keep_dims: bool) -> Result<Tensor<T>> {
+        self.reduce_axis("sum", axis, keep_dims, false, |lane| {
+            lane.iter().copied().sum()
+        })
+    }
+
+    /// Sum of all elements: shape `[]`, or all ones with `keep_dims`.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::<f32>::ones(&[2, 3])?;
+    /// assert_eq!(t.sum_all(false).item()?, 6.0);
+    /// assert_eq!(t.sum_all(true).shape(), &[1, 1]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn sum_all(&self, keep_dims: bool) -> Tensor<T> {
+        self.reduce_all(keep_dims, self.array.iter().copied().sum())
+    }
+
+    /// Mean over one axis; an error if that axis is empty.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0_f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// assert_eq!(t.mean_axis(1, false)?.to_vec(), vec![1.5, 3.5]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn mean_axis(&self, axis: isize, keep_dims: bool) -> Result<Tensor<T>> {
+        self.reduce_axis("mean", axis, keep_dims, true, |lane| {
+            lane.iter().copied().sum::<T>() / T::from_usize(lane.len())
+        })
+    }
+
+    /// Mean of all elements (shape `[]`); an error for an empty tensor.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// assert_eq!(Tensor::<f64>::ones(&[4])?.mean_all()?.item()?, 1.0);
+    /// assert!(Tensor::<f64>::ones(&[0])?.mean_all().is_err());
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn mean_all(&self) -> Result<Tensor<T>> {
+        if self.is_empty() {
+            return Err(TensorError::EmptyReduction {
+                op: "mean",
+                axis: -1,
+                shape: self.shape().to_vec(),
+            });
+        }
+        let sum: T = self.array.iter().copied().sum();
+        Ok(self.reduce_all(false, sum / T::from_usize(self.len())))
+    }
+
+    /// Maximum over one axis (NaN if the lane holds a NaN); an error if the
+    /// axis is empty.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0_f32, 5.0, 3.0, 4.0], &[2, 2])?;
+    /// assert_eq!(t.max_axis(1, false)?.to_vec(), vec![5.0, 4.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn max_axis(&self, axis: isize, keep_dims: bool) -> Result<Tensor<T>> {
+        self.reduce_axis("max", axis, keep_dims, true, |lane| lane[argmax_lane(lane)])
+    }
+
+    /// Maximum of all elements (shape `[]`); an error for an empty tensor.
+    pub fn max_all(&self) -> Result<Tensor<T>> {
+        let flat = self.to_vec();
+        if flat.is_empty() {
+            return Err(TensorError::EmptyReduction {
+                op: "max",
+                axis: -1,
+                shape: self.shape().to_vec(),
+            });
+        }
+        let idx = argmax_lane(ArrayView1::from(&flat[..]));
+        Ok(self.reduce_all(false, flat[idx]))
+    }
+
+    /// Index of the maximum along one axis (the first on ties, the first NaN
+    /// if there is one); an error if the axis is empty.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0_f32, 5.0, 4.0, 3.0], &[2, 2])?;
+    /// assert_eq!(t.argmax_axis(1, false)?.into_raw_vec_and_offset().0, vec![1, 0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn argmax_axis(&self, axis: isize, keep_dims: bool) -> Result<ArrayD<usize>> {
+        let ax = normalize_axis("argmax", axis, self.shape())?;
+        if self.shape()[ax] == 0 {
+            return Err(TensorError::EmptyReduction {
+                op: "argmax",
+                axis,
+                shape: self.shape().to_vec(),
+            });
+        }
+        let out = self.array.map_axis(Axis(ax), argmax_lane);
+        Ok(keep(out, ax, keep_dims))
+    }
+
+    /// Softmax along one axis, stable for any finite input (the lane maximum
+    /// is subtracted before exponentiating). A lane that is entirely `-inf`
+    /// has no defined softmax and gives NaN, as in NumPy and PyTorch.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1000.0_f32, -1000.0], &[1, 2])?;
+    /// assert_eq!(t.softmax(-1)?.to_vec(), vec![1.0, 0.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn softmax(&self, axis: isize) -> Result<Tensor<T>> {
+        self.map_lanes("softmax", axis, |input, mut out| {
+            let m = input[argmax_lane(input)];
+            let mut sum = T::ZERO;
+            Zip::from(&mut out).and(input).for_each(|o, &x| {
+                *o = (x - m).exp();
+                sum += *o;
+            });
+            let inv = T::ONE / sum;
+            out.mapv_inplace(|v| v * inv);
+        })
+    }
+
+    /// Log-softmax along one axis: `x - max - ln(sum(exp(x - max)))`, exact
+    /// for logits far beyond where `ln(softmax(x))` would give `-inf`.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1000.0_f64, -1000.0], &[2])?;
+    /// assert_eq!(t.log_softmax(0)?.to_vec(), vec![0.0, -2000.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn log_softmax(&self, axis: isize) -> Result<Tensor<T>> {
+        self.map_lanes("log_softmax", axis, |input, mut out| {
+            let m = input[argmax_lane(input)];
+            let sum: T = input.iter().map(|&x| (x - m).exp()).sum();
+            let log_sum = sum.ln();
+            Zip::from(&mut out)
+                .and(input)
+                .for_each(|o, &x| *o = x - m - log_sum);
+        })
+    }
+
+    fn map_lanes(
+        &self,
+        op: &'static str,
+        axis: isize,
+        f: impl Fn(ArrayView1<'_, T>, ArrayViewMut1<'_, T>),
+    ) -> Result<Tensor<T>> {
+        let ax = normalize_axis(op, axis, self.shape())?;
+        let mut out = ArrayD::from_elem(self.array.raw_dim(), T::ZERO);
+        if self.shape()[ax] > 0 {
+            Zip::from(out.lanes_mut(Axis(ax)))
+                .and(self.array.lanes(Axis(ax)))
+                .for_each(|o, i| f(i, o));
+        }
+        Ok(Tensor::from_array(out))
+    }
+}
+
+fn keep<A>(out: ArrayD<A>, axis: usize, keep_dims: bool) -> ArrayD<A> {
+    if keep_dims {
+        out.insert_axis(Axis(axis))
+    } else {
+        out
+    }
+}
+
+/// Index of the largest element of a non-empty lane: first on ties, first NaN
+/// if any.
+fn argmax_lane<T: Float>(lane: ArrayView1<'_, T>) -> usize {
+    let mut best = 0;
+    for (i, &v) in lane.iter().enumerate() {
+        if v.is_nan() {
+            return i;
+        }
+        if v > lane[best] {
+            best = i;
+        }
+    }
+    best
+}
