@@ -188,6 +188,12 @@ impl<T: Float> Tensor<T> {
     }
 
     /// `self + value` for every element.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![1.0_f32], &[1])?.add_scalar(2.0).to_vec(), vec![3.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn add_scalar(&self, value: T) -> Tensor<T> {
         self.map(|v| v + value)
     }
@@ -205,6 +211,12 @@ impl<T: Float> Tensor<T> {
     }
 
     /// `-self`.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![1.0_f32, -2.0], &[2])?;
+    /// assert_eq!(t.neg().to_vec(), vec![-1.0, 2.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn neg(&self) -> Tensor<T> {
         self.map(|v| -v)
     }
@@ -223,11 +235,23 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Natural logarithm (IEEE: `ln 0 = -inf`, negative gives NaN).
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![1.0_f64, 0.0], &[2])?;
+    /// assert_eq!(t.ln().to_vec(), vec![0.0, f64::NEG_INFINITY]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn ln(&self) -> Tensor<T> {
         self.map(T::ln)
     }
 
     /// Square root (IEEE: negative gives NaN).
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![4.0_f32, 9.0], &[2])?;
+    /// assert_eq!(t.sqrt().to_vec(), vec![2.0, 3.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn sqrt(&self) -> Tensor<T> {
         self.map(T::sqrt)
     }
@@ -245,11 +269,23 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Absolute value.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![-4.0_f32, 9.0], &[2])?;
+    /// assert_eq!(t.abs().to_vec(), vec![4.0, 9.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn abs(&self) -> Tensor<T> {
         self.map(T::abs)
     }
 
     /// Hyperbolic tangent.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![0.0_f32, 100.0], &[2])?;
+    /// assert_eq!(t.tanh().to_vec(), vec![0.0, 1.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn tanh(&self) -> Tensor<T> {
         self.map(T::tanh)
     }

@@ -85,4 +85,11 @@ pub enum TensorError {
 }
 
 /// Shorthand for `Result<T, TensorError>`.
+///
+/// ```
+/// fn first(t: &polyhead_tensor::Tensor<f32>) -> polyhead_tensor::Result<f32> {
+///     t.get(&[0])
+/// }
+/// assert!(first(&polyhead_tensor::Tensor::zeros(&[0]).unwrap()).is_err());
+/// ```
 pub type Result<T, E = TensorError> = std::result::Result<T, E>;

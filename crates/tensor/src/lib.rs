@@ -35,6 +35,13 @@ mod layout;
 mod matmul;
 mod random;
 mod reduce;
+/// Shape arithmetic: broadcasting, axes, checked element counts.
+///
+/// ```
+/// let s = polyhead_tensor::shape::broadcast_shape("add", &[3, 1], &[4])?;
+/// assert_eq!(s, vec![3, 4]);
+/// # Ok::<(), polyhead_tensor::TensorError>(())
+/// ```
 pub mod shape;
 mod tensor;
 

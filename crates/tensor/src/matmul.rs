@@ -22,6 +22,13 @@ mod sealed {
 /// The raw GEMM kernel for one element type (`sgemm` for `f32`, `dgemm` for
 /// `f64`). Sealed: implemented only for `f32` and `f64`. Call the safe
 /// [`gemm`] instead.
+///
+/// ```
+/// // Only f32 and f64 implement it, as a supertrait of `Float`.
+/// fn takes_gemm<T: polyhead_tensor::Gemm>() {}
+/// takes_gemm::<f32>();
+/// takes_gemm::<f64>();
+/// ```
 pub trait Gemm: sealed::Sealed + Sized {
     /// `C <- alpha A B + beta C` on raw strided matrices.
     ///

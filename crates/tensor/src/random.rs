@@ -22,6 +22,11 @@ pub struct Rng {
 
 impl Rng {
     /// A generator whose stream is fully determined by `seed`.
+    ///
+    /// ```
+    /// let mut rng = polyhead_tensor::Rng::new(0);
+    /// assert_ne!(rng.next_u64(), rng.next_u64());
+    /// ```
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
         let mut next = || {
@@ -37,6 +42,11 @@ impl Rng {
     }
 
     /// The next 64 random bits.
+    ///
+    /// ```
+    /// let mut rng = polyhead_tensor::Rng::new(1);
+    /// let _bits: u64 = rng.next_u64();
+    /// ```
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.state;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
@@ -51,11 +61,21 @@ impl Rng {
     }
 
     /// A uniform `f64` in `[0, 1)` with 53 random bits.
+    ///
+    /// ```
+    /// let mut rng = polyhead_tensor::Rng::new(2);
+    /// assert!((0..1000).map(|_| rng.uniform()).all(|u| (0.0..1.0).contains(&u)));
+    /// ```
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// A standard normal `f64` (Box-Muller transform).
+    ///
+    /// ```
+    /// let mut rng = polyhead_tensor::Rng::new(3);
+    /// assert!(rng.normal().is_finite());
+    /// ```
     pub fn normal(&mut self) -> f64 {
         // 1 - uniform() is in (0, 1], so the logarithm is finite.
         let u1 = 1.0 - self.uniform();

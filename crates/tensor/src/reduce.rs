@@ -115,6 +115,12 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Maximum of all elements (shape `[]`); an error for an empty tensor.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![1.0_f32, 5.0, 3.0], &[3])?;
+    /// assert_eq!(t.max_all()?.item()?, 5.0);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn max_all(&self) -> Result<Tensor<T>> {
         let flat = self.to_vec();
         if flat.is_empty() {

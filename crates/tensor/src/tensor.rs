@@ -185,6 +185,11 @@ impl<T: Float> Tensor<T> {
     }
 
     /// The shape (length of each axis).
+    ///
+    /// ```
+    /// assert_eq!(polyhead_tensor::Tensor::<f32>::zeros(&[2, 3])?.shape(), &[2, 3]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn shape(&self) -> &[usize] {
         self.array.shape()
     }
@@ -259,6 +264,12 @@ impl<T: Float> Tensor<T> {
     }
 
     /// The underlying shared ndarray array (no copy).
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::<f32>::ones(&[2])?;
+    /// assert_eq!(t.as_shared().len(), 2);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn as_shared(&self) -> &ArcArray<T, IxDyn> {
         &self.array
     }
@@ -277,6 +288,12 @@ impl<T: Float> Tensor<T> {
     }
 
     /// The elements in row-major (logical) order.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![1.0_f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// assert_eq!(t.transpose(0, 1)?.to_vec(), vec![1.0, 3.0, 2.0, 4.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         self.array.iter().copied().collect()
     }
