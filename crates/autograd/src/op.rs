@@ -1,0 +1,92 @@
+//! The [`Op`] trait: one differentiable operation, forward and backward side
+//! by side. Every built-in op implements it, and so can users (a fused loss,
+//! a custom activation); the tape records any `Op` as one node.
+
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::Result;
+
+/// What an op's backward receives.
+#[derive(Debug)]
+pub struct BackwardContext<'a, T: Float> {
+    /// The op's inputs, as they were in forward.
+    pub inputs: &'a [Tensor<T>],
+    /// The op's output.
+    pub output: &'a Tensor<T>,
+    /// dL/d(output), the same shape as `output`.
+    pub grad_output: &'a Tensor<T>,
+    /// `needs_grad[i]` is false when input `i` does not lead to anything
+    /// that wants a gradient; its gradient may be skipped (return `None`).
+    pub needs_grad: &'a [bool],
+}
+
+impl<T: Float> BackwardContext<'_, T> {
+    /// `Some(f())` when input `i` needs a gradient, else `None` (without
+    /// calling `f`): the usual shape of an op's backward.
+    ///
+    /// ```
+    /// # use polyhead_autograd::BackwardContext;
+    /// # use polyhead_tensor::Tensor;
+    /// let t = Tensor::<f64>::ones(&[1])?;
+    /// let ctx = BackwardContext {
+    ///     inputs: &[t.clone()], output: &t, grad_output: &t, needs_grad: &[false],
+    /// };
+    /// assert!(ctx.grad_for(0, || Ok(t.clone()))?.is_none());
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn grad_for(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> Result<Tensor<T>>,
+    ) -> Result<Option<Tensor<T>>> {
+        if self.needs_grad.get(i).copied().unwrap_or(false) {
+            f().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// A differentiable operation: its forward computation and, beside it, the
+/// rule that turns dL/d(output) into dL/d(input) for each input.
+///
+/// Implement it for a custom op, record it with [`crate::Tape::apply`], and
+/// check it with [`crate::gradcheck`]:
+///
+/// ```
+/// use polyhead_autograd::{gradcheck, BackwardContext, GradcheckOptions, Op, Result, Tape};
+/// use polyhead_tensor::{Float, Tensor};
+///
+/// /// softplus(x) = ln(1 + e^x), fused into one node.
+/// struct Softplus;
+///
+/// impl<T: Float> Op<T> for Softplus {
+///     fn name(&self) -> &'static str {
+///         "softplus"
+///     }
+///     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+///         Ok(inputs[0].map(|x| x.max(T::ZERO) + (-x.abs()).exp().ln_1p()))
+///     }
+///     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
+///         // d/dx softplus(x) = sigmoid(x)
+///         let dx = ctx.grad_for(0, || Ok(ctx.grad_output.mul(&ctx.inputs[0].sigmoid())?))?;
+///         Ok(vec![dx])
+///     }
+/// }
+///
+/// let x = Tensor::from_vec(vec![-3.0, -0.5, 0.2, 4.0], &[4])?;
+/// gradcheck(|tape: &Tape<f64>, v| tape.apply(Softplus, &[v[0]]), &[x], &GradcheckOptions::default())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Op<T: Float>: 'static {
+    /// The op's name, used in error messages.
+    fn name(&self) -> &'static str;
+
+    /// Computes the output from the inputs. It may keep anything backward
+    /// needs in `self` (the tape stores the op after this call).
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>>;
+
+    /// Returns one entry per input: `Some(dL/d input)`, with the input's
+    /// shape, for each input that needs a gradient, `None` for the others.
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>>;
+}

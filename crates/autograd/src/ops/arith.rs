@@ -1,0 +1,227 @@
+//! Arithmetic with broadcasting: add, sub, mul, div, maximum, minimum, neg,
+//! and multiplication/addition by a constant scalar.
+//!
+//! A broadcasting op's backward reduces each input's gradient back to that
+//! input's shape with `sum_to_shape`.
+
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::Result;
+use crate::op::{BackwardContext, Op};
+use crate::tape::Var;
+
+type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
+
+/// Backward of a broadcasting binary op: `da` and `db` produce gradients in
+/// the broadcast (output) shape; this reduces them to each input's shape.
+fn binary_grads<T: Float>(
+    ctx: &BackwardContext<'_, T>,
+    da: impl FnOnce() -> Result<Tensor<T>>,
+    db: impl FnOnce() -> Result<Tensor<T>>,
+) -> Grads<T> {
+    let [a, b] = [&ctx.inputs[0], &ctx.inputs[1]];
+    Ok(vec![
+        ctx.grad_for(0, || Ok(da()?.sum_to_shape(a.shape())?))?,
+        ctx.grad_for(1, || Ok(db()?.sum_to_shape(b.shape())?))?,
+    ])
+}
+
+struct Add;
+impl<T: Float> Op<T> for Add {
+    fn name(&self) -> &'static str {
+        "add"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(x[0].add(x[1])?)
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        let g = ctx.grad_output;
+        binary_grads(ctx, || Ok(g.clone()), || Ok(g.clone()))
+    }
+}
+
+struct Sub;
+impl<T: Float> Op<T> for Sub {
+    fn name(&self) -> &'static str {
+        "sub"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(x[0].sub(x[1])?)
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        let g = ctx.grad_output;
+        binary_grads(ctx, || Ok(g.clone()), || Ok(g.neg()))
+    }
+}
+
+struct Mul;
+impl<T: Float> Op<T> for Mul {
+    fn name(&self) -> &'static str {
+        "mul"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(x[0].mul(x[1])?)
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        let (g, a, b) = (ctx.grad_output, &ctx.inputs[0], &ctx.inputs[1]);
+        binary_grads(ctx, || Ok(g.mul(b)?), || Ok(g.mul(a)?))
+    }
+}
+
+struct Div;
+impl<T: Float> Op<T> for Div {
+    fn name(&self) -> &'static str {
+        "div"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(x[0].div(x[1])?)
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        // d(a/b)/da = 1/b; d(a/b)/db = -a/b^2 = -out/b.
+        let (g, b, out) = (ctx.grad_output, &ctx.inputs[1], ctx.output);
+        binary_grads(ctx, || Ok(g.div(b)?), || Ok(g.mul(out)?.div(b)?.neg()))
+    }
+}
+
+/// Elementwise maximum or minimum. At a tie the whole gradient goes to the
+/// first operand (TensorFlow's choice; PyTorch splits it in half).
+struct Extremum {
+    max: bool,
+}
+impl<T: Float> Op<T> for Extremum {
+    fn name(&self) -> &'static str {
+        if self.max { "maximum" } else { "minimum" }
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(if self.max {
+            x[0].maximum(x[1])?
+        } else {
+            x[0].minimum(x[1])?
+        })
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        let (a, b) = (&ctx.inputs[0], &ctx.inputs[1]);
+        let max = self.max;
+        // 1 where the first operand was selected, in the broadcast shape.
+        let first = a.zip_map(b, "maximum", |x, y| {
+            let picked = if max { x >= y } else { x <= y };
+            if picked { T::ONE } else { T::ZERO }
+        })?;
+        let g = ctx.grad_output;
+        binary_grads(
+            ctx,
+            || Ok(g.mul(&first)?),
+            || Ok(g.mul(&first.map(|m| T::ONE - m))?),
+        )
+    }
+}
+
+/// `x * factor + offset` for constants.
+struct Affine<T> {
+    factor: T,
+    offset: T,
+}
+impl<T: Float> Op<T> for Affine<T> {
+    fn name(&self) -> &'static str {
+        "affine"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let (f, o) = (self.factor, self.offset);
+        Ok(x[0].map(|v| v * f + o))
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        Ok(vec![ctx.grad_for(0, || {
+            Ok(ctx.grad_output.mul_scalar(self.factor))
+        })?])
+    }
+}
+
+// `add`, `sub`, ... return `Result` (broadcasting can fail, tapes can be
+// mixed), so they cannot be the `std::ops` traits clippy suggests.
+#[allow(clippy::should_implement_trait)]
+impl<'t, T: Float> Var<'t, T> {
+    /// `self + other` with NumPy broadcasting.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::ones(&[2, 3])?);
+    /// let b = tape.leaf(Tensor::zeros(&[3])?);
+    /// let grads = tape.backward(x.add(b)?.sum_all())?;
+    /// assert_eq!(grads.wrt(b)?.to_vec(), vec![2.0, 2.0, 2.0]); // summed over the batch
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn add(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.apply(Add, &[self, other])
+    }
+
+    /// `self - other` with broadcasting.
+    pub fn sub(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.apply(Sub, &[self, other])
+    }
+
+    /// `self * other` (elementwise) with broadcasting.
+    pub fn mul(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.apply(Mul, &[self, other])
+    }
+
+    /// `self / other` with broadcasting.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::scalar(3.0));
+    /// let b = tape.leaf(Tensor::scalar(2.0));
+    /// let grads = tape.backward(a.div(b)?)?;
+    /// assert_eq!(grads.wrt(a)?.item()?, 0.5);
+    /// assert_eq!(grads.wrt(b)?.item()?, -0.75);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn div(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.apply(Div, &[self, other])
+    }
+
+    /// Elementwise maximum with broadcasting; at a tie the gradient goes to
+    /// `self`.
+    pub fn maximum(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.apply(Extremum { max: true }, &[self, other])
+    }
+
+    /// Elementwise minimum with broadcasting; at a tie the gradient goes to
+    /// `self`.
+    pub fn minimum(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.tape.apply(Extremum { max: false }, &[self, other])
+    }
+
+    /// `-self`.
+    pub fn neg(self) -> Var<'t, T> {
+        self.scale(-T::ONE)
+    }
+
+    /// `self * factor` for a constant factor (a loss weight, say).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(3.0));
+    /// assert_eq!(tape.backward(x.scale(0.5))?.wrt(x)?.item()?, 0.5);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn scale(self, factor: T) -> Var<'t, T> {
+        self.apply_infallible(Affine {
+            factor,
+            offset: T::ZERO,
+        })
+    }
+
+    /// `self + offset` for a constant offset.
+    pub fn add_scalar(self, offset: T) -> Var<'t, T> {
+        self.apply_infallible(Affine {
+            factor: T::ONE,
+            offset,
+        })
+    }
+}

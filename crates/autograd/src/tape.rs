@@ -1,0 +1,439 @@
+//! The tape: an arena of recorded values and ops, the [`Var`] handles that
+//! point into it, and the reverse sweep that turns it into [`Gradients`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{AutogradError, Result};
+use crate::op::{BackwardContext, Op};
+use crate::param::{ParamId, Parameter};
+
+/// One recorded value: its tensor and how it was made.
+struct Node<T: Float> {
+    value: Tensor<T>,
+    /// `true` if some gradient can flow from this node to a leaf or parameter.
+    requires_grad: bool,
+    /// The op and its input nodes; `None` for leaves, parameters, constants
+    /// and anything computed only from them without a gradient.
+    op: Option<(Box<dyn Op<T>>, Vec<usize>)>,
+}
+
+/// A record of one step's computation, for reverse-mode differentiation.
+///
+/// Values enter as parameters ([`Tape::param`]), leaves that want a gradient
+/// ([`Tape::leaf`]) or constants ([`Tape::constant`]); every op on their
+/// [`Var`] handles is recorded. [`Tape::backward`] then sweeps the record in
+/// reverse. Make one tape per training step; dropping it frees the graph.
+/// Backward may run any number of times, from different roots, on one tape.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?);
+/// let y = x.mul(x)?.sum_all(); // sum of squares
+/// let grads = tape.backward(y)?;
+/// assert_eq!(grads.wrt(x)?.to_vec(), vec![2.0, 4.0, 6.0]);
+/// # Ok::<(), polyhead_autograd::AutogradError>(())
+/// ```
+pub struct Tape<T: Float = f32> {
+    id: u64,
+    recording: bool,
+    nodes: RefCell<Vec<Node<T>>>,
+    params: RefCell<HashMap<ParamId, usize>>,
+}
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tape")
+            .field("id", &self.id)
+            .field("recording", &self.recording)
+            .field("nodes", &self.len())
+            .finish()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    fn with_recording(recording: bool) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Tape {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            recording,
+            nodes: RefCell::new(Vec::new()),
+            params: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// An empty tape that records ops for backward.
+    pub fn new() -> Self {
+        Self::with_recording(true)
+    }
+
+    /// A tape for inference: the same model code runs and computes values,
+    /// but no op is kept for backward (nothing requires a gradient), and
+    /// [`Tape::backward`] is an error.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f32>::no_record();
+    /// let x = tape.leaf(Tensor::ones(&[2])?);
+    /// let y = x.exp().sum_all();
+    /// assert!((y.value().item()? - 2.0 * 1f32.exp()).abs() < 1e-6);
+    /// assert!(!y.requires_grad());
+    /// assert!(tape.backward(y).is_err());
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn no_record() -> Self {
+        Self::with_recording(false)
+    }
+
+    /// `true` unless made with [`Tape::no_record`].
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Number of values recorded so far.
+    ///
+    /// ```
+    /// let tape = polyhead_autograd::Tape::<f32>::new();
+    /// assert_eq!(tape.len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// `true` if nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(
+        &self,
+        value: Tensor<T>,
+        requires_grad: bool,
+        op: Option<(Box<dyn Op<T>>, Vec<usize>)>,
+    ) -> Var<'_, T> {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(Node {
+            value,
+            requires_grad,
+            op,
+        });
+        Var {
+            tape: self,
+            index: nodes.len() - 1,
+        }
+    }
+
+    /// A value whose gradient is wanted (an input to differentiate with
+    /// respect to, as in a gradient check).
+    pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(value, self.recording, None)
+    }
+
+    /// A value that needs no gradient (inputs, targets, masks).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let c = tape.constant(Tensor::ones(&[2])?);
+    /// assert!(!c.requires_grad());
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(value, false, None)
+    }
+
+    /// Brings a parameter onto the tape (once: asking again for the same
+    /// parameter returns the same handle, so its uses accumulate into one
+    /// gradient).
+    pub fn param(&self, param: &Parameter<T>) -> Var<'_, T> {
+        if let Some(&index) = self.params.borrow().get(&param.id()) {
+            return Var { tape: self, index };
+        }
+        let var = self.push(param.value().clone(), self.recording, None);
+        self.params.borrow_mut().insert(param.id(), var.index);
+        var
+    }
+
+    /// Runs `op` on `inputs` and records it as one node.
+    ///
+    /// ```
+    /// use polyhead_autograd::{BackwardContext, Op, Result, Tape};
+    /// use polyhead_tensor::{Float, Tensor};
+    /// struct Double;
+    /// impl<T: Float> Op<T> for Double {
+    ///     fn name(&self) -> &'static str { "double" }
+    ///     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+    ///         Ok(x[0].mul_scalar(T::from_f64(2.0)))
+    ///     }
+    ///     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
+    ///         Ok(vec![ctx.grad_for(0, || Ok(ctx.grad_output.mul_scalar(T::from_f64(2.0))))?])
+    ///     }
+    /// }
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::ones(&[1])?);
+    /// let y = tape.apply(Double, &[x])?;
+    /// assert_eq!(tape.backward(y)?.wrt(x)?.to_vec(), vec![2.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn apply<O: Op<T>>(&self, mut op: O, inputs: &[Var<'_, T>]) -> Result<Var<'_, T>> {
+        if inputs.iter().any(|v| !std::ptr::eq(v.tape, self)) {
+            return Err(AutogradError::ForeignVar { op: op.name() });
+        }
+        let (values, requires_grad) = {
+            let nodes = self.nodes.borrow();
+            let values: Vec<Tensor<T>> = inputs
+                .iter()
+                .map(|v| nodes[v.index].value.clone())
+                .collect();
+            let requires_grad = inputs.iter().any(|v| nodes[v.index].requires_grad);
+            (values, requires_grad)
+        };
+        let refs: Vec<&Tensor<T>> = values.iter().collect();
+        let output = op.forward(&refs)?;
+        if requires_grad {
+            let indices = inputs.iter().map(|v| v.index).collect();
+            Ok(self.push(output, true, Some((Box::new(op), indices))))
+        } else {
+            Ok(self.push(output, false, None))
+        }
+    }
+
+    /// Gradients of a single-element `root` with respect to every recorded
+    /// value that it depends on.
+    pub fn backward(&self, root: Var<'_, T>) -> Result<Gradients<T>> {
+        self.check_own(root, "backward")?;
+        let value = root.value();
+        if value.len() != 1 {
+            return Err(AutogradError::NonScalarRoot {
+                shape: value.shape().to_vec(),
+            });
+        }
+        self.backward_with_seed(root, &Tensor::ones(value.shape())?)
+    }
+
+    /// Gradients of `sum(seed * root)`: for a root with several elements,
+    /// the vector-Jacobian product with `seed` (which has the root's shape).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], &[2])?);
+    /// let y = x.mul(x)?;
+    /// let seed = Tensor::from_vec(vec![1.0, 10.0], &[2])?;
+    /// assert_eq!(tape.backward_with_seed(y, &seed)?.wrt(x)?.to_vec(), vec![2.0, 40.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn backward_with_seed(&self, root: Var<'_, T>, seed: &Tensor<T>) -> Result<Gradients<T>> {
+        self.check_own(root, "backward")?;
+        if !self.recording {
+            return Err(AutogradError::NotRecording);
+        }
+        let nodes = self.nodes.borrow();
+        let root_shape = nodes[root.index].value.shape();
+        if seed.shape() != root_shape {
+            return Err(AutogradError::SeedShape {
+                seed: seed.shape().to_vec(),
+                root: root_shape.to_vec(),
+            });
+        }
+        let mut grads: Vec<Option<Tensor<T>>> = vec![None; root.index + 1];
+        grads[root.index] = Some(seed.clone());
+        for i in (0..=root.index).rev() {
+            let node = &nodes[i];
+            let (Some(grad), Some((op, inputs))) = (&grads[i], &node.op) else {
+                continue;
+            };
+            let needs_grad: Vec<bool> = inputs.iter().map(|&j| nodes[j].requires_grad).collect();
+            let values: Vec<Tensor<T>> = inputs.iter().map(|&j| nodes[j].value.clone()).collect();
+            let ctx = BackwardContext {
+                inputs: &values,
+                output: &node.value,
+                grad_output: grad,
+                needs_grad: &needs_grad,
+            };
+            let input_grads = op.backward(&ctx)?;
+            if input_grads.len() != inputs.len() {
+                return Err(AutogradError::Op {
+                    op: op.name(),
+                    message: format!(
+                        "backward returned {} gradients for {} inputs",
+                        input_grads.len(),
+                        inputs.len()
+                    ),
+                });
+            }
+            for (k, (g, &j)) in input_grads.into_iter().zip(inputs).enumerate() {
+                let Some(g) = g else { continue };
+                if !needs_grad[k] {
+                    continue;
+                }
+                if g.shape() != nodes[j].value.shape() {
+                    return Err(AutogradError::Op {
+                        op: op.name(),
+                        message: format!(
+                            "backward returned a gradient of shape {:?} for input {k} of shape {:?}",
+                            g.shape(),
+                            nodes[j].value.shape()
+                        ),
+                    });
+                }
+                grads[j] = Some(match grads[j].take() {
+                    Some(acc) => acc.add(&g)?,
+                    None => g,
+                });
+            }
+        }
+        Ok(Gradients {
+            tape_id: self.id,
+            grads,
+            params: self.params.borrow().clone(),
+        })
+    }
+
+    fn check_own(&self, var: Var<'_, T>, op: &'static str) -> Result<()> {
+        if std::ptr::eq(var.tape, self) {
+            Ok(())
+        } else {
+            Err(AutogradError::ForeignVar { op })
+        }
+    }
+}
+
+/// A handle to a value recorded on a [`Tape`]: cheap to copy, and unable
+/// to outlive its tape. Ops on handles are recorded on their tape.
+#[derive(Clone, Copy)]
+pub struct Var<'t, T: Float = f32> {
+    pub(crate) tape: &'t Tape<T>,
+    pub(crate) index: usize,
+}
+
+impl<T: Float> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var(#{} {:?})", self.index, self.shape())
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The recorded value (a cheap clone of the tensor).
+    ///
+    /// ```
+    /// let tape = polyhead_autograd::Tape::<f32>::new();
+    /// let x = tape.constant(polyhead_tensor::Tensor::ones(&[2])?);
+    /// assert_eq!(x.value().to_vec(), vec![1.0, 1.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn value(&self) -> Tensor<T> {
+        self.tape.nodes.borrow()[self.index].value.clone()
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> Vec<usize> {
+        self.tape.nodes.borrow()[self.index].value.shape().to_vec()
+    }
+
+    /// `true` if a gradient can flow from this value to a leaf or parameter.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.nodes.borrow()[self.index].requires_grad
+    }
+
+    /// The tape this value is recorded on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// Records `op` with `self` as its only input (see [`Tape::apply`]).
+    pub fn apply<O: Op<T>>(self, op: O) -> Result<Var<'t, T>> {
+        self.tape.apply(op, &[self])
+    }
+
+    /// Records an op that cannot fail on a value of this tape.
+    pub(crate) fn apply_infallible<O: Op<T>>(self, op: O) -> Var<'t, T> {
+        self.tape
+            .apply(op, &[self])
+            .expect("unary op on its own tape with a shape-independent forward")
+    }
+}
+
+/// The result of [`Tape::backward`]: a gradient per recorded value that the
+/// root depends on, addressable by [`Var`] or by [`Parameter`].
+///
+/// A value the root does not depend on has no gradient: [`Gradients::get`]
+/// gives `None` and [`Gradients::wrt`] gives zeros of its shape (what
+/// TensorFlow calls `UnconnectedGradients.ZERO`).
+pub struct Gradients<T: Float = f32> {
+    tape_id: u64,
+    grads: Vec<Option<Tensor<T>>>,
+    params: HashMap<ParamId, usize>,
+}
+
+impl<T: Float> fmt::Debug for Gradients<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let present = self.grads.iter().filter(|g| g.is_some()).count();
+        write!(f, "Gradients({present} of {} values)", self.grads.len())
+    }
+}
+
+impl<T: Float> Gradients<T> {
+    /// The gradient for `var`, or `None` if the root does not depend on it
+    /// (or it belongs to another tape).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::ones(&[1])?);
+    /// let unused = tape.leaf(Tensor::ones(&[1])?);
+    /// let grads = tape.backward(x.exp().sum_all())?;
+    /// assert!(grads.get(x).is_some());
+    /// assert!(grads.get(unused).is_none());
+    /// assert_eq!(grads.wrt(unused)?.to_vec(), vec![0.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn get(&self, var: Var<'_, T>) -> Option<&Tensor<T>> {
+        if var.tape.id != self.tape_id {
+            return None;
+        }
+        self.grads.get(var.index).and_then(Option::as_ref)
+    }
+
+    /// The gradient for `var`, zeros of its shape if the root does not
+    /// depend on it; an error if `var` belongs to another tape.
+    pub fn wrt(&self, var: Var<'_, T>) -> Result<Tensor<T>> {
+        if var.tape.id != self.tape_id {
+            return Err(AutogradError::ForeignVar {
+                op: "Gradients::wrt",
+            });
+        }
+        match self.get(var) {
+            Some(g) => Ok(g.clone()),
+            None => Ok(Tensor::zeros(&var.shape())?),
+        }
+    }
+
+    /// The gradient for a parameter brought onto the tape with
+    /// [`Tape::param`], or `None` if the root does not depend on it.
+    pub fn param(&self, param: &Parameter<T>) -> Option<&Tensor<T>> {
+        self.by_id(param.id())
+    }
+
+    /// The gradient for a parameter, by id.
+    pub fn by_id(&self, id: ParamId) -> Option<&Tensor<T>> {
+        let &index = self.params.get(&id)?;
+        self.grads.get(index).and_then(Option::as_ref)
+    }
+}
