@@ -10,6 +10,13 @@ use crate::error::AutogradError;
 use crate::tape::{Tape, Var};
 
 /// How [`gradcheck`] compares.
+///
+/// ```
+/// use polyhead_autograd::GradcheckOptions;
+/// // Tighter than PyTorch's defaults, for well-conditioned f64 tests:
+/// let strict = GradcheckOptions { atol: 1e-7, rtol: 1e-6, ..GradcheckOptions::default() };
+/// assert_eq!(strict.eps, 1e-6);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradcheckOptions {
     /// Finite-difference step (PyTorch's default `1e-6`).
@@ -34,6 +41,12 @@ impl Default for GradcheckOptions {
 }
 
 /// Which comparison [`gradcheck`] makes.
+///
+/// ```
+/// use polyhead_autograd::{GradcheckMode, GradcheckOptions};
+/// let fast = GradcheckOptions { mode: GradcheckMode::Fast { seed: 7 }, ..Default::default() };
+/// assert_ne!(fast.mode, GradcheckMode::Full);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GradcheckMode {
     /// Every element of the Jacobian: one backward pass per output element
@@ -52,6 +65,16 @@ pub enum GradcheckMode {
 }
 
 /// What a passing [`gradcheck`] compared.
+///
+/// ```
+/// use polyhead_autograd::{gradcheck, GradcheckOptions};
+/// use polyhead_tensor::Tensor;
+/// let x = Tensor::from_vec(vec![0.5, 1.5], &[2])?;
+/// let report = gradcheck(|_, v| Ok(v[0].exp()), &[x], &GradcheckOptions::default())?;
+/// assert_eq!(report.compared, 4); // a 2 x 2 Jacobian
+/// assert!(report.max_abs_diff < 1e-8);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradcheckReport {
     /// Number of Jacobian entries (or projections, in fast mode) compared.
@@ -61,6 +84,16 @@ pub struct GradcheckReport {
 }
 
 /// Why [`gradcheck`] failed.
+///
+/// ```
+/// use polyhead_autograd::{gradcheck, GradcheckError, GradcheckOptions};
+/// use polyhead_tensor::Tensor;
+/// let x = Tensor::from_vec(vec![1.0], &[1])?;
+/// // The function fails: the shapes do not multiply.
+/// let err = gradcheck(|_, v| v[0].matmul(v[0]), &[x], &GradcheckOptions::default()).unwrap_err();
+/// assert!(matches!(err, GradcheckError::Function(_)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum GradcheckError {
     /// The function itself returned an error.

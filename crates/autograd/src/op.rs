@@ -7,6 +7,17 @@ use polyhead_tensor::{Float, Tensor};
 use crate::error::Result;
 
 /// What an op's backward receives.
+///
+/// ```
+/// use polyhead_autograd::BackwardContext;
+/// use polyhead_tensor::Tensor;
+/// let x = Tensor::<f64>::from_vec(vec![2.0], &[1])?;
+/// let g = Tensor::<f64>::ones(&[1])?;
+/// let ctx = BackwardContext { inputs: &[x.clone()], output: &x, grad_output: &g, needs_grad: &[true] };
+/// // The backward of the identity passes the gradient through.
+/// assert_eq!(ctx.grad_for(0, || Ok(ctx.grad_output.clone()))?.unwrap().to_vec(), vec![1.0]);
+/// # Ok::<(), polyhead_autograd::AutogradError>(())
+/// ```
 #[derive(Debug)]
 pub struct BackwardContext<'a, T: Float> {
     /// The op's inputs, as they were in forward.

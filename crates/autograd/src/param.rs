@@ -21,6 +21,11 @@ pub struct ParamId(u64);
 
 impl ParamId {
     /// A fresh identity, never returned before in this process.
+    ///
+    /// ```
+    /// use polyhead_autograd::ParamId;
+    /// assert_ne!(ParamId::fresh(), ParamId::fresh());
+    /// ```
     pub fn fresh() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         ParamId(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -52,6 +57,12 @@ pub struct Parameter<T: Float = f32> {
 
 impl<T: Float> Parameter<T> {
     /// A parameter with the given initial value and a fresh id.
+    ///
+    /// ```
+    /// let p = polyhead_autograd::Parameter::new(polyhead_tensor::Tensor::<f32>::zeros(&[3, 2])?);
+    /// assert_eq!(p.value().shape(), &[3, 2]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn new(value: Tensor<T>) -> Self {
         Parameter {
             id: ParamId::fresh(),
@@ -60,6 +71,13 @@ impl<T: Float> Parameter<T> {
     }
 
     /// The parameter's identity.
+    ///
+    /// ```
+    /// let p = polyhead_autograd::Parameter::new(polyhead_tensor::Tensor::<f32>::zeros(&[1])?);
+    /// assert_eq!(p.id(), p.id());
+    /// assert_ne!(p.id(), p.clone().id());
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
     pub fn id(&self) -> ParamId {
         self.id
     }

@@ -75,6 +75,11 @@ impl<T: Float> Tape<T> {
     }
 
     /// An empty tape that records ops for backward.
+    ///
+    /// ```
+    /// let tape = polyhead_autograd::Tape::<f32>::new();
+    /// assert!(tape.is_recording() && tape.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::with_recording(true)
     }
@@ -99,6 +104,10 @@ impl<T: Float> Tape<T> {
     }
 
     /// `true` unless made with [`Tape::no_record`].
+    ///
+    /// ```
+    /// assert!(!polyhead_autograd::Tape::<f32>::no_record().is_recording());
+    /// ```
     pub fn is_recording(&self) -> bool {
         self.recording
     }
@@ -114,6 +123,12 @@ impl<T: Float> Tape<T> {
     }
 
     /// `true` if nothing was recorded yet.
+    ///
+    /// ```
+    /// let tape = polyhead_autograd::Tape::<f32>::new();
+    /// tape.constant(polyhead_tensor::Tensor::scalar(1.0));
+    /// assert!(!tape.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -138,6 +153,16 @@ impl<T: Float> Tape<T> {
 
     /// A value whose gradient is wanted (an input to differentiate with
     /// respect to, as in a gradient check).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(3.0));
+    /// assert!(x.requires_grad());
+    /// assert_eq!(tape.backward(x.mul(x)?)?.wrt(x)?.item()?, 6.0);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
         self.push(value, self.recording, None)
     }
@@ -159,6 +184,16 @@ impl<T: Float> Tape<T> {
     /// Brings a parameter onto the tape (once: asking again for the same
     /// parameter returns the same handle, so its uses accumulate into one
     /// gradient).
+    ///
+    /// ```
+    /// use polyhead_autograd::{Parameter, Tape};
+    /// use polyhead_tensor::Tensor;
+    /// let w = Parameter::new(Tensor::<f64>::scalar(2.0));
+    /// let tape = Tape::new();
+    /// let y = tape.param(&w).mul(tape.param(&w))?; // w^2, one value used twice
+    /// assert_eq!(tape.backward(y)?.param(&w).unwrap().item()?, 4.0);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn param(&self, param: &Parameter<T>) -> Var<'_, T> {
         if let Some(&index) = self.params.borrow().get(&param.id()) {
             return Var { tape: self, index };
@@ -214,6 +249,17 @@ impl<T: Float> Tape<T> {
 
     /// Gradients of a single-element `root` with respect to every recorded
     /// value that it depends on.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], &[2])?);
+    /// let loss = x.exp().sum_all();
+    /// let grads = tape.backward(loss)?;
+    /// assert_eq!(grads.wrt(x)?.to_vec(), vec![1f64.exp(), 2f64.exp()]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn backward(&self, root: Var<'_, T>) -> Result<Gradients<T>> {
         self.check_own(root, "backward")?;
         let value = root.value();
@@ -316,6 +362,17 @@ impl<T: Float> Tape<T> {
 
 /// A handle to a value recorded on a [`Tape`]: cheap to copy, and unable
 /// to outlive its tape. Ops on handles are recorded on their tape.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let x = tape.leaf(Tensor::scalar(2.0));
+/// let y = x; // Copy: both name the same value
+/// let z = x.mul(y)?;
+/// assert_eq!(z.value().item()?, 4.0);
+/// # Ok::<(), polyhead_autograd::AutogradError>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Var<'t, T: Float = f32> {
     pub(crate) tape: &'t Tape<T>,
@@ -342,21 +399,66 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// The value's shape.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// assert_eq!(tape.constant(Tensor::zeros(&[2, 3])?).shape(), vec![2, 3]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn shape(&self) -> Vec<usize> {
         self.tape.nodes.borrow()[self.index].value.shape().to_vec()
     }
 
     /// `true` if a gradient can flow from this value to a leaf or parameter.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(1.0));
+    /// let c = tape.constant(Tensor::scalar(1.0));
+    /// assert!(x.add(c)?.requires_grad());
+    /// assert!(!c.exp().requires_grad());
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn requires_grad(&self) -> bool {
         self.tape.nodes.borrow()[self.index].requires_grad
     }
 
     /// The tape this value is recorded on.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(1.0));
+    /// assert!(std::ptr::eq(x.tape(), &tape));
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn tape(&self) -> &'t Tape<T> {
         self.tape
     }
 
     /// Records `op` with `self` as its only input (see [`Tape::apply`]).
+    ///
+    /// ```
+    /// use polyhead_autograd::{BackwardContext, Op, Result, Tape};
+    /// use polyhead_tensor::{Float, Tensor};
+    /// struct Identity;
+    /// impl<T: Float> Op<T> for Identity {
+    ///     fn name(&self) -> &'static str { "identity" }
+    ///     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> { Ok(x[0].clone()) }
+    ///     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
+    ///         Ok(vec![ctx.grad_for(0, || Ok(ctx.grad_output.clone()))?])
+    ///     }
+    /// }
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(5.0));
+    /// assert_eq!(x.apply(Identity)?.value().item()?, 5.0);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn apply<O: Op<T>>(self, op: O) -> Result<Var<'t, T>> {
         self.tape.apply(op, &[self])
     }
@@ -371,6 +473,19 @@ impl<'t, T: Float> Var<'t, T> {
 
 /// The result of [`Tape::backward`]: a gradient per recorded value that the
 /// root depends on, addressable by [`Var`] or by [`Parameter`].
+///
+/// ```
+/// use polyhead_autograd::{Parameter, Tape};
+/// use polyhead_tensor::Tensor;
+/// let w = Parameter::new(Tensor::<f64>::scalar(3.0));
+/// let tape = Tape::new();
+/// let x = tape.leaf(Tensor::scalar(2.0));
+/// let grads = tape.backward(x.mul(tape.param(&w))?)?;
+/// assert_eq!(grads.wrt(x)?.item()?, 3.0);
+/// assert_eq!(grads.param(&w).unwrap().item()?, 2.0);
+/// assert_eq!(grads.by_id(w.id()).unwrap().item()?, 2.0);
+/// # Ok::<(), polyhead_autograd::AutogradError>(())
+/// ```
 ///
 /// A value the root does not depend on has no gradient: [`Gradients::get`]
 /// gives `None` and [`Gradients::wrt`] gives zeros of its shape (what
@@ -413,6 +528,18 @@ impl<T: Float> Gradients<T> {
 
     /// The gradient for `var`, zeros of its shape if the root does not
     /// depend on it; an error if `var` belongs to another tape.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::scalar(2.0));
+    /// let grads = tape.backward(x.powf(3.0))?;
+    /// assert_eq!(grads.wrt(x)?.item()?, 12.0);
+    /// let other = Tape::<f64>::new();
+    /// assert!(grads.wrt(other.leaf(Tensor::scalar(1.0))).is_err());
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn wrt(&self, var: Var<'_, T>) -> Result<Tensor<T>> {
         if var.tape.id != self.tape_id {
             return Err(AutogradError::ForeignVar {
@@ -427,11 +554,33 @@ impl<T: Float> Gradients<T> {
 
     /// The gradient for a parameter brought onto the tape with
     /// [`Tape::param`], or `None` if the root does not depend on it.
+    ///
+    /// ```
+    /// use polyhead_autograd::{Parameter, Tape};
+    /// use polyhead_tensor::Tensor;
+    /// let (a, b) = (Parameter::new(Tensor::<f64>::scalar(1.0)), Parameter::new(Tensor::<f64>::scalar(1.0)));
+    /// let tape = Tape::new();
+    /// let _b_on_tape = tape.param(&b);
+    /// let grads = tape.backward(tape.param(&a).exp())?;
+    /// assert!(grads.param(&a).is_some());
+    /// assert!(grads.param(&b).is_none());
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn param(&self, param: &Parameter<T>) -> Option<&Tensor<T>> {
         self.by_id(param.id())
     }
 
     /// The gradient for a parameter, by id.
+    ///
+    /// ```
+    /// use polyhead_autograd::{Parameter, Tape};
+    /// use polyhead_tensor::Tensor;
+    /// let w = Parameter::new(Tensor::<f64>::scalar(1.0));
+    /// let tape = Tape::new();
+    /// let grads = tape.backward(tape.param(&w).scale(4.0))?;
+    /// assert_eq!(grads.by_id(w.id()).unwrap().item()?, 4.0);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn by_id(&self, id: ParamId) -> Option<&Tensor<T>> {
         let &index = self.params.get(&id)?;
         self.grads.get(index).and_then(Option::as_ref)

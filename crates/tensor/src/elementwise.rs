@@ -27,6 +27,11 @@ impl<T: Float> Tensor<T> {
         f: impl Fn(T, T) -> T,
     ) -> Result<Tensor<T>> {
         if self.shape() == other.shape() {
+            if let (Some(a), Some(b)) = (self.array.as_slice(), other.array.as_slice()) {
+                // Contiguous fast path: a plain loop the compiler vectorises.
+                let data: Vec<T> = a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+                return Ok(Tensor::from_contiguous(data, self.shape()));
+            }
             let out = Zip::from(&self.array)
                 .and(&other.array)
                 .map_collect(|&a, &b| f(a, b));
@@ -184,6 +189,10 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn map(&self, f: impl Fn(T) -> T) -> Tensor<T> {
+        if let Some(a) = self.array.as_slice() {
+            let data: Vec<T> = a.iter().map(|&v| f(v)).collect();
+            return Tensor::from_contiguous(data, self.shape());
+        }
         Tensor::from_array(self.array.map(|&v| f(v)))
     }
 

@@ -102,6 +102,14 @@ impl<T: Float> Tensor<T> {
         Ok(Self::from_array(array))
     }
 
+    /// A tensor from row-major data whose length is known to match `shape`
+    /// (an internal invariant of the caller, not user input).
+    pub(crate) fn from_contiguous(data: Vec<T>, shape: &[usize]) -> Self {
+        let array = ArrayD::from_shape_vec(IxDyn(shape), data)
+            .expect("from_contiguous: the caller guarantees the length");
+        Self::from_array(array)
+    }
+
     /// Wraps an owned ndarray array of any dimension, without copying.
     ///
     /// ```

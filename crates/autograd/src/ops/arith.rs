@@ -157,11 +157,33 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// `self - other` with broadcasting.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::scalar(3.0));
+    /// let b = tape.leaf(Tensor::scalar(1.0));
+    /// let g = tape.backward(a.sub(b)?)?;
+    /// assert_eq!((g.wrt(a)?.item()?, g.wrt(b)?.item()?), (1.0, -1.0));
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn sub(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
         self.tape.apply(Sub, &[self, other])
     }
 
     /// `self * other` (elementwise) with broadcasting.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::scalar(3.0));
+    /// let b = tape.leaf(Tensor::scalar(5.0));
+    /// let g = tape.backward(a.mul(b)?)?;
+    /// assert_eq!((g.wrt(a)?.item()?, g.wrt(b)?.item()?), (5.0, 3.0));
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn mul(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
         self.tape.apply(Mul, &[self, other])
     }
@@ -185,17 +207,54 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Elementwise maximum with broadcasting; at a tie the gradient goes to
     /// `self`.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::from_vec(vec![1.0, 5.0], &[2])?);
+    /// let floor = tape.leaf(Tensor::scalar(2.0));
+    /// let y = a.maximum(floor)?;
+    /// assert_eq!(y.value().to_vec(), vec![2.0, 5.0]);
+    /// let g = tape.backward(y.sum_all())?;
+    /// assert_eq!(g.wrt(a)?.to_vec(), vec![0.0, 1.0]);
+    /// assert_eq!(g.wrt(floor)?.item()?, 1.0);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn maximum(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
         self.tape.apply(Extremum { max: true }, &[self, other])
     }
 
     /// Elementwise minimum with broadcasting; at a tie the gradient goes to
     /// `self`.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::from_vec(vec![1.0, 5.0], &[2])?);
+    /// let cap = tape.constant(Tensor::scalar(2.0));
+    /// let y = a.minimum(cap)?;
+    /// assert_eq!(y.value().to_vec(), vec![1.0, 2.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(a)?.to_vec(), vec![1.0, 0.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn minimum(self, other: Var<'t, T>) -> Result<Var<'t, T>> {
         self.tape.apply(Extremum { max: false }, &[self, other])
     }
 
     /// `-self`.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, -2.0], &[2])?);
+    /// let y = x.neg();
+    /// assert_eq!(y.value().to_vec(), vec![-1.0, 2.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![-1.0, -1.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn neg(self) -> Var<'t, T> {
         self.scale(-T::ONE)
     }
@@ -218,6 +277,17 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// `self + offset` for a constant offset.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, -2.0], &[2])?);
+    /// let y = x.add_scalar(10.0);
+    /// assert_eq!(y.value().to_vec(), vec![11.0, 8.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![1.0, 1.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn add_scalar(self, offset: T) -> Var<'t, T> {
         self.apply_infallible(Affine {
             factor: T::ONE,

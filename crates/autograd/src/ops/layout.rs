@@ -135,6 +135,17 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Swaps two axes.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?);
+    /// let xt = x.transpose(0, 1)?;
+    /// assert_eq!(xt.shape(), vec![3, 2]);
+    /// assert_eq!(tape.backward(xt.sum_all())?.wrt(x)?.shape(), &[2, 3]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn transpose(self, axis0: isize, axis1: isize) -> Result<Var<'t, T>> {
         self.apply(Transpose {
             axes: (axis0, axis1),
@@ -142,11 +153,32 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// The elements `start..end` along `axis`.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?);
+    /// let tail = x.slice_axis(0, 1, 3)?;
+    /// assert_eq!(tail.value().to_vec(), vec![2.0, 3.0]);
+    /// assert_eq!(tape.backward(tail.sum_all())?.wrt(x)?.to_vec(), vec![0.0, 1.0, 1.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn slice_axis(self, axis: isize, start: usize, end: usize) -> Result<Var<'t, T>> {
         self.apply(SliceAxis { axis, start, end })
     }
 
     /// Materialises the value broadcast to `shape`; backward sums back.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let b = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], &[2])?);
+    /// let tiled = b.broadcast_to(&[3, 2])?;
+    /// assert_eq!(tape.backward(tiled.sum_all())?.wrt(b)?.to_vec(), vec![3.0, 3.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn broadcast_to(self, shape: &[usize]) -> Result<Var<'t, T>> {
         self.apply(BroadcastTo {
             shape: shape.to_vec(),

@@ -69,16 +69,49 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Natural logarithm.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], &[2])?);
+    /// let y = x.ln();
+    /// assert_eq!(y.value().to_vec(), vec![0.0, std::f64::consts::LN_2]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![1.0, 0.5]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn ln(self) -> Var<'t, T> {
         self.unary("ln", T::ln, |x, _| T::ONE / x)
     }
 
     /// Square root.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![4.0, 16.0], &[2])?);
+    /// let y = x.sqrt();
+    /// assert_eq!(y.value().to_vec(), vec![2.0, 4.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![0.25, 0.125]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn sqrt(self) -> Var<'t, T> {
         self.unary("sqrt", T::sqrt, |_, y| T::from_f64(0.5) / y)
     }
 
     /// `x^p` for a constant exponent.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![3.0, -1.0], &[2])?);
+    /// let y = x.powf(2.0);
+    /// assert_eq!(y.value().to_vec(), vec![9.0, 1.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![6.0, -2.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn powf(self, p: T) -> Var<'t, T> {
         self.unary(
             "powf",
@@ -89,6 +122,17 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// `|x|`; its derivative at 0 is taken to be 0 (as in PyTorch and
     /// TensorFlow).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![-3.0, 0.0, 2.0], &[3])?);
+    /// let y = x.abs();
+    /// assert_eq!(y.value().to_vec(), vec![3.0, 0.0, 2.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![-1.0, 0.0, 1.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn abs(self) -> Var<'t, T> {
         self.unary("abs", T::abs, |x, _| {
             if x > T::ZERO {
@@ -102,11 +146,33 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Hyperbolic tangent.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![0.0], &[1])?);
+    /// let y = x.tanh();
+    /// assert_eq!(y.value().to_vec(), vec![0.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![1.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn tanh(self) -> Var<'t, T> {
         self.unary("tanh", T::tanh, |_, y| T::ONE - y * y)
     }
 
     /// The logistic sigmoid, stable for any input.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![0.0, -1000.0], &[2])?);
+    /// let y = x.sigmoid();
+    /// assert_eq!(y.value().to_vec(), vec![0.5, 0.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![0.25, 0.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn sigmoid(self) -> Var<'t, T> {
         self.unary("sigmoid", sigmoid, |_, y| y * (T::ONE - y))
     }
@@ -138,6 +204,17 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// `x` for positive `x`, `slope * x` otherwise (Keras' `negative_slope`,
     /// PyTorch's default 0.01); derivative at 0 is `slope`.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![-2.0, 3.0], &[2])?);
+    /// let y = x.leaky_relu(0.5);
+    /// assert_eq!(y.value().to_vec(), vec![-1.0, 3.0]);
+    /// assert_eq!(tape.backward(y.sum_all())?.wrt(x)?.to_vec(), vec![0.5, 1.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn leaky_relu(self, slope: T) -> Var<'t, T> {
         self.unary(
             "leaky_relu",
@@ -232,6 +309,19 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Log-softmax along `axis`, exact where `ln(softmax)` would be `-inf`.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![0.0, 0.0], &[2])?);
+    /// let y = x.log_softmax(0)?;
+    /// assert_eq!(y.value().to_vec(), vec![-std::f64::consts::LN_2; 2]);
+    /// // Picking class 0: gradient is onehot - softmax.
+    /// let picked = y.slice_axis(0, 0, 1)?.sum_all();
+    /// assert_eq!(tape.backward(picked)?.wrt(x)?.to_vec(), vec![0.5, -0.5]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn log_softmax(self, axis: isize) -> Result<Var<'t, T>> {
         self.apply(LogSoftmax { axis })
     }

@@ -122,6 +122,17 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Sum of all elements, as a 0-dimensional value (a loss, typically).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::ones(&[2, 3])?);
+    /// let s = x.sum_all();
+    /// assert_eq!(s.value().item()?, 6.0);
+    /// assert_eq!(tape.backward(s)?.wrt(x)?.to_vec(), vec![1.0; 6]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn sum_all(self) -> Var<'t, T> {
         self.apply_infallible(Sum {
             axis: None,
@@ -131,6 +142,17 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Mean over one axis; an error if the axis is empty.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 3.0, 5.0, 7.0], &[2, 2])?);
+    /// let m = x.mean_axis(0, false)?;
+    /// assert_eq!(m.value().to_vec(), vec![3.0, 5.0]);
+    /// assert_eq!(tape.backward(m.sum_all())?.wrt(x)?.to_vec(), vec![0.5; 4]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn mean_axis(self, axis: isize, keep_dims: bool) -> Result<Var<'t, T>> {
         self.apply(Sum {
             axis: Some(axis),
@@ -159,6 +181,17 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Maximum over one axis; the gradient flows to the first maximal
     /// element of each lane. An error if the axis is empty.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 9.0, 4.0, 4.0], &[2, 2])?);
+    /// let m = x.max_axis(1, false)?;
+    /// assert_eq!(m.value().to_vec(), vec![9.0, 4.0]);
+    /// assert_eq!(tape.backward(m.sum_all())?.wrt(x)?.to_vec(), vec![0.0, 1.0, 1.0, 0.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
     pub fn max_axis(self, axis: isize, keep_dims: bool) -> Result<Var<'t, T>> {
         self.apply(Max { axis, keep_dims })
     }
