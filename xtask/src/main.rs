@@ -3,12 +3,17 @@
 
 use std::process::{Command, ExitCode};
 
+mod conformance;
+
 const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  ci      run what CI runs: fmt check, clippy -D warnings, the test suite
-  help    print this message
+  ci                    run what CI runs: fmt check, clippy -D warnings, the tests
+  conformance FILE...   check polyhead against reference fixture files (see
+                        shared/fixtures/FORMAT.md); prints each failing case
+                        and ends with `N passed, N failed`
+  help                  print this message
 ";
 
 fn main() -> ExitCode {
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
             ],
             &["test", "--workspace"],
         ]),
+        Some("conformance") => conformance_command(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             ExitCode::SUCCESS
@@ -55,4 +61,42 @@ fn run_all(invocations: &[&[&str]]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Runs every case of each fixture file; exits non-zero if any case fails.
+fn conformance_command(files: &[String]) -> ExitCode {
+    if files.is_empty() {
+        eprintln!("xtask conformance: name at least one fixture file");
+        return ExitCode::from(2);
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in files {
+        let parsed = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+            .and_then(|json| conformance::run_loss_file(&json));
+        match parsed {
+            Ok(outcomes) => {
+                for o in outcomes {
+                    match o.failure {
+                        None => passed += 1,
+                        Some(f) => {
+                            failed += 1;
+                            println!("FAIL {file} {}: {f}", o.id);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {file}: {e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -1,8 +1,57 @@
 //! # polyhead-losses
 //!
-//! Loss functions for polyhead with fused value-and-gradient kernels.
+//! The loss catalog of polyhead: every loss users know from Keras and
+//! PyTorch, with the same numbers, each a fused kernel that computes the
+//! value and the gradient with respect to the prediction in one pass.
 //!
-//! This crate is a placeholder in the workspace; its contents arrive with
-//! their issue (see ARCHITECTURE.md).
+//! Use a loss on plain tensors (no tape), or record it on an autograd tape
+//! as one node with [`Loss::record`]:
+//!
+//! ```
+//! use polyhead_losses::{CrossEntropy, Loss, Mse, Reduction};
+//! use polyhead_tensor::Tensor;
+//!
+//! let logits = Tensor::from_vec(vec![2.0_f32, 0.5, -1.0, 0.1, 0.2, 3.0], &[2, 3])?;
+//! let onehot = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[2, 3])?;
+//! let ce = CrossEntropy::from_logits().label_smoothing(0.1);
+//! let out = ce.value_and_grad(&logits, &onehot, None)?;
+//! assert_eq!(out.grad.shape(), &[2, 3]);
+//!
+//! let boxes = Tensor::from_vec(vec![0.1_f32, 0.2, 0.3, 0.4], &[1, 4])?;
+//! let per_sample = Mse::new().reduction(Reduction::None).value_and_grad(&boxes, &boxes, None)?;
+//! assert_eq!(per_sample.value.to_vec(), vec![0.0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Where Keras and PyTorch differ, [`Convention`] selects which one a loss
+//! follows (Keras by default), and each loss documents the difference.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod binary_cross_entropy;
+mod config;
+mod cosine;
+mod cross_entropy;
+mod error;
+mod focal;
+mod hinge;
+mod kl_divergence;
+mod loss;
+mod poisson;
+mod reduction;
+mod regression;
+mod units;
+
+pub use binary_cross_entropy::BinaryCrossEntropy;
+pub use cosine::{CosineEmbedding, CosineSimilarity, CosineTarget};
+pub use cross_entropy::{CrossEntropy, Input, SparseCrossEntropy};
+pub use error::{LossError, Result};
+pub use focal::{BinaryFocalLoss, CategoricalFocalCrossEntropy};
+pub use hinge::{CategoricalHinge, Hinge, HingeEmbedding, MultiMargin, SoftMargin, SquaredHinge};
+pub use kl_divergence::KlDivergence;
+pub use loss::{Labels, Loss};
+pub use poisson::Poisson;
+pub use reduction::{Convention, LossOutput, Reduction};
+pub use regression::{
+    Huber, LogCosh, Mae, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Mse, SmoothL1,
+};

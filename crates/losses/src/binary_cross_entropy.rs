@@ -1,0 +1,192 @@
+//! Binary cross-entropy, from logits or probabilities.
+
+use polyhead_tensor::{Float, Tensor, sigmoid};
+
+use crate::config::{Config, config_builders, run_pointwise};
+use crate::cross_entropy::KERAS_EPSILON;
+use crate::error::{LossError, Result};
+use crate::loss::Loss;
+use crate::reduction::{Convention, LossOutput};
+use crate::units::{Aggregate, softplus};
+
+/// Binary cross-entropy, one independent yes/no per element: Keras'
+/// `BinaryCrossentropy`, PyTorch's `binary_cross_entropy` and
+/// `binary_cross_entropy_with_logits`.
+///
+/// - From logits (recommended): `max(x, 0) - x y + ln(1 + e^-|x|)`, exact for
+///   any logit; with `pos_weight` (PyTorch, one per last-axis class) the
+///   positive term is multiplied: `-(pw y ln s(x) + (1 - y) ln(1 - s(x)))`.
+/// - From probabilities: Keras' convention clips to `[1e-7, 1 - 1e-7]`;
+///   PyTorch's clamps each logarithm at -100 and uses the gradient
+///   `(p - y) / max(p (1 - p), 1e-12)` as PyTorch does.
+/// - Label smoothing: `y (1 - eps) + eps / 2`.
+/// - PyTorch's element `weight` is a sample weight broadcast against the
+///   prediction: pass it as the `sample_weight` argument.
+///
+/// ```
+/// use polyhead_losses::{BinaryCrossEntropy, Loss};
+/// use polyhead_tensor::Tensor;
+/// let logits = Tensor::from_vec(vec![0.0_f64, 1000.0], &[1, 2])?;
+/// let y = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+/// let out = BinaryCrossEntropy::from_logits().value_and_grad(&logits, &y, None)?;
+/// assert!((out.value.item()? - (2f64.ln() + 1000.0) / 2.0).abs() < 1e-12);
+/// assert_eq!(out.grad.to_vec(), vec![-0.25, 0.5]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinaryCrossEntropy {
+    from_logits: bool,
+    label_smoothing: f64,
+    pos_weight: Option<Vec<f64>>,
+    config: Config,
+}
+config_builders!(BinaryCrossEntropy);
+
+impl BinaryCrossEntropy {
+    /// BCE of logits.
+    pub fn from_logits() -> Self {
+        BinaryCrossEntropy {
+            from_logits: true,
+            label_smoothing: 0.0,
+            pos_weight: None,
+            config: Config::default(),
+        }
+    }
+
+    /// BCE of probabilities.
+    pub fn from_probabilities() -> Self {
+        BinaryCrossEntropy {
+            from_logits: false,
+            ..Self::from_logits()
+        }
+    }
+
+    /// Label smoothing `eps` in `[0, 1]`: targets become `y (1 - eps) + eps / 2`.
+    pub fn label_smoothing(mut self, eps: f64) -> Self {
+        self.label_smoothing = eps;
+        self
+    }
+
+    /// Weight of the positive term, one per class of the last axis
+    /// (PyTorch's `pos_weight`; logits only).
+    pub fn pos_weight(mut self, weights: Vec<f64>) -> Self {
+        self.pos_weight = Some(weights);
+        self
+    }
+}
+
+/// BCE of one logit against target `y`, with positive weight `pw`:
+/// value and derivative.
+pub(crate) fn bce_logit<T: Float>(x: T, y: T, pw: T) -> (T, T) {
+    if pw == T::ONE {
+        (
+            x.max(T::ZERO) - x * y + (-x.abs()).exp().ln_1p(),
+            sigmoid(x) - y,
+        )
+    } else {
+        // -(pw y ln s(x) + (1 - y) ln(1 - s(x))) with ln s(x) = -softplus(-x)
+        let k = T::ONE + (pw - T::ONE) * y;
+        (
+            (T::ONE - y) * x + k * softplus(-x),
+            (T::ONE - y) - k * sigmoid(-x),
+        )
+    }
+}
+
+/// Keras' BCE of a probability clipped to `[eps, 1 - eps]`.
+pub(crate) fn bce_keras_probability<T: Float>(p: T, y: T) -> (T, T) {
+    let eps = T::from_f64(KERAS_EPSILON);
+    let q = p.max(eps).min(T::ONE - eps);
+    let v = -(y * q.ln() + (T::ONE - y) * (T::ONE - q).ln());
+    let inside = p >= eps && p <= T::ONE - eps;
+    let d = if inside {
+        -y / q + (T::ONE - y) / (T::ONE - q)
+    } else {
+        T::ZERO
+    };
+    (v, d)
+}
+
+impl<T: Float> Loss<T> for BinaryCrossEntropy {
+    type Target = Tensor<T>;
+    fn name(&self) -> &str {
+        "binary_cross_entropy"
+    }
+    fn value_and_grad(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        const NAME: &str = "binary_cross_entropy";
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(LossError::Invalid {
+                loss: NAME,
+                message: format!(
+                    "label_smoothing must be in [0, 1], got {}",
+                    self.label_smoothing
+                ),
+            });
+        }
+        let cols = pred.shape().last().copied().unwrap_or(0);
+        let pos: Vec<T> = match &self.pos_weight {
+            None => vec![T::ONE; cols],
+            Some(pw) if pw.len() != cols => {
+                return Err(LossError::Weight {
+                    loss: NAME,
+                    message: format!("{} pos_weight values for a last axis of {cols}", pw.len()),
+                });
+            }
+            Some(pw) if !self.from_logits => {
+                return Err(LossError::Invalid {
+                    loss: NAME,
+                    message: format!(
+                        "pos_weight {pw:?} needs logits (use BinaryCrossEntropy::from_logits)"
+                    ),
+                });
+            }
+            Some(pw) => pw.iter().map(|&v| T::from_f64(v)).collect(),
+        };
+        let eps = T::from_f64(self.label_smoothing);
+        let half = T::from_f64(0.5);
+        let smooth = move |y: T| y * (T::ONE - eps) + eps * half;
+        let torch = self.config.convention == Convention::PyTorch;
+        if self.from_logits {
+            run_pointwise(
+                NAME,
+                self.config,
+                Aggregate::Mean,
+                pred,
+                target,
+                w,
+                |x, y, j| bce_logit(x, smooth(y), pos[j]),
+            )
+        } else if torch {
+            let floor = T::from_f64(-100.0);
+            let tiny = T::from_f64(f64::from(1e-12_f32));
+            run_pointwise(
+                NAME,
+                self.config,
+                Aggregate::Mean,
+                pred,
+                target,
+                w,
+                |p, y, _| {
+                    let y = smooth(y);
+                    let v = -(y * p.ln().max(floor) + (T::ONE - y) * (T::ONE - p).ln().max(floor));
+                    (v, (p - y) / (p * (T::ONE - p)).max(tiny))
+                },
+            )
+        } else {
+            run_pointwise(
+                NAME,
+                self.config,
+                Aggregate::Mean,
+                pred,
+                target,
+                w,
+                |p, y, _| bce_keras_probability(p, smooth(y)),
+            )
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The two settings every built-in loss has (convention and reduction),
+//! their builder methods, and the runner shared by the pointwise losses.
+
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::Result;
+use crate::reduction::{Convention, LossOutput, Reduction, finish, same_shape};
+use crate::units::{Aggregate, pointwise};
+
+/// Convention and reduction of a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Config {
+    pub convention: Convention,
+    pub reduction: Reduction,
+}
+
+/// Generates the `convention` and `reduction` builder methods for a loss
+/// struct with a `config: Config` field.
+macro_rules! config_builders {
+    ($t:ident) => {
+        impl $t {
+            /// Selects Keras' or PyTorch's definitions (see [`crate::Convention`]).
+            pub fn convention(mut self, convention: crate::Convention) -> Self {
+                self.config.convention = convention;
+                self
+            }
+
+            /// Sets the reduction (default [`crate::Reduction::Mean`]).
+            pub fn reduction(mut self, reduction: crate::Reduction) -> Self {
+                self.config.reduction = reduction;
+                self
+            }
+        }
+    };
+}
+pub(crate) use config_builders;
+
+/// Checks shapes, runs a pointwise kernel and reduces.
+pub(crate) fn run_pointwise<T: Float>(
+    loss: &'static str,
+    config: Config,
+    aggregate: Aggregate,
+    pred: &Tensor<T>,
+    target: &Tensor<T>,
+    sample_weight: Option<&Tensor<T>>,
+    kernel: impl Fn(T, T, usize) -> (T, T),
+) -> Result<LossOutput<T>> {
+    same_shape(loss, pred, target)?;
+    let units = pointwise(pred, target, config.convention, aggregate, kernel);
+    finish(loss, units, config.reduction, sample_weight)
+}

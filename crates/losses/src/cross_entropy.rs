@@ -1,0 +1,490 @@
+//! Softmax cross-entropy: [`CrossEntropy`] against one-hot or soft targets,
+//! [`SparseCrossEntropy`] against integer labels (and PyTorch's `nll_loss`
+//! on log-probabilities).
+
+use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Dimension};
+use polyhead_tensor::shape::normalize_axis;
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{LossError, Result};
+use crate::loss::{Labels, Loss};
+use crate::reduction::{Convention, LossOutput, Reduction, finish, non_empty, same_shape};
+use crate::units::{rowwise, rowwise_labels};
+
+/// Keras' fuzz factor for clipping probabilities.
+pub(crate) const KERAS_EPSILON: f64 = 1e-7;
+
+/// What a classification loss's prediction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Unnormalised scores; the loss applies a (log-)softmax itself, in one
+    /// stable pass. The recommended form.
+    Logits,
+    /// Probabilities (rows summing to about 1). Keras' handling: each row is
+    /// renormalised by its sum and clipped to `[1e-7, 1 - 1e-7]` before the
+    /// logarithm (the sparse loss clips first, then renormalises, as Keras'
+    /// TensorFlow backend does).
+    Probabilities,
+    /// Log-probabilities (PyTorch's `nll_loss`): the loss is `-x[target]`.
+    LogProbabilities,
+}
+
+/// Options shared by the cross-entropy losses.
+#[derive(Debug, Clone, PartialEq)]
+struct Common {
+    input: Input,
+    label_smoothing: f64,
+    class_weights: Option<Vec<f64>>,
+    class_axis: Option<isize>,
+    convention: Convention,
+    reduction: Reduction,
+}
+
+impl Common {
+    fn new(input: Input) -> Self {
+        Common {
+            input,
+            label_smoothing: 0.0,
+            class_weights: None,
+            class_axis: None,
+            convention: Convention::Keras,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    fn axis<T: Float>(&self, loss: &'static str, pred: &Tensor<T>) -> Result<usize> {
+        let default = match self.convention {
+            Convention::Keras => -1,
+            Convention::PyTorch => {
+                if pred.ndim() >= 2 {
+                    1
+                } else {
+                    0
+                }
+            }
+        };
+        Ok(normalize_axis(
+            loss,
+            self.class_axis.unwrap_or(default),
+            pred.shape(),
+        )?)
+    }
+
+    fn check(&self, loss: &'static str, classes: usize) -> Result<Vec<f64>> {
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(LossError::Invalid {
+                loss,
+                message: format!(
+                    "label_smoothing must be in [0, 1], got {}",
+                    self.label_smoothing
+                ),
+            });
+        }
+        match &self.class_weights {
+            None => Ok(vec![1.0; classes]),
+            Some(w) if w.len() != classes => Err(LossError::Weight {
+                loss,
+                message: format!("{} class weights for {classes} classes", w.len()),
+            }),
+            Some(w) => match w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                Some(i) => Err(LossError::Weight {
+                    loss,
+                    message: format!(
+                        "class weights must be finite and non-negative, found {} at class {i}",
+                        w[i]
+                    ),
+                }),
+                None => Ok(w.clone()),
+            },
+        }
+    }
+}
+
+macro_rules! common_builders {
+    ($t:ident) => {
+        impl $t {
+            /// Sets the label smoothing `eps` in `[0, 1]`: the target becomes
+            /// `y * (1 - eps) + eps / classes` (Keras and PyTorch agree).
+            pub fn label_smoothing(mut self, eps: f64) -> Self {
+                self.common.label_smoothing = eps;
+                self
+            }
+
+            /// Per-class weights. PyTorch's convention weighs each class's
+            /// term inside the loss and, for [`Reduction::Mean`] with integer
+            /// labels, divides by the summed weights of the targets. Keras'
+            /// convention turns them into sample weights (the weight of each
+            /// sample's class), as Keras' `class_weight` does.
+            pub fn class_weights(mut self, weights: Vec<f64>) -> Self {
+                self.common.class_weights = Some(weights);
+                self
+            }
+
+            /// The class axis (default: the last under Keras' convention,
+            /// axis 1 under PyTorch's).
+            pub fn class_axis(mut self, axis: isize) -> Self {
+                self.common.class_axis = Some(axis);
+                self
+            }
+
+            /// Selects Keras' or PyTorch's definitions (see [`Convention`]).
+            pub fn convention(mut self, convention: Convention) -> Self {
+                self.common.convention = convention;
+                self
+            }
+
+            /// Sets the reduction (default [`Reduction::Mean`]).
+            pub fn reduction(mut self, reduction: Reduction) -> Self {
+                self.common.reduction = reduction;
+                self
+            }
+        }
+    };
+}
+
+/// Softmax cross-entropy against one-hot or soft targets of the
+/// prediction's shape: Keras' `CategoricalCrossentropy`, PyTorch's
+/// `cross_entropy` with probability targets.
+///
+/// From logits it is computed in one stable pass per row (max, sum of
+/// exponentials, then `softmax - target` as the gradient): exact at logits
+/// of ±1000.
+///
+/// ```
+/// use polyhead_losses::{CrossEntropy, Loss};
+/// use polyhead_tensor::Tensor;
+/// let logits = Tensor::from_vec(vec![1000.0_f64, -1000.0, 0.0, 0.0], &[2, 2])?;
+/// let onehot = Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0], &[2, 2])?;
+/// let out = CrossEntropy::from_logits().value_and_grad(&logits, &onehot, None)?;
+/// assert!((out.value.item()? - 2f64.ln() / 2.0).abs() < 1e-15);
+/// assert_eq!(out.grad.to_vec(), vec![0.0, 0.0, 0.25, -0.25]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossEntropy {
+    common: Common,
+}
+
+common_builders!(CrossEntropy);
+
+impl CrossEntropy {
+    /// Cross-entropy of logits (the prediction is unnormalised scores).
+    pub fn from_logits() -> Self {
+        CrossEntropy {
+            common: Common::new(Input::Logits),
+        }
+    }
+
+    /// Cross-entropy of probabilities (Keras' `from_logits=False`).
+    pub fn from_probabilities() -> Self {
+        CrossEntropy {
+            common: Common::new(Input::Probabilities),
+        }
+    }
+
+    /// Cross-entropy of log-probabilities.
+    pub fn from_log_probabilities() -> Self {
+        CrossEntropy {
+            common: Common::new(Input::LogProbabilities),
+        }
+    }
+}
+
+impl<T: Float> Loss<T> for CrossEntropy {
+    type Target = Tensor<T>;
+
+    fn name(&self) -> &str {
+        "cross_entropy"
+    }
+
+    fn value_and_grad(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        sample_weight: Option<&Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        const NAME: &str = "cross_entropy";
+        same_shape(NAME, pred, target)?;
+        let c = &self.common;
+        let axis = c.axis(NAME, pred)?;
+        let classes = pred.shape()[axis];
+        let weights = c.check(NAME, classes)?;
+        let keras = c.convention == Convention::Keras;
+        // Under Keras' convention class weights become sample weights.
+        let inner: Vec<T> = if keras {
+            vec![T::ONE; classes]
+        } else {
+            weights.iter().map(|&w| T::from_f64(w)).collect()
+        };
+        let eps = T::from_f64(c.label_smoothing);
+        let smooth = |y: T| y * (T::ONE - eps) + eps / T::from_usize(classes);
+        let input = c.input;
+        let mut units = rowwise(pred, target, axis, |x, y, g| {
+            let a: Vec<T> = y.iter().zip(&inner).map(|(&y, &w)| w * smooth(y)).collect();
+            match input {
+                Input::Logits => logits_row(x, &a, g),
+                Input::Probabilities => keras_probability_row(x, &a, g),
+                Input::LogProbabilities => log_probability_row(x, &a, g),
+            }
+        });
+        if keras && c.class_weights.is_some() {
+            let w: Vec<T> = weights.iter().map(|&w| T::from_f64(w)).collect();
+            let per_sample = target.view().map_axis(ndarray::Axis(axis), |y| {
+                y.iter().zip(&w).fold(T::ZERO, |acc, (&y, &w)| acc + y * w)
+            });
+            units.weights = Some(per_sample);
+        }
+        finish(NAME, units, c.reduction, sample_weight)
+    }
+}
+
+/// `-sum_j a_j log_softmax(x)_j` and its gradient `p * sum(a) - a`.
+fn logits_row<T: Float>(x: ArrayView1<'_, T>, a: &[T], mut g: ArrayViewMut1<'_, T>) -> T {
+    let m = x.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
+    let sum_exp: T = x.iter().map(|&v| (v - m).exp()).sum();
+    let lse = m + sum_exp.ln();
+    let total_a: T = a.iter().copied().sum();
+    let mut value = T::ZERO;
+    for ((&xv, &av), gv) in x.iter().zip(a).zip(g.iter_mut()) {
+        let logp = xv - lse;
+        if av != T::ZERO {
+            value -= av * logp;
+        }
+        *gv = logp.exp() * total_a - av;
+    }
+    value
+}
+
+/// Keras on probabilities: renormalise the row, clip to `[eps, 1 - eps]`,
+/// `-sum_j a_j ln(q_j)`; the gradient flows back through the renormalisation.
+fn keras_probability_row<T: Float>(
+    p: ArrayView1<'_, T>,
+    a: &[T],
+    mut g: ArrayViewMut1<'_, T>,
+) -> T {
+    let eps = T::from_f64(KERAS_EPSILON);
+    let sum: T = p.iter().copied().sum();
+    let mut value = T::ZERO;
+    // dL/dq_j where q = p / sum (zero where clipping is active).
+    let mut dot = T::ZERO;
+    for ((&pv, &av), gv) in p.iter().zip(a).zip(g.iter_mut()) {
+        let q = pv / sum;
+        let clipped = q.max(eps).min(T::ONE - eps);
+        if av != T::ZERO {
+            value -= av * clipped.ln();
+        }
+        let dq = if q >= eps && q <= T::ONE - eps {
+            -av / clipped
+        } else {
+            T::ZERO
+        };
+        *gv = dq;
+        dot += dq * q;
+    }
+    g.mapv_inplace(|dq| (dq - dot) / sum);
+    value
+}
+
+/// `-sum_j a_j x_j` for log-probabilities `x`.
+fn log_probability_row<T: Float>(x: ArrayView1<'_, T>, a: &[T], mut g: ArrayViewMut1<'_, T>) -> T {
+    let mut value = T::ZERO;
+    for ((&xv, &av), gv) in x.iter().zip(a).zip(g.iter_mut()) {
+        if av != T::ZERO {
+            value -= av * xv;
+        }
+        *gv = -av;
+    }
+    value
+}
+
+/// Softmax cross-entropy against integer class labels: Keras'
+/// `SparseCategoricalCrossentropy`, PyTorch's `cross_entropy` with class
+/// indices, and (with [`Input::LogProbabilities`]) PyTorch's `nll_loss`.
+///
+/// Labels equal to the ignored label get loss 0, no gradient, and are not
+/// counted by [`Reduction::Mean`]; a batch where every label is ignored has
+/// loss 0 (PyTorch gives NaN). Any other label outside `0..classes` is an
+/// error naming it and its position.
+///
+/// ```
+/// use polyhead_losses::{Labels, Loss, SparseCrossEntropy};
+/// use polyhead_tensor::Tensor;
+/// let logits = Tensor::from_vec(vec![0.0_f64, 0.0, 5.0, 5.0], &[2, 2])?;
+/// let labels = Labels::new(vec![0, -1], &[2])?;
+/// let loss = SparseCrossEntropy::from_logits().ignore_index(-1);
+/// let out = loss.value_and_grad(&logits, &labels, None)?;
+/// assert!((out.value.item()? - 2f64.ln()).abs() < 1e-15); // only row 0 counts
+/// assert_eq!(out.grad.to_vec(), vec![-0.5, 0.5, 0.0, 0.0]);
+/// let err = loss.value_and_grad(&logits, &Labels::new(vec![0, 7], &[2])?, None).unwrap_err();
+/// assert_eq!(err.to_string(), "sparse_cross_entropy: labels must be in 0..2, found 7 at position [1]");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseCrossEntropy {
+    common: Common,
+    ignore_index: Option<i64>,
+}
+
+common_builders!(SparseCrossEntropy);
+
+impl SparseCrossEntropy {
+    /// Sparse cross-entropy of logits.
+    pub fn from_logits() -> Self {
+        SparseCrossEntropy {
+            common: Common::new(Input::Logits),
+            ignore_index: None,
+        }
+    }
+
+    /// Sparse cross-entropy of probabilities (Keras' `from_logits=False`).
+    pub fn from_probabilities() -> Self {
+        SparseCrossEntropy {
+            common: Common::new(Input::Probabilities),
+            ignore_index: None,
+        }
+    }
+
+    /// Negative log-likelihood of log-probabilities (PyTorch's `nll_loss`).
+    pub fn from_log_probabilities() -> Self {
+        SparseCrossEntropy {
+            common: Common::new(Input::LogProbabilities),
+            ignore_index: None,
+        }
+    }
+
+    /// Labels equal to `label` are ignored (Keras' `ignore_class`,
+    /// PyTorch's `ignore_index`).
+    pub fn ignore_index(mut self, label: i64) -> Self {
+        self.ignore_index = Some(label);
+        self
+    }
+}
+
+impl<T: Float> Loss<T> for SparseCrossEntropy {
+    type Target = Labels;
+
+    fn name(&self) -> &str {
+        "sparse_cross_entropy"
+    }
+
+    fn value_and_grad(
+        &self,
+        pred: &Tensor<T>,
+        labels: &Labels,
+        sample_weight: Option<&Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        const NAME: &str = "sparse_cross_entropy";
+        non_empty(NAME, pred)?;
+        let c = &self.common;
+        let axis = c.axis(NAME, pred)?;
+        let classes = pred.shape()[axis];
+        let labels = labels.as_array();
+        let mut unit_shape = pred.shape().to_vec();
+        unit_shape.remove(axis);
+        if labels.shape() != unit_shape.as_slice() {
+            return Err(LossError::Shape {
+                loss: NAME,
+                pred: pred.shape().to_vec(),
+                target: labels.shape().to_vec(),
+                expected: format!(
+                    "labels must have shape {unit_shape:?} (the prediction without its class axis {axis})"
+                ),
+            });
+        }
+        let ignored = check_labels(NAME, labels, classes, self.ignore_index)?;
+        let weights = c.check(NAME, classes)?;
+        let keras = c.convention == Convention::Keras;
+        let inner: Vec<T> = if keras {
+            vec![T::ONE; classes]
+        } else {
+            weights.iter().map(|&w| T::from_f64(w)).collect()
+        };
+        let eps = T::from_f64(c.label_smoothing);
+        let off = eps / T::from_usize(classes);
+        let input = c.input;
+        let mut units = rowwise_labels(pred, labels, axis, |x, y, g| {
+            if y < 0 || y as usize >= classes {
+                return T::ZERO; // ignored: finish zeroes the gradient
+            }
+            let y = y as usize;
+            let a: Vec<T> = (0..classes)
+                .map(|k| inner[k] * (if k == y { T::ONE - eps + off } else { off }))
+                .collect();
+            match input {
+                Input::Logits => logits_row(x, &a, g),
+                Input::Probabilities => keras_sparse_probability_row(x, &a, g),
+                Input::LogProbabilities => log_probability_row(x, &a, g),
+            }
+        });
+        let target_weight = labels.mapv(|y| {
+            if y >= 0 && (y as usize) < classes {
+                weights[y as usize]
+            } else {
+                0.0
+            }
+        });
+        if keras {
+            if c.class_weights.is_some() {
+                units.weights = Some(target_weight.mapv(T::from_f64));
+            }
+        } else if c.class_weights.is_some() {
+            units.mean_divisor = Some(
+                target_weight
+                    .iter()
+                    .zip(&ignored)
+                    .filter(|(_, ig)| !**ig)
+                    .map(|(w, _)| w)
+                    .sum(),
+            );
+        }
+        units.ignored = Some(ignored);
+        finish(NAME, units, c.reduction, sample_weight)
+    }
+}
+
+/// Keras' TensorFlow backend for sparse labels on probabilities: clip each
+/// probability to `[eps, 1 - eps]`, then renormalise: `-sum a_j ln(q_j / S)`.
+fn keras_sparse_probability_row<T: Float>(
+    p: ArrayView1<'_, T>,
+    a: &[T],
+    mut g: ArrayViewMut1<'_, T>,
+) -> T {
+    let eps = T::from_f64(KERAS_EPSILON);
+    let clip = |v: T| v.max(eps).min(T::ONE - eps);
+    let sum: T = p.iter().map(|&v| clip(v)).sum();
+    let total_a: T = a.iter().copied().sum();
+    let mut value = total_a * sum.ln();
+    for ((&pv, &av), gv) in p.iter().zip(a).zip(g.iter_mut()) {
+        let q = clip(pv);
+        if av != T::ZERO {
+            value -= av * q.ln();
+        }
+        let inside = pv >= eps && pv <= T::ONE - eps;
+        *gv = if inside {
+            total_a / sum - av / q
+        } else {
+            T::ZERO
+        };
+    }
+    value
+}
+
+/// Validates labels; returns which units are ignored.
+pub(crate) fn check_labels(
+    loss: &'static str,
+    labels: &ArrayD<i64>,
+    classes: usize,
+    ignore: Option<i64>,
+) -> Result<ArrayD<bool>> {
+    for (pos, &y) in labels.indexed_iter() {
+        if Some(y) != ignore && (y < 0 || y as usize >= classes) {
+            return Err(LossError::Label {
+                loss,
+                label: y,
+                position: pos.slice().to_vec(),
+                classes,
+            });
+        }
+    }
+    Ok(labels.mapv(|y| Some(y) == ignore))
+}

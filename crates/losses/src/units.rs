@@ -1,0 +1,130 @@
+//! The two shapes of loss kernel, and how they become per-unit values:
+//!
+//! - **pointwise**: a term per element, `f(pred, target) -> (value, d/dpred)`
+//!   (MSE, Huber, BCE, ...). Under Keras' convention the terms of the last
+//!   axis are averaged (or summed) into one value per sample; under
+//!   PyTorch's each element is its own unit.
+//! - **rowwise**: a value per lane along the class axis, computed from the
+//!   whole lane (cross-entropy, cosine, categorical hinge, ...); each lane
+//!   is a unit.
+//!
+//! Both write the local gradient straight into the gradient buffer in the
+//! same pass that computes the values.
+
+use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
+use polyhead_tensor::{Float, Tensor};
+
+use crate::reduction::{Convention, Units};
+
+/// How Keras turns the last axis of pointwise terms into one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Aggregate {
+    Mean,
+    Sum,
+}
+
+/// Runs a pointwise kernel `f(pred, target, column) -> (term, d term / d pred)`
+/// (`column` is the index along the last axis, for per-class options).
+pub(crate) fn pointwise<T: Float>(
+    pred: &Tensor<T>,
+    target: &Tensor<T>,
+    convention: Convention,
+    aggregate: Aggregate,
+    f: impl Fn(T, T, usize) -> (T, T),
+) -> Units<T> {
+    let last = Axis(pred.ndim() - 1);
+    let mut grad = ArrayD::from_elem(pred.shape(), T::ZERO);
+    let (p, t) = (pred.view(), target.view());
+    match convention {
+        Convention::Keras => {
+            let mut unit_shape = pred.shape().to_vec();
+            let cols = unit_shape.pop().unwrap_or(1);
+            let scale = match aggregate {
+                Aggregate::Mean => T::ONE / T::from_usize(cols),
+                Aggregate::Sum => T::ONE,
+            };
+            let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
+            Zip::from(p.lanes(last))
+                .and(t.lanes(last))
+                .and(grad.lanes_mut(last))
+                .and(&mut values)
+                .for_each(|pl, tl, mut gl, v| {
+                    let mut sum = T::ZERO;
+                    for (j, ((&pv, &tv), g)) in
+                        pl.iter().zip(tl.iter()).zip(gl.iter_mut()).enumerate()
+                    {
+                        let (term, d) = f(pv, tv, j);
+                        sum += term;
+                        *g = d * scale;
+                    }
+                    *v = sum * scale;
+                });
+            Units::new(values, grad, Some(last.index()))
+        }
+        Convention::PyTorch => {
+            let mut values = ArrayD::from_elem(pred.shape(), T::ZERO);
+            Zip::from(p.lanes(last))
+                .and(t.lanes(last))
+                .and(grad.lanes_mut(last))
+                .and(values.lanes_mut(last))
+                .for_each(|pl, tl, mut gl, mut vl| {
+                    for (j, (((&pv, &tv), g), v)) in pl
+                        .iter()
+                        .zip(tl.iter())
+                        .zip(gl.iter_mut())
+                        .zip(vl.iter_mut())
+                        .enumerate()
+                    {
+                        let (term, d) = f(pv, tv, j);
+                        *v = term;
+                        *g = d;
+                    }
+                });
+            Units::new(values, grad, None)
+        }
+    }
+}
+
+/// Runs a kernel over lanes along `axis` of the prediction and a dense
+/// target of the same shape: `f(pred_lane, target_lane, grad_lane) -> value`.
+pub(crate) fn rowwise<T: Float>(
+    pred: &Tensor<T>,
+    target: &Tensor<T>,
+    axis: usize,
+    f: impl Fn(ArrayView1<'_, T>, ArrayView1<'_, T>, ArrayViewMut1<'_, T>) -> T,
+) -> Units<T> {
+    let mut grad = ArrayD::from_elem(pred.shape(), T::ZERO);
+    let mut unit_shape = pred.shape().to_vec();
+    unit_shape.remove(axis);
+    let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
+    Zip::from(pred.view().lanes(Axis(axis)))
+        .and(target.view().lanes(Axis(axis)))
+        .and(grad.lanes_mut(Axis(axis)))
+        .and(&mut values)
+        .for_each(|p, t, g, v| *v = f(p, t, g));
+    Units::new(values, grad, Some(axis))
+}
+
+/// Runs a kernel over lanes along `axis` of the prediction with one integer
+/// label per lane: `f(pred_lane, label, grad_lane) -> value`. Labels have
+/// the prediction's shape without `axis`.
+pub(crate) fn rowwise_labels<T: Float>(
+    pred: &Tensor<T>,
+    labels: &ArrayD<i64>,
+    axis: usize,
+    f: impl Fn(ArrayView1<'_, T>, i64, ArrayViewMut1<'_, T>) -> T,
+) -> Units<T> {
+    let mut grad = ArrayD::from_elem(pred.shape(), T::ZERO);
+    let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
+    Zip::from(pred.view().lanes(Axis(axis)))
+        .and(labels)
+        .and(grad.lanes_mut(Axis(axis)))
+        .and(&mut values)
+        .for_each(|p, &y, g, v| *v = f(p, y, g));
+    Units::new(values, grad, Some(axis))
+}
+
+/// `ln(1 + e^x)`, exact for any `x` (no overflow, no loss of small values).
+pub(crate) fn softplus<T: Float>(x: T) -> T {
+    x.max(T::ZERO) + (-x.abs()).exp().ln_1p()
+}
