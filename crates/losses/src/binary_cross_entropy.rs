@@ -118,6 +118,16 @@ impl<T: Float> Loss<T> for BinaryCrossEntropy {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "binary_cross_entropy";
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(LossError::Invalid {
@@ -159,6 +169,7 @@ impl<T: Float> Loss<T> for BinaryCrossEntropy {
                 pred,
                 target,
                 w,
+                buffer,
                 |x, y, j| bce_logit(x, smooth(y), pos[j]),
             )
         } else if torch {
@@ -171,6 +182,7 @@ impl<T: Float> Loss<T> for BinaryCrossEntropy {
                 pred,
                 target,
                 w,
+                buffer,
                 |p, y, _| {
                     let y = smooth(y);
                     let v = -(y * p.ln().max(floor) + (T::ONE - y) * (T::ONE - p).ln().max(floor));
@@ -185,6 +197,7 @@ impl<T: Float> Loss<T> for BinaryCrossEntropy {
                 pred,
                 target,
                 w,
+                buffer,
                 |p, y, _| bce_keras_probability(p, smooth(y)),
             )
         }

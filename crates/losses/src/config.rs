@@ -43,9 +43,10 @@ pub(crate) fn run_pointwise<T: Float>(
     pred: &Tensor<T>,
     target: &Tensor<T>,
     sample_weight: Option<&Tensor<T>>,
+    buffer: Option<Tensor<T>>,
     kernel: impl Fn(T, T, usize) -> (T, T),
 ) -> Result<LossOutput<T>> {
     same_shape(loss, pred, target)?;
-    let units = pointwise(pred, target, config.convention, aggregate, kernel);
+    let units = pointwise(pred, target, config.convention, aggregate, buffer, kernel);
     finish(loss, units, config.reduction, sample_weight)
 }

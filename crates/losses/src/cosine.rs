@@ -58,10 +58,20 @@ impl<T: Float> Loss<T> for CosineSimilarity {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "cosine_similarity";
         same_shape(NAME, pred, target)?;
         let axis = pred.ndim() - 1;
-        let units = rowwise(pred, target, axis, |p, y, mut g| {
+        let units = rowwise(pred, target, axis, buffer, |p, y, mut g| {
             let (sp, free) = keras_scale(p);
             let (sy, _) = keras_scale(y);
             let dot: T = p.iter().zip(y.iter()).map(|(&a, &b)| a * sp * b * sy).sum();
@@ -136,21 +146,44 @@ impl<T: Float> Loss<T> for CosineEmbedding {
         target: &CosineTarget<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &CosineTarget<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "cosine_embedding";
         same_shape(NAME, pred, &target.other)?;
         let rows = pred.shape()[0];
-        if target.sign.shape() != [rows] {
+        if pred.ndim() != 2 || target.sign.shape() != [rows] {
             return Err(LossError::Shape {
                 loss: NAME,
                 pred: pred.shape().to_vec(),
                 target: target.sign.shape().to_vec(),
-                expected: format!("the pair labels must have shape [{rows}]"),
+                expected: format!(
+                    "the prediction must be [batch, dim] and the pair labels [batch] = [{rows}]"
+                ),
+            });
+        }
+        if let Some(bad) = target
+            .sign
+            .view()
+            .iter()
+            .find(|&&s| s != T::ONE && s != -T::ONE)
+        {
+            return Err(LossError::Invalid {
+                loss: NAME,
+                message: format!("pair labels must be +1 or -1, found {bad}"),
             });
         }
         let axis = pred.ndim() - 1;
         let tiny = T::from_f64(1e-12);
         let margin = T::from_f64(self.margin);
-        let mut units = rowwise(pred, &target.other, axis, |x1, x2, mut g| {
+        let mut units = rowwise(pred, &target.other, axis, buffer, |x1, x2, mut g| {
             let dot: T = x1.iter().zip(x2.iter()).map(|(&a, &b)| a * b).sum();
             let m1 = x1.iter().map(|&a| a * a).sum::<T>() + tiny;
             let m2 = x2.iter().map(|&b| b * b).sum::<T>() + tiny;

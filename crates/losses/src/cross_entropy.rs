@@ -203,6 +203,16 @@ impl<T: Float> Loss<T> for CrossEntropy {
         target: &Tensor<T>,
         sample_weight: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, sample_weight, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        sample_weight: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "cross_entropy";
         same_shape(NAME, pred, target)?;
         let c = &self.common;
@@ -219,7 +229,7 @@ impl<T: Float> Loss<T> for CrossEntropy {
         let eps = T::from_f64(c.label_smoothing);
         let smooth = |y: T| y * (T::ONE - eps) + eps / T::from_usize(classes);
         let input = c.input;
-        let mut units = rowwise(pred, target, axis, |x, y, g| {
+        let mut units = rowwise(pred, target, axis, buffer, |x, y, g| {
             let a: Vec<T> = y.iter().zip(&inner).map(|(&y, &w)| w * smooth(y)).collect();
             match input {
                 Input::Logits => logits_row(x, &a, g),
@@ -373,6 +383,16 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         labels: &Labels,
         sample_weight: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, labels, sample_weight, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        labels: &Labels,
+        sample_weight: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "sparse_cross_entropy";
         non_empty(NAME, pred)?;
         let c = &self.common;
@@ -402,7 +422,7 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         let eps = T::from_f64(c.label_smoothing);
         let off = eps / T::from_usize(classes);
         let input = c.input;
-        let mut units = rowwise_labels(pred, labels, axis, |x, y, g| {
+        let mut units = rowwise_labels(pred, labels, axis, buffer, |x, y, g| {
             if y < 0 || y as usize >= classes {
                 return T::ZERO; // ignored: finish zeroes the gradient
             }

@@ -83,3 +83,29 @@ pub enum LossError {
 /// assert_eq!(total(&[1.0, 2.0]).unwrap(), 3.0);
 /// ```
 pub type Result<T, E = LossError> = std::result::Result<T, E>;
+
+/// Lets `?` turn a loss error into an autograd error inside functions that
+/// return autograd results, such as the function given to
+/// [`polyhead_autograd::gradcheck`].
+///
+/// ```
+/// use polyhead_autograd::{gradcheck, GradcheckOptions, Tape};
+/// use polyhead_losses::{Loss, Mse};
+/// use polyhead_tensor::Tensor;
+/// let target = Tensor::from_vec(vec![0.5, -0.5], &[1, 2])?;
+/// let pred = Tensor::from_vec(vec![0.1, 0.2], &[1, 2])?;
+/// gradcheck(|_: &Tape<f64>, v| Ok(Mse::new().record(v[0], &target, None)?), &[pred], &GradcheckOptions::default())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl From<LossError> for AutogradError {
+    fn from(e: LossError) -> Self {
+        match e {
+            LossError::Autograd(a) => a,
+            LossError::Tensor(t) => AutogradError::Tensor(t),
+            other => AutogradError::Op {
+                op: "loss",
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -106,6 +106,16 @@ impl<T: Float> Loss<T> for BinaryFocalLoss {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "binary_focal";
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
             return Err(LossError::Invalid {
@@ -125,6 +135,7 @@ impl<T: Float> Loss<T> for BinaryFocalLoss {
             pred,
             target,
             w,
+            buffer,
             |x, y, _| {
                 let y = y * (T::ONE - eps) + eps * half;
                 // p and dp/d(pred); the BCE and dBCE/d(pred).
@@ -220,6 +231,16 @@ impl<T: Float> Loss<T> for CategoricalFocalCrossEntropy {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "categorical_focal_cross_entropy";
         same_shape(NAME, pred, target)?;
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
@@ -240,7 +261,7 @@ impl<T: Float> Loss<T> for CategoricalFocalCrossEntropy {
         };
         let (alpha, gamma) = (T::from_f64(self.alpha), T::from_f64(self.gamma));
         let from_logits = self.from_logits;
-        let units = rowwise(pred, target, axis, |x, y, g| {
+        let units = rowwise(pred, target, axis, buffer, |x, y, g| {
             focal_row(x, y, g, from_logits, alpha, gamma)
         });
         finish(NAME, units, self.config.reduction, w)

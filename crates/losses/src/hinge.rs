@@ -60,6 +60,16 @@ impl<T: Float> Loss<T> for Hinge {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         same_shape("hinge", pred, target)?;
         let y = signed_labels(target);
         run_pointwise(
@@ -69,6 +79,7 @@ impl<T: Float> Loss<T> for Hinge {
             pred,
             &y,
             w,
+            buffer,
             |x, y, _| {
                 let m = T::ONE - y * x;
                 if m >= T::ZERO {
@@ -117,6 +128,16 @@ impl<T: Float> Loss<T> for SquaredHinge {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         same_shape("squared_hinge", pred, target)?;
         let y = signed_labels(target);
         let two = T::from_f64(2.0);
@@ -127,6 +148,7 @@ impl<T: Float> Loss<T> for SquaredHinge {
             pred,
             &y,
             w,
+            buffer,
             |x, y, _| {
                 let m = (T::ONE - y * x).max(T::ZERO);
                 (m * m, -two * y * m)
@@ -173,9 +195,19 @@ impl<T: Float> Loss<T> for CategoricalHinge {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         same_shape("categorical_hinge", pred, target)?;
         let axis = pred.ndim() - 1;
-        let units = rowwise(pred, target, axis, categorical_hinge_row);
+        let units = rowwise(pred, target, axis, buffer, categorical_hinge_row);
         finish("categorical_hinge", units, self.config.reduction, w)
     }
 }
@@ -279,6 +311,16 @@ impl<T: Float> Loss<T> for MultiMargin {
         labels: &Labels,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, labels, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        labels: &Labels,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "multi_margin";
         non_empty(NAME, pred)?;
         if pred.ndim() != 2 || labels.shape() != [pred.shape()[0]] {
@@ -310,7 +352,7 @@ impl<T: Float> Loss<T> for MultiMargin {
         };
         let (p, margin) = (self.p, T::from_f64(self.margin));
         let inv_c = T::ONE / T::from_usize(classes);
-        let units = rowwise_labels(pred, labels.as_array(), 1, |x, y, mut g| {
+        let units = rowwise_labels(pred, labels.as_array(), 1, buffer, |x, y, mut g| {
             let y = y as usize;
             let scale = cw[y] * inv_c;
             let mut value = T::ZERO;
@@ -375,6 +417,16 @@ impl<T: Float> Loss<T> for HingeEmbedding {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         let margin = T::from_f64(self.margin);
         run_pointwise(
             "hinge_embedding",
@@ -383,6 +435,7 @@ impl<T: Float> Loss<T> for HingeEmbedding {
             pred,
             target,
             w,
+            buffer,
             |x, y, _| {
                 let (mut v, mut d) = (T::ZERO, T::ZERO);
                 if y != -T::ONE {
@@ -444,6 +497,16 @@ impl<T: Float> Loss<T> for SoftMargin {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         run_pointwise(
             "soft_margin",
             self.config,
@@ -451,6 +514,7 @@ impl<T: Float> Loss<T> for SoftMargin {
             pred,
             target,
             w,
+            buffer,
             |x, y, _| (softplus(-y * x), -y * sigmoid(-y * x)),
         )
     }

@@ -62,6 +62,16 @@ impl<T: Float> Loss<T> for KlDivergence {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         const NAME: &str = "kl_divergence";
         match self.config.convention {
             Convention::Keras => {
@@ -73,6 +83,7 @@ impl<T: Float> Loss<T> for KlDivergence {
                     pred,
                     target,
                     w,
+                    buffer,
                     |p, y, _| {
                         let (yc, pc) = (y.max(eps).min(T::ONE), p.max(eps).min(T::ONE));
                         let d = if p >= eps && p <= T::ONE {
@@ -93,6 +104,7 @@ impl<T: Float> Loss<T> for KlDivergence {
                     pred,
                     target,
                     w,
+                    buffer,
                     |x, y, _| {
                         if log_target {
                             let e = y.exp();

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod binary_cross_entropy;
+mod closure;
 mod config;
 mod cosine;
 mod cross_entropy;
@@ -43,6 +44,7 @@ mod regression;
 mod units;
 
 pub use binary_cross_entropy::BinaryCrossEntropy;
+pub use closure::{ClosureLoss, closure_loss};
 pub use cosine::{CosineEmbedding, CosineSimilarity, CosineTarget};
 pub use cross_entropy::{CrossEntropy, Input, SparseCrossEntropy};
 pub use error::{LossError, Result};

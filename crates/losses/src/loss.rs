@@ -60,6 +60,35 @@ pub trait Loss<T: Float> {
         sample_weight: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>>;
 
+    /// Like [`Loss::value_and_grad`], but may write the gradient into
+    /// `buffer` (typically the previous call's `grad`) instead of allocating:
+    /// when the buffer has the prediction's shape and no other owner, the
+    /// built-in losses reuse its memory. The default ignores the buffer.
+    ///
+    /// ```
+    /// use polyhead_losses::{CrossEntropy, Loss};
+    /// use polyhead_tensor::Tensor;
+    /// let loss = CrossEntropy::from_logits();
+    /// let logits = Tensor::<f32>::rand_normal(&[64, 10], 0.0, 1.0, 1)?;
+    /// let onehot = Tensor::<f32>::zeros(&[64, 10])?.add_scalar(0.1);
+    /// let first = loss.value_and_grad_into(&logits, &onehot, None, None)?;
+    /// let (address, expected) = (first.grad.view().as_ptr(), first.grad.to_vec());
+    /// let second = loss.value_and_grad_into(&logits, &onehot, None, Some(first.grad))?;
+    /// assert_eq!(second.grad.view().as_ptr(), address); // the same memory
+    /// assert_eq!(second.grad.to_vec(), expected);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Self::Target,
+        sample_weight: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        let _ = buffer;
+        self.value_and_grad(pred, target, sample_weight)
+    }
+
     /// Records the loss on `pred`'s tape. The default records one fused node
     /// whose backward is the kernel's gradient; a loss composed of tape ops
     /// records those ops instead.

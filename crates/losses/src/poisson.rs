@@ -73,6 +73,16 @@ impl<T: Float> Loss<T> for Poisson {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         let default_eps = match self.config.convention {
             Convention::Keras => KERAS_EPSILON,
             Convention::PyTorch => 1e-8,
@@ -88,6 +98,7 @@ impl<T: Float> Loss<T> for Poisson {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let (mut v, d) = if log_input {
                     let e = p.exp();

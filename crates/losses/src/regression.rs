@@ -61,6 +61,16 @@ impl<T: Float> Loss<T> for Mse {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         let two = T::from_f64(2.0);
         run_pointwise(
             "mse",
@@ -69,6 +79,7 @@ impl<T: Float> Loss<T> for Mse {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let e = p - t;
                 (e * e, two * e)
@@ -113,6 +124,16 @@ impl<T: Float> Loss<T> for Mae {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         run_pointwise(
             "mae",
             self.config,
@@ -120,6 +141,7 @@ impl<T: Float> Loss<T> for Mae {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let e = p - t;
                 (e.abs(), sign(e))
@@ -183,6 +205,16 @@ impl<T: Float> Loss<T> for Huber {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         positive("huber", "delta", self.delta, false)?;
         let d = T::from_f64(self.delta);
         let half = T::from_f64(0.5);
@@ -193,6 +225,7 @@ impl<T: Float> Loss<T> for Huber {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let e = p - t;
                 if e.abs() <= d {
@@ -246,6 +279,16 @@ impl<T: Float> Loss<T> for SmoothL1 {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         positive("smooth_l1", "beta", self.beta, true)?;
         let b = T::from_f64(self.beta);
         let half = T::from_f64(0.5);
@@ -256,6 +299,7 @@ impl<T: Float> Loss<T> for SmoothL1 {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let e = p - t;
                 if e.abs() < b {
@@ -306,6 +350,16 @@ impl<T: Float> Loss<T> for LogCosh {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         let ln2 = T::from_f64(std::f64::consts::LN_2);
         let two = T::from_f64(2.0);
         run_pointwise(
@@ -315,6 +369,7 @@ impl<T: Float> Loss<T> for LogCosh {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let e = p - t;
                 let a = e.abs();
@@ -361,6 +416,16 @@ impl<T: Float> Loss<T> for MeanAbsolutePercentageError {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         let eps = T::from_f64(KERAS_EPSILON);
         let hundred = T::from_f64(100.0);
         run_pointwise(
@@ -370,6 +435,7 @@ impl<T: Float> Loss<T> for MeanAbsolutePercentageError {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let scale = hundred / t.abs().max(eps);
                 ((t - p).abs() * scale, sign(p - t) * scale)
@@ -416,6 +482,16 @@ impl<T: Float> Loss<T> for MeanSquaredLogarithmicError {
         target: &Tensor<T>,
         w: Option<&Tensor<T>>,
     ) -> Result<LossOutput<T>> {
+        self.value_and_grad_into(pred, target, w, None)
+    }
+
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &Tensor<T>,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
         let eps = T::from_f64(KERAS_EPSILON);
         let two = T::from_f64(2.0);
         run_pointwise(
@@ -425,6 +501,7 @@ impl<T: Float> Loss<T> for MeanSquaredLogarithmicError {
             pred,
             target,
             w,
+            buffer,
             |p, t, _| {
                 let lp = p.max(eps).ln_1p();
                 let d = lp - t.max(eps).ln_1p();

@@ -30,10 +30,11 @@ pub(crate) fn pointwise<T: Float>(
     target: &Tensor<T>,
     convention: Convention,
     aggregate: Aggregate,
+    buffer: Option<Tensor<T>>,
     f: impl Fn(T, T, usize) -> (T, T),
 ) -> Units<T> {
     let last = Axis(pred.ndim() - 1);
-    let mut grad = ArrayD::from_elem(pred.shape(), T::ZERO);
+    let mut grad = grad_buffer(pred.shape(), buffer);
     let (p, t) = (pred.view(), target.view());
     match convention {
         Convention::Keras => {
@@ -91,9 +92,10 @@ pub(crate) fn rowwise<T: Float>(
     pred: &Tensor<T>,
     target: &Tensor<T>,
     axis: usize,
+    buffer: Option<Tensor<T>>,
     f: impl Fn(ArrayView1<'_, T>, ArrayView1<'_, T>, ArrayViewMut1<'_, T>) -> T,
 ) -> Units<T> {
-    let mut grad = ArrayD::from_elem(pred.shape(), T::ZERO);
+    let mut grad = grad_buffer(pred.shape(), buffer);
     let mut unit_shape = pred.shape().to_vec();
     unit_shape.remove(axis);
     let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
@@ -112,9 +114,10 @@ pub(crate) fn rowwise_labels<T: Float>(
     pred: &Tensor<T>,
     labels: &ArrayD<i64>,
     axis: usize,
+    buffer: Option<Tensor<T>>,
     f: impl Fn(ArrayView1<'_, T>, i64, ArrayViewMut1<'_, T>) -> T,
 ) -> Units<T> {
-    let mut grad = ArrayD::from_elem(pred.shape(), T::ZERO);
+    let mut grad = grad_buffer(pred.shape(), buffer);
     let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
     Zip::from(pred.view().lanes(Axis(axis)))
         .and(labels)
@@ -122,6 +125,21 @@ pub(crate) fn rowwise_labels<T: Float>(
         .and(&mut values)
         .for_each(|p, &y, g, v| *v = f(p, y, g));
     Units::new(values, grad, Some(axis))
+}
+
+/// The gradient buffer: the caller's previous gradient when it has the
+/// right shape and no other owner (no allocation), else a new one. Kernels
+/// overwrite every element (rowwise kernels write whole lanes), so its
+/// contents do not matter.
+fn grad_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
+    match buffer {
+        Some(b) if b.shape() == shape && b.is_contiguous() => {
+            let mut a = b.into_array();
+            a.fill(T::ZERO);
+            a
+        }
+        _ => ArrayD::from_elem(shape, T::ZERO),
+    }
 }
 
 /// `ln(1 + e^x)`, exact for any `x` (no overflow, no loss of small values).
