@@ -36,6 +36,9 @@ macro_rules! config_builders {
 pub(crate) use config_builders;
 
 /// Checks shapes, runs a pointwise kernel and reduces.
+// The arguments are the loss's name and settings and the call's own
+// arguments, passed straight through; a struct would only hide them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_pointwise<T: Float>(
     loss: &'static str,
     config: Config,
