@@ -230,11 +230,11 @@ impl<T: Float> Loss<T> for CrossEntropy {
         let smooth = |y: T| y * (T::ONE - eps) + eps / T::from_usize(classes);
         let input = c.input;
         let mut units = rowwise(pred, target, axis, buffer, |x, y, g| {
-            let a: Vec<T> = y.iter().zip(&inner).map(|(&y, &w)| w * smooth(y)).collect();
+            let a = |j: usize| inner[j] * smooth(y[j]);
             match input {
-                Input::Logits => logits_row(x, &a, g),
-                Input::Probabilities => keras_probability_row(x, &a, g),
-                Input::LogProbabilities => log_probability_row(x, &a, g),
+                Input::Logits => logits_row(x, a, g),
+                Input::Probabilities => keras_probability_row(x, a, g),
+                Input::LogProbabilities => log_probability_row(x, a, g),
             }
         });
         if keras && c.class_weights.is_some() {
@@ -248,19 +248,30 @@ impl<T: Float> Loss<T> for CrossEntropy {
     }
 }
 
-/// `-sum_j a_j log_softmax(x)_j` and its gradient `p * sum(a) - a`.
-fn logits_row<T: Float>(x: ArrayView1<'_, T>, a: &[T], mut g: ArrayViewMut1<'_, T>) -> T {
+/// `-sum_j a_j log_softmax(x)_j` and its gradient `p * sum(a) - a`, in
+/// three passes over the row (max; exponentials into the gradient buffer
+/// and their sum; the gradient) with one `exp` per element.
+fn logits_row<T: Float>(
+    x: ArrayView1<'_, T>,
+    a: impl Fn(usize) -> T,
+    mut g: ArrayViewMut1<'_, T>,
+) -> T {
     let m = x.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
-    let sum_exp: T = x.iter().map(|&v| (v - m).exp()).sum();
+    let mut sum_exp = T::ZERO;
+    for (gv, &xv) in g.iter_mut().zip(x.iter()) {
+        *gv = (xv - m).exp();
+        sum_exp += *gv;
+    }
     let lse = m + sum_exp.ln();
-    let total_a: T = a.iter().copied().sum();
+    let inv = T::ONE / sum_exp;
+    let total_a: T = (0..x.len()).map(&a).sum();
     let mut value = T::ZERO;
-    for ((&xv, &av), gv) in x.iter().zip(a).zip(g.iter_mut()) {
-        let logp = xv - lse;
-        if av != T::ZERO {
-            value -= av * logp;
+    for (j, (&xv, gv)) in x.iter().zip(g.iter_mut()).enumerate() {
+        let aj = a(j);
+        if aj != T::ZERO {
+            value += aj * (lse - xv);
         }
-        *gv = logp.exp() * total_a - av;
+        *gv = *gv * inv * total_a - aj;
     }
     value
 }
@@ -269,7 +280,7 @@ fn logits_row<T: Float>(x: ArrayView1<'_, T>, a: &[T], mut g: ArrayViewMut1<'_, 
 /// `-sum_j a_j ln(q_j)`; the gradient flows back through the renormalisation.
 fn keras_probability_row<T: Float>(
     p: ArrayView1<'_, T>,
-    a: &[T],
+    a: impl Fn(usize) -> T,
     mut g: ArrayViewMut1<'_, T>,
 ) -> T {
     let eps = T::from_f64(KERAS_EPSILON);
@@ -277,7 +288,8 @@ fn keras_probability_row<T: Float>(
     let mut value = T::ZERO;
     // dL/dq_j where q = p / sum (zero where clipping is active).
     let mut dot = T::ZERO;
-    for ((&pv, &av), gv) in p.iter().zip(a).zip(g.iter_mut()) {
+    for (j, (&pv, gv)) in p.iter().zip(g.iter_mut()).enumerate() {
+        let av = a(j);
         let q = pv / sum;
         let clipped = q.max(eps).min(T::ONE - eps);
         if av != T::ZERO {
@@ -296,9 +308,14 @@ fn keras_probability_row<T: Float>(
 }
 
 /// `-sum_j a_j x_j` for log-probabilities `x`.
-fn log_probability_row<T: Float>(x: ArrayView1<'_, T>, a: &[T], mut g: ArrayViewMut1<'_, T>) -> T {
+fn log_probability_row<T: Float>(
+    x: ArrayView1<'_, T>,
+    a: impl Fn(usize) -> T,
+    mut g: ArrayViewMut1<'_, T>,
+) -> T {
     let mut value = T::ZERO;
-    for ((&xv, &av), gv) in x.iter().zip(a).zip(g.iter_mut()) {
+    for (j, (&xv, gv)) in x.iter().zip(g.iter_mut()).enumerate() {
+        let av = a(j);
         if av != T::ZERO {
             value -= av * xv;
         }
@@ -427,13 +444,11 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
                 return T::ZERO; // ignored: finish zeroes the gradient
             }
             let y = y as usize;
-            let a: Vec<T> = (0..classes)
-                .map(|k| inner[k] * (if k == y { T::ONE - eps + off } else { off }))
-                .collect();
+            let a = |k: usize| inner[k] * (if k == y { T::ONE - eps + off } else { off });
             match input {
-                Input::Logits => logits_row(x, &a, g),
-                Input::Probabilities => keras_sparse_probability_row(x, &a, g),
-                Input::LogProbabilities => log_probability_row(x, &a, g),
+                Input::Logits => logits_row(x, a, g),
+                Input::Probabilities => keras_sparse_probability_row(x, a, g),
+                Input::LogProbabilities => log_probability_row(x, a, g),
             }
         });
         let target_weight = labels.mapv(|y| {
@@ -466,15 +481,16 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
 /// probability to `[eps, 1 - eps]`, then renormalise: `-sum a_j ln(q_j / S)`.
 fn keras_sparse_probability_row<T: Float>(
     p: ArrayView1<'_, T>,
-    a: &[T],
+    a: impl Fn(usize) -> T,
     mut g: ArrayViewMut1<'_, T>,
 ) -> T {
     let eps = T::from_f64(KERAS_EPSILON);
     let clip = |v: T| v.max(eps).min(T::ONE - eps);
     let sum: T = p.iter().map(|&v| clip(v)).sum();
-    let total_a: T = a.iter().copied().sum();
+    let total_a: T = (0..p.len()).map(&a).sum();
     let mut value = total_a * sum.ln();
-    for ((&pv, &av), gv) in p.iter().zip(a).zip(g.iter_mut()) {
+    for (j, (&pv, gv)) in p.iter().zip(g.iter_mut()).enumerate() {
+        let av = a(j);
         let q = clip(pv);
         if av != T::ZERO {
             value -= av * q.ln();

@@ -99,6 +99,30 @@ pub(crate) fn rowwise<T: Float>(
     let mut unit_shape = pred.shape().to_vec();
     unit_shape.remove(axis);
     let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
+    let (pv, tv) = (pred.view(), target.view());
+    if let (true, Some(p), Some(t), Some(g), Some(v)) = (
+        axis + 1 == pred.ndim(),
+        pv.as_slice(),
+        tv.as_slice(),
+        grad.as_slice_mut(),
+        values.as_slice_mut(),
+    ) {
+        // Contiguous rows along the last axis: plain chunks, no lane iterator.
+        let c = pred.shape()[axis].max(1);
+        for (((p, t), g), v) in p
+            .chunks_exact(c)
+            .zip(t.chunks_exact(c))
+            .zip(g.chunks_exact_mut(c))
+            .zip(v.iter_mut())
+        {
+            *v = f(
+                ArrayView1::from(p),
+                ArrayView1::from(t),
+                ArrayViewMut1::from(g),
+            );
+        }
+        return Units::new(values, grad, Some(axis));
+    }
     Zip::from(pred.view().lanes(Axis(axis)))
         .and(target.view().lanes(Axis(axis)))
         .and(grad.lanes_mut(Axis(axis)))
@@ -119,6 +143,25 @@ pub(crate) fn rowwise_labels<T: Float>(
 ) -> Units<T> {
     let mut grad = grad_buffer(pred.shape(), buffer);
     let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
+    let pv = pred.view();
+    if let (true, Some(p), Some(y), Some(g), Some(v)) = (
+        axis + 1 == pred.ndim(),
+        pv.as_slice(),
+        labels.as_slice(),
+        grad.as_slice_mut(),
+        values.as_slice_mut(),
+    ) {
+        let c = pred.shape()[axis].max(1);
+        for (((p, &y), g), v) in p
+            .chunks_exact(c)
+            .zip(y)
+            .zip(g.chunks_exact_mut(c))
+            .zip(v.iter_mut())
+        {
+            *v = f(ArrayView1::from(p), y, ArrayViewMut1::from(g));
+        }
+        return Units::new(values, grad, Some(axis));
+    }
     Zip::from(pred.view().lanes(Axis(axis)))
         .and(labels)
         .and(grad.lanes_mut(Axis(axis)))

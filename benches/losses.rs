@@ -1,0 +1,81 @@
+//! Value-and-gradient throughput of the fused loss kernels (f32): softmax
+//! cross-entropy from logits with integer labels at B x 10 and B x 1000, and
+//! mean squared error at B x 4, reusing the gradient buffer between calls
+//! as a training loop would. Throughput is in samples (rows) per second.
+//!
+//! Run with `cargo bench --bench losses`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
+use polyhead::tensor::{Rng, Tensor};
+
+fn cross_entropy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_entropy_value_and_grad");
+    let loss = SparseCrossEntropy::from_logits();
+    for (batch, classes) in [
+        (32, 10),
+        (1024, 10),
+        (65536, 10),
+        (1024, 1000),
+        (16384, 1000),
+    ] {
+        let logits = Tensor::<f32>::rand_normal(&[batch, classes], 0.0, 3.0, 1).unwrap();
+        let mut rng = Rng::new(2);
+        let labels: Vec<usize> = (0..batch)
+            .map(|_| rng.below(classes as u64) as usize)
+            .collect();
+        let labels = Labels::from_classes(&labels);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{batch}x{classes}")),
+            &(),
+            |b, _| {
+                let mut grad = None;
+                b.iter(|| {
+                    let out = loss
+                        .value_and_grad_into(black_box(&logits), &labels, None, grad.take())
+                        .unwrap();
+                    grad = Some(out.grad);
+                    out.value
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn mse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mse_value_and_grad");
+    let loss = Mse::new();
+    for batch in [32, 1024, 65536] {
+        let pred = Tensor::<f32>::rand_normal(&[batch, 4], 0.0, 1.0, 3).unwrap();
+        let target = Tensor::<f32>::rand_normal(&[batch, 4], 0.0, 1.0, 4).unwrap();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{batch}x4")),
+            &(),
+            |b, _| {
+                let mut grad = None;
+                b.iter(|| {
+                    let out = loss
+                        .value_and_grad_into(black_box(&pred), &target, None, grad.take())
+                        .unwrap();
+                    grad = Some(out.grad);
+                    out.value
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1));
+    targets = cross_entropy, mse
+}
+criterion_main!(benches);
