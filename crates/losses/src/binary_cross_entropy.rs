@@ -44,6 +44,16 @@ config_builders!(BinaryCrossEntropy);
 
 impl BinaryCrossEntropy {
     /// BCE of logits.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryCrossEntropy::from_logits().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 2f64.ln());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_logits() -> Self {
         BinaryCrossEntropy {
             from_logits: true,
@@ -54,6 +64,16 @@ impl BinaryCrossEntropy {
     }
 
     /// BCE of probabilities.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.5], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryCrossEntropy::from_probabilities().value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_probabilities() -> Self {
         BinaryCrossEntropy {
             from_logits: false,
@@ -62,6 +82,17 @@ impl BinaryCrossEntropy {
     }
 
     /// Label smoothing `eps` in `[0, 1]`: targets become `y (1 - eps) + eps / 2`.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryCrossEntropy::from_logits().label_smoothing(1.0).value_and_grad(&pred, &target, None)?;
+    /// // Fully smoothed targets are 0.5: the gradient at logit 0 vanishes.
+    /// assert_eq!(out.grad.to_vec(), vec![0.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn label_smoothing(mut self, eps: f64) -> Self {
         self.label_smoothing = eps;
         self
@@ -69,6 +100,16 @@ impl BinaryCrossEntropy {
 
     /// Weight of the positive term, one per class of the last axis
     /// (PyTorch's `pos_weight`; logits only).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryCrossEntropy::from_logits().pos_weight(vec![3.0]).convention(Convention::PyTorch).value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 3.0 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pos_weight(mut self, weights: Vec<f64>) -> Self {
         self.pos_weight = Some(weights);
         self

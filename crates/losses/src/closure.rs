@@ -11,6 +11,16 @@ use crate::reduction::LossOutput;
 
 /// A loss defined by a function of the prediction and the target on the
 /// tape (see [`closure_loss`]).
+///
+/// ```
+/// use polyhead_losses::*;
+/// use polyhead_tensor::Tensor;
+/// let loss = closure_loss::<f64, _>("l1", |p, t| Ok(p.sub(t)?.abs().mean_all()?));
+/// assert_eq!(Loss::<f64>::name(&loss), "l1");
+/// let out = loss.value_and_grad(&Tensor::from_vec(vec![2.0], &[1])?, &Tensor::zeros(&[1])?, None)?;
+/// assert_eq!(out.grad.to_vec(), vec![1.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ClosureLoss<T, F> {
     name: String,
     f: F,

@@ -20,12 +20,32 @@ macro_rules! config_builders {
     ($t:ident) => {
         impl $t {
             /// Selects Keras' or PyTorch's definitions (see [`crate::Convention`]).
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// let pred = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[1, 2])?;
+            /// let target = Tensor::from_vec(vec![0.0, 0.0], &[1, 2])?;
+            /// let out = Mse::new().convention(Convention::PyTorch).reduction(Reduction::None).value_and_grad(&pred, &target, None)?;
+            /// assert_eq!(out.value.to_vec(), vec![1.0, 4.0]); // one value per element
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn convention(mut self, convention: crate::Convention) -> Self {
                 self.config.convention = convention;
                 self
             }
 
             /// Sets the reduction (default [`crate::Reduction::Mean`]).
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// let pred = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2, 1])?;
+            /// let target = Tensor::from_vec(vec![0.0, 0.0], &[2, 1])?;
+            /// let out = Mse::new().reduction(Reduction::Sum).value_and_grad(&pred, &target, None)?;
+            /// assert_eq!(out.value.item()?, 5.0);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn reduction(mut self, reduction: crate::Reduction) -> Self {
                 self.config.reduction = reduction;
                 self

@@ -29,6 +29,16 @@ config_builders!(CosineSimilarity);
 
 impl CosineSimilarity {
     /// Cosine similarity loss along the last axis.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![0.0, 1.0], &[1, 2])?;
+    /// let out = CosineSimilarity::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.0); // orthogonal
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -114,6 +124,17 @@ config_builders!(CosineEmbedding);
 
 impl CosineEmbedding {
     /// Cosine embedding loss with `margin` (PyTorch's default 0).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::<f64>::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let target = CosineTarget { other: x.clone(), sign: Tensor::from_vec(vec![-1.0], &[1])? };
+    /// // A pair that should differ but is parallel costs cos - margin.
+    /// let out = CosineEmbedding::new(0.5).value_and_grad(&x, &target, None)?;
+    /// assert!((out.value.item()? - 0.5).abs() < 1e-9); // cos is 1 less the 1e-12 in the norms
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(margin: f64) -> Self {
         CosineEmbedding {
             margin,
@@ -127,6 +148,17 @@ impl CosineEmbedding {
 
 /// The target of [`CosineEmbedding`]: the other vector of each pair and the
 /// pair's label (`+1` similar, `-1` dissimilar).
+///
+/// ```
+/// use polyhead_losses::*;
+/// use polyhead_tensor::Tensor;
+/// let target = CosineTarget {
+///     other: Tensor::<f32>::ones(&[3, 8])?,
+///     sign: Tensor::from_vec(vec![1.0, -1.0, 1.0], &[3])?,
+/// };
+/// assert_eq!(target.sign.shape(), &[3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct CosineTarget<T: Float> {
     /// The second vector of each pair, the prediction's shape.

@@ -15,6 +15,18 @@ use crate::units::{rowwise, rowwise_labels};
 pub(crate) const KERAS_EPSILON: f64 = 1e-7;
 
 /// What a classification loss's prediction holds.
+///
+/// ```
+/// use polyhead_losses::*;
+/// use polyhead_tensor::Tensor;
+/// // The same loss on logits and on log-probabilities.
+/// let logits = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[1, 2])?;
+/// let labels = Labels::from_classes(&[1]);
+/// let a = SparseCrossEntropy::from_logits().value_and_grad(&logits, &labels, None)?;
+/// let b = SparseCrossEntropy::from_log_probabilities().value_and_grad(&logits.log_softmax(-1)?, &labels, None)?;
+/// assert!((a.value.item()? - b.value.item()?).abs() < 1e-15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
     /// Unnormalised scores; the loss applies a (log-)softmax itself, in one
@@ -105,6 +117,17 @@ macro_rules! common_builders {
         impl $t {
             /// Sets the label smoothing `eps` in `[0, 1]`: the target becomes
             /// `y * (1 - eps) + eps / classes` (Keras and PyTorch agree).
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// let logits = Tensor::<f64>::zeros(&[1, 4])?;
+            /// let onehot = Labels::from_classes(&[0]).one_hot(4)?;
+            /// let out = CrossEntropy::from_logits().label_smoothing(0.2).value_and_grad(&logits, &onehot, None)?;
+            /// // Uniform logits: the loss is ln 4 whatever the (smoothed) target.
+            /// assert!((out.value.item()? - 4f64.ln()).abs() < 1e-15);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn label_smoothing(mut self, eps: f64) -> Self {
                 self.common.label_smoothing = eps;
                 self
@@ -115,6 +138,17 @@ macro_rules! common_builders {
             /// labels, divides by the summed weights of the targets. Keras'
             /// convention turns them into sample weights (the weight of each
             /// sample's class), as Keras' `class_weight` does.
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// let logits = Tensor::<f64>::zeros(&[2, 2])?;
+            /// let labels = Labels::from_classes(&[0, 1]);
+            /// let loss = SparseCrossEntropy::from_logits().class_weights(vec![3.0, 1.0]).convention(Convention::PyTorch);
+            /// // PyTorch: sum_i w[y_i] * ln 2 / sum_i w[y_i] = ln 2.
+            /// assert!((loss.value_and_grad(&logits, &labels, None)?.value.item()? - 2f64.ln()).abs() < 1e-15);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn class_weights(mut self, weights: Vec<f64>) -> Self {
                 self.common.class_weights = Some(weights);
                 self
@@ -122,18 +156,48 @@ macro_rules! common_builders {
 
             /// The class axis (default: the last under Keras' convention,
             /// axis 1 under PyTorch's).
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// // Scores laid out [batch, classes, time], classes on axis 1.
+            /// let logits = Tensor::<f64>::zeros(&[2, 3, 5])?;
+            /// let labels = Labels::new(vec![0; 10], &[2, 5])?;
+            /// let out = SparseCrossEntropy::from_logits().class_axis(1).value_and_grad(&logits, &labels, None)?;
+            /// assert!((out.value.item()? - 3f64.ln()).abs() < 1e-15);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn class_axis(mut self, axis: isize) -> Self {
                 self.common.class_axis = Some(axis);
                 self
             }
 
             /// Selects Keras' or PyTorch's definitions (see [`Convention`]).
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// let logits = Tensor::<f64>::zeros(&[2, 3, 5])?;
+            /// // PyTorch's class axis is 1: labels are [batch, time].
+            /// let loss = SparseCrossEntropy::from_logits().convention(Convention::PyTorch);
+            /// assert!(loss.value_and_grad(&logits, &Labels::new(vec![0; 10], &[2, 5])?, None).is_ok());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn convention(mut self, convention: Convention) -> Self {
                 self.common.convention = convention;
                 self
             }
 
             /// Sets the reduction (default [`Reduction::Mean`]).
+            ///
+            /// ```
+            /// use polyhead_losses::*;
+            /// use polyhead_tensor::Tensor;
+            /// let logits = Tensor::<f64>::zeros(&[2, 2])?;
+            /// let loss = SparseCrossEntropy::from_logits().reduction(Reduction::None);
+            /// assert_eq!(loss.value_and_grad(&logits, &Labels::from_classes(&[0, 1]), None)?.value.shape(), &[2]);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn reduction(mut self, reduction: Reduction) -> Self {
                 self.common.reduction = reduction;
                 self
@@ -169,6 +233,16 @@ common_builders!(CrossEntropy);
 
 impl CrossEntropy {
     /// Cross-entropy of logits (the prediction is unnormalised scores).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0, 0.0], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CrossEntropy::from_logits().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.grad.to_vec(), vec![-0.5, 0.5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_logits() -> Self {
         CrossEntropy {
             common: Common::new(Input::Logits),
@@ -176,6 +250,16 @@ impl CrossEntropy {
     }
 
     /// Cross-entropy of probabilities (Keras' `from_logits=False`).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.25, 0.75], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![0.0, 1.0], &[1, 2])?;
+    /// let out = CrossEntropy::from_probabilities().value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? + 0.75f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_probabilities() -> Self {
         CrossEntropy {
             common: Common::new(Input::Probabilities),
@@ -183,6 +267,16 @@ impl CrossEntropy {
     }
 
     /// Cross-entropy of log-probabilities.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![-0.5, -2.0], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CrossEntropy::from_log_probabilities().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_log_probabilities() -> Self {
         CrossEntropy {
             common: Common::new(Input::LogProbabilities),
@@ -356,6 +450,15 @@ common_builders!(SparseCrossEntropy);
 
 impl SparseCrossEntropy {
     /// Sparse cross-entropy of logits.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let logits = Tensor::<f64>::from_vec(vec![0.0, 0.0], &[1, 2])?;
+    /// let out = SparseCrossEntropy::from_logits().value_and_grad(&logits, &Labels::from_classes(&[1]), None)?;
+    /// assert_eq!(out.grad.to_vec(), vec![0.5, -0.5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_logits() -> Self {
         SparseCrossEntropy {
             common: Common::new(Input::Logits),
@@ -364,6 +467,15 @@ impl SparseCrossEntropy {
     }
 
     /// Sparse cross-entropy of probabilities (Keras' `from_logits=False`).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let p = Tensor::<f64>::from_vec(vec![0.25, 0.75], &[1, 2])?;
+    /// let out = SparseCrossEntropy::from_probabilities().value_and_grad(&p, &Labels::from_classes(&[1]), None)?;
+    /// assert!((out.value.item()? + 0.75f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_probabilities() -> Self {
         SparseCrossEntropy {
             common: Common::new(Input::Probabilities),
@@ -372,6 +484,15 @@ impl SparseCrossEntropy {
     }
 
     /// Negative log-likelihood of log-probabilities (PyTorch's `nll_loss`).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let logp = Tensor::<f64>::from_vec(vec![-0.1, -2.4], &[1, 2])?;
+    /// let loss = SparseCrossEntropy::from_log_probabilities().convention(Convention::PyTorch);
+    /// assert_eq!(loss.value_and_grad(&logp, &Labels::from_classes(&[0]), None)?.value.item()?, 0.1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_log_probabilities() -> Self {
         SparseCrossEntropy {
             common: Common::new(Input::LogProbabilities),
@@ -381,6 +502,17 @@ impl SparseCrossEntropy {
 
     /// Labels equal to `label` are ignored (Keras' `ignore_class`,
     /// PyTorch's `ignore_index`).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let logits = Tensor::<f64>::zeros(&[3, 2])?;
+    /// let labels = Labels::new(vec![0, -100, -100], &[3])?;
+    /// let loss = SparseCrossEntropy::from_logits().ignore_index(-100);
+    /// // Only the first row is counted.
+    /// assert!((loss.value_and_grad(&logits, &labels, None)?.value.item()? - 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ignore_index(mut self, label: i64) -> Self {
         self.ignore_index = Some(label);
         self

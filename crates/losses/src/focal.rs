@@ -42,6 +42,16 @@ config_builders!(BinaryFocalLoss);
 
 impl BinaryFocalLoss {
     /// Focal loss of logits; `gamma` 2, no class balancing.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![10.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryFocalLoss::from_logits().value_and_grad(&pred, &target, None)?;
+    /// assert!(out.value.item()? < 1e-12); // confident and right: almost no loss
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_logits() -> Self {
         BinaryFocalLoss {
             from_logits: true,
@@ -53,6 +63,16 @@ impl BinaryFocalLoss {
     }
 
     /// Focal loss of probabilities (Keras clips them inside the BCE).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.5], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryFocalLoss::from_probabilities().gamma(0.0).value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 2f64.ln()).abs() < 1e-12); // gamma 0 is BCE
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_probabilities() -> Self {
         BinaryFocalLoss {
             from_logits: false,
@@ -61,6 +81,16 @@ impl BinaryFocalLoss {
     }
 
     /// The focusing exponent (>= 0; 0 is plain BCE).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryFocalLoss::from_logits().gamma(0.0).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 2f64.ln());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn gamma(mut self, gamma: f64) -> Self {
         self.gamma = gamma;
         self
@@ -69,12 +99,32 @@ impl BinaryFocalLoss {
     /// Class balancing with weight `alpha` for positives and `1 - alpha` for
     /// negatives (Keras' `apply_class_balancing=True, alpha=...`,
     /// torchvision's `alpha >= 0`).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryFocalLoss::from_logits().gamma(0.0).alpha(0.25).value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 0.25 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn alpha(mut self, alpha: f64) -> Self {
         self.alpha = Some(alpha);
         self
     }
 
     /// Label smoothing `eps`: targets become `y (1 - eps) + eps / 2` (Keras).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = BinaryFocalLoss::from_logits().label_smoothing(1.0).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.grad.to_vec(), vec![0.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn label_smoothing(mut self, eps: f64) -> Self {
         self.label_smoothing = eps;
         self
@@ -190,6 +240,16 @@ config_builders!(CategoricalFocalCrossEntropy);
 
 impl CategoricalFocalCrossEntropy {
     /// Of logits, with Keras' defaults `alpha = 0.25`, `gamma = 2`.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0, 0.0], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CategoricalFocalCrossEntropy::from_logits().gamma(0.0).alpha(1.0).value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 2f64.ln()).abs() < 1e-12); // plain CE
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_logits() -> Self {
         CategoricalFocalCrossEntropy {
             from_logits: true,
@@ -200,6 +260,16 @@ impl CategoricalFocalCrossEntropy {
     }
 
     /// Of probabilities.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.5, 0.5], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CategoricalFocalCrossEntropy::from_probabilities().value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 0.25 * 0.25 * 2f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_probabilities() -> Self {
         CategoricalFocalCrossEntropy {
             from_logits: false,
@@ -208,12 +278,32 @@ impl CategoricalFocalCrossEntropy {
     }
 
     /// The weighting factor.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.5, 0.5], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CategoricalFocalCrossEntropy::from_probabilities().alpha(1.0).gamma(0.0).value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 2f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn alpha(mut self, alpha: f64) -> Self {
         self.alpha = alpha;
         self
     }
 
     /// The focusing exponent (>= 0).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.5, 0.5], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CategoricalFocalCrossEntropy::from_probabilities().alpha(1.0).gamma(1.0).value_and_grad(&pred, &target, None)?;
+    /// assert!((out.value.item()? - 0.5 * 2f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn gamma(mut self, gamma: f64) -> Self {
         self.gamma = gamma;
         self

@@ -44,6 +44,17 @@ config_builders!(Hinge);
 
 impl Hinge {
     /// Hinge loss.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![0.0], &[1, 1])?;
+    /// let out = Hinge::new().value_and_grad(&pred, &target, None)?;
+    /// // A 0 label becomes -1: max(1 - (-1)(0), 0) = 1.
+    /// assert_eq!(out.value.item()?, 1.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,6 +123,16 @@ config_builders!(SquaredHinge);
 
 impl SquaredHinge {
     /// Squared hinge loss.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![3.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = SquaredHinge::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -179,6 +200,16 @@ config_builders!(CategoricalHinge);
 
 impl CategoricalHinge {
     /// Categorical hinge loss.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![1.0, 0.0], &[1, 2])?;
+    /// let out = CategoricalHinge::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.0); // margin of exactly 1 is met
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -277,23 +308,58 @@ impl Default for MultiMargin {
 
 impl MultiMargin {
     /// Multi-class margin loss with `p = 1`, `margin = 1`.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::<f64>::from_vec(vec![2.0, 0.0], &[1, 2])?;
+    /// assert_eq!(MultiMargin::new().value_and_grad(&x, &Labels::from_classes(&[0]), None)?.value.item()?, 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The exponent, 1 or 2.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::<f64>::from_vec(vec![0.0, 1.0], &[1, 2])?;
+    /// let out = MultiMargin::new().p(2).value_and_grad(&x, &Labels::from_classes(&[0]), None)?;
+    /// assert_eq!(out.value.item()?, 2.0); // (1 - 0 + 1)^2 / 2
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn p(mut self, p: i32) -> Self {
         self.p = p;
         self
     }
 
     /// The margin.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::<f64>::from_vec(vec![0.0, 1.0], &[1, 2])?;
+    /// let out = MultiMargin::new().margin(0.5).value_and_grad(&x, &Labels::from_classes(&[0]), None)?;
+    /// assert_eq!(out.value.item()?, 0.75); // (0.5 + 1) / 2
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn margin(mut self, margin: f64) -> Self {
         self.margin = margin;
         self
     }
 
     /// Per-class weights, applied by the sample's label.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::<f64>::from_vec(vec![0.0, 1.0], &[1, 2])?;
+    /// let out = MultiMargin::new().class_weights(vec![2.0, 1.0]).value_and_grad(&x, &Labels::from_classes(&[0]), None)?;
+    /// assert_eq!(out.value.item()?, 2.0); // 2 * (1 + 1) / 2
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn class_weights(mut self, weights: Vec<f64>) -> Self {
         self.class_weights = Some(weights);
         self
@@ -395,6 +461,16 @@ config_builders!(HingeEmbedding);
 
 impl HingeEmbedding {
     /// Hinge embedding loss with `margin` (PyTorch's default 1).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.25], &[1])?;
+    /// let target = Tensor::from_vec(vec![-1.0], &[1])?;
+    /// let out = HingeEmbedding::new(1.0).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.75);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(margin: f64) -> Self {
         HingeEmbedding {
             margin,
@@ -481,6 +557,16 @@ impl Default for SoftMargin {
 
 impl SoftMargin {
     /// Soft margin loss.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![100.0], &[1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1])?;
+    /// let out = SoftMargin::new().value_and_grad(&pred, &target, None)?;
+    /// assert!(out.value.item()? < 1e-40);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

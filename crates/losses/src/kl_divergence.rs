@@ -40,11 +40,30 @@ config_builders!(KlDivergence);
 
 impl KlDivergence {
     /// KL divergence with the default convention (Keras: probabilities in).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.5, 0.5], &[1, 2])?;
+    /// let target = Tensor::from_vec(vec![0.5, 0.5], &[1, 2])?;
+    /// let out = KlDivergence::new().value_and_grad(&pred, &target, None)?;
+    /// assert!(out.value.item()?.abs() < 1e-15); // identical distributions
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// PyTorch's `log_target`: the target holds log-probabilities.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let logp = Tensor::<f64>::from_vec(vec![0.5f64.ln(); 2], &[1, 2])?;
+    /// let loss = KlDivergence::new().log_target(true).convention(Convention::PyTorch);
+    /// assert!(loss.value_and_grad(&logp, &logp, None)?.value.item()?.abs() < 1e-15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_target(mut self, log_target: bool) -> Self {
         self.log_target = log_target;
         self

@@ -23,8 +23,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! On plain ndarray arrays, wrap them without copying:
+//!
+//! ```
+//! use ndarray::array;
+//! use polyhead_losses::{Huber, Loss};
+//! use polyhead_tensor::Tensor;
+//!
+//! let pred = array![[0.5_f64, 2.0], [1.0, -1.0]];
+//! let target = array![[0.0_f64, 0.0], [1.0, 1.0]];
+//! let out = Huber::new(1.0).value_and_grad(&Tensor::from(pred), &Tensor::from(target), None)?;
+//! let grad: ndarray::ArrayD<f64> = out.grad.into_array();
+//! assert_eq!(grad.shape(), &[2, 2]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Where Keras and PyTorch differ, [`Convention`] selects which one a loss
 //! follows (Keras by default), and each loss documents the difference.
+//! Custom losses implement [`Loss`] (their own value and gradient) or are
+//! written as a closure over autograd ops with [`closure_loss`]; both plug
+//! in wherever a built-in loss does.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -179,6 +179,15 @@ pub struct Labels {
 
 impl Labels {
     /// Labels from row-major data and a shape.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let labels = Labels::new(vec![1, 0, 2, 2], &[2, 2])?;
+    /// assert_eq!(labels.shape(), &[2, 2]);
+    /// assert!(Labels::new(vec![1, 0, 2], &[2, 2]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(data: Vec<i64>, shape: &[usize]) -> Result<Self> {
         let len = data.len();
         let array = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|_| LossError::Invalid {
@@ -189,6 +198,11 @@ impl Labels {
     }
 
     /// One label per sample, from class indices.
+    ///
+    /// ```
+    /// let labels = polyhead_losses::Labels::from_classes(&[3, 1]);
+    /// assert_eq!(labels.as_array().as_slice().unwrap(), &[3, 1]);
+    /// ```
     pub fn from_classes(classes: &[usize]) -> Self {
         let data = classes.iter().map(|&c| c as i64).collect::<Vec<_>>();
         Labels {
@@ -197,11 +211,20 @@ impl Labels {
     }
 
     /// The labels' shape.
+    ///
+    /// ```
+    /// assert_eq!(polyhead_losses::Labels::from_classes(&[0, 1, 2]).shape(), &[3]);
+    /// ```
     pub fn shape(&self) -> &[usize] {
         self.array.shape()
     }
 
     /// The labels as an ndarray array.
+    ///
+    /// ```
+    /// let labels = polyhead_losses::Labels::from_classes(&[4]);
+    /// assert_eq!(labels.as_array()[[0]], 4);
+    /// ```
     pub fn as_array(&self) -> &ArrayD<i64> {
         &self.array
     }

@@ -39,23 +39,63 @@ config_builders!(Poisson);
 
 impl Poisson {
     /// Poisson loss on rates with the default convention and reduction.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![1.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![0.0], &[1, 1])?;
+    /// let out = Poisson::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 1.0); // rate 1, no events
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Whether the prediction is a log-rate (PyTorch's `log_input`).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![2.0], &[1, 1])?;
+    /// let out = Poisson::new().log_input(true).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 1.0); // exp(0) - 2 * 0
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_input(mut self, log_input: bool) -> Self {
         self.log_input = log_input;
         self
     }
 
     /// Whether to add Stirling's approximation of `ln(target!)`.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = Poisson::new().log_input(true).full(true).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 1.0); // no Stirling term for a count of 1
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn full(mut self, full: bool) -> Self {
         self.full = full;
         self
     }
 
     /// The `eps` added to rates inside the logarithm.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![1.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = Poisson::new().eps(0.0).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 1.0); // 1 - 1 * ln 1
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn eps(mut self, eps: f64) -> Self {
         self.eps = Some(eps);
         self

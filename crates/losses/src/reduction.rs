@@ -76,6 +76,17 @@ pub enum Reduction {
 }
 
 /// The reduced loss and its gradient with respect to the prediction.
+///
+/// ```
+/// use polyhead_losses::*;
+/// use polyhead_tensor::Tensor;
+/// let pred = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2, 1])?;
+/// let out: LossOutput<f64> = Mse::new().reduction(Reduction::None).value_and_grad(&pred, &Tensor::zeros(&[2, 1])?, None)?;
+/// assert_eq!(out.value.to_vec(), vec![1.0, 4.0]);
+/// assert_eq!(out.grad.to_vec(), vec![2.0, 4.0]); // gradient of the sum
+/// assert_eq!(out.unit_axis, Some(1)); // units are rows over axis 1
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LossOutput<T: Float> {
     /// The loss: 0-dimensional, or one value per unit with

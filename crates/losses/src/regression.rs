@@ -45,6 +45,16 @@ config_builders!(Mse);
 
 impl Mse {
     /// Mean squared error with the default convention (Keras) and reduction.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![3.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = Mse::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 4.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -108,6 +118,16 @@ config_builders!(Mae);
 
 impl Mae {
     /// Mean absolute error with the default convention and reduction.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![3.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = Mae::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 2.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -186,6 +206,16 @@ config_builders!(Huber);
 
 impl Huber {
     /// Huber loss with threshold `delta` (> 0; Keras' and PyTorch's default is 1).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![3.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = Huber::new(0.5).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.875); // 0.5 * (2 - 0.25)
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(delta: f64) -> Self {
         Huber {
             delta,
@@ -260,6 +290,16 @@ config_builders!(SmoothL1);
 
 impl SmoothL1 {
     /// Smooth L1 with threshold `beta` (>= 0; PyTorch's default is 1).
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![3.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = SmoothL1::new(0.0).value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 2.0); // beta 0 is L1
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(beta: f64) -> Self {
         SmoothL1 {
             beta,
@@ -334,6 +374,16 @@ config_builders!(LogCosh);
 
 impl LogCosh {
     /// Log-cosh loss with the default convention and reduction.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![0.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![0.0], &[1, 1])?;
+    /// let out = LogCosh::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -400,6 +450,16 @@ config_builders!(MeanAbsolutePercentageError);
 
 impl MeanAbsolutePercentageError {
     /// MAPE with the default convention and reduction.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![2.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![4.0], &[1, 1])?;
+    /// let out = MeanAbsolutePercentageError::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 50.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -466,6 +526,16 @@ config_builders!(MeanSquaredLogarithmicError);
 
 impl MeanSquaredLogarithmicError {
     /// MSLE with the default convention and reduction.
+    ///
+    /// ```
+    /// use polyhead_losses::*;
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::<f64>::from_vec(vec![1.0], &[1, 1])?;
+    /// let target = Tensor::from_vec(vec![1.0], &[1, 1])?;
+    /// let out = MeanSquaredLogarithmicError::new().value_and_grad(&pred, &target, None)?;
+    /// assert_eq!(out.value.item()?, 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
