@@ -68,7 +68,24 @@ pub enum Reduction {
     /// One weighted value per unit; the gradient is that of their sum.
     None,
     /// The weighted sum divided by the sum of the weights: Keras'
-    /// `mean_with_sample_weight`.
+    /// `mean_with_sample_weight`. With 0/1 sample weights this is a *masked*
+    /// mean: the mean over the samples whose weight is 1, and 0 when every
+    /// sample is masked out.
+    ///
+    /// ```
+    /// use polyhead_losses::{Loss, Mse, Reduction};
+    /// use polyhead_tensor::Tensor;
+    /// let pred = Tensor::from_vec(vec![1.0_f64, 2.0, 3.0], &[3, 1])?;
+    /// let target = Tensor::zeros(&[3, 1])?;
+    /// let mask = Tensor::from_vec(vec![1.0, 0.0, 1.0], &[3])?; // sample 1 has no target
+    /// let masked = Mse::new().reduction(Reduction::WeightedMean);
+    /// let out = masked.value_and_grad(&pred, &target, Some(&mask))?;
+    /// assert_eq!(out.value.item()?, 5.0); // (1 + 9) / 2
+    /// assert_eq!(out.grad.to_vec(), vec![1.0, 0.0, 3.0]);
+    /// let none = masked.value_and_grad(&pred, &target, Some(&Tensor::zeros(&[3])?))?;
+    /// assert_eq!(none.value.item()?, 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     WeightedMean,
     /// The sum divided by the batch size (the first axis): PyTorch's
     /// `batchmean`, the mathematically right mean for KL divergence.
