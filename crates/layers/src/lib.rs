@@ -1,8 +1,62 @@
 //! # polyhead-layers
 //!
-//! Modules, initializers, optimizers and checkpoints for polyhead.
+//! The building blocks of a model and the means to train and keep it:
+//! modules ([`Dense`], activations, [`Sequential`], [`Dropout`],
+//! [`LayerNorm`], [`Embedding`], [`Flatten`]), seeded [`Initializer`]s,
+//! optimizers ([`Sgd`], [`Adam`] and AdamW, [`RmsProp`]) with clipping and
+//! [`Schedule`]s, and atomic safetensors checkpoints.
 //!
-//! This crate is a placeholder in the workspace; its contents arrive with
-//! their issue (see ARCHITECTURE.md).
+//! ```
+//! use polyhead_autograd::Tape;
+//! use polyhead_layers::{Activation, Adam, Dense, Module, Sequential};
+//! use polyhead_tensor::{Rng, Tensor};
+//!
+//! let mut rng = Rng::new(42);
+//! let mut model = Sequential::<f32>::new()
+//!     .push(Dense::builder(4, 16).activation(Activation::Relu).build(&mut rng)?)
+//!     .push(Dense::new(16, 1, &mut rng)?);
+//! let mut opt = Adam::new(1e-2).build();
+//! let x = Tensor::rand_normal(&[32, 4], 0.0, 1.0, 1)?;
+//! let y = x.sum_axis(-1, true)?; // learn the sum of the features
+//! let mut first = None;
+//! for _ in 0..200 {
+//!     let tape = Tape::new();
+//!     let err = model.forward(tape.constant(x.clone()))?.sub(tape.constant(y.clone()))?;
+//!     let loss = err.mul(err)?.mean_all()?;
+//!     first.get_or_insert(loss.value().item()?);
+//!     opt.step(&mut model, &tape.backward(loss)?)?;
+//! }
+//! let tape = Tape::no_record();
+//! let err = model.forward(tape.constant(x.clone()))?.sub(tape.constant(y))?;
+//! let last = err.mul(err)?.mean_all()?.value().item()?;
+//! assert!(last < 0.05 * first.unwrap());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod activation;
+mod checkpoint;
+mod dense;
+mod dropout;
+mod embedding;
+mod error;
+mod flatten;
+mod initializer;
+mod layer_norm;
+mod module;
+mod optim;
+mod sequential;
+
+pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
+pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use dense::{Dense, DenseBuilder};
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use error::{LayerError, Result};
+pub use flatten::Flatten;
+pub use initializer::Initializer;
+pub use layer_norm::LayerNorm;
+pub use module::Module;
+pub use optim::{Adam, Optimizer, OptimizerConvention, RmsProp, Schedule, Sgd};
+pub use sequential::Sequential;

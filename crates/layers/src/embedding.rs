@@ -1,0 +1,82 @@
+//! Embedding lookup.
+
+use polyhead_autograd::{Parameter, Var};
+use polyhead_tensor::{Float, Rng};
+
+use crate::error::{LayerError, Result};
+use crate::initializer::Initializer;
+use crate::module::{Module, child};
+
+/// A table of `vocab` vectors of size `dim` (parameter `embeddings`,
+/// uniform in ±0.05 as Keras draws it). Its input holds token ids as
+/// whole numbers (any shape); the output adds a last axis of size `dim`.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Embedding, Module};
+/// use polyhead_tensor::{Rng, Tensor};
+/// let emb = Embedding::<f32>::new(100, 8, &mut Rng::new(3))?;
+/// let tape = Tape::new();
+/// let ids = tape.constant(Tensor::from_vec(vec![4.0, 99.0, 4.0], &[3])?);
+/// let v = emb.forward(ids)?;
+/// assert_eq!(v.shape(), vec![3, 8]);
+/// let err = emb.forward(tape.constant(Tensor::from_vec(vec![100.0], &[1])?)).unwrap_err();
+/// assert_eq!(err.to_string(), "embedding: token id 100 at position 0 is not in 0..100");
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Embedding<T: Float = f32> {
+    embeddings: Parameter<T>,
+}
+
+impl<T: Float> Embedding<T> {
+    /// A table of `vocab` vectors of size `dim`.
+    pub fn new(vocab: usize, dim: usize, rng: &mut Rng) -> Result<Self> {
+        if vocab == 0 || dim == 0 {
+            return Err(LayerError::Shape {
+                layer: "embedding",
+                message: format!("vocab and dim must be positive, got {vocab} and {dim}"),
+            });
+        }
+        // Keras' default initializer is uniform in ±0.05.
+        let table = Initializer::Uniform(-0.05, 0.05).init::<T>(&[vocab, dim], vocab, dim, rng)?;
+        Ok(Embedding {
+            embeddings: Parameter::new(table),
+        })
+    }
+}
+
+impl<T: Float> Module<T> for Embedding<T> {
+    fn forward<'t>(&self, ids: Var<'t, T>) -> Result<Var<'t, T>> {
+        let vocab = self.embeddings.value().shape()[0];
+        let dim = self.embeddings.value().shape()[1];
+        let values = ids.value();
+        let mut index = Vec::with_capacity(values.len());
+        for (pos, v) in values.to_vec().into_iter().enumerate() {
+            let f = v.to_f64();
+            if !(f >= 0.0 && f.fract() == 0.0 && f < vocab as f64) {
+                return Err(LayerError::Shape {
+                    layer: "embedding",
+                    message: format!("token id {v} at position {pos} is not in 0..{vocab}"),
+                });
+            }
+            index.push(f as usize);
+        }
+        let mut shape = values.shape().to_vec();
+        shape.push(dim);
+        let table = ids.tape().param(&self.embeddings);
+        Ok(table.index_select(0, &index)?.reshape(&shape)?)
+    }
+
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        f(child(prefix, "embeddings"), &self.embeddings);
+    }
+
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        f(child(prefix, "embeddings"), &mut self.embeddings);
+    }
+}

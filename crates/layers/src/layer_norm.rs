@@ -1,0 +1,89 @@
+//! Layer normalisation.
+
+use polyhead_autograd::{Parameter, Var};
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{LayerError, Result};
+use crate::module::{Module, child};
+
+/// Layer normalisation over the last axis:
+/// `(x - mean) / sqrt(var + eps) * gamma + beta`, with parameters `gamma`
+/// (ones) and `beta` (zeros) as Keras names them. `eps` defaults to Keras'
+/// 1e-3 (PyTorch uses 1e-5; set it with [`LayerNorm::eps`]).
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{LayerNorm, Module};
+/// use polyhead_tensor::Tensor;
+/// let norm = LayerNorm::<f64>::new(4)?.eps(0.0);
+/// let tape = Tape::new();
+/// let y = norm.forward(tape.constant(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[1, 4])?))?;
+/// let v = y.value().to_vec();
+/// assert!(v.iter().sum::<f64>().abs() < 1e-12);
+/// assert!((v.iter().map(|x| x * x).sum::<f64>() / 4.0 - 1.0).abs() < 1e-12);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LayerNorm<T: Float = f32> {
+    gamma: Parameter<T>,
+    beta: Parameter<T>,
+    eps: f64,
+}
+
+impl<T: Float> LayerNorm<T> {
+    /// Normalisation of features of size `dim`.
+    pub fn new(dim: usize) -> Result<Self> {
+        if dim == 0 {
+            return Err(LayerError::Shape {
+                layer: "layer_norm",
+                message: "dim must be positive".to_string(),
+            });
+        }
+        Ok(LayerNorm {
+            gamma: Parameter::new(Tensor::ones(&[dim])?),
+            beta: Parameter::new(Tensor::zeros(&[dim])?),
+            eps: 1e-3,
+        })
+    }
+
+    /// Sets the variance epsilon.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+}
+
+impl<T: Float> Module<T> for LayerNorm<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let dim = self.gamma.value().len();
+        let shape = x.shape();
+        if shape.last() != Some(&dim) {
+            return Err(LayerError::Shape {
+                layer: "layer_norm",
+                message: format!("input shape {shape:?} does not end in {dim} features"),
+            });
+        }
+        let tape = x.tape();
+        let mean = x.mean_axis(-1, true)?;
+        let centered = x.sub(mean)?;
+        let var = centered.mul(centered)?.mean_axis(-1, true)?;
+        let normed = centered.div(var.add_scalar(T::from_f64(self.eps)).sqrt())?;
+        Ok(normed
+            .mul(tape.param(&self.gamma))?
+            .add(tape.param(&self.beta))?)
+    }
+
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        f(child(prefix, "gamma"), &self.gamma);
+        f(child(prefix, "beta"), &self.beta);
+    }
+
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        f(child(prefix, "gamma"), &mut self.gamma);
+        f(child(prefix, "beta"), &mut self.beta);
+    }
+}

@@ -1,0 +1,111 @@
+//! The [`Module`] trait: a piece of a model with a forward pass over tape
+//! values and named parameters.
+
+use polyhead_autograd::{Parameter, Var};
+use polyhead_tensor::Float;
+
+use crate::error::Result;
+
+/// A layer or a model: a forward pass recorded on the input's tape, and its
+/// parameters under stable dotted names (`body.0.kernel`), which optimizers
+/// and checkpoints use.
+///
+/// The same forward runs for training (a recording tape) and inference
+/// ([`polyhead_autograd::Tape::no_record`]); [`Module::set_training`]
+/// switches layers such as dropout between their training and evaluation
+/// behaviour.
+///
+/// ```
+/// use polyhead_autograd::{Parameter, Tape, Var};
+/// use polyhead_layers::{Module, Result};
+/// use polyhead_tensor::{Float, Tensor};
+///
+/// /// y = x * scale, with a learnable scale.
+/// struct Scale<T: Float> {
+///     scale: Parameter<T>,
+/// }
+///
+/// impl<T: Float> Module<T> for Scale<T> {
+///     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+///         Ok(x.mul(x.tape().param(&self.scale))?)
+///     }
+///     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+///         f(format!("{prefix}scale"), &self.scale);
+///     }
+///     fn visit_parameters_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Parameter<T>)) {
+///         f(format!("{prefix}scale"), &mut self.scale);
+///     }
+/// }
+///
+/// let layer = Scale { scale: Parameter::new(Tensor::<f64>::scalar(2.0)) };
+/// let names: Vec<String> = layer.parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, vec!["scale"]);
+/// let tape = Tape::new();
+/// let y = layer.forward(tape.constant(Tensor::from_vec(vec![1.0, 3.0], &[2])?))?;
+/// assert_eq!(y.value().to_vec(), vec![2.0, 6.0]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+pub trait Module<T: Float> {
+    /// The forward pass, recorded on `x`'s tape.
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>>;
+
+    /// Calls `f` with each parameter's full name (`prefix` + its own dotted
+    /// name) and the parameter, in a fixed order.
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>));
+
+    /// Like [`Module::visit_parameters`], with mutable access.
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    );
+
+    /// Switches training behaviour (dropout) on or off. Layers without such
+    /// behaviour ignore it; containers pass it on.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
+    /// Every parameter with its dotted name.
+    fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
+        let mut out = Vec::new();
+        self.visit_parameters("", &mut |name, p| out.push((name, p)));
+        out
+    }
+
+    /// Every parameter with its dotted name, mutably.
+    fn parameters_mut(&mut self) -> Vec<(String, &mut Parameter<T>)> {
+        let mut out = Vec::new();
+        self.visit_parameters_mut("", &mut |name, p| out.push((name, p)));
+        out
+    }
+
+    /// The number of trainable scalars.
+    fn parameter_count(&self) -> usize {
+        self.parameters().iter().map(|(_, p)| p.value().len()).sum()
+    }
+}
+
+/// `prefix` + `name`, the dotted name of a child item.
+pub(crate) fn child(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
+}
+
+impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        (**self).forward(x)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        (**self).visit_parameters(prefix, f)
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        (**self).visit_parameters_mut(prefix, f)
+    }
+    fn set_training(&mut self, training: bool) {
+        (**self).set_training(training)
+    }
+}

@@ -1,0 +1,283 @@
+//! Optimizers: one driver ([`Optimizer`]) that clips gradients, follows a
+//! learning-rate schedule and keeps per-parameter state by name, around an
+//! update rule ([`Sgd`], [`Adam`], [`RmsProp`]).
+
+mod rules;
+mod schedule;
+
+use std::collections::BTreeMap;
+
+use polyhead_autograd::Gradients;
+use polyhead_tensor::{Float, Tensor};
+
+use rules::Rule;
+pub use rules::{Adam, OptimizerConvention, RmsProp, Sgd};
+pub use schedule::Schedule;
+
+use crate::error::{LayerError, Result};
+use crate::module::Module;
+
+/// Updates a model's parameters from their gradients.
+///
+/// State (momentum, Adam's moments) is kept by parameter name, so it can be
+/// saved in a checkpoint and restored into a freshly built model. A step
+/// whose gradients hold a NaN or infinity is refused with an error naming
+/// the parameter, and no parameter is changed.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Dense, Module, Sgd};
+/// use polyhead_tensor::{Rng, Tensor};
+///
+/// let mut model = Dense::<f64>::new(2, 1, &mut Rng::new(0))?;
+/// let mut opt = Sgd::new(0.1).build();
+/// let before = model.kernel().value().to_vec();
+/// let tape = Tape::new();
+/// let x = tape.constant(Tensor::from_vec(vec![1.0, 2.0], &[1, 2])?);
+/// let loss = model.forward(x)?.sum_all();
+/// let grads = tape.backward(loss)?;
+/// opt.step(&mut model, &grads)?;
+/// // d loss / d kernel = x^T, so each weight moves by -0.1 * x.
+/// let after = model.kernel().value().to_vec();
+/// assert!((after[0] - (before[0] - 0.1)).abs() < 1e-15);
+/// assert!((after[1] - (before[1] - 0.2)).abs() < 1e-15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Optimizer<T: Float> {
+    rule: Rule,
+    schedule: Schedule,
+    clip_global_norm: Option<f64>,
+    clip_value: Option<f64>,
+    steps: u64,
+    slots: BTreeMap<String, Vec<Vec<T>>>,
+}
+
+macro_rules! build_method {
+    ($t:ident, $variant:ident) => {
+        impl $t {
+            /// The optimizer with this rule.
+            pub fn build<T: Float>(self) -> Optimizer<T> {
+                Optimizer::new(Rule::$variant(self), Schedule::Constant(self.lr))
+            }
+        }
+    };
+}
+build_method!(Sgd, Sgd);
+build_method!(Adam, Adam);
+build_method!(RmsProp, RmsProp);
+
+impl<T: Float> Optimizer<T> {
+    fn new(rule: Rule, schedule: Schedule) -> Self {
+        Optimizer {
+            rule,
+            schedule,
+            clip_global_norm: None,
+            clip_value: None,
+            steps: 0,
+            slots: BTreeMap::new(),
+        }
+    }
+
+    /// Replaces the constant learning rate by a schedule.
+    ///
+    /// ```
+    /// use polyhead_layers::{Schedule, Sgd};
+    /// let opt = Sgd::new(0.1).build::<f32>().schedule(Schedule::Exponential {
+    ///     initial: 0.1, decay_rate: 0.5, decay_steps: 100, staircase: true,
+    /// });
+    /// assert_eq!(opt.learning_rate(), 0.1);
+    /// ```
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Scales all gradients together so their global L2 norm is at most
+    /// `max_norm` (Keras' `global_clipnorm`, PyTorch's `clip_grad_norm_`).
+    pub fn clip_global_norm(mut self, max_norm: f64) -> Self {
+        self.clip_global_norm = Some(max_norm);
+        self
+    }
+
+    /// Clips each gradient element to `[-value, value]` (Keras' `clipvalue`).
+    pub fn clip_value(mut self, value: f64) -> Self {
+        self.clip_value = Some(value);
+        self
+    }
+
+    /// The learning rate the next step will use.
+    pub fn learning_rate(&self) -> f64 {
+        self.schedule.at(self.steps)
+    }
+
+    /// The number of steps taken.
+    ///
+    /// ```
+    /// assert_eq!(polyhead_layers::Sgd::new(0.1).build::<f32>().steps(), 0);
+    /// ```
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One update of every parameter of `model` that has a gradient in
+    /// `grads` (parameters the loss does not depend on are left alone).
+    pub fn step(&mut self, model: &mut dyn Module<T>, grads: &Gradients<T>) -> Result<()> {
+        self.step_with(model, |_, p| grads.by_id(p.id()).cloned())
+    }
+
+    /// One update with gradients given by a function of each parameter's
+    /// name and parameter (`None`: no gradient, leave it alone). For
+    /// gradients computed or modified outside one tape (accumulation,
+    /// PCGrad, gradients from a file).
+    ///
+    /// ```
+    /// use polyhead_layers::{Dense, Module, Sgd};
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut model = Dense::<f64>::new(2, 1, &mut Rng::new(0))?;
+    /// let before = model.kernel().value().to_vec();
+    /// let mut opt = Sgd::new(0.5).build();
+    /// opt.step_with(&mut model, |name, p| (name == "kernel").then(|| Tensor::ones(p.value().shape()).unwrap()))?;
+    /// let after = model.kernel().value().to_vec();
+    /// assert_eq!(after, vec![before[0] - 0.5, before[1] - 0.5]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn step_with(
+        &mut self,
+        model: &mut dyn Module<T>,
+        mut grad_of: impl FnMut(&str, &polyhead_autograd::Parameter<T>) -> Option<Tensor<T>>,
+    ) -> Result<()> {
+        self.rule.validate()?;
+        let mut params = model.parameters_mut();
+        let mut updates: Vec<(usize, Vec<T>)> = Vec::new();
+        for (i, (name, p)) in params.iter().enumerate() {
+            let Some(g) = grad_of(name, p) else {
+                continue;
+            };
+            if g.shape() != p.value().shape() {
+                return Err(LayerError::Shape {
+                    layer: "optimizer",
+                    message: format!(
+                        "gradient of {name} has shape {:?}, the parameter {:?}",
+                        g.shape(),
+                        p.value().shape()
+                    ),
+                });
+            }
+            let g = g.to_vec();
+            if let Some((at, v)) = g.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(LayerError::Invalid {
+                    what: "optimizer",
+                    message: format!(
+                        "gradient of {name} is {v} at flat index {at} (shape {:?}); the step was not applied",
+                        p.value().shape()
+                    ),
+                });
+            }
+            updates.push((i, g));
+        }
+        if let Some(c) = self.clip_value {
+            let c = T::from_f64(c);
+            for (_, g) in &mut updates {
+                g.iter_mut().for_each(|v| *v = v.max(-c).min(c));
+            }
+        }
+        if let Some(max_norm) = self.clip_global_norm {
+            let norm = updates
+                .iter()
+                .flat_map(|(_, g)| g.iter())
+                .map(|v| v.to_f64() * v.to_f64())
+                .sum::<f64>()
+                .sqrt();
+            if norm > max_norm {
+                let scale = T::from_f64(max_norm / norm);
+                for (_, g) in &mut updates {
+                    g.iter_mut().for_each(|v| *v *= scale);
+                }
+            }
+        }
+        let lr = self.schedule.at(self.steps);
+        let t = self.steps + 1;
+        let slot_count = self.rule.slot_names().len();
+        for (i, g) in updates {
+            let (name, p) = &mut params[i];
+            let n = g.len();
+            let slots = self
+                .slots
+                .entry(name.clone())
+                .or_insert_with(|| vec![vec![T::ZERO; n]; slot_count]);
+            let mut w = p.value().to_vec();
+            self.rule.update(&mut w, &g, slots, t, lr);
+            let shape = p.value().shape().to_vec();
+            p.set_value(Tensor::from_vec(w, &shape)?)?;
+        }
+        self.steps = t;
+        Ok(())
+    }
+
+    /// The optimizer's state as named tensors (`<parameter>.<slot>`, e.g.
+    /// `class.kernel.m`), with the step count, for checkpoints.
+    ///
+    /// ```
+    /// let opt = polyhead_layers::Adam::new(1e-3).build::<f32>();
+    /// let (steps, tensors) = opt.state();
+    /// assert_eq!((steps, tensors.len()), (0, 0));
+    /// ```
+    pub fn state(&self) -> (u64, Vec<(String, Vec<T>)>) {
+        let names = self.rule.slot_names();
+        let mut out = Vec::new();
+        for (param, slots) in &self.slots {
+            for (slot, values) in names.iter().zip(slots) {
+                out.push((format!("{param}.{slot}"), values.clone()));
+            }
+        }
+        (self.steps, out)
+    }
+
+    /// Restores state saved by [`Optimizer::state`]; `lookup(name)` gives
+    /// the saved values of one slot (or `None`).
+    pub(crate) fn restore(
+        &mut self,
+        steps: u64,
+        params: &[(String, usize)],
+        mut lookup: impl FnMut(&str) -> Option<Vec<T>>,
+    ) -> std::result::Result<(), Vec<String>> {
+        let names = self.rule.slot_names();
+        let mut slots = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (param, len) in params {
+            let mut found: Vec<Vec<T>> = Vec::new();
+            for slot in names {
+                let key = format!("{param}.{slot}");
+                match lookup(&key) {
+                    Some(v) if v.len() == *len => found.push(v),
+                    Some(v) => problems.push(format!(
+                        "optimizer slot {key} has {} values, the parameter has {len}",
+                        v.len()
+                    )),
+                    None => {}
+                }
+            }
+            if found.len() == names.len() && !names.is_empty() {
+                slots.insert(param.clone(), found);
+            } else if !found.is_empty() {
+                problems.push(format!("optimizer state of {param} is incomplete"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        self.slots = slots;
+        self.steps = steps;
+        Ok(())
+    }
+
+    /// A short name of the rule, stored in checkpoints.
+    pub(crate) fn rule_name(&self) -> &'static str {
+        match self.rule {
+            Rule::Sgd(_) => "sgd",
+            Rule::Adam(_) => "adam",
+            Rule::RmsProp(_) => "rmsprop",
+        }
+    }
+}

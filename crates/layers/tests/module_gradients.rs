@@ -1,0 +1,265 @@
+//! Every module with parameters: the tape's gradient with respect to each
+//! parameter and the input equals central finite differences in f64,
+//! through the module's own forward.
+//!
+//! Tolerance: eps = 1e-6 central differences of O(1) sums have error
+//! ~1e-10; atol 1e-7 + rtol 1e-6 leaves a wide margin while catching any
+//! wrong rule (those err by O(1)).
+
+use polyhead_autograd::{GradcheckOptions, Tape, gradcheck};
+use polyhead_layers::*;
+use polyhead_tensor::{Rng, Tensor};
+use proptest::prelude::*;
+
+/// sum(forward(x) * r) for a fixed random r: a scalar whose gradient
+/// checks the whole Jacobian's action.
+fn objective(
+    module: &dyn Module<f64>,
+    x: &Tensor<f64>,
+    r: &Tensor<f64>,
+    record: bool,
+) -> (f64, Option<Vec<(String, Vec<f64>)>>) {
+    let tape = if record {
+        Tape::new()
+    } else {
+        Tape::no_record()
+    };
+    let xv = tape.constant(x.clone());
+    let y = module.forward(xv).unwrap();
+    let loss = y.mul(tape.constant(r.clone())).unwrap().sum_all();
+    let value = loss.value().item().unwrap();
+    if !record {
+        return (value, None);
+    }
+    let grads = tape.backward(loss).unwrap();
+    let named = module
+        .parameters()
+        .into_iter()
+        .map(|(n, p)| {
+            (
+                n,
+                grads
+                    .by_id(p.id())
+                    .map(|g| g.to_vec())
+                    .unwrap_or(vec![0.0; p.value().len()]),
+            )
+        })
+        .collect();
+    (value, Some(named))
+}
+
+fn check_parameters(
+    module: &mut dyn Module<f64>,
+    x: &Tensor<f64>,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let out_shape = {
+        let tape = Tape::no_record();
+        module.forward(tape.constant(x.clone())).unwrap().shape()
+    };
+    let r = Tensor::rand_normal(&out_shape, 0.0, 1.0, seed).unwrap();
+    let (_, analytic) = objective(module, x, &r, true);
+    let analytic = analytic.unwrap();
+    let eps = 1e-6;
+    for (pi, (name, grad)) in analytic.iter().enumerate() {
+        for e in 0..grad.len() {
+            let bump = |module: &mut dyn Module<f64>, delta: f64| {
+                let mut params = module.parameters_mut();
+                let p = &mut params[pi].1;
+                let mut v = p.value().to_vec();
+                v[e] += delta;
+                let shape = p.value().shape().to_vec();
+                p.set_value(Tensor::from_vec(v, &shape).unwrap()).unwrap();
+            };
+            bump(module, eps);
+            let plus = objective(module, x, &r, false).0;
+            bump(module, -2.0 * eps);
+            let minus = objective(module, x, &r, false).0;
+            bump(module, eps);
+            let numeric = (plus - minus) / (2.0 * eps);
+            prop_assert!(
+                (grad[e] - numeric).abs() <= 1e-7 + 1e-6 * numeric.abs(),
+                "{name}[{e}]: analytic {} numeric {numeric}",
+                grad[e]
+            );
+        }
+    }
+    // And the gradient with respect to the input.
+    gradcheck(
+        |tape: &Tape<f64>, v| {
+            let y = module.forward(v[0])?;
+            Ok(y.mul(tape.constant(r.clone()))?.sum_all())
+        },
+        std::slice::from_ref(x),
+        &GradcheckOptions {
+            atol: 1e-7,
+            rtol: 1e-6,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    Ok(())
+}
+
+fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::Linear),
+        Just(Activation::Relu),
+        Just(Activation::LeakyRelu(0.2)),
+        Just(Activation::Gelu),
+        Just(Activation::Sigmoid),
+        Just(Activation::Tanh),
+        Just(Activation::Softmax),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(12) })]
+
+    #[test]
+    fn dense_with_any_activation(i in 1usize..5, o in 1usize..4, batch in 1usize..4, act in activation(), bias in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let mut dense = Dense::<f64>::builder(i, o).activation(act).use_bias(bias).bias_initializer(Initializer::Uniform(-0.5, 0.5)).build(&mut rng).unwrap();
+        let x = Tensor::rand_normal(&[batch, i], 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut dense, &x, seed)?;
+    }
+
+    #[test]
+    fn dense_on_3d_and_4d_inputs(seed in any::<u64>(), four in any::<bool>()) {
+        let mut dense = Dense::<f64>::new(3, 2, &mut Rng::new(seed)).unwrap();
+        let shape: Vec<usize> = if four { vec![2, 2, 1, 3] } else { vec![2, 2, 3] };
+        let x = Tensor::rand_normal(&shape, 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut dense, &x, seed)?;
+    }
+
+    #[test]
+    fn layer_norm_embedding_and_sequential(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let mut norm = LayerNorm::<f64>::new(4).unwrap();
+        // Move gamma and beta off their initial ones/zeros.
+        for (_, p) in norm.parameters_mut() {
+            let shape = p.value().shape().to_vec();
+            p.set_value(Tensor::rand_normal(&shape, 1.0, 0.5, seed).unwrap()).unwrap();
+        }
+        check_parameters(&mut norm, &Tensor::rand_normal(&[3, 4], 0.0, 2.0, seed ^ 2).unwrap(), seed)?;
+
+        let mut emb = Embedding::<f64>::new(6, 3, &mut rng).unwrap();
+        let ids = Tensor::from_vec(vec![0.0, 5.0, 2.0, 5.0], &[2, 2]).unwrap();
+        // The input holds ids (no gradient); check the table only.
+        let r = Tensor::rand_normal(&[2, 2, 3], 0.0, 1.0, seed).unwrap();
+        let (_, g) = objective(&emb, &ids, &r, true);
+        let g = &g.unwrap()[0].1;
+        // Row 5 is read twice: its gradient is the sum of both r rows.
+        let rv = r.to_vec();
+        for k in 0..3 {
+            prop_assert!((g[5 * 3 + k] - (rv[3 + k] + rv[9 + k])).abs() < 1e-15);
+            prop_assert_eq!(g[3 + k], 0.0);
+        }
+        let _ = &mut emb;
+
+        let mut seq = Sequential::<f64>::new()
+            .push(Dense::builder(3, 4).activation(Activation::Tanh).build(&mut rng).unwrap())
+            .push(LayerNorm::new(4).unwrap())
+            .push(GELU)
+            .push(Dense::new(4, 2, &mut rng).unwrap());
+        check_parameters(&mut seq, &Tensor::rand_normal(&[2, 3], 0.0, 1.0, seed ^ 3).unwrap(), seed)?;
+    }
+}
+
+#[test]
+fn a_model_built_twice_with_one_seed_is_identical() {
+    let build = || {
+        let mut rng = Rng::new(123);
+        Sequential::<f32>::new()
+            .push(
+                Dense::builder(8, 16)
+                    .kernel_initializer(Initializer::HeNormal)
+                    .build(&mut rng)
+                    .unwrap(),
+            )
+            .push(
+                Dense::builder(16, 4)
+                    .kernel_initializer(Initializer::GlorotNormal)
+                    .build(&mut rng)
+                    .unwrap(),
+            )
+            .push(Embedding::new(10, 4, &mut rng).unwrap())
+    };
+    let (a, b) = (build(), build());
+    for ((na, pa), (nb, pb)) in a.parameters().into_iter().zip(b.parameters()) {
+        assert_eq!(na, nb);
+        assert_eq!(pa.value().to_vec(), pb.value().to_vec());
+    }
+}
+
+#[test]
+fn initializers_have_keras_spreads() {
+    let mut rng = Rng::new(5);
+    let (fan_in, fan_out) = (300, 200);
+    let std_of = |init: Initializer, rng: &mut Rng| {
+        let t = init
+            .init::<f64>(&[fan_in, fan_out], fan_in, fan_out, rng)
+            .unwrap();
+        let v = t.to_vec();
+        (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    // Uniform(-l, l) has std l / sqrt(3); the truncated normals are rescaled to their target std.
+    let cases = [
+        (Initializer::GlorotUniform, (2.0 / 500.0_f64).sqrt()),
+        (Initializer::GlorotNormal, (2.0 / 500.0_f64).sqrt()),
+        (Initializer::HeUniform, (2.0 / 300.0_f64).sqrt()),
+        (Initializer::HeNormal, (2.0 / 300.0_f64).sqrt()),
+    ];
+    for (init, want) in cases {
+        let got = std_of(init, &mut rng);
+        assert!(
+            (got / want - 1.0).abs() < 0.02,
+            "{init:?}: std {got}, want {want}"
+        );
+    }
+    let c = Initializer::Constant(0.5)
+        .init::<f32>(&[3], 1, 1, &mut rng)
+        .unwrap();
+    assert_eq!(c.to_vec(), vec![0.5; 3]);
+}
+
+#[test]
+fn dropout_zeroes_about_rate_of_the_elements_and_keeps_the_mean() {
+    let drop = Dropout::new(0.3, 11).unwrap();
+    let tape = Tape::<f64>::new();
+    let y = Module::<f64>::forward(&drop, tape.constant(Tensor::ones(&[20_000]).unwrap()))
+        .unwrap()
+        .value()
+        .to_vec();
+    let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+    assert!((zeros - 0.3).abs() < 0.02, "dropped {zeros}");
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+    // The same seed gives the same masks in the same order.
+    let again = Dropout::new(0.3, 11).unwrap();
+    let z = Module::<f64>::forward(&again, tape.constant(Tensor::ones(&[20_000]).unwrap()))
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(y, z);
+    assert!(Dropout::new(1.0, 0).is_err());
+}
+
+#[test]
+fn layer_shape_errors_say_what_was_expected() {
+    let tape = Tape::<f32>::new();
+    let x = tape.constant(Tensor::zeros(&[2, 5]).unwrap());
+    let norm = LayerNorm::<f32>::new(4).unwrap();
+    assert_eq!(
+        norm.forward(x).unwrap_err().to_string(),
+        "layer_norm: input shape [2, 5] does not end in 4 features"
+    );
+    assert_eq!(
+        Dense::<f32>::new(0, 3, &mut Rng::new(0))
+            .unwrap_err()
+            .to_string(),
+        "dense: in_features and out_features must be positive, got 0 and 3"
+    );
+    let scalar = tape.constant(Tensor::scalar(1.0));
+    assert!(Flatten.forward(scalar).is_err());
+}
