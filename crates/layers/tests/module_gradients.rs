@@ -11,6 +11,9 @@ use polyhead_layers::*;
 use polyhead_tensor::{Rng, Tensor};
 use proptest::prelude::*;
 
+/// Each parameter's name and gradient.
+type NamedGrads = Vec<(String, Vec<f64>)>;
+
 /// sum(forward(x) * r) for a fixed random r: a scalar whose gradient
 /// checks the whole Jacobian's action.
 fn objective(
@@ -18,7 +21,7 @@ fn objective(
     x: &Tensor<f64>,
     r: &Tensor<f64>,
     record: bool,
-) -> (f64, Option<Vec<(String, Vec<f64>)>>) {
+) -> (f64, Option<NamedGrads>) {
     let tape = if record {
         Tape::new()
     } else {
