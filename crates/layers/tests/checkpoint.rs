@@ -1,0 +1,351 @@
+//! Checkpoints: bit-exact round trips, optimizer-state resume, one error
+//! listing every mismatch, bad files, and atomicity under a killed process.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use polyhead_autograd::{Parameter, Tape};
+use polyhead_layers::*;
+use polyhead_tensor::{Float, Rng, Tensor};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("polyhead-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn model(seed: u64) -> Sequential<f32> {
+    let mut rng = Rng::new(seed);
+    Sequential::new()
+        .push(
+            Dense::builder(6, 8)
+                .activation(Activation::Relu)
+                .bias_initializer(Initializer::Uniform(-0.1, 0.1))
+                .build(&mut rng)
+                .unwrap(),
+        )
+        .push(LayerNorm::new(8).unwrap())
+        .push(Dense::new(8, 3, &mut rng).unwrap())
+}
+
+fn output(m: &Sequential<f32>, x: &Tensor<f32>) -> Vec<u32> {
+    let tape = Tape::no_record();
+    m.forward(tape.constant(x.clone()))
+        .unwrap()
+        .value()
+        .to_vec()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+#[test]
+fn round_trip_gives_bit_identical_outputs() {
+    let dir = TempDir::new("roundtrip");
+    let path = dir.file("m.safetensors");
+    let a = model(1);
+    save_checkpoint(&path, &a, None).unwrap();
+    let mut b = model(2);
+    let x = Tensor::rand_normal(&[5, 6], 0.0, 1.0, 3).unwrap();
+    assert_ne!(output(&a, &x), output(&b, &x));
+    load_checkpoint(&path, &mut b, None).unwrap();
+    assert_eq!(output(&a, &x), output(&b, &x));
+    // The file is a plain safetensors file with the dotted names.
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors_names(&bytes);
+    assert_eq!(
+        st,
+        vec![
+            "0.bias", "0.kernel", "1.beta", "1.gamma", "2.bias", "2.kernel"
+        ]
+    );
+}
+
+fn safetensors_names(bytes: &[u8]) -> Vec<String> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut names: Vec<String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+fn train_steps(m: &mut Sequential<f32>, opt: &mut Optimizer<f32>, steps: usize) {
+    let x = Tensor::rand_normal(&[16, 6], 0.0, 1.0, 9).unwrap();
+    let y = Tensor::rand_normal(&[16, 3], 0.0, 1.0, 10).unwrap();
+    for _ in 0..steps {
+        let tape = Tape::new();
+        let err = m
+            .forward(tape.constant(x.clone()))
+            .unwrap()
+            .sub(tape.constant(y.clone()))
+            .unwrap();
+        let loss = err.mul(err).unwrap().mean_all().unwrap();
+        let grads = tape.backward(loss).unwrap();
+        opt.step(m, &grads).unwrap();
+    }
+}
+
+fn bits(m: &Sequential<f32>) -> Vec<u32> {
+    m.parameters()
+        .iter()
+        .flat_map(|(_, p)| p.value().to_vec())
+        .map(f32::to_bits)
+        .collect()
+}
+
+#[test]
+fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
+    let dir = TempDir::new("resume");
+    let path = dir.file("run.safetensors");
+    let mut a = model(1);
+    let mut opt_a = Adam::new(1e-2).build();
+    train_steps(&mut a, &mut opt_a, 3);
+    save_checkpoint(&path, &a, Some(&opt_a)).unwrap();
+    train_steps(&mut a, &mut opt_a, 2);
+
+    let mut b = model(99);
+    let mut opt_b = Adam::new(1e-2).build();
+    load_checkpoint(&path, &mut b, Some(&mut opt_b)).unwrap();
+    assert_eq!(opt_b.steps(), 3);
+    train_steps(&mut b, &mut opt_b, 2);
+    assert_eq!(bits(&a), bits(&b));
+
+    // Asking for optimizer state from a file without it is an error, and
+    // the model is left as it was.
+    let plain = dir.file("plain.safetensors");
+    save_checkpoint(&plain, &a, None).unwrap();
+    let before = bits(&b);
+    let err = load_checkpoint(&plain, &mut b, Some(&mut Adam::new(1e-2).build())).unwrap_err();
+    assert!(
+        err.to_string().contains("the file has no optimizer state"),
+        "{err}"
+    );
+    assert_eq!(bits(&b), before);
+    // State for another rule is refused too.
+    let err = load_checkpoint(
+        &path,
+        &mut b,
+        Some(&mut Sgd::new(0.1).momentum(0.9).build()),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("optimizer state is for adam, the optimizer is sgd"),
+        "{err}"
+    );
+}
+
+/// Named parameters only.
+struct Named<T: Float>(Vec<(String, Parameter<T>)>);
+
+impl<T: Float> Module<T> for Named<T> {
+    fn forward<'t>(
+        &self,
+        x: polyhead_autograd::Var<'t, T>,
+    ) -> Result<polyhead_autograd::Var<'t, T>> {
+        Ok(x)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        for (n, p) in &self.0 {
+            f(format!("{prefix}{n}"), p);
+        }
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        for (n, p) in &mut self.0 {
+            f(format!("{prefix}{n}"), p);
+        }
+    }
+}
+
+fn named<T: Float>(spec: &[(&str, &[usize])]) -> Named<T> {
+    Named(
+        spec.iter()
+            .map(|(n, s)| (n.to_string(), Parameter::new(Tensor::ones(s).unwrap())))
+            .collect(),
+    )
+}
+
+#[test]
+fn every_mismatch_is_reported_at_once_and_nothing_is_loaded() {
+    let dir = TempDir::new("mismatch");
+    let path = dir.file("m.safetensors");
+    save_checkpoint(
+        &path,
+        &named::<f32>(&[("a", &[2]), ("b", &[3]), ("c", &[4])]),
+        None,
+    )
+    .unwrap();
+    let mut target = named::<f32>(&[("a", &[2]), ("b", &[5]), ("d", &[1])]);
+    target.0[0]
+        .1
+        .set_value(Tensor::zeros(&[2]).unwrap())
+        .unwrap();
+    let err = load_checkpoint(&path, &mut target, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "checkpoint {}: does not fit the model:\n  b: shape [3] in the file, [5] in the model\n  d: missing from the file (the model has shape [1])\n  c: in the file but not in the model",
+            path.display()
+        )
+    );
+    assert_eq!(
+        target.0[0].1.value().to_vec(),
+        vec![0.0, 0.0],
+        "a was loaded despite the error"
+    );
+
+    let f64_path = dir.file("f64.safetensors");
+    save_checkpoint(&f64_path, &named::<f64>(&[("a", &[2])]), None).unwrap();
+    let err = load_checkpoint(&f64_path, &mut named::<f32>(&[("a", &[2])]), None).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("a: dtype F64 in the file, the model is f32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_garbage_and_missing_files_are_errors() {
+    let dir = TempDir::new("bad");
+    let path = dir.file("m.safetensors");
+    save_checkpoint(&path, &model(1), None).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let mut m = model(2);
+    for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+        let p = dir.file(&format!("cut{cut}.safetensors"));
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let err = load_checkpoint(&p, &mut m, None).unwrap_err().to_string();
+        assert!(
+            err.contains("not a valid safetensors file"),
+            "cut at {cut}: {err}"
+        );
+    }
+    let mut rng = Rng::new(4);
+    for trial in 0..20 {
+        let garbage: Vec<u8> = (0..(rng.below(400) as usize))
+            .map(|_| rng.below(256) as u8)
+            .collect();
+        let p = dir.file(&format!("garbage{trial}"));
+        std::fs::write(&p, &garbage).unwrap();
+        assert!(load_checkpoint(&p, &mut m, None).is_err());
+    }
+    let err = load_checkpoint(dir.file("nope.safetensors"), &mut m, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn saving_where_no_file_can_be_written_is_an_error() {
+    let dir = TempDir::new("unwritable");
+    // The parent "directory" is a regular file.
+    let blocker = dir.file("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let err = save_checkpoint(blocker.join("m.safetensors"), &model(1), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "checkpoint {}",
+            blocker.join("m.safetensors").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(save_checkpoint(dir.file("missing/m.safetensors"), &model(1), None).is_err());
+}
+
+const SAVE_LOOP_ENV: &str = "POLYHEAD_TEST_SAVE_LOOP";
+
+/// Not a test on its own: when the environment names a file, saves a large
+/// model there over and over, every parameter equal to the iteration
+/// number, until killed (or for at most 10 seconds).
+#[test]
+fn helper_save_loop() {
+    let Ok(path) = std::env::var(SAVE_LOOP_ENV) else {
+        return;
+    };
+    let mut m = named::<f32>(&[("big", &[512, 1024]), ("small", &[7])]);
+    let start = Instant::now();
+    let mut k = 1.0_f32;
+    while start.elapsed() < Duration::from_secs(10) {
+        for (_, p) in &mut m.0 {
+            let shape = p.value().shape().to_vec();
+            p.set_value(Tensor::full(&shape, k).unwrap()).unwrap();
+        }
+        save_checkpoint(&path, &m, None).unwrap();
+        k += 1.0;
+    }
+}
+
+#[test]
+fn readers_during_saves_and_kills_midway_always_see_a_complete_checkpoint() {
+    let dir = TempDir::new("kill");
+    let path = dir.file("m.safetensors");
+    let mut m = named::<f32>(&[("big", &[512, 1024]), ("small", &[7])]);
+    save_checkpoint(&path, &m, None).unwrap(); // all ones: iteration "0"
+    let mut rng = Rng::new(2026);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_save_loop", "--test-threads=1", "--quiet"])
+            .env(SAVE_LOOP_ENV, &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // While the child saves, a reader must only ever see complete
+        // checkpoints (a non-atomic writer shows truncated files here).
+        let until = Instant::now() + Duration::from_millis(20 + rng.below(120));
+        while Instant::now() < until {
+            load_checkpoint(&path, &mut m, None).expect("a reader saw an incomplete checkpoint");
+            let values: Vec<f32> = m.0.iter().flat_map(|(_, p)| p.value().to_vec()).collect();
+            assert!(
+                values.iter().all(|&v| v == values[0]),
+                "mixed iterations in one checkpoint"
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        load_checkpoint(&path, &mut m, None).expect("the last complete checkpoint must load");
+        // Every value comes from one save: a complete, consistent file.
+        let values: Vec<f32> = m.0.iter().flat_map(|(_, p)| p.value().to_vec()).collect();
+        assert!(
+            values.iter().all(|&v| v == values[0]),
+            "mixed iterations in one checkpoint"
+        );
+        seen.insert(values[0] as u64);
+    }
+    // The child really was overwriting the file while being killed.
+    assert!(seen.len() > 1, "the saves never completed: {seen:?}");
+}
