@@ -39,6 +39,16 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the activation on the tape.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::Activation;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.constant(Tensor::from_vec(vec![-1.0, 0.0], &[2])?);
+    /// assert_eq!(Activation::LeakyRelu(0.5).apply(x)?.value().to_vec(), vec![-0.5, 0.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn apply<'t, T: Float>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         Ok(match *self {
             Activation::Linear => x,

@@ -58,30 +58,70 @@ pub struct DenseBuilder<T: Float = f32> {
 
 impl<T: Float> DenseBuilder<T> {
     /// A fused activation (default linear).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::builder(2, 2).activation(Activation::Tanh).build(&mut Rng::new(0))?;
+    /// assert_eq!(layer.activation(), Activation::Tanh);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
         self
     }
 
     /// Whether the layer has a bias (default true).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::builder(2, 2).use_bias(false).build(&mut Rng::new(0))?;
+    /// assert_eq!(layer.parameters().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn use_bias(mut self, use_bias: bool) -> Self {
         self.use_bias = use_bias;
         self
     }
 
     /// The kernel's initializer (default Glorot uniform, as in Keras).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::builder(2, 2).kernel_initializer(Initializer::Constant(0.5)).build(&mut Rng::new(0))?;
+    /// assert_eq!(layer.kernel().value().to_vec(), vec![0.5; 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kernel_initializer(mut self, init: Initializer) -> Self {
         self.kernel_initializer = init;
         self
     }
 
     /// The bias's initializer (default zeros).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::builder(2, 2).bias_initializer(Initializer::Constant(1.0)).build(&mut Rng::new(0))?;
+    /// assert_eq!(layer.bias().unwrap().value().to_vec(), vec![1.0; 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bias_initializer(mut self, init: Initializer) -> Self {
         self.bias_initializer = init;
         self
     }
 
     /// Draws the parameters from `rng` (kernel first, then bias).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f64>::builder(3, 4).build(&mut Rng::new(5))?;
+    /// assert_eq!((layer.in_features(), layer.out_features()), (3, 4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self, rng: &mut Rng) -> Result<Dense<T>> {
         let (i, o) = (self.in_features, self.out_features);
         if i == 0 || o == 0 {
@@ -106,6 +146,14 @@ impl<T: Float> DenseBuilder<T> {
 
 impl<T: Float> Dense<T> {
     /// Options for a layer from `in_features` to `out_features`.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::builder(3, 4).activation(Activation::Relu).build(&mut Rng::new(5))?;
+    /// assert_eq!(layer.kernel().value().shape(), &[3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder(in_features: usize, out_features: usize) -> DenseBuilder<T> {
         DenseBuilder {
             element: std::marker::PhantomData,
@@ -171,26 +219,66 @@ impl<T: Float> Dense<T> {
     }
 
     /// The kernel, `[in, out]`.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::new(5, 2, &mut Rng::new(0))?;
+    /// assert_eq!(layer.kernel().value().shape(), &[5, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kernel(&self) -> &Parameter<T> {
         &self.kernel
     }
 
     /// The bias, `[out]`, if any.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::new(5, 2, &mut Rng::new(0))?;
+    /// assert_eq!(layer.bias().unwrap().value().to_vec(), vec![0.0, 0.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bias(&self) -> Option<&Parameter<T>> {
         self.bias.as_ref()
     }
 
     /// The fused activation.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::new(5, 2, &mut Rng::new(0))?;
+    /// assert_eq!(layer.activation(), Activation::Linear);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn activation(&self) -> Activation {
         self.activation
     }
 
     /// The number of input features.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::new(5, 2, &mut Rng::new(0))?;
+    /// assert_eq!(layer.in_features(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn in_features(&self) -> usize {
         self.kernel.value().shape()[0]
     }
 
     /// The number of output features.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::Rng;
+    /// let layer = Dense::<f32>::new(5, 2, &mut Rng::new(0))?;
+    /// assert_eq!(layer.out_features(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn out_features(&self) -> usize {
         self.kernel.value().shape()[1]
     }

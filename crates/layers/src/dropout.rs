@@ -34,6 +34,11 @@ pub struct Dropout {
 
 impl Dropout {
     /// Dropout with `rate` in `[0, 1)` and a seed.
+    ///
+    /// ```
+    /// assert!(polyhead_layers::Dropout::new(0.2, 1).is_ok());
+    /// assert!(polyhead_layers::Dropout::new(-0.1, 1).is_err());
+    /// ```
     pub fn new(rate: f64, seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&rate) {
             return Err(LayerError::Invalid {
@@ -50,6 +55,12 @@ impl Dropout {
     }
 
     /// Switches dropout on (training) or off (evaluation).
+    ///
+    /// ```
+    /// let mut d = polyhead_layers::Dropout::new(0.5, 1)?;
+    /// d.set_training(false); // evaluation: the identity
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn set_training(&mut self, training: bool) {
         self.training = training;
     }

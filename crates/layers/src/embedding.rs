@@ -31,6 +31,13 @@ pub struct Embedding<T: Float = f32> {
 
 impl<T: Float> Embedding<T> {
     /// A table of `vocab` vectors of size `dim`.
+    ///
+    /// ```
+    /// use polyhead_layers::{Embedding, Module};
+    /// let e = Embedding::<f32>::new(1000, 16, &mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(e.parameter_count(), 16_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(vocab: usize, dim: usize, rng: &mut Rng) -> Result<Self> {
         if vocab == 0 || dim == 0 {
             return Err(LayerError::Shape {

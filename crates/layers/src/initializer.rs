@@ -43,6 +43,13 @@ const TRUNCATED_STD: f64 = 0.879_625_661_034_239_8;
 
 impl Initializer {
     /// Draws a tensor of `shape` from `rng`.
+    ///
+    /// ```
+    /// use polyhead_layers::Initializer;
+    /// let t = Initializer::Zeros.init::<f32>(&[2, 3], 2, 3, &mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(t.to_vec(), vec![0.0; 6]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn init<T: Float>(
         &self,
         shape: &[usize],

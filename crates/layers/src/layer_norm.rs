@@ -32,6 +32,14 @@ pub struct LayerNorm<T: Float = f32> {
 
 impl<T: Float> LayerNorm<T> {
     /// Normalisation of features of size `dim`.
+    ///
+    /// ```
+    /// use polyhead_layers::{LayerNorm, Module};
+    /// let n = LayerNorm::<f32>::new(8)?;
+    /// let names: Vec<String> = n.parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, vec!["gamma", "beta"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(dim: usize) -> Result<Self> {
         if dim == 0 {
             return Err(LayerError::Shape {
@@ -47,6 +55,12 @@ impl<T: Float> LayerNorm<T> {
     }
 
     /// Sets the variance epsilon.
+    ///
+    /// ```
+    /// let torch_like = polyhead_layers::LayerNorm::<f32>::new(8)?.eps(1e-5);
+    /// # let _ = torch_like;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn eps(mut self, eps: f64) -> Self {
         self.eps = eps;
         self

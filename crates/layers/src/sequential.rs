@@ -37,11 +37,23 @@ impl<T: Float> std::fmt::Debug for Sequential<T> {
 
 impl<T: Float> Sequential<T> {
     /// An empty stack (the identity).
+    ///
+    /// ```
+    /// use polyhead_layers::Module;
+    /// let s = polyhead_layers::Sequential::<f32>::new();
+    /// assert!(s.is_empty() && s.parameters().is_empty());
+    /// ```
     pub fn new() -> Self {
         Sequential { layers: Vec::new() }
     }
 
     /// Appends a layer.
+    ///
+    /// ```
+    /// use polyhead_layers::{Flatten, ReLU, Sequential};
+    /// let s = Sequential::<f32>::new().push(Flatten).push(ReLU);
+    /// assert_eq!(s.len(), 2);
+    /// ```
     pub fn push(mut self, layer: impl Module<T> + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
@@ -58,6 +70,10 @@ impl<T: Float> Sequential<T> {
     }
 
     /// `true` if there are no layers.
+    ///
+    /// ```
+    /// assert!(polyhead_layers::Sequential::<f64>::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }

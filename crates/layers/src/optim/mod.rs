@@ -57,6 +57,11 @@ macro_rules! build_method {
     ($t:ident, $variant:ident) => {
         impl $t {
             /// The optimizer with this rule.
+            ///
+            /// ```
+            /// let opt = polyhead_layers::Sgd::new(0.01).build::<f32>();
+            /// assert_eq!(opt.steps(), 0);
+            /// ```
             pub fn build<T: Float>(self) -> Optimizer<T> {
                 Optimizer::new(Rule::$variant(self), Schedule::Constant(self.lr))
             }
@@ -95,18 +100,44 @@ impl<T: Float> Optimizer<T> {
 
     /// Scales all gradients together so their global L2 norm is at most
     /// `max_norm` (Keras' `global_clipnorm`, PyTorch's `clip_grad_norm_`).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Sgd::new(1.0).build::<f64>().clip_global_norm(0.5);
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![10.0], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.5)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clip_global_norm(mut self, max_norm: f64) -> Self {
         self.clip_global_norm = Some(max_norm);
         self
     }
 
     /// Clips each gradient element to `[-value, value]` (Keras' `clipvalue`).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Sgd::new(1.0).build::<f64>().clip_value(0.25);
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![-3.0], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (1.25)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clip_value(mut self, value: f64) -> Self {
         self.clip_value = Some(value);
         self
     }
 
     /// The learning rate the next step will use.
+    ///
+    /// ```
+    /// use polyhead_layers::{Schedule, Sgd};
+    /// let opt = Sgd::new(0.1).build::<f32>().schedule(Schedule::Constant(0.05));
+    /// assert_eq!(opt.learning_rate(), 0.05);
+    /// ```
     pub fn learning_rate(&self) -> f64 {
         self.schedule.at(self.steps)
     }
@@ -122,6 +153,21 @@ impl<T: Float> Optimizer<T> {
 
     /// One update of every parameter of `model` that has a gradient in
     /// `grads` (parameters the loss does not depend on are left alone).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Dense, Module, Sgd};
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut model = Dense::<f64>::new(1, 1, &mut Rng::new(0))?;
+    /// let mut opt = Sgd::new(0.1).build();
+    /// let tape = Tape::new();
+    /// let loss = model.forward(tape.constant(Tensor::ones(&[1, 1])?))?.sum_all();
+    /// let grads = tape.backward(loss)?;
+    /// opt.step(&mut model, &grads)?;
+    /// assert_eq!(opt.steps(), 1);
+    /// assert_eq!(model.bias().unwrap().value().to_vec(), vec![-0.1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn step(&mut self, model: &mut dyn Module<T>, grads: &Gradients<T>) -> Result<()> {
         self.step_with(model, |_, p| grads.by_id(p.id()).cloned())
     }

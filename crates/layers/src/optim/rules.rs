@@ -42,6 +42,16 @@ pub struct Sgd {
 
 impl Sgd {
     /// Plain SGD with learning rate `lr`.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Sgd::new(0.5).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![1.0], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.5)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(lr: f64) -> Self {
         Sgd {
             lr,
@@ -52,18 +62,48 @@ impl Sgd {
     }
 
     /// Momentum factor in `[0, 1)`.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Sgd::new(0.5).momentum(0.9).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![1.0], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.5)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn momentum(mut self, momentum: f64) -> Self {
         self.momentum = momentum;
         self
     }
 
     /// Nesterov momentum (needs a momentum).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Sgd::new(0.5).momentum(0.5).nesterov(true).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![1.0], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.25)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn nesterov(mut self, nesterov: bool) -> Self {
         self.nesterov = nesterov;
         self
     }
 
     /// L2 weight decay added to the gradient.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Sgd::new(0.5).weight_decay(1.0).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.0], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.5)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn weight_decay(mut self, wd: f64) -> Self {
         self.weight_decay = wd;
         self
@@ -95,6 +135,16 @@ pub struct Adam {
 
 impl Adam {
     /// Adam with learning rate `lr`, betas 0.9 / 0.999.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Adam::new(0.1).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (1.0 - 0.1 * 0.5 * 0.001_f64.sqrt() / (0.5 * 0.001_f64.sqrt() + 1e-7))).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(lr: f64) -> Self {
         Adam {
             lr,
@@ -109,6 +159,16 @@ impl Adam {
 
     /// AdamW (Loshchilov & Hutter): Adam with decoupled weight decay,
     /// `w -= lr * wd * w` before the Adam step (Keras' and PyTorch's AdamW).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Adam::adamw(0.1, 0.0).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (1.0 - 0.1 * 0.5 * 0.001_f64.sqrt() / (0.5 * 0.001_f64.sqrt() + 1e-7))).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn adamw(lr: f64, weight_decay: f64) -> Self {
         Adam {
             weight_decay,
@@ -118,6 +178,10 @@ impl Adam {
     }
 
     /// The moment decay rates.
+    ///
+    /// ```
+    /// let _ = polyhead_layers::Adam::new(1e-3).betas(0.8, 0.99).build::<f32>();
+    /// ```
     pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.beta1 = beta1;
         self.beta2 = beta2;
@@ -125,12 +189,26 @@ impl Adam {
     }
 
     /// The epsilon (default 1e-7 for Keras, 1e-8 for PyTorch).
+    ///
+    /// ```
+    /// let _ = polyhead_layers::Adam::new(1e-3).epsilon(1e-8).build::<f32>();
+    /// ```
     pub fn epsilon(mut self, eps: f64) -> Self {
         self.epsilon = Some(eps);
         self
     }
 
     /// L2 weight decay added to the gradient (PyTorch's `Adam(weight_decay)`).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = Adam::new(0.1).weight_decay(0.0).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (1.0 - 0.1 * 0.5 * 0.001_f64.sqrt() / (0.5 * 0.001_f64.sqrt() + 1e-7))).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn weight_decay(mut self, wd: f64) -> Self {
         self.weight_decay = wd;
         self.decoupled = false;
@@ -138,6 +216,10 @@ impl Adam {
     }
 
     /// Decoupled weight decay (AdamW).
+    ///
+    /// ```
+    /// let _ = polyhead_layers::Adam::new(1e-3).decoupled_weight_decay(0.01).build::<f32>();
+    /// ```
     pub fn decoupled_weight_decay(mut self, wd: f64) -> Self {
         self.weight_decay = wd;
         self.decoupled = true;
@@ -145,6 +227,11 @@ impl Adam {
     }
 
     /// Keras' or PyTorch's formula.
+    ///
+    /// ```
+    /// use polyhead_layers::{Adam, OptimizerConvention};
+    /// let _ = Adam::new(1e-3).convention(OptimizerConvention::PyTorch).build::<f32>();
+    /// ```
     pub fn convention(mut self, convention: OptimizerConvention) -> Self {
         self.convention = convention;
         self
@@ -170,6 +257,16 @@ pub struct RmsProp {
 
 impl RmsProp {
     /// RMSprop with learning rate `lr`.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = RmsProp::new(0.1).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (1.0 - 0.1 * 0.5 / (0.1_f64 * 0.25 + 1e-7).sqrt())).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(lr: f64) -> Self {
         RmsProp {
             lr,
@@ -180,18 +277,48 @@ impl RmsProp {
     }
 
     /// The decay of the squared-gradient average (Keras' `rho`, PyTorch's `alpha`).
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = RmsProp::new(0.1).rho(0.0).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (1.0 - 0.1 * 0.5 / (0.25_f64 + 1e-7).sqrt())).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rho(mut self, rho: f64) -> Self {
         self.rho = Some(rho);
         self
     }
 
     /// The epsilon.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = RmsProp::new(0.1).rho(0.0).epsilon(0.0).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.9)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn epsilon(mut self, eps: f64) -> Self {
         self.epsilon = Some(eps);
         self
     }
 
     /// Keras' or PyTorch's formula.
+    ///
+    /// ```
+    /// use polyhead_layers::*;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut m = Dense::<f64>::from_tensors(Tensor::ones(&[1, 1])?, None, Activation::Linear)?;
+    /// let mut opt = RmsProp::new(0.1).rho(0.0).epsilon(0.0).convention(OptimizerConvention::PyTorch).build();
+    /// opt.step_with(&mut m, |_, _| Some(Tensor::from_vec(vec![0.5], &[1, 1]).unwrap()))?;
+    /// assert!((m.kernel().value().item()? - (0.9)).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn convention(mut self, convention: OptimizerConvention) -> Self {
         self.convention = convention;
         self

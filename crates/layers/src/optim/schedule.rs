@@ -52,6 +52,13 @@ pub enum Schedule {
 
 impl Schedule {
     /// The rate for the step after `step` steps.
+    ///
+    /// ```
+    /// use polyhead_layers::Schedule;
+    /// let s = Schedule::Exponential { initial: 1.0, decay_rate: 0.1, decay_steps: 10, staircase: true };
+    /// assert_eq!(s.at(9), 1.0);
+    /// assert!((s.at(10) - 0.1).abs() < 1e-15);
+    /// ```
     pub fn at(&self, step: u64) -> f64 {
         match *self {
             Schedule::Constant(lr) => lr,
