@@ -1,9 +1,28 @@
 //! # polyhead-derive
 //!
 //! `#[derive(MultiOutput)]` for polyhead models. Use it through the
-//! `polyhead` crate, which re-exports it.
+//! `polyhead` crate, which re-exports it and documents what it generates.
 //!
-//! This crate is a placeholder in the workspace; the derive arrives with its
-//! issue (see ARCHITECTURE.md).
+//! The macro is built like `thiserror-impl`: `ast` parses the struct into a
+//! small typed model and checks it (collecting every mistake, each at the
+//! user's token), then `expand` generates code from that model.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod ast;
+mod expand;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Derives `polyhead::MultiOutput` (and `polyhead::layers::Module`) for a
+/// struct of named heads. See `polyhead::MultiOutput` for the attributes
+/// and the generated items.
+#[proc_macro_derive(MultiOutput, attributes(trunk, head, multi_output))]
+pub fn derive_multi_output(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match ast::parse(&input) {
+        Ok(model) => expand::expand(&model).into(),
+        Err(errors) => errors.to_compile_error().into(),
+    }
+}

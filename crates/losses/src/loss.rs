@@ -115,6 +115,92 @@ pub trait Loss<T: Float> {
     }
 }
 
+/// A boxed loss (`Box<dyn Loss<T, Target = ...>>`) is a loss: a model can
+/// choose its losses at run time.
+///
+/// ```
+/// use polyhead_losses::{Loss, Mae, Mse};
+/// use polyhead_tensor::Tensor;
+/// let pick: Box<dyn Loss<f64, Target = Tensor<f64>>> = if true { Box::new(Mse::new()) } else { Box::new(Mae::new()) };
+/// let x = Tensor::from_vec(vec![2.0], &[1, 1])?;
+/// assert_eq!(pick.value_and_grad(&x, &Tensor::zeros(&[1, 1])?, None)?.value.item()?, 4.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for Box<L> {
+    type Target = L::Target;
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn value_and_grad(
+        &self,
+        pred: &Tensor<T>,
+        target: &L::Target,
+        w: Option<&Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        (**self).value_and_grad(pred, target, w)
+    }
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &L::Target,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        (**self).value_and_grad_into(pred, target, w, buffer)
+    }
+    fn record<'t>(
+        &self,
+        pred: Var<'t, T>,
+        target: &L::Target,
+        w: Option<&Tensor<T>>,
+    ) -> Result<Var<'t, T>> {
+        (**self).record(pred, target, w)
+    }
+}
+
+/// A reference to a loss is a loss.
+///
+/// ```
+/// use polyhead_losses::{Loss, Mse};
+/// use polyhead_tensor::Tensor;
+/// let mse = Mse::new();
+/// let by_ref: &Mse = &mse;
+/// let x = Tensor::from_vec(vec![1.0_f64], &[1, 1])?;
+/// assert_eq!(by_ref.value_and_grad(&x, &x, None)?.value.item()?, 0.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for &L {
+    type Target = L::Target;
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn value_and_grad(
+        &self,
+        pred: &Tensor<T>,
+        target: &L::Target,
+        w: Option<&Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        (**self).value_and_grad(pred, target, w)
+    }
+    fn value_and_grad_into(
+        &self,
+        pred: &Tensor<T>,
+        target: &L::Target,
+        w: Option<&Tensor<T>>,
+        buffer: Option<Tensor<T>>,
+    ) -> Result<LossOutput<T>> {
+        (**self).value_and_grad_into(pred, target, w, buffer)
+    }
+    fn record<'t>(
+        &self,
+        pred: Var<'t, T>,
+        target: &L::Target,
+        w: Option<&Tensor<T>>,
+    ) -> Result<Var<'t, T>> {
+        (**self).record(pred, target, w)
+    }
+}
+
 /// A loss computed by a fused kernel, recorded as one tape node: forward
 /// hands out the precomputed value, backward scales the kernel's gradient by
 /// the upstream gradient.

@@ -1,0 +1,365 @@
+//! Generates the code for a parsed [`Model`]: the outputs, targets and
+//! loss-weights structs, and the `MultiOutput` and `Module` impls. Every
+//! path is fully qualified through `::polyhead`, so the code compiles
+//! whatever the user imported.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, GenericParam, Ident};
+
+use crate::ast::{Head, Model};
+
+pub fn expand(model: &Model<'_>) -> TokenStream {
+    let name = &model.input.ident;
+    let outputs = format_ident!("{}Outputs", name);
+    let targets = format_ident!("{}Targets", name);
+    let weights = format_ident!("{}LossWeights", name);
+
+    let outputs_struct = expand_outputs(model, &outputs);
+    let targets_struct = expand_targets(model, &outputs, &targets);
+    let weights_struct = expand_weights(model, &weights);
+
+    // impl<'a, __T: Float, U...> for Name<'a, U...> where <field types>: Module<__T>
+    let mut generics = model.input.generics.clone();
+    let lifetimes = generics
+        .params
+        .iter()
+        .filter(|p| matches!(p, GenericParam::Lifetime(_)))
+        .count();
+    generics
+        .params
+        .insert(lifetimes, syn::parse_quote!(__T: ::polyhead::tensor::Float));
+    let where_clause = generics.make_where_clause();
+    for part in model
+        .trunk
+        .iter()
+        .chain(model.heads.iter().map(|h| &h.part))
+    {
+        let ty = part.ty;
+        where_clause
+            .predicates
+            .push(syn::parse_quote!(#ty: ::polyhead::layers::Module<__T>));
+    }
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
+    let (_, ty_generics, _) = model.input.generics.split_for_impl();
+
+    let head_idents: Vec<&Ident> = model.heads.iter().map(|h| h.part.ident).collect();
+    let head_names: Vec<String> = head_idents.iter().map(|i| i.to_string()).collect();
+    let lossy: Vec<&Head<'_>> = model.heads.iter().filter(|h| h.loss.is_some()).collect();
+    let loss_names: Vec<String> = lossy
+        .iter()
+        .map(|h| h.part.ident.to_string())
+        .chain(model.terms.iter().map(|t| t.name.value()))
+        .collect();
+
+    let features = match &model.trunk {
+        Some(trunk) => {
+            let ident = trunk.ident;
+            let label = ident.to_string();
+            quote!(::polyhead::__private::part::<__T, _>(#label, &self.#ident, __input)?)
+        }
+        None => quote!(__input),
+    };
+    let head_forwards = head_idents.iter().zip(&head_names).map(|(ident, label)| {
+        quote!(#ident: ::polyhead::__private::part::<__T, _>(#label, &self.#ident, __features)?)
+    });
+    let head_losses = lossy.iter().map(|h| {
+        let ident = h.part.ident;
+        let label = ident.to_string();
+        let spec = h.loss.as_ref().expect("lossy");
+        let expr = &spec.expr;
+        let loss = match expr {
+            Expr::Closure(_) => quote_spanned!(expr.span()=> &::polyhead::__private::closure_loss::<__T, _>(#label, #expr)),
+            _ => quote_spanned!(expr.span()=> &(#expr)),
+        };
+        quote_spanned! {expr.span()=>
+            ::polyhead::__private::head_loss::<__T, _>(
+                #label,
+                #loss,
+                __outputs.#ident,
+                &__targets.#ident,
+                __targets.sample_weights.#ident.as_ref(),
+                __targets.masks.#ident.as_ref(),
+            )?
+        }
+    });
+    let term_losses = model.terms.iter().map(|t| {
+        let label = t.name.value();
+        let with = &t.with;
+        quote_spanned!(with.span()=> ::polyhead::__private::term::<__T>(#label, #with(__outputs, __targets))?)
+    });
+    let visit = |mutable: bool| {
+        let parts = model.trunk.iter().chain(model.heads.iter().map(|h| &h.part)).map(|p| {
+            let ident = p.ident;
+            let prefix = format!("{ident}.");
+            if mutable {
+                quote!(::polyhead::layers::Module::<__T>::visit_parameters_mut(&mut self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
+            } else {
+                quote!(::polyhead::layers::Module::<__T>::visit_parameters(&self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
+            }
+        });
+        quote!(#(#parts)*)
+    };
+    let visit_ref = visit(false);
+    let visit_mut = visit(true);
+    let set_training = model
+        .trunk
+        .iter()
+        .chain(model.heads.iter().map(|h| &h.part))
+        .map(|p| {
+            let ident = p.ident;
+            quote!(::polyhead::layers::Module::<__T>::set_training(&mut self.#ident, training);)
+        });
+
+    quote! {
+        #outputs_struct
+        #targets_struct
+        #weights_struct
+
+        impl #impl_generics ::polyhead::MultiOutput<__T> for #name #ty_generics #where_clause {
+            type Outputs<__V> = #outputs<__V>;
+            type Targets = #targets<__T>;
+            type LossWeights = #weights;
+
+            const HEADS: &'static [&'static str] = &[#(#head_names),*];
+            const LOSSES: &'static [&'static str] = &[#(#loss_names),*];
+
+            fn forward_heads<'__t>(
+                &self,
+                __input: ::polyhead::autograd::Var<'__t, __T>,
+            ) -> ::polyhead::Result<<Self as ::polyhead::MultiOutput<__T>>::Outputs<::polyhead::autograd::Var<'__t, __T>>> {
+                let __features = #features;
+                ::core::result::Result::Ok(#outputs { #(#head_forwards),* })
+            }
+
+            fn head_losses<'__t>(
+                &self,
+                __outputs: &<Self as ::polyhead::MultiOutput<__T>>::Outputs<::polyhead::autograd::Var<'__t, __T>>,
+                __targets: &<Self as ::polyhead::MultiOutput<__T>>::Targets,
+            ) -> ::polyhead::Result<::std::vec::Vec<::polyhead::autograd::Var<'__t, __T>>> {
+                ::core::result::Result::Ok(::std::vec![#(#head_losses,)* #(#term_losses,)*])
+            }
+        }
+
+        impl #impl_generics ::polyhead::layers::Module<__T> for #name #ty_generics #where_clause {
+            /// All head outputs concatenated along the last axis.
+            fn forward<'__t>(
+                &self,
+                __input: ::polyhead::autograd::Var<'__t, __T>,
+            ) -> ::polyhead::layers::Result<::polyhead::autograd::Var<'__t, __T>> {
+                let __outputs = <Self as ::polyhead::MultiOutput<__T>>::forward_heads(self, __input).map_err(|e| {
+                    ::polyhead::layers::LayerError::Invalid { what: "multi_output", message: ::std::string::ToString::to_string(&e) }
+                })?;
+                ::polyhead::__private::concat_outputs(&[#(__outputs.#head_idents),*])
+            }
+
+            fn visit_parameters<'__a>(
+                &'__a self,
+                prefix: &str,
+                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a ::polyhead::autograd::Parameter<__T>),
+            ) {
+                #visit_ref
+            }
+
+            fn visit_parameters_mut<'__a>(
+                &'__a mut self,
+                prefix: &str,
+                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a mut ::polyhead::autograd::Parameter<__T>),
+            ) {
+                #visit_mut
+            }
+
+            fn set_training(&mut self, training: bool) {
+                #(#set_training)*
+            }
+        }
+    }
+}
+
+fn expand_outputs(model: &Model<'_>, outputs: &Ident) -> TokenStream {
+    let name = &model.input.ident;
+    let vis = &model.input.vis;
+    let idents: Vec<&Ident> = model.heads.iter().map(|h| h.part.ident).collect();
+    let labels: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let docs = model.heads.iter().map(|h| &h.part.docs);
+    let n = idents.len();
+    let vs = idents.iter().map(|_| quote!(V));
+    let vs2 = vs.clone();
+    let doc = format!(
+        "One value per head of [`{name}`] (its outputs, or anything else kept per head), in field order."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone, Copy, PartialEq, Default)]
+        #vis struct #outputs<V> {
+            #(#(#docs)* pub #idents: V,)*
+        }
+
+        impl<V> #outputs<V> {
+            /// The heads' names, in field order.
+            pub const NAMES: [&'static str; #n] = [#(#labels),*];
+
+            /// The values as a tuple, in field order.
+            pub fn into_tuple(self) -> (#(#vs,)*) {
+                (#(self.#idents,)*)
+            }
+
+            /// Applies `f` to each head's name and value.
+            pub fn map<U>(self, mut f: impl ::core::ops::FnMut(&'static str, V) -> U) -> #outputs<U> {
+                #outputs { #(#idents: f(#labels, self.#idents)),* }
+            }
+
+            /// References to the values, as (name, value) pairs in field order.
+            pub fn iter(&self) -> ::core::array::IntoIter<(&'static str, &V), #n> {
+                [#((#labels, &self.#idents)),*].into_iter()
+            }
+        }
+
+        impl<V> ::core::convert::From<#outputs<V>> for (#(#vs2,)*) {
+            fn from(outputs: #outputs<V>) -> Self {
+                outputs.into_tuple()
+            }
+        }
+
+        impl<V> ::core::iter::IntoIterator for #outputs<V> {
+            type Item = (&'static str, V);
+            type IntoIter = ::core::array::IntoIter<(&'static str, V), #n>;
+            fn into_iter(self) -> Self::IntoIter {
+                [#((#labels, self.#idents)),*].into_iter()
+            }
+        }
+    }
+}
+
+fn expand_targets(model: &Model<'_>, outputs: &Ident, targets: &Ident) -> TokenStream {
+    let name = &model.input.ident;
+    let vis = &model.input.vis;
+    let lossy: Vec<&Head<'_>> = model.heads.iter().filter(|h| h.loss.is_some()).collect();
+    let idents: Vec<&Ident> = lossy.iter().map(|h| h.part.ident).collect();
+    let all: Vec<&Ident> = model.heads.iter().map(|h| h.part.ident).collect();
+    let types: Vec<TokenStream> = lossy
+        .iter()
+        .map(|h| match &h.loss.as_ref().expect("lossy").target {
+            Some(t) => quote!(#t),
+            None => quote!(::polyhead::tensor::Tensor<T>),
+        })
+        .collect();
+    let docs: Vec<String> = idents
+        .iter()
+        .map(|i| format!("The target of head `{i}`."))
+        .collect();
+    let weight_fns = idents.iter().map(|i| {
+        let f = format_ident!("{}_sample_weight", i);
+        let doc = format!("Sets head `{i}`'s per-sample weights.");
+        quote! {
+            #[doc = #doc]
+            pub fn #f(mut self, weights: ::polyhead::tensor::Tensor<T>) -> Self {
+                self.sample_weights.#i = ::core::option::Option::Some(weights);
+                self
+            }
+        }
+    });
+    let mask_fns = idents.iter().map(|i| {
+        let f = format_ident!("{}_mask", i);
+        let doc = format!(
+            "Sets head `{i}`'s 0/1 mask, one per sample: its loss becomes the mean over the samples whose mask is 1 (0 if none is)."
+        );
+        quote! {
+            #[doc = #doc]
+            pub fn #f(mut self, mask: ::polyhead::tensor::Tensor<T>) -> Self {
+                self.masks.#i = ::core::option::Option::Some(mask);
+                self
+            }
+        }
+    });
+    let doc = format!(
+        "The targets of [`{name}`]'s heads that have a loss, with optional per-head sample weights and masks."
+    );
+    quote! {
+        #[doc = #doc]
+        #vis struct #targets<T: ::polyhead::tensor::Float> {
+            #(#[doc = #docs] pub #idents: #types,)*
+            /// Per-head sample weights (heads without a loss ignore theirs).
+            pub sample_weights: #outputs<::core::option::Option<::polyhead::tensor::Tensor<T>>>,
+            /// Per-head 0/1 masks, one per sample (heads without a loss ignore theirs).
+            pub masks: #outputs<::core::option::Option<::polyhead::tensor::Tensor<T>>>,
+        }
+
+        impl<T: ::polyhead::tensor::Float> #targets<T> {
+            /// The targets, in field order, with no sample weights or masks.
+            #[allow(clippy::too_many_arguments)]
+            pub fn new(#(#idents: #types),*) -> Self {
+                #targets {
+                    #(#idents,)*
+                    sample_weights: #outputs { #(#all: ::core::option::Option::None),* },
+                    masks: #outputs { #(#all: ::core::option::Option::None),* },
+                }
+            }
+
+            #(#weight_fns)*
+            #(#mask_fns)*
+        }
+    }
+}
+
+fn expand_weights(model: &Model<'_>, weights: &Ident) -> TokenStream {
+    let name = &model.input.ident;
+    let vis = &model.input.vis;
+    let mut idents: Vec<Ident> = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
+    for h in &model.heads {
+        if let Some(spec) = &h.loss {
+            idents.push(h.part.ident.clone());
+            values.push(spec.weight);
+        }
+    }
+    for t in &model.terms {
+        idents.push(Ident::new(&t.name.value(), t.name.span()));
+        values.push(t.weight);
+    }
+    let labels: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let docs: Vec<String> = labels
+        .iter()
+        .map(|l| format!("The weight of `{l}`'s loss."))
+        .collect();
+    let doc = format!(
+        "The weight of each of [`{name}`]'s losses in the total; `Default` gives the weights written in the attributes. Change them between steps to schedule or learn them."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        #vis struct #weights {
+            #(#[doc = #docs] pub #idents: f64,)*
+        }
+
+        impl ::core::default::Default for #weights {
+            fn default() -> Self {
+                #weights { #(#idents: #values),* }
+            }
+        }
+
+        impl ::polyhead::LossWeights for #weights {
+            fn names(&self) -> &'static [&'static str] {
+                &[#(#labels),*]
+            }
+
+            fn values(&self) -> ::std::vec::Vec<f64> {
+                ::std::vec![#(self.#idents),*]
+            }
+
+            fn set(&mut self, name: &str, value: f64) -> ::polyhead::Result<()> {
+                ::polyhead::check_weight(name, value)?;
+                match name {
+                    #(#labels => self.#idents = value,)*
+                    other => {
+                        return ::core::result::Result::Err(::polyhead::Error::Other(::std::format!(
+                            "no loss named `{}`; the losses are {:?}", other, [#(#labels),*]
+                        )))
+                    }
+                }
+                ::core::result::Result::Ok(())
+            }
+        }
+    }
+}

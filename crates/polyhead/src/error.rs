@@ -1,0 +1,59 @@
+//! The facade's error type: any crate's error, with the head or part of the
+//! model where it happened.
+
+use polyhead_autograd::AutogradError;
+use polyhead_layers::LayerError;
+use polyhead_losses::LossError;
+use polyhead_tensor::TensorError;
+
+/// An error from anywhere in polyhead.
+///
+/// ```
+/// use polyhead::Error;
+/// let e = Error::in_part("class", polyhead::tensor::TensorError::Invalid { op: "x", message: "bad".into() });
+/// assert_eq!(e.to_string(), "class: x: bad");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// Recording or differentiating failed.
+    #[error(transparent)]
+    Autograd(#[from] AutogradError),
+    /// A loss rejected its inputs.
+    #[error(transparent)]
+    Loss(#[from] LossError),
+    /// A layer, optimizer or checkpoint failed.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// An error inside one head, trunk or loss term of a model.
+    #[error("{part}: {source}")]
+    Part {
+        /// The field or term name.
+        part: &'static str,
+        /// What went wrong there.
+        source: Box<Error>,
+    },
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Wraps an error with the model part it happened in.
+    pub fn in_part(part: &'static str, source: impl Into<Error>) -> Self {
+        Error::Part {
+            part,
+            source: Box::new(source.into()),
+        }
+    }
+}
+
+/// Shorthand for `Result<T, polyhead::Error>`.
+///
+/// ```
+/// fn f() -> polyhead::Result<()> { Ok(()) }
+/// assert!(f().is_ok());
+/// ```
+pub type Result<T, E = Error> = std::result::Result<T, E>;
