@@ -64,7 +64,7 @@ pub fn term<'t, T: Float>(
             )),
         ));
     }
-    Ok(v.reshape(&[]).map_err(|e| Error::in_part(name, e))?)
+    v.reshape(&[]).map_err(|e| Error::in_part(name, e))
 }
 
 /// Runs one part's forward with its name in errors.
