@@ -32,6 +32,21 @@ pub struct CaseOutcome {
 const RTOL: f64 = 1e-10;
 const ATOL: f64 = 1e-12;
 
+/// Runs every case of a fixture file: a loss file, or a multi-output
+/// variant file (whose setup file must sit beside it).
+pub fn run_file(path: &std::path::Path, json: &Value) -> Result<Vec<CaseOutcome>, String> {
+    match json["schema"].as_str().unwrap_or("") {
+        "polyhead-fixtures/losses/v1" => run_loss_file(json),
+        "polyhead-fixtures/multi_output_variant/v1" => {
+            crate::conformance_multi::run_variant_file(path, json)
+        }
+        "polyhead-fixtures/multi_output_setup/v1" => {
+            Err("a setup file has no cases; pass the variant files that name it".into())
+        }
+        other => Err(format!("unsupported schema {other:?}")),
+    }
+}
+
 /// Runs every case of a loss fixture file.
 pub fn run_loss_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
     let schema = json["schema"].as_str().unwrap_or("");
@@ -501,10 +516,14 @@ fn run_case(case: &Value) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Value {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    fn fixture_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/fixtures")
-            .join(name);
+            .join(name)
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = fixture_path(name);
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).expect("fixture is JSON")
@@ -538,6 +557,31 @@ mod tests {
     #[test]
     fn every_pytorch_loss_case_matches() {
         assert_all_pass("losses_torch_f64.json");
+    }
+
+    /// The acceptance test of the derive: Keras' multi-output runs (SGD f32
+    /// and f64, a custom loss with weights 0.3/2.0, Adam for three steps)
+    /// replayed on a `#[derive(MultiOutput)]` model.
+    #[test]
+    fn every_multi_output_variant_matches_keras() {
+        for name in [
+            "multi_output_sgd_f32.json",
+            "multi_output_sgd_f64.json",
+            "multi_output_custom_f32.json",
+            "multi_output_adam3_f32.json",
+        ] {
+            let outcomes = run_file(&fixture_path(name), &fixture(name)).unwrap();
+            let failures: Vec<String> = outcomes
+                .iter()
+                .filter_map(|o| o.failure.as_ref().map(|f| format!("{}: {f}", o.id)))
+                .collect();
+            assert!(
+                outcomes.len() >= 6,
+                "{name}: only {} checks",
+                outcomes.len()
+            );
+            assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::process::{Command, ExitCode};
 
 mod conformance;
+mod conformance_multi;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -74,7 +75,7 @@ fn conformance_command(files: &[String]) -> ExitCode {
         let parsed = std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
             .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-            .and_then(|json| conformance::run_loss_file(&json));
+            .and_then(|json| conformance::run_file(std::path::Path::new(file), &json));
         match parsed {
             Ok(outcomes) => {
                 for o in outcomes {

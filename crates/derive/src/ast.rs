@@ -13,6 +13,9 @@ const RESERVED: &[&str] = &["loss", "sample_weights", "masks"];
 /// The model struct, as the generator needs it.
 pub struct Model<'a> {
     pub input: &'a DeriveInput,
+    /// The element type: `#[multi_output(element = ...)]`, else the struct's
+    /// type parameter bounded by `Float`, else `f32`.
+    pub element: Type,
     pub trunk: Option<Part<'a>>,
     pub heads: Vec<Head<'a>>,
     pub terms: Vec<Term>,
@@ -92,7 +95,10 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             None
         }
     };
-    let terms = parse_struct_attrs(&input.attrs, &mut errors);
+    let (terms, element) = parse_struct_attrs(&input.attrs, &mut errors);
+    let element = element
+        .or_else(|| float_param(input))
+        .unwrap_or_else(|| syn::parse_quote!(f32));
     let mut trunk: Option<Part<'_>> = None;
     let mut heads = Vec::new();
     for field in fields.into_iter().flatten() {
@@ -166,6 +172,7 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
     errors.finish()?;
     Ok(Model {
         input,
+        element,
         trunk,
         heads,
         terms,
@@ -268,13 +275,43 @@ fn number(expr: &Expr, errors: &mut Errors) -> Option<f64> {
     }
 }
 
-/// `#[multi_output(term(name = "...", weight = ..., with = path))]`.
-fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> Vec<Term> {
+/// The struct's type parameter bounded by `Float` (any path ending in
+/// `Float`), the natural element type of a generic model.
+fn float_param(input: &DeriveInput) -> Option<Type> {
+    let is_float = |b: &syn::TypeParamBound| matches!(b, syn::TypeParamBound::Trait(t) if t.path.segments.last().is_some_and(|s| s.ident == "Float"));
+    for p in input.generics.type_params() {
+        let in_where = input
+            .generics
+            .where_clause
+            .iter()
+            .flat_map(|w| &w.predicates)
+            .any(|pred| match pred {
+                syn::WherePredicate::Type(t) => {
+                    matches!(&t.bounded_ty, Type::Path(tp) if tp.path.is_ident(&p.ident))
+                        && t.bounds.iter().any(is_float)
+                }
+                _ => false,
+            });
+        if p.bounds.iter().any(is_float) || in_where {
+            let ident = &p.ident;
+            return Some(syn::parse_quote!(#ident));
+        }
+    }
+    None
+}
+
+/// `#[multi_output(element = f64, term(name = "...", weight = ..., with = path))]`.
+fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Term>, Option<Type>) {
     let mut terms = Vec::new();
+    let mut element = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident("multi_output")) {
         let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("element") {
+                element = Some(meta.value()?.parse::<Type>()?);
+                return Ok(());
+            }
             if !meta.path.is_ident("term") {
-                errors.at(&meta.path, "unknown key in #[multi_output]; expected `term(name = \"...\", weight = ..., with = path)`");
+                errors.at(&meta.path, "unknown key in #[multi_output]; expected `element = <type>` or `term(name = \"...\", weight = ..., with = path)`");
                 return Ok(());
             }
             let (mut name, mut weight, mut with) = (None, None, None);
@@ -292,6 +329,12 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> Vec<Term> {
                 }
                 Ok(())
             })?;
+            if let Some(n) = &name
+                && syn::parse_str::<Ident>(&n.value()).is_err()
+            {
+                errors.at(n, "a term's name must be a Rust identifier (it names a field of the generated LossWeights)");
+                return Ok(());
+            }
             match (name, with) {
                 (Some(name), Some(with)) => terms.push(Term {
                     name,
@@ -306,5 +349,5 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> Vec<Term> {
             errors.push(e);
         }
     }
-    terms
+    (terms, element)
 }

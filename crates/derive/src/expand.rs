@@ -6,7 +6,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, GenericParam, Ident};
+use syn::{Expr, Ident};
 
 use crate::ast::{Head, Model};
 
@@ -20,16 +20,9 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let targets_struct = expand_targets(model, &outputs, &targets);
     let weights_struct = expand_weights(model, &weights);
 
-    // impl<'a, __T: Float, U...> for Name<'a, U...> where <field types>: Module<__T>
+    // impl<user generics> MultiOutput<E> for Name<...> where <field types>: Module<E>
+    let elem = &model.element;
     let mut generics = model.input.generics.clone();
-    let lifetimes = generics
-        .params
-        .iter()
-        .filter(|p| matches!(p, GenericParam::Lifetime(_)))
-        .count();
-    generics
-        .params
-        .insert(lifetimes, syn::parse_quote!(__T: ::polyhead::tensor::Float));
     let where_clause = generics.make_where_clause();
     for part in model
         .trunk
@@ -39,7 +32,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         let ty = part.ty;
         where_clause
             .predicates
-            .push(syn::parse_quote!(#ty: ::polyhead::layers::Module<__T>));
+            .push(syn::parse_quote!(#ty: ::polyhead::layers::Module<#elem>));
     }
     let (impl_generics, _, where_clause) = generics.split_for_impl();
     let (_, ty_generics, _) = model.input.generics.split_for_impl();
@@ -57,12 +50,12 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         Some(trunk) => {
             let ident = trunk.ident;
             let label = ident.to_string();
-            quote!(::polyhead::__private::part::<__T, _>(#label, &self.#ident, __input)?)
+            quote!(::polyhead::__private::part::<#elem, _>(#label, &self.#ident, __input)?)
         }
         None => quote!(__input),
     };
     let head_forwards = head_idents.iter().zip(&head_names).map(|(ident, label)| {
-        quote!(#ident: ::polyhead::__private::part::<__T, _>(#label, &self.#ident, __features)?)
+        quote!(#ident: ::polyhead::__private::part::<#elem, _>(#label, &self.#ident, __features)?)
     });
     let head_losses = lossy.iter().map(|h| {
         let ident = h.part.ident;
@@ -70,11 +63,11 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         let spec = h.loss.as_ref().expect("lossy");
         let expr = &spec.expr;
         let loss = match expr {
-            Expr::Closure(_) => quote_spanned!(expr.span()=> &::polyhead::__private::closure_loss::<__T, _>(#label, #expr)),
+            Expr::Closure(_) => quote_spanned!(expr.span()=> &::polyhead::__private::closure_loss::<#elem, _>(#label, #expr)),
             _ => quote_spanned!(expr.span()=> &(#expr)),
         };
         quote_spanned! {expr.span()=>
-            ::polyhead::__private::head_loss::<__T, _>(
+            ::polyhead::__private::head_loss::<#elem, _>(
                 #label,
                 #loss,
                 __outputs.#ident,
@@ -87,16 +80,16 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let term_losses = model.terms.iter().map(|t| {
         let label = t.name.value();
         let with = &t.with;
-        quote_spanned!(with.span()=> ::polyhead::__private::term::<__T>(#label, #with(__outputs, __targets))?)
+        quote_spanned!(with.span()=> ::polyhead::__private::term::<#elem>(#label, #with(__outputs, __targets))?)
     });
     let visit = |mutable: bool| {
         let parts = model.trunk.iter().chain(model.heads.iter().map(|h| &h.part)).map(|p| {
             let ident = p.ident;
             let prefix = format!("{ident}.");
             if mutable {
-                quote!(::polyhead::layers::Module::<__T>::visit_parameters_mut(&mut self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
+                quote!(::polyhead::layers::Module::<#elem>::visit_parameters_mut(&mut self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
             } else {
-                quote!(::polyhead::layers::Module::<__T>::visit_parameters(&self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
+                quote!(::polyhead::layers::Module::<#elem>::visit_parameters(&self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
             }
         });
         quote!(#(#parts)*)
@@ -109,7 +102,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         .chain(model.heads.iter().map(|h| &h.part))
         .map(|p| {
             let ident = p.ident;
-            quote!(::polyhead::layers::Module::<__T>::set_training(&mut self.#ident, training);)
+            quote!(::polyhead::layers::Module::<#elem>::set_training(&mut self.#ident, training);)
         });
 
     quote! {
@@ -117,9 +110,9 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         #targets_struct
         #weights_struct
 
-        impl #impl_generics ::polyhead::MultiOutput<__T> for #name #ty_generics #where_clause {
+        impl #impl_generics ::polyhead::MultiOutput<#elem> for #name #ty_generics #where_clause {
             type Outputs<__V> = #outputs<__V>;
-            type Targets = #targets<__T>;
+            type Targets = #targets<#elem>;
             type LossWeights = #weights;
 
             const HEADS: &'static [&'static str] = &[#(#head_names),*];
@@ -127,28 +120,28 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
 
             fn forward_heads<'__t>(
                 &self,
-                __input: ::polyhead::autograd::Var<'__t, __T>,
-            ) -> ::polyhead::Result<<Self as ::polyhead::MultiOutput<__T>>::Outputs<::polyhead::autograd::Var<'__t, __T>>> {
+                __input: ::polyhead::autograd::Var<'__t, #elem>,
+            ) -> ::polyhead::Result<<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>> {
                 let __features = #features;
                 ::core::result::Result::Ok(#outputs { #(#head_forwards),* })
             }
 
             fn head_losses<'__t>(
                 &self,
-                __outputs: &<Self as ::polyhead::MultiOutput<__T>>::Outputs<::polyhead::autograd::Var<'__t, __T>>,
-                __targets: &<Self as ::polyhead::MultiOutput<__T>>::Targets,
-            ) -> ::polyhead::Result<::std::vec::Vec<::polyhead::autograd::Var<'__t, __T>>> {
+                __outputs: &<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,
+                __targets: &<Self as ::polyhead::MultiOutput<#elem>>::Targets,
+            ) -> ::polyhead::Result<::std::vec::Vec<::polyhead::autograd::Var<'__t, #elem>>> {
                 ::core::result::Result::Ok(::std::vec![#(#head_losses,)* #(#term_losses,)*])
             }
         }
 
-        impl #impl_generics ::polyhead::layers::Module<__T> for #name #ty_generics #where_clause {
+        impl #impl_generics ::polyhead::layers::Module<#elem> for #name #ty_generics #where_clause {
             /// All head outputs concatenated along the last axis.
             fn forward<'__t>(
                 &self,
-                __input: ::polyhead::autograd::Var<'__t, __T>,
-            ) -> ::polyhead::layers::Result<::polyhead::autograd::Var<'__t, __T>> {
-                let __outputs = <Self as ::polyhead::MultiOutput<__T>>::forward_heads(self, __input).map_err(|e| {
+                __input: ::polyhead::autograd::Var<'__t, #elem>,
+            ) -> ::polyhead::layers::Result<::polyhead::autograd::Var<'__t, #elem>> {
+                let __outputs = <Self as ::polyhead::MultiOutput<#elem>>::forward_heads(self, __input).map_err(|e| {
                     ::polyhead::layers::LayerError::Invalid { what: "multi_output", message: ::std::string::ToString::to_string(&e) }
                 })?;
                 ::polyhead::__private::concat_outputs(&[#(__outputs.#head_idents),*])
@@ -157,7 +150,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             fn visit_parameters<'__a>(
                 &'__a self,
                 prefix: &str,
-                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a ::polyhead::autograd::Parameter<__T>),
+                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a ::polyhead::autograd::Parameter<#elem>),
             ) {
                 #visit_ref
             }
@@ -165,7 +158,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             fn visit_parameters_mut<'__a>(
                 &'__a mut self,
                 prefix: &str,
-                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a mut ::polyhead::autograd::Parameter<__T>),
+                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a mut ::polyhead::autograd::Parameter<#elem>),
             ) {
                 #visit_mut
             }
