@@ -16,8 +16,16 @@ use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
 /// Derives `polyhead::MultiOutput` (and `polyhead::layers::Module`) for a
-/// struct of named heads. See `polyhead::MultiOutput` for the attributes
-/// and the generated items.
+/// struct of named heads. See the `polyhead::MultiOutput` trait for the
+/// attributes and what a struct expands to.
+///
+/// ```ignore
+/// #[derive(polyhead::MultiOutput)]
+/// struct TwoHeads {
+///     #[trunk] body: polyhead::layers::Dense,
+///     #[head(loss = polyhead::losses::Mse::new(), weight = 0.5)] out: polyhead::layers::Dense,
+/// }
+/// ```
 #[proc_macro_derive(MultiOutput, attributes(trunk, head, multi_output))]
 pub fn derive_multi_output(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

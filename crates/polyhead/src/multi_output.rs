@@ -59,8 +59,92 @@ pub fn check_weight(name: &str, value: f64) -> Result<()> {
 }
 
 /// A model with several named outputs trained on a weighted sum of
-/// per-head losses. Implemented by `#[derive(MultiOutput)]`; see the
-/// derive's documentation for what a struct expands to.
+/// per-head losses, implemented by `#[derive(MultiOutput)]`.
+///
+/// # What you write
+///
+/// ```
+/// use polyhead::prelude::*;
+///
+/// #[derive(MultiOutput)]
+/// pub struct DigitLocator {
+///     #[trunk]                                       // shared body: input -> features
+///     body: Sequential,
+///     #[head(loss = CrossEntropy::from_logits(), weight = 1.0)]
+///     class: Dense,                                  // 10 logits
+///     #[head(loss = Mse::new(), weight = 0.5)]
+///     bbox: Dense,                                   // 4 values
+///     #[head]                                        // output only (Keras' `None` loss)
+///     embedding: Dense,
+/// }
+/// ```
+///
+/// - `#[trunk]` (at most one): runs once on the input; every head runs on its
+///   output. Without a trunk, every head gets the input.
+/// - `#[head]`: an output. `loss = EXPR` is any expression whose value
+///   implements [`polyhead_losses::Loss`]: a built-in loss with options, a
+///   value of your own type, `self.some_field` (a loss chosen at run time),
+///   or a closure `|pred, target| ...` composing autograd ops (wrapped in
+///   [`polyhead_losses::closure_loss`]). `weight = 0.5` is its default weight
+///   (1 if omitted). `target = Labels` sets the target's type (default
+///   `Tensor<T>`); a mismatch with the loss is a compile error at the loss.
+/// - Other fields (no attribute) are left alone: configuration, boxed losses.
+/// - `#[multi_output(term(name = "...", weight = ..., with = path))]` adds a
+///   loss term computed by `fn(&Outputs<Var>, &Targets) -> Result<Var>` from
+///   several heads' outputs and targets (or none: an auxiliary loss, Keras'
+///   `add_loss`), weighted and logged like a head.
+/// - `#[multi_output(element = f64)]` sets the element type; by default it is
+///   the struct's type parameter bounded by `Float`, else `f32`.
+///
+/// # What it expands to
+///
+/// For the struct above (abridged; every path in the real expansion is
+/// fully qualified through `::polyhead`):
+///
+/// ```text
+/// pub struct DigitLocatorOutputs<V> { pub class: V, pub bbox: V, pub embedding: V }
+/// impl<V> DigitLocatorOutputs<V> {
+///     pub const NAMES: [&str; 3];
+///     pub fn into_tuple(self) -> (V, V, V);
+///     pub fn map<U>(self, f: impl FnMut(&'static str, V) -> U) -> DigitLocatorOutputs<U>;
+///     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &V)>;
+/// }   // plus From<..> for (V, V, V) and IntoIterator<Item = (&'static str, V)>
+///
+/// pub struct DigitLocatorTargets<T: Float> {
+///     pub class: Tensor<T>, pub bbox: Tensor<T>,            // heads with a loss
+///     pub sample_weights: DigitLocatorOutputs<Option<Tensor<T>>>,
+///     pub masks: DigitLocatorOutputs<Option<Tensor<T>>>,
+/// }
+/// impl<T: Float> DigitLocatorTargets<T> {
+///     pub fn new(class: Tensor<T>, bbox: Tensor<T>) -> Self;
+///     pub fn class_sample_weight(self, w: Tensor<T>) -> Self;   // and bbox_...
+///     pub fn class_mask(self, mask: Tensor<T>) -> Self;         // and bbox_...
+/// }
+///
+/// pub struct DigitLocatorLossWeights { pub class: f64, pub bbox: f64 }  // Default: 1.0, 0.5
+/// impl LossWeights for DigitLocatorLossWeights { .. }
+///
+/// impl MultiOutput<f32> for DigitLocator {
+///     type Outputs<V> = DigitLocatorOutputs<V>;
+///     type Targets = DigitLocatorTargets<f32>;
+///     type LossWeights = DigitLocatorLossWeights;
+///     const HEADS = &["class", "bbox", "embedding"];
+///     const LOSSES = &["class", "bbox"];
+///     fn forward_heads(&self, x) {
+///         let features = self.body.forward(x)?;
+///         Ok(DigitLocatorOutputs { class: self.class.forward(features)?, .. })
+///     }
+///     fn head_losses(&self, outputs, targets) {
+///         Ok(vec![head_loss("class", &CrossEntropy::from_logits(), outputs.class, &targets.class, ..)?, ..])
+///     }
+/// }
+/// impl Module<f32> for DigitLocator {   // parameters: body.0.kernel, class.kernel, ...
+///     fn forward(&self, x) { /* all heads concatenated on the last axis */ }
+/// }
+/// ```
+///
+/// Errors in the attributes are reported at the offending token, all at
+/// once (see `tests/ui/` for every case and its message).
 pub trait MultiOutput<T: Float>: Module<T> {
     /// One value per head (`<Model>Outputs<V>`).
     type Outputs<V>;

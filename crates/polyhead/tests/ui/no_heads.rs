@@ -1,0 +1,9 @@
+use polyhead::prelude::*;
+
+#[derive(MultiOutput)]
+struct NoHeads {
+    #[trunk]
+    body: Dense,
+}
+
+fn main() {}
