@@ -126,6 +126,12 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
                 ::core::result::Result::Ok(#outputs { #(#head_forwards),* })
             }
 
+            fn head_values<'__t>(
+                __outputs: &<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,
+            ) -> ::std::vec::Vec<(&'static str, ::polyhead::autograd::Var<'__t, #elem>)> {
+                ::std::vec![#((#head_names, __outputs.#head_idents)),*]
+            }
+
             fn head_losses<'__t>(
                 &self,
                 __outputs: &<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,
@@ -242,6 +248,7 @@ fn expand_targets(model: &Model<'_>, outputs: &Ident, targets: &Ident) -> TokenS
         .iter()
         .map(|i| format!("The target of head `{i}`."))
         .collect();
+    let labels: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
     let weight_fns = idents.iter().map(|i| {
         let f = format_ident!("{}_sample_weight", i);
         let doc = format!("Sets head `{i}`'s per-sample weights.");
@@ -277,6 +284,30 @@ fn expand_targets(model: &Model<'_>, outputs: &Ident, targets: &Ident) -> TokenS
             pub sample_weights: #outputs<::core::option::Option<::polyhead::tensor::Tensor<T>>>,
             /// Per-head 0/1 masks, one per sample (heads without a loss ignore theirs).
             pub masks: #outputs<::core::option::Option<::polyhead::tensor::Tensor<T>>>,
+        }
+
+        impl<T: ::polyhead::tensor::Float> ::polyhead::TargetSet<T> for #targets<T>
+        where
+            #(#types: ::polyhead::Target<T>,)*
+        {
+            fn rows(&self) -> ::polyhead::Result<usize> {
+                ::polyhead::__private::common_rows(&[#((#labels, ::polyhead::Target::<T>::rows(&self.#idents))),*])
+            }
+
+            fn select_rows(&self, rows: &[usize]) -> ::polyhead::Result<Self> {
+                ::core::result::Result::Ok(#targets {
+                    #(#idents: ::polyhead::Target::<T>::select_rows(&self.#idents, rows)?,)*
+                    sample_weights: #outputs { #(#all: ::polyhead::__private::select_optional(&self.sample_weights.#all, rows)?),* },
+                    masks: #outputs { #(#all: ::polyhead::__private::select_optional(&self.masks.#all, rows)?),* },
+                })
+            }
+
+            fn target(&self, name: &str) -> ::core::option::Option<&dyn ::polyhead::Target<T>> {
+                match name {
+                    #(#labels => ::core::option::Option::Some(&self.#idents),)*
+                    _ => ::core::option::Option::None,
+                }
+            }
         }
 
         impl<T: ::polyhead::tensor::Float> #targets<T> {

@@ -7,6 +7,7 @@ use polyhead_tensor::{Float, Tensor};
 
 use crate::error::{Error, Result};
 
+pub use crate::target::{common_rows, select_optional};
 pub use polyhead_autograd::AutogradError;
 pub use polyhead_layers::Module;
 pub use polyhead_losses::closure_loss;

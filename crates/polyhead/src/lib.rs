@@ -49,6 +49,8 @@
 
 mod error;
 mod multi_output;
+mod target;
+mod train;
 
 #[doc(hidden)]
 pub mod __private;
@@ -60,10 +62,15 @@ pub use polyhead_derive::MultiOutput;
 pub use polyhead_layers as layers;
 pub use polyhead_losses as losses;
 pub use polyhead_tensor as tensor;
+pub use target::{Target, TargetSet};
+pub use train::{
+    Callback, Control, CsvLogger, EarlyStopping, History, LossWeightSchedule, Metric,
+    ModelCheckpoint, OnNonFinite, Progress, TrainContext, Trainer,
+};
 
 /// The names most programs need, in one import.
 pub mod prelude {
-    pub use crate::{Error, LossWeights, MultiOutput, TotalLoss};
+    pub use crate::{Error, History, LossWeights, Metric, MultiOutput, TotalLoss, Trainer};
     pub use polyhead_autograd::{Gradients, Parameter, Tape, Var, gradcheck};
     pub use polyhead_layers::{
         Activation, Adam, Dense, Dropout, Embedding, Flatten, Initializer, LayerNorm, Module,

@@ -163,6 +163,9 @@ pub trait MultiOutput<T: Float>: Module<T> {
     /// output (or on the input, without a trunk).
     fn forward_heads<'t>(&self, x: Var<'t, T>) -> Result<Self::Outputs<Var<'t, T>>>;
 
+    /// Each head's value by name, in field order (for metrics and logs).
+    fn head_values<'t>(outputs: &Self::Outputs<Var<'t, T>>) -> Vec<(&'static str, Var<'t, T>)>;
+
     /// Each loss unweighted, in the order of [`MultiOutput::LOSSES`].
     fn head_losses<'t>(
         &self,

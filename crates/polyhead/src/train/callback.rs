@@ -1,0 +1,328 @@
+//! Callbacks: code that runs at epoch boundaries, with access to the model,
+//! the optimizer, the loss weights and the history.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use polyhead_layers::{Optimizer, save_checkpoint};
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{Error, Result};
+use crate::multi_output::{LossWeights, MultiOutput};
+use crate::train::history::History;
+
+/// What a callback may touch between epochs.
+pub struct TrainContext<'a, M: MultiOutput<T>, T: Float> {
+    /// The model being trained.
+    pub model: &'a mut M,
+    /// Its optimizer.
+    pub optimizer: &'a mut Optimizer<T>,
+    /// The loss weights the next epoch will use.
+    pub loss_weights: &'a mut M::LossWeights,
+    /// The epochs so far.
+    pub history: &'a History,
+}
+
+/// Whether training goes on after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Train the next epoch.
+    Continue,
+    /// Stop after this epoch.
+    Stop,
+}
+
+/// Runs at epoch boundaries. Implement it for your own callback; every
+/// method has a default that does nothing.
+///
+/// ```
+/// use polyhead::{Callback, Control, MultiOutput, TrainContext};
+/// use polyhead::tensor::Float;
+///
+/// /// Stops once the loss is below a threshold.
+/// struct StopBelow(f64);
+///
+/// impl<M: MultiOutput<T>, T: Float> Callback<M, T> for StopBelow {
+///     fn on_epoch_end(&mut self, _: usize, logs: &[(String, f64)], _: &mut TrainContext<'_, M, T>) -> polyhead::Result<Control> {
+///         let loss = logs.iter().find(|(n, _)| n == "loss").map_or(f64::INFINITY, |l| l.1);
+///         Ok(if loss < self.0 { Control::Stop } else { Control::Continue })
+///     }
+/// }
+/// ```
+pub trait Callback<M: MultiOutput<T>, T: Float> {
+    /// Before an epoch (0-based).
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut TrainContext<'_, M, T>) -> Result<()> {
+        let _ = (epoch, ctx);
+        Ok(())
+    }
+
+    /// After an epoch, with its logs (training and validation).
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &[(String, f64)],
+        ctx: &mut TrainContext<'_, M, T>,
+    ) -> Result<Control> {
+        let _ = (epoch, logs, ctx);
+        Ok(Control::Continue)
+    }
+
+    /// After the last epoch.
+    fn on_train_end(&mut self, ctx: &mut TrainContext<'_, M, T>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+fn logged(logs: &[(String, f64)], name: &str) -> Result<f64> {
+    logs.iter()
+        .find(|(n, _)| n == name)
+        .map(|l| l.1)
+        .ok_or_else(|| {
+            let names: Vec<&str> = logs.iter().map(|(n, _)| n.as_str()).collect();
+            Error::Other(format!(
+                "callback monitors `{name}`, which is not logged; logged: {names:?}"
+            ))
+        })
+}
+
+/// Whether larger is better for a logged name (accuracies), else smaller.
+fn maximize(name: &str) -> bool {
+    name.contains("accuracy")
+}
+
+/// Stops when a logged value has not improved for `patience` epochs, and
+/// optionally puts back the weights of the best epoch (Keras'
+/// `EarlyStopping(restore_best_weights=True)`).
+///
+/// ```
+/// let stop = polyhead::EarlyStopping::<f32>::new("val_loss").patience(3).restore_best_weights(true);
+/// # let _ = stop;
+/// ```
+#[derive(Debug, Clone)]
+pub struct EarlyStopping<T: Float> {
+    monitor: String,
+    patience: usize,
+    min_delta: f64,
+    restore: bool,
+    best: Option<f64>,
+    best_epoch: usize,
+    wait: usize,
+    best_weights: Option<Vec<(String, Tensor<T>)>>,
+}
+
+impl<T: Float> EarlyStopping<T> {
+    /// Monitors a logged name (larger is better for accuracies, else smaller).
+    pub fn new(monitor: &str) -> Self {
+        EarlyStopping {
+            monitor: monitor.to_string(),
+            patience: 0,
+            min_delta: 0.0,
+            restore: false,
+            best: None,
+            best_epoch: 0,
+            wait: 0,
+            best_weights: None,
+        }
+    }
+
+    /// Epochs without improvement to tolerate.
+    pub fn patience(mut self, epochs: usize) -> Self {
+        self.patience = epochs;
+        self
+    }
+
+    /// The smallest change that counts as an improvement.
+    pub fn min_delta(mut self, delta: f64) -> Self {
+        self.min_delta = delta;
+        self
+    }
+
+    /// Whether to restore the best epoch's weights at the end.
+    pub fn restore_best_weights(mut self, restore: bool) -> Self {
+        self.restore = restore;
+        self
+    }
+
+    /// The best epoch (0-based) so far.
+    pub fn best_epoch(&self) -> usize {
+        self.best_epoch
+    }
+}
+
+impl<M: MultiOutput<T>, T: Float> Callback<M, T> for EarlyStopping<T> {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &[(String, f64)],
+        ctx: &mut TrainContext<'_, M, T>,
+    ) -> Result<Control> {
+        let value = logged(logs, &self.monitor)?;
+        let better = match self.best {
+            None => value.is_finite(),
+            Some(best) if maximize(&self.monitor) => value > best + self.min_delta,
+            Some(best) => value < best - self.min_delta,
+        };
+        if better {
+            self.best = Some(value);
+            self.best_epoch = epoch;
+            self.wait = 0;
+            if self.restore {
+                self.best_weights = Some(
+                    ctx.model
+                        .parameters()
+                        .into_iter()
+                        .map(|(n, p)| (n, p.value().clone()))
+                        .collect(),
+                );
+            }
+            return Ok(Control::Continue);
+        }
+        self.wait += 1;
+        Ok(if self.wait > self.patience {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
+    }
+
+    fn on_train_end(&mut self, ctx: &mut TrainContext<'_, M, T>) -> Result<()> {
+        if let Some(best) = &self.best_weights {
+            for (name, p) in ctx.model.parameters_mut() {
+                if let Some((_, v)) = best.iter().find(|(n, _)| *n == name) {
+                    p.set_value(v.clone())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Saves a checkpoint (model and optimizer, atomically) after each epoch,
+/// or only when a logged value improves.
+///
+/// ```
+/// let save = polyhead::ModelCheckpoint::new("model.safetensors").best_only("val_loss");
+/// # let _ = save;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ModelCheckpoint {
+    path: PathBuf,
+    best_only: Option<String>,
+    best: Option<f64>,
+}
+
+impl ModelCheckpoint {
+    /// Saves to `path` after every epoch.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ModelCheckpoint {
+            path: path.into(),
+            best_only: None,
+            best: None,
+        }
+    }
+
+    /// Saves only when `monitor` improves.
+    pub fn best_only(mut self, monitor: &str) -> Self {
+        self.best_only = Some(monitor.to_string());
+        self
+    }
+}
+
+impl<M: MultiOutput<T>, T: Float> Callback<M, T> for ModelCheckpoint {
+    fn on_epoch_end(
+        &mut self,
+        _: usize,
+        logs: &[(String, f64)],
+        ctx: &mut TrainContext<'_, M, T>,
+    ) -> Result<Control> {
+        if let Some(monitor) = &self.best_only {
+            let value = logged(logs, monitor)?;
+            let better = match self.best {
+                None => value.is_finite(),
+                Some(b) if maximize(monitor) => value > b,
+                Some(b) => value < b,
+            };
+            if !better {
+                return Ok(Control::Continue);
+            }
+            self.best = Some(value);
+        }
+        save_checkpoint(&self.path, &*ctx.model, Some(&*ctx.optimizer))?;
+        Ok(Control::Continue)
+    }
+}
+
+/// Sets one loss's weight before each epoch from a function of the epoch
+/// (0-based): a loss-weight schedule.
+///
+/// ```
+/// // Ramp the box loss in over ten epochs.
+/// let ramp = polyhead::LossWeightSchedule::new("bbox", |epoch| (epoch as f64 / 10.0).min(1.0));
+/// # let _ = ramp;
+/// ```
+pub struct LossWeightSchedule<F> {
+    name: String,
+    weight_at: F,
+}
+
+impl<F: FnMut(usize) -> f64> LossWeightSchedule<F> {
+    /// Sets the weight of loss `name` to `weight_at(epoch)`.
+    pub fn new(name: &str, weight_at: F) -> Self {
+        LossWeightSchedule {
+            name: name.to_string(),
+            weight_at,
+        }
+    }
+}
+
+impl<M: MultiOutput<T>, T: Float, F: FnMut(usize) -> f64> Callback<M, T> for LossWeightSchedule<F> {
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut TrainContext<'_, M, T>) -> Result<()> {
+        ctx.loss_weights.set(&self.name, (self.weight_at)(epoch))
+    }
+}
+
+/// Appends each epoch's logs to a CSV file (a header first).
+///
+/// ```
+/// let log = polyhead::CsvLogger::new("training.csv");
+/// # let _ = log;
+/// ```
+#[derive(Debug)]
+pub struct CsvLogger {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl CsvLogger {
+    /// Logs to `path` (replaced at the first epoch).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CsvLogger {
+            path: path.into(),
+            file: None,
+        }
+    }
+}
+
+impl<M: MultiOutput<T>, T: Float> Callback<M, T> for CsvLogger {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &[(String, f64)],
+        _: &mut TrainContext<'_, M, T>,
+    ) -> Result<Control> {
+        let io =
+            |e: std::io::Error| Error::Other(format!("csv logger {}: {e}", self.path.display()));
+        if self.file.is_none() {
+            let mut f = std::fs::File::create(&self.path).map_err(io)?;
+            let header: Vec<&str> = logs.iter().map(|(n, _)| n.as_str()).collect();
+            writeln!(f, "epoch,{}", header.join(",")).map_err(io)?;
+            self.file = Some(f);
+        }
+        let f = self.file.as_mut().expect("opened");
+        let row: Vec<String> = logs.iter().map(|(_, v)| v.to_string()).collect();
+        writeln!(f, "{},{}", epoch + 1, row.join(",")).map_err(io)?;
+        f.flush().map_err(io)?;
+        Ok(Control::Continue)
+    }
+}

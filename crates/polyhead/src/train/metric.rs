@@ -1,0 +1,145 @@
+//! Per-head metrics, accumulated exactly over an epoch.
+
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{Error, Result};
+use crate::target::Target;
+
+/// A metric of one head, logged as `<head>_<name>` (`class_accuracy`,
+/// `bbox_mae`).
+///
+/// ```
+/// use polyhead::Metric;
+/// assert_eq!(Metric::Accuracy.name(), "accuracy");
+/// assert_eq!(Metric::TopK(5).name(), "top5_accuracy");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// Share of samples whose highest output is the true class.
+    Accuracy,
+    /// Share of samples whose true class is among the `k` highest outputs.
+    TopK(usize),
+    /// Share of elements on the right side of the threshold (both output
+    /// and target compared with it).
+    BinaryAccuracy(f64),
+    /// Mean absolute error.
+    Mae,
+    /// Mean squared error.
+    Mse,
+    /// Root mean squared error.
+    Rmse,
+}
+
+impl Metric {
+    /// The metric's log name.
+    pub fn name(&self) -> String {
+        match self {
+            Metric::Accuracy => "accuracy".into(),
+            Metric::TopK(k) => format!("top{k}_accuracy"),
+            Metric::BinaryAccuracy(_) => "binary_accuracy".into(),
+            Metric::Mae => "mae".into(),
+            Metric::Mse => "mse".into(),
+            Metric::Rmse => "rmse".into(),
+        }
+    }
+}
+
+/// A running sum and count for one metric over an epoch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Accumulator {
+    sum: f64,
+    count: f64,
+}
+
+impl Accumulator {
+    pub(crate) fn add<T: Float>(
+        &mut self,
+        head: &str,
+        metric: Metric,
+        pred: &Tensor<T>,
+        target: &dyn Target<T>,
+    ) -> Result<()> {
+        let err =
+            |what: &str| Error::Other(format!("metric {} of head `{head}`: {what}", metric.name()));
+        match metric {
+            Metric::Accuracy | Metric::TopK(_) => {
+                let k = if let Metric::TopK(k) = metric { k } else { 1 };
+                let classes = target
+                    .class_indices()
+                    .ok_or_else(|| err("the target has no class per sample"))?;
+                if pred.ndim() != 2 || pred.shape()[0] != classes.len() {
+                    return Err(err(&format!(
+                        "outputs of shape {:?} for {} samples",
+                        pred.shape(),
+                        classes.len()
+                    )));
+                }
+                let c = pred.shape()[1];
+                let values = pred.to_contiguous().to_vec();
+                for (row, &y) in values.chunks(c.max(1)).zip(&classes) {
+                    let truth = row
+                        .get(y)
+                        .copied()
+                        .ok_or_else(|| err(&format!("class {y} out of range for {c} outputs")))?;
+                    let above = row.iter().filter(|&&v| v > truth).count();
+                    self.sum += if above < k { 1.0 } else { 0.0 };
+                    self.count += 1.0;
+                }
+            }
+            Metric::BinaryAccuracy(threshold) => {
+                let t = target
+                    .dense()
+                    .ok_or_else(|| err("the target is not a tensor"))?;
+                if t.shape() != pred.shape() {
+                    return Err(err(&format!(
+                        "outputs {:?} and target {:?} differ in shape",
+                        pred.shape(),
+                        t.shape()
+                    )));
+                }
+                for (p, y) in pred.to_vec().iter().zip(t.to_vec()) {
+                    self.sum += if (p.to_f64() > threshold) == (y.to_f64() > threshold) {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    self.count += 1.0;
+                }
+            }
+            Metric::Mae | Metric::Mse | Metric::Rmse => {
+                let t = target
+                    .dense()
+                    .ok_or_else(|| err("the target is not a tensor"))?;
+                if t.shape() != pred.shape() {
+                    return Err(err(&format!(
+                        "outputs {:?} and target {:?} differ in shape",
+                        pred.shape(),
+                        t.shape()
+                    )));
+                }
+                for (p, y) in pred.to_vec().iter().zip(t.to_vec()) {
+                    let e = p.to_f64() - y.to_f64();
+                    self.sum += if metric == Metric::Mae {
+                        e.abs()
+                    } else {
+                        e * e
+                    };
+                    self.count += 1.0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn value(&self, metric: Metric) -> f64 {
+        if self.count == 0.0 {
+            return f64::NAN;
+        }
+        let mean = self.sum / self.count;
+        if metric == Metric::Rmse {
+            mean.sqrt()
+        } else {
+            mean
+        }
+    }
+}

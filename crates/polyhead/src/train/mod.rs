@@ -1,0 +1,426 @@
+//! `fit`: the Keras-style training loop for any `MultiOutput` model, with
+//! validation, per-head metrics, callbacks, progress and a non-finite guard.
+
+mod callback;
+mod history;
+mod metric;
+mod progress;
+
+use std::time::Instant;
+
+use polyhead_autograd::Tape;
+use polyhead_layers::Optimizer;
+use polyhead_tensor::{Float, Rng, Tensor};
+
+pub use callback::{
+    Callback, Control, CsvLogger, EarlyStopping, LossWeightSchedule, ModelCheckpoint, TrainContext,
+};
+pub use history::History;
+use metric::Accumulator;
+pub use metric::Metric;
+pub use progress::Progress;
+use progress::Reporter;
+
+use crate::error::{Error, Result};
+use crate::multi_output::MultiOutput;
+use crate::target::{Target, TargetSet, select_tensor_rows};
+
+/// What to do when a step's loss is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnNonFinite {
+    /// Stop with an error naming the loss, the epoch and the step; the
+    /// weights stay those after the last good step.
+    #[default]
+    Stop,
+    /// Skip that step (no update) and go on; skipped steps are counted in
+    /// the log `skipped_steps`.
+    SkipStep,
+}
+
+/// Trains a `MultiOutput` model: `fit` with epochs, batches, shuffling,
+/// validation, metrics and callbacks, returning a [`History`] under Keras'
+/// names.
+///
+/// ```
+/// use polyhead::prelude::*;
+/// use polyhead::{Metric, Progress, Trainer};
+///
+/// #[derive(MultiOutput)]
+/// struct Net {
+///     #[trunk]
+///     body: Dense,
+///     #[head(loss = CrossEntropy::from_logits())]
+///     class: Dense,
+/// }
+///
+/// let mut rng = Rng::new(0);
+/// let mut net = Net {
+///     body: Dense::builder(2, 8).activation(Activation::Tanh).build(&mut rng)?,
+///     class: Dense::new(8, 2, &mut rng)?,
+/// };
+/// // Class 1 when the first feature is positive.
+/// let x = Tensor::<f32>::rand_normal(&[64, 2], 0.0, 1.0, 1)?;
+/// let labels: Vec<usize> = x.to_vec().chunks(2).map(|r| usize::from(r[0] > 0.0)).collect();
+/// let targets = NetTargets::new(Labels::from_classes(&labels).one_hot(2)?);
+/// let history = Trainer::<Net, f32>::new(Adam::new(0.05).build())
+///     .epochs(30)
+///     .batch_size(16)
+///     .validation_split(0.25)
+///     .metric("class", Metric::Accuracy)
+///     .progress(Progress::Silent)
+///     .fit(&mut net, &x, &targets)?;
+/// assert_eq!(history.names(), vec!["loss", "class_loss", "class_accuracy", "val_loss", "val_class_loss", "val_class_accuracy"]);
+/// assert!(history.get("class_accuracy").unwrap().last().unwrap() > &0.9);
+/// # Ok::<(), polyhead::Error>(())
+/// ```
+pub struct Trainer<M: MultiOutput<T>, T: Float> {
+    optimizer: Optimizer<T>,
+    loss_weights: M::LossWeights,
+    epochs: usize,
+    batch_size: usize,
+    shuffle_seed: Option<u64>,
+    validation_split: f64,
+    validation_data: Option<(Tensor<T>, M::Targets)>,
+    metrics: Vec<(String, Metric)>,
+    callbacks: Vec<Box<dyn Callback<M, T>>>,
+    on_non_finite: OnNonFinite,
+    progress: Progress,
+}
+
+impl<M: MultiOutput<T>, T: Float> Trainer<M, T>
+where
+    M::Targets: TargetSet<T>,
+{
+    /// A trainer with `optimizer`, the model's default loss weights, one
+    /// epoch, batches of 32 shuffled with seed 0, no validation.
+    pub fn new(optimizer: Optimizer<T>) -> Self {
+        Trainer {
+            optimizer,
+            loss_weights: M::LossWeights::default(),
+            epochs: 1,
+            batch_size: 32,
+            shuffle_seed: Some(0),
+            validation_split: 0.0,
+            validation_data: None,
+            metrics: Vec::new(),
+            callbacks: Vec::new(),
+            on_non_finite: OnNonFinite::Stop,
+            progress: Progress::Auto,
+        }
+    }
+
+    /// The number of passes over the data.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Samples per step (the last batch may be smaller).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Shuffle the training samples each epoch with this seed (`None`: keep
+    /// their order).
+    pub fn shuffle(mut self, seed: Option<u64>) -> Self {
+        self.shuffle_seed = seed;
+        self
+    }
+
+    /// Hold out the last `fraction` of the samples for validation (before
+    /// shuffling, as Keras does).
+    pub fn validation_split(mut self, fraction: f64) -> Self {
+        self.validation_split = fraction;
+        self
+    }
+
+    /// Validate on these inputs and targets after each epoch.
+    pub fn validation_data(mut self, x: Tensor<T>, targets: M::Targets) -> Self {
+        self.validation_data = Some((x, targets));
+        self
+    }
+
+    /// Log `metric` of head `head` as `<head>_<metric>` (and `val_...`).
+    pub fn metric(mut self, head: &str, metric: Metric) -> Self {
+        self.metrics.push((head.to_string(), metric));
+        self
+    }
+
+    /// The loss weights to start from (default: the model's attributes).
+    pub fn loss_weights(mut self, weights: M::LossWeights) -> Self {
+        self.loss_weights = weights;
+        self
+    }
+
+    /// Adds a callback.
+    pub fn callback(mut self, callback: impl Callback<M, T> + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// What to do with a NaN or infinite loss.
+    pub fn on_non_finite(mut self, action: OnNonFinite) -> Self {
+        self.on_non_finite = action;
+        self
+    }
+
+    /// Where progress goes.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The optimizer (its state carries across `fit` calls).
+    pub fn optimizer(&self) -> &Optimizer<T> {
+        &self.optimizer
+    }
+
+    /// The current loss weights.
+    pub fn current_loss_weights(&self) -> &M::LossWeights {
+        &self.loss_weights
+    }
+
+    /// Trains `model` on inputs `x` (samples on axis 0) and `targets`.
+    pub fn fit(&mut self, model: &mut M, x: &Tensor<T>, targets: &M::Targets) -> Result<History> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let target_rows = targets.rows()?;
+        if target_rows != n {
+            return Err(Error::Other(format!(
+                "the inputs have {n} samples but the targets {target_rows}"
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Other(format!(
+                "batch_size must be positive, got {}",
+                self.batch_size
+            )));
+        }
+        if !(0.0..1.0).contains(&self.validation_split) {
+            return Err(Error::Other(format!(
+                "validation_split must be in [0, 1), got {}",
+                self.validation_split
+            )));
+        }
+        // Keras holds out the last samples, before any shuffling.
+        let n_val = (n as f64 * self.validation_split).floor() as usize;
+        let n_train = n - n_val;
+        if n_train == 0 {
+            return Err(Error::Other(format!(
+                "no training samples: {n} samples, validation_split {}",
+                self.validation_split
+            )));
+        }
+        let split_val = if n_val > 0 {
+            let rows: Vec<usize> = (n_train..n).collect();
+            Some((select_tensor_rows(x, &rows)?, targets.select_rows(&rows)?))
+        } else {
+            None
+        };
+        let user_validation = self.validation_data.take();
+        let train_rows: Vec<usize> = (0..n_train).collect();
+        let mut history = History::default();
+        let mut reporter = Reporter::new(self.progress.clone(), self.epochs);
+        let mut callbacks = std::mem::take(&mut self.callbacks);
+        let validation = user_validation.as_ref().or(split_val.as_ref());
+        let result = self.run(
+            model,
+            x,
+            targets,
+            &train_rows,
+            validation,
+            &mut history,
+            &mut reporter,
+            &mut callbacks,
+        );
+        let end = {
+            let mut ctx = TrainContext {
+                model: &mut *model,
+                optimizer: &mut self.optimizer,
+                loss_weights: &mut self.loss_weights,
+                history: &history,
+            };
+            callbacks
+                .iter_mut()
+                .try_for_each(|c| c.on_train_end(&mut ctx))
+        };
+        self.callbacks = callbacks;
+        self.validation_data = user_validation;
+        result?;
+        end?;
+        Ok(history)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        model: &mut M,
+        x: &Tensor<T>,
+        targets: &M::Targets,
+        train_rows: &[usize],
+        validation: Option<&(Tensor<T>, M::Targets)>,
+        history: &mut History,
+        reporter: &mut Reporter,
+        callbacks: &mut [Box<dyn Callback<M, T>>],
+    ) -> Result<()> {
+        for epoch in 0..self.epochs {
+            let started = Instant::now();
+            {
+                let mut ctx = TrainContext {
+                    model: &mut *model,
+                    optimizer: &mut self.optimizer,
+                    loss_weights: &mut self.loss_weights,
+                    history,
+                };
+                for c in callbacks.iter_mut() {
+                    c.on_epoch_begin(epoch, &mut ctx)?;
+                }
+            }
+            let mut order = train_rows.to_vec();
+            if let Some(seed) = self.shuffle_seed {
+                Rng::new(
+                    seed.wrapping_add(epoch as u64)
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                )
+                .shuffle(&mut order);
+            }
+            model.set_training(true);
+            let steps = order.len().div_ceil(self.batch_size);
+            reporter.epoch_begin(epoch, steps);
+            let mut sums: Vec<(String, f64)> = Vec::new();
+            let mut seen = 0usize;
+            let mut skipped = 0usize;
+            let mut metrics = vec![Accumulator::default(); self.metrics.len()];
+            for (step, rows) in order.chunks(self.batch_size).enumerate() {
+                let xb = select_tensor_rows(x, rows)?;
+                let tb = targets.select_rows(rows)?;
+                let tape = Tape::new();
+                let outputs = model.forward_heads(tape.constant(xb))?;
+                let loss = model.weighted_loss(&outputs, &tb, &self.loss_weights)?;
+                let logs = loss.logs()?;
+                if let Some((name, value)) = logs.iter().find(|(_, v)| !v.is_finite()) {
+                    match self.on_non_finite {
+                        OnNonFinite::Stop => {
+                            return Err(Error::Other(format!(
+                                "training stopped: {name} is {value} at epoch {}, step {}; the weights are those after the last good step",
+                                epoch + 1,
+                                step + 1
+                            )));
+                        }
+                        OnNonFinite::SkipStep => {
+                            skipped += 1;
+                            continue;
+                        }
+                    }
+                }
+                let grads = tape.backward(loss.total)?;
+                self.optimizer.step(model, &grads)?;
+                let values = M::head_values(&outputs);
+                for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
+                    let pred = values
+                        .iter()
+                        .find(|(h, _)| h == head)
+                        .map(|(_, v)| v.value());
+                    let target = tb.target(head);
+                    match (pred, target) {
+                        (Some(p), Some(t)) => acc.add(head, *metric, &p, t)?,
+                        _ => {
+                            return Err(Error::Other(format!(
+                                "metric {} names head `{head}`, which has no output or target",
+                                metric.name()
+                            )));
+                        }
+                    }
+                }
+                let b = rows.len() as f64;
+                for (name, v) in &logs {
+                    match sums.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, s)) => *s += v * b,
+                        None => sums.push((name.clone(), v * b)),
+                    }
+                }
+                seen += rows.len();
+                let running: Vec<(String, f64)> = sums
+                    .iter()
+                    .map(|(n, s)| (n.clone(), s / seen as f64))
+                    .collect();
+                reporter.step(&running);
+            }
+            let mut logs: Vec<(String, f64)> = sums
+                .into_iter()
+                .map(|(n, s)| (n, if seen > 0 { s / seen as f64 } else { f64::NAN }))
+                .collect();
+            for ((head, metric), acc) in self.metrics.iter().zip(&metrics) {
+                logs.push((format!("{head}_{}", metric.name()), acc.value(*metric)));
+            }
+            if skipped > 0 {
+                logs.push(("skipped_steps".to_string(), skipped as f64));
+            }
+            if let Some((vx, vt)) = validation {
+                model.set_training(false);
+                let val = self.evaluate(model, vx, vt)?;
+                logs.extend(val.into_iter().map(|(n, v)| (format!("val_{n}"), v)));
+            }
+            history.push_epoch(&logs);
+            reporter.epoch_end(epoch, &logs, started.elapsed().as_secs_f64());
+            let mut stop = false;
+            let mut ctx = TrainContext {
+                model: &mut *model,
+                optimizer: &mut self.optimizer,
+                loss_weights: &mut self.loss_weights,
+                history,
+            };
+            for c in callbacks.iter_mut() {
+                stop |= c.on_epoch_end(epoch, &logs, &mut ctx)? == Control::Stop;
+            }
+            if stop {
+                break;
+            }
+        }
+        model.set_training(false);
+        Ok(())
+    }
+
+    /// Losses and metrics of `model` on `x` and `targets`, without training
+    /// (batched; no graph is recorded). Names as in training (`loss`,
+    /// `class_loss`, `class_accuracy`).
+    pub fn evaluate(
+        &self,
+        model: &M,
+        x: &Tensor<T>,
+        targets: &M::Targets,
+    ) -> Result<Vec<(String, f64)>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let mut sums: Vec<(String, f64)> = Vec::new();
+        let mut metrics = vec![Accumulator::default(); self.metrics.len()];
+        let rows: Vec<usize> = (0..n).collect();
+        for chunk in rows.chunks(self.batch_size.max(1)) {
+            let tape = Tape::no_record();
+            let tb = targets.select_rows(chunk)?;
+            let outputs = model.forward_heads(tape.constant(select_tensor_rows(x, chunk)?))?;
+            let loss = model.weighted_loss(&outputs, &tb, &self.loss_weights)?;
+            for (name, v) in loss.logs()? {
+                match sums.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, s)) => *s += v * chunk.len() as f64,
+                    None => sums.push((name, v * chunk.len() as f64)),
+                }
+            }
+            let values = M::head_values(&outputs);
+            for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
+                if let (Some((_, p)), Some(t)) =
+                    (values.iter().find(|(h, _)| h == head), tb.target(head))
+                {
+                    acc.add(head, *metric, &p.value(), t as &dyn Target<T>)?;
+                }
+            }
+        }
+        let mut out: Vec<(String, f64)> = sums
+            .into_iter()
+            .map(|(name, s)| (name, s / n.max(1) as f64))
+            .collect();
+        for ((head, metric), acc) in self.metrics.iter().zip(&metrics) {
+            out.push((format!("{head}_{}", metric.name()), acc.value(*metric)));
+        }
+        Ok(out)
+    }
+}
