@@ -298,11 +298,22 @@ where
                 let outputs = model.forward_heads(tape.constant(xb))?;
                 let loss = model.weighted_loss(&outputs, &tb, &self.loss_weights)?;
                 let logs = loss.logs()?;
-                if let Some((name, value)) = logs.iter().find(|(_, v)| !v.is_finite()) {
+                // Name the head (or term) whose loss went bad, not just the total.
+                let bad = logs
+                    .iter()
+                    .skip(1)
+                    .find(|(_, v)| !v.is_finite())
+                    .or_else(|| logs.iter().find(|(_, v)| !v.is_finite()));
+                if let Some((name, value)) = bad {
                     match self.on_non_finite {
                         OnNonFinite::Stop => {
+                            let part = name.strip_suffix("_loss").filter(|_| name != "loss");
+                            let what = match part {
+                                Some(head) => format!("{name} (head `{head}`)"),
+                                None => name.clone(),
+                            };
                             return Err(Error::Other(format!(
-                                "training stopped: {name} is {value} at epoch {}, step {}; the weights are those after the last good step",
+                                "training stopped: {what} is {value} at epoch {}, step {}; the weights are those after the last good step",
                                 epoch + 1,
                                 step + 1
                             )));

@@ -1,0 +1,281 @@
+//! `Trainer::fit` end to end: validation, early stopping with best-weight
+//! restore, resuming from a checkpoint, the non-finite guard, callbacks
+//! and progress output when not on a terminal.
+
+use std::sync::{Arc, Mutex};
+
+use polyhead::prelude::*;
+use polyhead::tensor::Rng;
+use polyhead::{
+    CsvLogger, EarlyStopping, LossWeightSchedule, ModelCheckpoint, OnNonFinite, Progress,
+};
+
+#[derive(MultiOutput)]
+struct Net {
+    #[trunk]
+    body: Dense,
+    #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
+    class: Dense,
+    #[head(loss = Mse::new(), weight = 0.5)]
+    value: Dense,
+}
+
+fn net(seed: u64) -> Net {
+    let mut rng = Rng::new(seed);
+    Net {
+        body: Dense::builder(4, 16)
+            .activation(Activation::Tanh)
+            .build(&mut rng)
+            .unwrap(),
+        class: Dense::new(16, 3, &mut rng).unwrap(),
+        value: Dense::new(16, 1, &mut rng).unwrap(),
+    }
+}
+
+/// Class: which of the first three features is largest; value: their sum.
+fn data(n: usize, seed: u64) -> (Tensor<f32>, NetTargets<f32>) {
+    let x = Tensor::<f32>::rand_normal(&[n, 4], 0.0, 1.0, seed).unwrap();
+    let first3 = x.slice_axis(1, 0, 3).unwrap();
+    let labels: Vec<usize> = first3
+        .argmax_axis(1, false)
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let value = first3.sum_axis(1, true).unwrap();
+    (x, NetTargets::new(Labels::from_classes(&labels), value))
+}
+
+fn trainer(epochs: usize) -> Trainer<Net, f32> {
+    Trainer::new(Adam::new(0.02).build())
+        .epochs(epochs)
+        .batch_size(16)
+        .metric("class", Metric::Accuracy)
+        .metric("value", Metric::Mae)
+        .progress(Progress::Silent)
+}
+
+fn bits(m: &Net) -> Vec<u32> {
+    m.parameters()
+        .iter()
+        .flat_map(|(_, p)| p.value().to_vec())
+        .map(f32::to_bits)
+        .collect()
+}
+
+#[test]
+fn fit_with_validation_logs_keras_names_and_learns() {
+    let (x, t) = data(200, 1);
+    let mut model = net(2);
+    let history = trainer(25)
+        .validation_split(0.2)
+        .fit(&mut model, &x, &t)
+        .unwrap();
+    assert_eq!(
+        history.names(),
+        vec![
+            "loss",
+            "class_loss",
+            "value_loss",
+            "class_accuracy",
+            "value_mae",
+            "val_loss",
+            "val_class_loss",
+            "val_value_loss",
+            "val_class_accuracy",
+            "val_value_mae"
+        ]
+    );
+    assert_eq!(history.epochs(), 25);
+    let acc = history.get("val_class_accuracy").unwrap();
+    assert!(*acc.last().unwrap() > 0.8, "val accuracy {acc:?}");
+    let loss = history.get("loss").unwrap();
+    assert!(loss[24] < 0.3 * loss[0]);
+    // The logged total is the weighted sum of the logged parts (epoch means).
+    let (c, v) = (
+        history.get("class_loss").unwrap(),
+        history.get("value_loss").unwrap(),
+    );
+    assert!((loss[3] - (c[3] + 0.5 * v[3])).abs() < 1e-5);
+    // Validation data given explicitly gives the same kind of logs.
+    let (vx, vt) = data(50, 9);
+    let h2 = trainer(1)
+        .validation_data(vx, vt)
+        .fit(&mut net(2), &x, &t)
+        .unwrap();
+    assert!(h2.get("val_value_mae").is_some());
+}
+
+#[test]
+fn early_stopping_restores_the_best_weights() {
+    let (x, t) = data(120, 3);
+    // A learning rate so high that validation loss soon gets worse.
+    let mut model = net(4);
+    let history = Trainer::<Net, f32>::new(Sgd::new(0.5).build())
+        .epochs(40)
+        .batch_size(8)
+        .validation_split(0.25)
+        .progress(Progress::Silent)
+        .callback(
+            EarlyStopping::new("val_loss")
+                .patience(2)
+                .restore_best_weights(true),
+        )
+        .fit(&mut model, &x, &t)
+        .unwrap();
+    let val = history.get("val_loss").unwrap();
+    assert!(history.epochs() < 40, "never stopped: {val:?}");
+    let best = val.iter().cloned().fold(f64::INFINITY, f64::min);
+    // The restored model scores the best epoch's validation loss.
+    let (vx, vt) = (
+        x.slice_axis(0, 90, 120).unwrap().to_contiguous(),
+        polyhead::TargetSet::select_rows(&t, &(90..120).collect::<Vec<_>>()).unwrap(),
+    );
+    let now = trainer(1).evaluate(&model, &vx, &vt).unwrap();
+    let now_loss = now.iter().find(|(n, _)| n == "loss").unwrap().1;
+    assert!(
+        (now_loss - best).abs() < 1e-5,
+        "restored loss {now_loss}, best {best}, history {val:?}"
+    );
+}
+
+#[test]
+fn resuming_from_a_checkpoint_matches_the_uninterrupted_run() {
+    let dir = std::env::temp_dir().join(format!("polyhead-fit-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ckpt.safetensors");
+    let (x, t) = data(96, 5);
+
+    // Uninterrupted: 6 epochs.
+    let mut a = net(6);
+    let mut ta = trainer(6).shuffle(None);
+    ta.fit(&mut a, &x, &t).unwrap();
+
+    // Interrupted: 3 epochs with a checkpoint, then a fresh process
+    // (new model, new trainer) loads it and trains 3 more.
+    let mut b = net(6);
+    trainer(3)
+        .shuffle(None)
+        .callback(ModelCheckpoint::new(&path))
+        .fit(&mut b, &x, &t)
+        .unwrap();
+    let mut c = net(99);
+    let mut opt = Adam::new(0.02).build();
+    load_checkpoint(&path, &mut c, Some(&mut opt)).unwrap();
+    Trainer::<Net, f32>::new(opt)
+        .epochs(3)
+        .batch_size(16)
+        .shuffle(None)
+        .progress(Progress::Silent)
+        .fit(&mut c, &x, &t)
+        .unwrap();
+
+    assert_eq!(bits(&a), bits(&c));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_nan_loss_stops_training_naming_the_loss_epoch_and_step_and_keeps_good_weights() {
+    let (x, t) = data(64, 7);
+    // Corrupt one target value: the value head's loss is NaN in one batch.
+    let mut v = t.value.to_vec();
+    v[40] = f32::NAN;
+    let bad = NetTargets::new(t.class.clone(), Tensor::from_vec(v, &[64, 1]).unwrap());
+    let mut model = net(8);
+    let err = trainer(3)
+        .shuffle(None)
+        .fit(&mut model, &x, &bad)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "training stopped: value_loss (head `value`) is NaN at epoch 1, step 3; the weights are those after the last good step"
+    );
+    assert!(
+        model
+            .parameters()
+            .iter()
+            .all(|(_, p)| p.value().to_vec().iter().all(|v| v.is_finite()))
+    );
+    // Skipping instead: training goes on and counts the skipped steps.
+    let mut model = net(8);
+    let history = trainer(2)
+        .shuffle(None)
+        .on_non_finite(OnNonFinite::SkipStep)
+        .fit(&mut model, &x, &bad)
+        .unwrap();
+    assert_eq!(history.get("skipped_steps").unwrap(), &[1.0, 1.0]);
+    assert!(history.get("loss").unwrap().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn without_a_terminal_progress_is_one_plain_line_per_epoch() {
+    let (x, t) = data(48, 11);
+    let sink: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+    trainer(3)
+        .progress(Progress::LinesTo(sink.clone()))
+        .fit(&mut net(12), &x, &t)
+        .unwrap();
+    let text = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("epoch {}/3 - loss: ", i + 1)),
+            "{line}"
+        );
+        assert!(
+            line.contains(" - class_loss: ") && line.contains(" - value_mae: "),
+            "{line}"
+        );
+        assert!(
+            !line.contains('\r') && !line.contains('\x1b'),
+            "control characters in {line:?}"
+        );
+    }
+}
+
+#[test]
+fn csv_logger_weight_schedule_and_history_files() {
+    let dir = std::env::temp_dir().join(format!("polyhead-fit-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x, t) = data(32, 13);
+    let mut tr = trainer(3)
+        .callback(CsvLogger::new(dir.join("log.csv")))
+        .callback(LossWeightSchedule::new("value", |epoch| epoch as f64));
+    let history = tr.fit(&mut net(14), &x, &t).unwrap();
+    assert_eq!(tr.current_loss_weights().value, 2.0);
+    // Epoch 1 had value weight 0: its total is the class loss alone.
+    assert!((history.get("loss").unwrap()[0] - history.get("class_loss").unwrap()[0]).abs() < 1e-6);
+    let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4);
+    assert!(csv.starts_with("epoch,loss,class_loss,value_loss,class_accuracy,value_mae\n1,"));
+    history.save_json(dir.join("h.json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("h.json")).unwrap()).unwrap();
+    assert_eq!(json["loss"].as_array().unwrap().len(), 3);
+    history.save_svg(dir.join("h.svg")).unwrap();
+    assert!(
+        std::fs::read_to_string(dir.join("h.svg"))
+            .unwrap()
+            .contains("class_accuracy")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mismatched_sample_counts_are_errors() {
+    let (x, t) = data(32, 15);
+    let err = trainer(1)
+        .fit(&mut net(1), &x.slice_axis(0, 0, 30).unwrap(), &t)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the inputs have 30 samples but the targets 32"
+    );
+    let bad = NetTargets::new(t.class.clone(), Tensor::zeros(&[31, 1]).unwrap());
+    let err = trainer(1).fit(&mut net(1), &x, &bad).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "targets disagree on the number of samples: [(\"class\", 32), (\"value\", 31)]"
+    );
+}
