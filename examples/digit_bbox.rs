@@ -14,6 +14,7 @@ fn main() -> polyhead::Result<()> {
         validation: 1000,
         epochs: 15,
         progress: Progress::Auto,
+        weighting: polyhead::weighting::Weighting::Fixed,
     };
     println!(
         "digit_bbox: 784 -> Dense 64 relu -> class (10, cross-entropy, weight 1.0) + bbox (4, mse, weight 0.5)\n\

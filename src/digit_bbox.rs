@@ -46,6 +46,8 @@ pub struct Config {
     pub epochs: usize,
     /// Where to report progress.
     pub progress: Progress,
+    /// How the two losses are weighted.
+    pub weighting: polyhead::weighting::Weighting<f32>,
 }
 
 /// What a run achieved.
@@ -63,7 +65,8 @@ pub struct Report {
 ///
 /// ```no_run
 /// use polyhead_examples::digit_bbox::{run, Config};
-/// let report = run(&Config { train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto })?;
+/// use polyhead::weighting::Weighting;
+/// let report = run(&Config { train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: Weighting::Fixed })?;
 /// println!("validation accuracy {:.3}", report.val_accuracy);
 /// # Ok::<(), polyhead::Error>(())
 /// ```
@@ -80,6 +83,7 @@ pub fn run(config: &Config) -> polyhead::Result<Report> {
         )
         .metric("class", Metric::Accuracy)
         .metric("bbox", Metric::Mae)
+        .weighting(config.weighting.clone())
         .progress(config.progress.clone());
     let history = trainer.fit(
         &mut model,

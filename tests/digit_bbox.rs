@@ -28,6 +28,7 @@ fn a_short_digit_bbox_run_learns_both_heads() {
         validation: 500,
         epochs: 6,
         progress: Progress::Silent,
+        weighting: polyhead::weighting::Weighting::Fixed,
     })
     .unwrap();
     // Chance is 0.1 for the class.

@@ -46,6 +46,17 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         .chain(model.terms.iter().map(|t| t.name.value()))
         .collect();
 
+    let trunk_name = match &model.trunk {
+        Some(t) => {
+            let n = t.ident.to_string();
+            quote!(::core::option::Option::Some(#n))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let features_out = match &model.trunk {
+        Some(_) => quote!(::core::option::Option::Some(__features)),
+        None => quote!(::core::option::Option::None),
+    };
     let features = match &model.trunk {
         Some(trunk) => {
             let ident = trunk.ident;
@@ -118,12 +129,17 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             const HEADS: &'static [&'static str] = &[#(#head_names),*];
             const LOSSES: &'static [&'static str] = &[#(#loss_names),*];
 
-            fn forward_heads<'__t>(
+            const TRUNK: ::core::option::Option<&'static str> = #trunk_name;
+
+            fn forward_with_features<'__t>(
                 &self,
                 __input: ::polyhead::autograd::Var<'__t, #elem>,
-            ) -> ::polyhead::Result<<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>> {
+            ) -> ::polyhead::Result<(
+                ::core::option::Option<::polyhead::autograd::Var<'__t, #elem>>,
+                <Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,
+            )> {
                 let __features = #features;
-                ::core::result::Result::Ok(#outputs { #(#head_forwards),* })
+                ::core::result::Result::Ok((#features_out, #outputs { #(#head_forwards),* }))
             }
 
             fn head_values<'__t>(

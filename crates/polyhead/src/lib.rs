@@ -51,6 +51,7 @@ mod error;
 mod multi_output;
 mod target;
 mod train;
+pub mod weighting;
 
 #[doc(hidden)]
 pub mod __private;

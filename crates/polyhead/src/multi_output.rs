@@ -159,9 +159,24 @@ pub trait MultiOutput<T: Float>: Module<T> {
     /// The weighted losses: heads with a loss, then loss terms.
     const LOSSES: &'static [&'static str];
 
+    /// The trunk's field name, if the model has one: its parameters
+    /// (`<trunk>.*`) are the ones all heads share.
+    const TRUNK: Option<&'static str>;
+
+    /// The forward pass, also returning the trunk's output (the shared
+    /// representation; `None` without a trunk).
+    // The pair is (trunk output, head outputs); a named alias would hide that.
+    #[allow(clippy::type_complexity)]
+    fn forward_with_features<'t>(
+        &self,
+        x: Var<'t, T>,
+    ) -> Result<(Option<Var<'t, T>>, Self::Outputs<Var<'t, T>>)>;
+
     /// The forward pass: the trunk once (if any), then each head on its
     /// output (or on the input, without a trunk).
-    fn forward_heads<'t>(&self, x: Var<'t, T>) -> Result<Self::Outputs<Var<'t, T>>>;
+    fn forward_heads<'t>(&self, x: Var<'t, T>) -> Result<Self::Outputs<Var<'t, T>>> {
+        Ok(self.forward_with_features(x)?.1)
+    }
 
     /// Each head's value by name, in field order (for metrics and logs).
     fn head_values<'t>(outputs: &Self::Outputs<Var<'t, T>>) -> Vec<(&'static str, Var<'t, T>)>;

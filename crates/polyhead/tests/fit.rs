@@ -79,6 +79,8 @@ fn fit_with_validation_logs_keras_names_and_learns() {
             "value_loss",
             "class_accuracy",
             "value_mae",
+            "weight_class",
+            "weight_value",
             "val_loss",
             "val_class_loss",
             "val_value_loss",
@@ -248,7 +250,11 @@ fn csv_logger_weight_schedule_and_history_files() {
     assert!((history.get("loss").unwrap()[0] - history.get("class_loss").unwrap()[0]).abs() < 1e-6);
     let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
-    assert!(csv.starts_with("epoch,loss,class_loss,value_loss,class_accuracy,value_mae\n1,"));
+    assert!(csv.starts_with(
+        "epoch,loss,class_loss,value_loss,class_accuracy,value_mae,weight_class,weight_value\n1,"
+    ));
+    // The schedule's weights are logged per epoch.
+    assert_eq!(history.get("weight_value").unwrap(), &[0.0, 1.0, 2.0]);
     history.save_json(dir.join("h.json")).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("h.json")).unwrap()).unwrap();

@@ -17,6 +17,8 @@ pub struct TrainContext<'a, M: MultiOutput<T>, T: Float> {
     pub model: &'a mut M,
     /// Its optimizer.
     pub optimizer: &'a mut Optimizer<T>,
+    /// The loss weighting strategy and its state.
+    pub weighting: &'a mut crate::weighting::Weighting<T>,
     /// The loss weights the next epoch will use.
     pub loss_weights: &'a mut M::LossWeights,
     /// The epochs so far.
@@ -198,8 +200,9 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for EarlyStopping<T> {
     }
 }
 
-/// Saves a checkpoint (model and optimizer, atomically) after each epoch,
-/// or only when a logged value improves.
+/// Saves a checkpoint (model, optimizer and weighting state, atomically)
+/// after each epoch, or only when a logged value improves. Resume with
+/// [`crate::Trainer::load_checkpoint`].
 ///
 /// ```
 /// let save = polyhead::ModelCheckpoint::new("model.safetensors").best_only("val_loss");
@@ -248,7 +251,11 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for ModelCheckpoint {
             }
             self.best = Some(value);
         }
-        save_checkpoint(&self.path, &*ctx.model, Some(&*ctx.optimizer))?;
+        let joint = crate::weighting::Joint {
+            model: &mut *ctx.model,
+            weighting: &mut *ctx.weighting,
+        };
+        save_checkpoint(&self.path, &joint, Some(&*ctx.optimizer))?;
         Ok(Control::Continue)
     }
 }

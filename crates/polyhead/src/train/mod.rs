@@ -22,8 +22,9 @@ pub use progress::Progress;
 use progress::Reporter;
 
 use crate::error::{Error, Result};
-use crate::multi_output::MultiOutput;
+use crate::multi_output::{LossWeights, MultiOutput};
 use crate::target::{Target, TargetSet, select_tensor_rows};
+use crate::weighting::{Joint, Weighting};
 
 /// What to do when a step's loss is NaN or infinite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,7 +70,7 @@ pub enum OnNonFinite {
 ///     .metric("class", Metric::Accuracy)
 ///     .progress(Progress::Silent)
 ///     .fit(&mut net, &x, &targets)?;
-/// assert_eq!(history.names(), vec!["loss", "class_loss", "class_accuracy", "val_loss", "val_class_loss", "val_class_accuracy"]);
+/// assert_eq!(history.names(), vec!["loss", "class_loss", "class_accuracy", "weight_class", "val_loss", "val_class_loss", "val_class_accuracy"]);
 /// assert!(history.get("class_accuracy").unwrap().last().unwrap() > &0.9);
 /// # Ok::<(), polyhead::Error>(())
 /// ```
@@ -85,6 +86,7 @@ pub struct Trainer<M: MultiOutput<T>, T: Float> {
     callbacks: Vec<Box<dyn Callback<M, T>>>,
     on_non_finite: OnNonFinite,
     progress: Progress,
+    weighting: Weighting<T>,
 }
 
 impl<M: MultiOutput<T>, T: Float> Trainer<M, T>
@@ -106,7 +108,37 @@ where
             callbacks: Vec::new(),
             on_non_finite: OnNonFinite::Stop,
             progress: Progress::Auto,
+            weighting: Weighting::Fixed,
         }
+    }
+
+    /// How the losses are combined (default [`Weighting::Fixed`]: the loss
+    /// weights as given). Each loss's effective weight is logged as
+    /// `weight_<name>` per epoch.
+    pub fn weighting(mut self, weighting: Weighting<T>) -> Self {
+        self.weighting = weighting;
+        self
+    }
+
+    /// The weighting strategy and its state.
+    pub fn current_weighting(&self) -> &Weighting<T> {
+        &self.weighting
+    }
+
+    /// Loads a checkpoint saved during `fit` (by [`ModelCheckpoint`]): the
+    /// model, the optimizer's state and the weighting strategy's state.
+    pub fn load_checkpoint(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        model: &mut M,
+    ) -> Result<()> {
+        self.weighting.prepare(M::LOSSES)?;
+        let mut joint = Joint {
+            model,
+            weighting: &mut self.weighting,
+        };
+        polyhead_layers::load_checkpoint(path, &mut joint, Some(&mut self.optimizer))?;
+        Ok(())
     }
 
     /// The number of passes over the data.
@@ -237,6 +269,7 @@ where
             let mut ctx = TrainContext {
                 model: &mut *model,
                 optimizer: &mut self.optimizer,
+                weighting: &mut self.weighting,
                 loss_weights: &mut self.loss_weights,
                 history: &history,
             };
@@ -269,6 +302,7 @@ where
                 let mut ctx = TrainContext {
                     model: &mut *model,
                     optimizer: &mut self.optimizer,
+                    weighting: &mut self.weighting,
                     loss_weights: &mut self.loss_weights,
                     history,
                 };
@@ -291,29 +325,27 @@ where
             let mut seen = 0usize;
             let mut skipped = 0usize;
             let mut metrics = vec![Accumulator::default(); self.metrics.len()];
+            let mut weight_sums = vec![0.0; M::LOSSES.len()];
             for (step, rows) in order.chunks(self.batch_size).enumerate() {
                 let xb = select_tensor_rows(x, rows)?;
                 let tb = targets.select_rows(rows)?;
                 let tape = Tape::new();
-                let outputs = model.forward_heads(tape.constant(xb))?;
-                let loss = model.weighted_loss(&outputs, &tb, &self.loss_weights)?;
-                let logs = loss.logs()?;
-                // Name the head (or term) whose loss went bad, not just the total.
-                let bad = logs
+                let (features, outputs) = model.forward_with_features(tape.constant(xb.clone()))?;
+                let parts = model.head_losses(&outputs, &tb)?;
+                let part_values: Vec<f64> = parts
                     .iter()
-                    .skip(1)
-                    .find(|(_, v)| !v.is_finite())
-                    .or_else(|| logs.iter().find(|(_, v)| !v.is_finite()));
-                if let Some((name, value)) = bad {
+                    .map(|p| Ok(p.value().item()?.to_f64()))
+                    .collect::<Result<_>>()?;
+                // Name the head (or term) whose loss went bad, before any update.
+                if let Some((i, value)) =
+                    part_values.iter().enumerate().find(|(_, v)| !v.is_finite())
+                {
                     match self.on_non_finite {
                         OnNonFinite::Stop => {
-                            let part = name.strip_suffix("_loss").filter(|_| name != "loss");
-                            let what = match part {
-                                Some(head) => format!("{name} (head `{head}`)"),
-                                None => name.clone(),
-                            };
                             return Err(Error::Other(format!(
-                                "training stopped: {what} is {value} at epoch {}, step {}; the weights are those after the last good step",
+                                "training stopped: {}_loss (head `{}`) is {value} at epoch {}, step {}; the weights are those after the last good step",
+                                M::LOSSES[i],
+                                M::LOSSES[i],
                                 epoch + 1,
                                 step + 1
                             )));
@@ -324,8 +356,73 @@ where
                         }
                     }
                 }
-                let grads = tape.backward(loss.total)?;
-                self.optimizer.step(model, &grads)?;
+                let named: Vec<(String, polyhead_autograd::ParamId)> = model
+                    .parameters()
+                    .into_iter()
+                    .map(|(n, p)| (n, p.id()))
+                    .collect();
+                let shared: Vec<(String, polyhead_autograd::ParamId)> = match M::TRUNK {
+                    Some(trunk) => named
+                        .iter()
+                        .filter(|(n, _)| n.starts_with(&format!("{trunk}.")))
+                        .cloned()
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let ids: Vec<polyhead_autograd::ParamId> =
+                    named.iter().map(|(_, id)| *id).collect();
+                let user = self.loss_weights.values();
+                let result = self.weighting.step(
+                    &tape,
+                    &parts,
+                    M::LOSSES,
+                    &user,
+                    features,
+                    &shared,
+                    &ids,
+                )?;
+                let mut logs = vec![("loss".to_string(), result.total)];
+                logs.extend(
+                    M::LOSSES
+                        .iter()
+                        .zip(&part_values)
+                        .map(|(n, v)| (format!("{n}_loss"), *v)),
+                );
+                if !result.total.is_finite() {
+                    return Err(Error::Other(format!(
+                        "training stopped: the weighted loss is {} at epoch {}, step {}; the weights are those after the last good step",
+                        result.total,
+                        epoch + 1,
+                        step + 1
+                    )));
+                }
+                let grads = result.grads;
+                {
+                    let mut joint = Joint {
+                        model: &mut *model,
+                        weighting: &mut self.weighting,
+                    };
+                    self.optimizer.step_with(&mut joint, |_, p| {
+                        grads
+                            .iter()
+                            .find(|(id, _)| *id == p.id())
+                            .map(|(_, g)| g.clone())
+                    })?;
+                }
+                if self.weighting.needs_losses_after_step() {
+                    let after_tape = Tape::no_record();
+                    let outputs = model.forward_heads(after_tape.constant(xb))?;
+                    let after: Vec<f64> = model
+                        .head_losses(&outputs, &tb)?
+                        .iter()
+                        .map(|p| Ok(p.value().item()?.to_f64()))
+                        .collect::<Result<_>>()?;
+                    self.weighting.after_step(&part_values, &after)?;
+                }
+                self.weighting.record_losses(&part_values);
+                for (w_sum, w) in weight_sums.iter_mut().zip(&result.weights) {
+                    *w_sum += w * rows.len() as f64;
+                }
                 let values = M::head_values(&outputs);
                 for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
                     let pred = values
@@ -367,6 +464,12 @@ where
             if skipped > 0 {
                 logs.push(("skipped_steps".to_string(), skipped as f64));
             }
+            if seen > 0 {
+                for (name, w) in M::LOSSES.iter().zip(&weight_sums) {
+                    logs.push((format!("weight_{name}"), w / seen as f64));
+                }
+            }
+            self.weighting.epoch_end()?;
             if let Some((vx, vt)) = validation {
                 model.set_training(false);
                 let val = self.evaluate(model, vx, vt)?;
@@ -378,6 +481,7 @@ where
             let mut ctx = TrainContext {
                 model: &mut *model,
                 optimizer: &mut self.optimizer,
+                weighting: &mut self.weighting,
                 loss_weights: &mut self.loss_weights,
                 history,
             };

@@ -1,0 +1,247 @@
+//! Loss weighting strategies through `fit`: each trains any derived model,
+//! logs its effective weights, follows its formula, and keeps its state in
+//! checkpoints.
+
+use polyhead::prelude::*;
+use polyhead::tensor::Rng;
+use polyhead::weighting::{UncertaintyKind, Weighting, dwa_weights};
+use polyhead::{ModelCheckpoint, Progress};
+
+#[derive(MultiOutput)]
+#[multi_output(element = f64)]
+struct Net {
+    #[trunk]
+    body: Dense<f64>,
+    #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
+    class: Dense<f64>,
+    #[head(loss = Mse::new(), weight = 0.5)]
+    value: Dense<f64>,
+}
+
+fn net(seed: u64) -> Net {
+    let mut rng = Rng::new(seed);
+    Net {
+        body: Dense::builder(4, 12)
+            .activation(Activation::Tanh)
+            .build(&mut rng)
+            .unwrap(),
+        class: Dense::new(12, 3, &mut rng).unwrap(),
+        value: Dense::new(12, 1, &mut rng).unwrap(),
+    }
+}
+
+fn data(n: usize, seed: u64) -> (Tensor<f64>, NetTargets<f64>) {
+    let x = Tensor::<f64>::rand_normal(&[n, 4], 0.0, 1.0, seed).unwrap();
+    let first3 = x.slice_axis(1, 0, 3).unwrap();
+    let labels: Vec<usize> = first3
+        .argmax_axis(1, false)
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    (
+        x.clone(),
+        NetTargets::new(
+            Labels::from_classes(&labels),
+            first3.sum_axis(1, true).unwrap().mul_scalar(3.0),
+        ),
+    )
+}
+
+fn fit(weighting: Weighting<f64>, epochs: usize) -> (Net, History, polyhead::Trainer<Net, f64>) {
+    let (x, t) = data(128, 1);
+    let mut model = net(2);
+    let mut trainer = polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build())
+        .epochs(epochs)
+        .batch_size(32)
+        .shuffle(None)
+        .weighting(weighting)
+        .progress(Progress::Silent);
+    let history = trainer.fit(&mut model, &x, &t).unwrap();
+    (model, history, trainer)
+}
+
+#[test]
+fn every_strategy_trains_and_logs_its_weights() {
+    for w in [
+        Weighting::Fixed,
+        Weighting::uncertainty(),
+        Weighting::dwa(2.0),
+        Weighting::gradnorm(1.5),
+        Weighting::gradnorm(1.5).rep_grad(true),
+        Weighting::pcgrad(),
+        Weighting::pcgrad().rep_grad(true),
+        Weighting::famo(),
+    ] {
+        let name = w.name();
+        let (_, h, _) = fit(w, 8);
+        let class = h.get("class_loss").unwrap();
+        let value = h.get("value_loss").unwrap();
+        assert!(
+            class[7] < class[0] && value[7] < value[0],
+            "{name}: class {class:?} value {value:?}"
+        );
+        let wc = h.get("weight_class").unwrap();
+        assert!(
+            wc.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{name}: {wc:?}"
+        );
+    }
+}
+
+#[test]
+fn fixed_weights_are_the_attributes_and_gradnorm_weights_sum_to_the_number_of_losses() {
+    let (_, h, _) = fit(Weighting::Fixed, 2);
+    assert_eq!(h.get("weight_class").unwrap(), &[1.0, 1.0]);
+    assert_eq!(h.get("weight_value").unwrap(), &[0.5, 0.5]);
+    let (_, h, trainer) = fit(Weighting::gradnorm(1.5), 4);
+    let (a, b) = (
+        h.get("weight_class").unwrap(),
+        h.get("weight_value").unwrap(),
+    );
+    for e in 0..4 {
+        assert!(
+            (a[e] + b[e] - 2.0).abs() < 1e-9,
+            "epoch {e}: {} + {}",
+            a[e],
+            b[e]
+        );
+    }
+    assert!(a[3] != 1.0, "GradNorm never moved its weights");
+    assert_eq!(trainer.current_weighting().name(), "gradnorm");
+}
+
+#[test]
+fn dwa_weights_follow_the_formula_from_the_epoch_means() {
+    let (_, h, _) = fit(Weighting::dwa(2.0), 4);
+    let (c, v) = (h.get("class_loss").unwrap(), h.get("value_loss").unwrap());
+    // Epochs 1 and 2 use weight 1 (times the attribute weights).
+    assert_eq!(h.get("weight_class").unwrap()[..2], [1.0, 1.0]);
+    // Epoch 3 uses the means of epochs 1 and 2 (equal batches: step means = epoch means).
+    let w = dwa_weights(&[c[0], v[0]], &[c[1], v[1]], 2.0);
+    assert!((h.get("weight_class").unwrap()[2] - w[0]).abs() < 1e-9);
+    assert!((h.get("weight_value").unwrap()[2] - 0.5 * w[1]).abs() < 1e-9);
+}
+
+#[test]
+fn uncertainty_log_variances_move_by_the_objectives_gradient() {
+    // One SGD step of size lr on s (starting at 0) moves s_i by
+    // -lr * d/ds_i [sum_j c_j exp(-s_j) w_j L_j + d_j s_j] at s = 0; check
+    // that derivative against central finite differences of the objective.
+    let (x, t) = data(32, 3);
+    let model = net(4);
+    let tape = Tape::no_record();
+    let outputs = model.forward_heads(tape.constant(x.clone())).unwrap();
+    let parts: Vec<f64> = model
+        .head_losses(&outputs, &t)
+        .unwrap()
+        .iter()
+        .map(|p| p.value().item().unwrap())
+        .collect();
+    let user = [1.0, 0.5];
+    let kinds = [(1.0, 0.5), (0.5, 0.5)]; // class: classification, value: regression
+    let objective = |s: [f64; 2]| -> f64 {
+        (0..2)
+            .map(|i| kinds[i].0 * (-s[i]).exp() * user[i] * parts[i] + kinds[i].1 * s[i])
+            .sum()
+    };
+    let eps = 1e-6;
+    let numeric: Vec<f64> = (0..2)
+        .map(|i| {
+            let (mut p, mut m) = ([0.0; 2], [0.0; 2]);
+            p[i] = eps;
+            m[i] = -eps;
+            (objective(p) - objective(m)) / (2.0 * eps)
+        })
+        .collect();
+    let lr = 0.1;
+    let mut model = model;
+    let mut trainer = polyhead::Trainer::<Net, f64>::new(Sgd::new(lr).build())
+        .epochs(1)
+        .batch_size(32)
+        .shuffle(None)
+        .weighting(
+            Weighting::uncertainty()
+                .kind("class", UncertaintyKind::Classification)
+                .kind("value", UncertaintyKind::Regression),
+        )
+        .progress(Progress::Silent);
+    trainer.fit(&mut model, &x, &t).unwrap();
+    let Weighting::Uncertainty { log_vars, .. } = trainer.current_weighting() else {
+        panic!()
+    };
+    for i in 0..2 {
+        let moved = log_vars[i].value().item().unwrap();
+        assert!(
+            (moved - (-lr * numeric[i])).abs() < 1e-8,
+            "s_{i}: moved {moved}, expected {}",
+            -lr * numeric[i]
+        );
+    }
+}
+
+#[test]
+fn strategy_state_is_saved_in_checkpoints_and_restored() {
+    let dir = std::env::temp_dir().join(format!("polyhead-weighting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("famo.safetensors");
+    let (x, t) = data(64, 5);
+    let mut model = net(6);
+    let mut trainer = polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build())
+        .epochs(3)
+        .batch_size(16)
+        .weighting(Weighting::famo())
+        .callback(ModelCheckpoint::new(&path))
+        .progress(Progress::Silent);
+    trainer.fit(&mut model, &x, &t).unwrap();
+    let Weighting::Famo { state, .. } = trainer.current_weighting() else {
+        panic!()
+    };
+    let logits = state[0].value().to_vec();
+    assert!(
+        logits.iter().any(|v| *v != 0.0),
+        "FAMO never moved its logits"
+    );
+
+    let mut fresh_model = net(7);
+    let mut fresh =
+        polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build()).weighting(Weighting::famo());
+    fresh.load_checkpoint(&path, &mut fresh_model).unwrap();
+    let Weighting::Famo { state, .. } = fresh.current_weighting() else {
+        panic!()
+    };
+    assert_eq!(state[0].value().to_vec(), logits);
+    assert_eq!(
+        fresh_model.class.kernel().value().to_vec(),
+        model.class.kernel().value().to_vec()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[derive(MultiOutput)]
+#[multi_output(element = f64)]
+struct NoTrunk {
+    #[head(loss = Mse::new())]
+    a: Dense<f64>,
+}
+
+#[test]
+fn gradient_strategies_need_a_trunk() {
+    let mut model = NoTrunk {
+        a: Dense::new(2, 1, &mut Rng::new(0)).unwrap(),
+    };
+    let x = Tensor::<f64>::zeros(&[4, 2]).unwrap();
+    let err = polyhead::Trainer::<NoTrunk, f64>::new(Sgd::new(0.1).build())
+        .weighting(Weighting::pcgrad())
+        .progress(Progress::Silent)
+        .fit(
+            &mut model,
+            &x,
+            &NoTrunkTargets::new(Tensor::zeros(&[4, 1]).unwrap()),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "PCGrad needs a model with a #[trunk] (shared parameters)"
+    );
+}

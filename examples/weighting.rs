@@ -1,0 +1,60 @@
+//! The `digit_bbox` model trained with each loss weighting strategy for the
+//! same budget (same data, seed, optimizer and epochs). Prints a table of
+//! the final validation metrics and the weights each strategy ended with.
+//!
+//! `cargo run --release --example weighting`
+
+use polyhead::Progress;
+use polyhead::weighting::{UncertaintyKind, Weighting};
+use polyhead_examples::digit_bbox::{Config, run};
+
+fn main() -> polyhead::Result<()> {
+    let strategies: Vec<(&str, Weighting<f32>)> = vec![
+        ("fixed 1.0 / 0.5", Weighting::Fixed),
+        (
+            "uncertainty (Kendall)",
+            Weighting::uncertainty()
+                .kind("class", UncertaintyKind::Classification)
+                .kind("bbox", UncertaintyKind::Regression),
+        ),
+        ("DWA, T = 2", Weighting::dwa(2.0)),
+        ("GradNorm, alpha = 1.5", Weighting::gradnorm(1.5)),
+        (
+            "GradNorm, rep_grad",
+            Weighting::gradnorm(1.5).rep_grad(true),
+        ),
+        ("PCGrad", Weighting::pcgrad()),
+        ("PCGrad, rep_grad", Weighting::pcgrad().rep_grad(true)),
+        ("FAMO", Weighting::famo()),
+    ];
+    println!(
+        "| strategy | val class accuracy | val box error (px) | final weight class | final weight bbox | seconds |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (label, weighting) in strategies {
+        let started = std::time::Instant::now();
+        let report = run(&Config {
+            train: 10_000,
+            validation: 1000,
+            epochs: 8,
+            progress: Progress::Silent,
+            weighting,
+        })?;
+        let last = |name: &str| {
+            report
+                .history
+                .get(name)
+                .and_then(|v| v.last().copied())
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "| {label} | {:.3} | {:.2} | {:.3} | {:.3} | {:.1} |",
+            report.val_accuracy,
+            report.val_box_error_pixels,
+            last("weight_class"),
+            last("weight_bbox"),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
