@@ -42,6 +42,11 @@ pub enum Error {
 
 impl Error {
     /// Wraps an error with the model part it happened in.
+    ///
+    /// ```
+    /// let e = polyhead::Error::in_part("bbox", polyhead::Error::Other("bad".into()));
+    /// assert_eq!(e.to_string(), "bbox: bad");
+    /// ```
     pub fn in_part(part: &'static str, source: impl Into<Error>) -> Self {
         Error::Part {
             part,

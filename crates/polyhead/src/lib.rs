@@ -70,6 +70,13 @@ pub use train::{
 };
 
 /// The names most programs need, in one import.
+///
+/// ```
+/// use polyhead::prelude::*;
+/// let t = Tensor::<f32>::zeros(&[1])?;
+/// # let _ = t;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod prelude {
     pub use crate::{Error, History, LossWeights, Metric, MultiOutput, TotalLoss, Trainer};
     pub use polyhead_autograd::{Gradients, Parameter, Tape, Var, gradcheck};

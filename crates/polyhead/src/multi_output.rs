@@ -222,6 +222,17 @@ pub trait MultiOutput<T: Float>: Module<T> {
 }
 
 /// The weighted total loss of a step and its unweighted parts.
+///
+/// ```
+/// use polyhead::TotalLoss;
+/// use polyhead::autograd::Tape;
+/// use polyhead::tensor::Tensor;
+/// let tape = Tape::<f32>::new();
+/// let a = tape.constant(Tensor::scalar(1.0));
+/// let total = TotalLoss { total: a, parts: vec![("a", a)] };
+/// assert_eq!(total.logs()?.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TotalLoss<'t, T: Float> {
     /// `sum_i weight_i * loss_i`, the value to differentiate.

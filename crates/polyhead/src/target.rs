@@ -91,6 +91,26 @@ impl<T: Float> Target<T> for Labels {
 
 /// All of a model's targets: implemented by the derive for
 /// `<Model>Targets`, so a trainer can batch them and find each head's.
+///
+/// ```
+/// use polyhead::prelude::*;
+/// #[derive(MultiOutput)]
+/// struct Net {
+///     #[trunk]
+///     body: Dense,
+///     #[head(loss = Mse::new())]
+///     out: Dense,
+/// }
+/// let mut rng = Rng::new(0);
+/// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+/// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+/// let targets = NetTargets::new(x.sum_axis(1, true)?);
+/// let batch = polyhead::TargetSet::<f32>::select_rows(&targets, &[0, 3])?;
+/// assert_eq!(polyhead::TargetSet::<f32>::rows(&batch)?, 2);
+/// assert!(polyhead::TargetSet::<f32>::target(&batch, "out").is_some());
+/// # let _ = (net, x);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait TargetSet<T: Float>: Sized {
     /// The number of samples; an error if the heads disagree.
     fn rows(&self) -> Result<usize>;

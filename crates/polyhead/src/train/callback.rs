@@ -12,6 +12,11 @@ use crate::multi_output::{LossWeights, MultiOutput};
 use crate::train::history::History;
 
 /// What a callback may touch between epochs.
+///
+/// ```
+/// // Callbacks receive it; see `Callback`.
+/// fn lr<M: polyhead::MultiOutput<f32>>(ctx: &polyhead::TrainContext<'_, M, f32>) -> f64 { ctx.optimizer.learning_rate() }
+/// ```
 pub struct TrainContext<'a, M: MultiOutput<T>, T: Float> {
     /// The model being trained.
     pub model: &'a mut M,
@@ -26,6 +31,10 @@ pub struct TrainContext<'a, M: MultiOutput<T>, T: Float> {
 }
 
 /// Whether training goes on after an epoch.
+///
+/// ```
+/// assert_ne!(polyhead::Control::Continue, polyhead::Control::Stop);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     /// Train the next epoch.
@@ -115,6 +124,25 @@ pub struct EarlyStopping<T: Float> {
 
 impl<T: Float> EarlyStopping<T> {
     /// Monitors a logged name (larger is better for accuracies, else smaller).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(5).validation_split(0.25).callback(polyhead::EarlyStopping::new("val_loss").patience(1)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert!(history.epochs() <= 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(monitor: &str) -> Self {
         EarlyStopping {
             monitor: monitor.to_string(),
@@ -129,24 +157,86 @@ impl<T: Float> EarlyStopping<T> {
     }
 
     /// Epochs without improvement to tolerate.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(3).callback(polyhead::EarlyStopping::new("loss").patience(10)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn patience(mut self, epochs: usize) -> Self {
         self.patience = epochs;
         self
     }
 
     /// The smallest change that counts as an improvement.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(3).callback(polyhead::EarlyStopping::new("loss").min_delta(1e9)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 2); // nothing improves by 1e9: stops after patience 0
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn min_delta(mut self, delta: f64) -> Self {
         self.min_delta = delta;
         self
     }
 
     /// Whether to restore the best epoch's weights at the end.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(2).callback(polyhead::EarlyStopping::new("loss").restore_best_weights(true)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn restore_best_weights(mut self, restore: bool) -> Self {
         self.restore = restore;
         self
     }
 
     /// The best epoch (0-based) so far.
+    ///
+    /// ```
+    /// let stop = polyhead::EarlyStopping::<f32>::new("val_loss");
+    /// assert_eq!(stop.best_epoch(), 0);
+    /// ```
     pub fn best_epoch(&self) -> usize {
         self.best_epoch
     }
@@ -217,6 +307,27 @@ pub struct ModelCheckpoint {
 
 impl ModelCheckpoint {
     /// Saves to `path` after every epoch.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("polyhead-doc-ckpt-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).callback(polyhead::ModelCheckpoint::new(dir.join("m.safetensors"))).progress(polyhead::Progress::Silent).fit(&mut net, &x, &targets)?;
+    /// assert!(dir.join("m.safetensors").exists());
+    /// std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(path: impl Into<PathBuf>) -> Self {
         ModelCheckpoint {
             path: path.into(),
@@ -226,6 +337,11 @@ impl ModelCheckpoint {
     }
 
     /// Saves only when `monitor` improves.
+    ///
+    /// ```
+    /// let save = polyhead::ModelCheckpoint::new("best.safetensors").best_only("val_class_accuracy");
+    /// # let _ = save;
+    /// ```
     pub fn best_only(mut self, monitor: &str) -> Self {
         self.best_only = Some(monitor.to_string());
         self
@@ -275,6 +391,25 @@ pub struct LossWeightSchedule<F> {
 
 impl<F: FnMut(usize) -> f64> LossWeightSchedule<F> {
     /// Sets the weight of loss `name` to `weight_at(epoch)`.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(2).callback(polyhead::LossWeightSchedule::new("out", |epoch| 1.0 + epoch as f64)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.get("weight_out").unwrap(), &[1.0, 2.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(name: &str, weight_at: F) -> Self {
         LossWeightSchedule {
             name: name.to_string(),
@@ -303,6 +438,11 @@ pub struct CsvLogger {
 
 impl CsvLogger {
     /// Logs to `path` (replaced at the first epoch).
+    ///
+    /// ```
+    /// let log = polyhead::CsvLogger::new(std::env::temp_dir().join("polyhead-doc.csv"));
+    /// # let _ = log;
+    /// ```
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CsvLogger {
             path: path.into(),

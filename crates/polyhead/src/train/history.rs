@@ -26,6 +26,13 @@ pub struct History {
 
 impl History {
     /// Appends one epoch's logs (names in first-seen order).
+    ///
+    /// ```
+    /// let mut h = polyhead::History::default();
+    /// h.push_epoch(&[("loss".into(), 2.0)]);
+    /// h.push_epoch(&[("loss".into(), 1.0), ("val_loss".into(), 1.5)]);
+    /// assert!(h.get("val_loss").unwrap()[0].is_nan()); // first logged in epoch 2
+    /// ```
     pub fn push_epoch(&mut self, logs: &[(String, f64)]) {
         for (name, value) in logs {
             match self.series.iter_mut().find(|(n, _)| n == name) {
@@ -45,6 +52,13 @@ impl History {
     }
 
     /// The values of one name, one per epoch.
+    ///
+    /// ```
+    /// let mut h = polyhead::History::default();
+    /// h.push_epoch(&[("loss".into(), 2.0)]);
+    /// assert_eq!(h.get("loss"), Some(&[2.0][..]));
+    /// assert_eq!(h.get("nope"), None);
+    /// ```
     pub fn get(&self, name: &str) -> Option<&[f64]> {
         self.series
             .iter()
@@ -64,6 +78,10 @@ impl History {
     }
 
     /// The number of epochs recorded.
+    ///
+    /// ```
+    /// assert_eq!(polyhead::History::default().epochs(), 0);
+    /// ```
     pub fn epochs(&self) -> usize {
         self.epochs
     }
@@ -95,6 +113,12 @@ impl History {
     }
 
     /// The history as CSV: a header `epoch,<names...>`, then one row per epoch.
+    ///
+    /// ```
+    /// let mut h = polyhead::History::default();
+    /// h.push_epoch(&[("loss".into(), 2.0)]);
+    /// assert_eq!(h.to_csv(), "epoch,loss\n1,2\n");
+    /// ```
     pub fn to_csv(&self) -> String {
         let mut out = String::from("epoch");
         for (n, _) in &self.series {
@@ -113,11 +137,25 @@ impl History {
     }
 
     /// Writes [`History::to_json`] to a file.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join("polyhead-doc-history.json");
+    /// polyhead::History::default().save_json(&path)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, "{}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
         write(path.as_ref(), self.to_json().as_bytes())
     }
 
     /// Writes [`History::to_csv`] to a file.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join("polyhead-doc-history.csv");
+    /// polyhead::History::default().save_csv(&path)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, "epoch\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         write(path.as_ref(), self.to_csv().as_bytes())
     }
@@ -163,6 +201,13 @@ impl History {
     }
 
     /// Writes [`History::to_svg`] to a file.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join("polyhead-doc-history.svg");
+    /// polyhead::History::default().save_svg(&path)?;
+    /// assert!(std::fs::read_to_string(&path)?.contains("nothing logged"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
         write(path.as_ref(), self.to_svg().as_bytes())
     }

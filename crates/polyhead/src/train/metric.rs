@@ -32,6 +32,10 @@ pub enum Metric {
 
 impl Metric {
     /// The metric's log name.
+    ///
+    /// ```
+    /// assert_eq!(polyhead::Metric::Rmse.name(), "rmse");
+    /// ```
     pub fn name(&self) -> String {
         match self {
             Metric::Accuracy => "accuracy".into(),

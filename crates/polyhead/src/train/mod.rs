@@ -27,6 +27,11 @@ use crate::target::{Target, TargetSet, select_tensor_rows};
 use crate::weighting::{Joint, Weighting};
 
 /// What to do when a step's loss is NaN or infinite.
+///
+/// ```
+/// let t = polyhead::OnNonFinite::SkipStep;
+/// assert_ne!(t, polyhead::OnNonFinite::default());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnNonFinite {
     /// Stop with an error naming the loss, the epoch and the step; the
@@ -95,6 +100,25 @@ where
 {
     /// A trainer with `optimizer`, the model's default loss weights, one
     /// epoch, batches of 32 shuffled with seed 0, no validation.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(optimizer: Optimizer<T>) -> Self {
         Trainer {
             optimizer,
@@ -115,18 +139,81 @@ where
     /// How the losses are combined (default [`Weighting::Fixed`]: the loss
     /// weights as given). Each loss's effective weight is logged as
     /// `weight_<name>` per epoch.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).weighting(polyhead::weighting::Weighting::dwa(2.0)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert!(history.get("weight_out").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn weighting(mut self, weighting: Weighting<T>) -> Self {
         self.weighting = weighting;
         self
     }
 
     /// The weighting strategy and its state.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).weighting(polyhead::weighting::Weighting::famo()).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(trainer.current_weighting().name(), "famo");
+    /// # let _ = history;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn current_weighting(&self) -> &Weighting<T> {
         &self.weighting
     }
 
     /// Loads a checkpoint saved during `fit` (by [`ModelCheckpoint`]): the
     /// model, the optimizer's state and the weighting strategy's state.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("polyhead-doc-resume-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("m.safetensors");
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).callback(polyhead::ModelCheckpoint::new(&path)).progress(polyhead::Progress::Silent).fit(&mut net, &x, &targets)?;
+    /// let mut again = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).load_checkpoint(&path, &mut again)?;
+    /// assert_eq!(again.out.kernel().value().to_vec(), net.out.kernel().value().to_vec());
+    /// std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load_checkpoint(
         &mut self,
         path: impl AsRef<std::path::Path>,
@@ -142,12 +229,50 @@ where
     }
 
     /// The number of passes over the data.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(3).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn epochs(mut self, epochs: usize) -> Self {
         self.epochs = epochs;
         self
     }
 
     /// Samples per step (the last batch may be smaller).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).batch_size(3).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
@@ -155,6 +280,25 @@ where
 
     /// Shuffle the training samples each epoch with this seed (`None`: keep
     /// their order).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).shuffle(None).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shuffle(mut self, seed: Option<u64>) -> Self {
         self.shuffle_seed = seed;
         self
@@ -162,58 +306,250 @@ where
 
     /// Hold out the last `fraction` of the samples for validation (before
     /// shuffling, as Keras does).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).validation_split(0.25).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert!(history.get("val_loss").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn validation_split(mut self, fraction: f64) -> Self {
         self.validation_split = fraction;
         self
     }
 
     /// Validate on these inputs and targets after each epoch.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).validation_data(x.clone(), NetTargets::new(x.sum_axis(1, true)?)).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert!(history.get("val_out_loss").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn validation_data(mut self, x: Tensor<T>, targets: M::Targets) -> Self {
         self.validation_data = Some((x, targets));
         self
     }
 
     /// Log `metric` of head `head` as `<head>_<metric>` (and `val_...`).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).metric("out", Metric::Mae).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert!(history.get("out_mae").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metric(mut self, head: &str, metric: Metric) -> Self {
         self.metrics.push((head.to_string(), metric));
         self
     }
 
     /// The loss weights to start from (default: the model's attributes).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).loss_weights(NetLossWeights { out: 2.0 }).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.get("weight_out").unwrap(), &[2.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn loss_weights(mut self, weights: M::LossWeights) -> Self {
         self.loss_weights = weights;
         self
     }
 
     /// Adds a callback.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).callback(polyhead::EarlyStopping::new("loss")).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn callback(mut self, callback: impl Callback<M, T> + 'static) -> Self {
         self.callbacks.push(Box::new(callback));
         self
     }
 
     /// What to do with a NaN or infinite loss.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).on_non_finite(polyhead::OnNonFinite::SkipStep).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert!(history.get("skipped_steps").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_non_finite(mut self, action: OnNonFinite) -> Self {
         self.on_non_finite = action;
         self
     }
 
     /// Where progress goes.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.epochs(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn progress(mut self, progress: Progress) -> Self {
         self.progress = progress;
         self
     }
 
     /// The optimizer (its state carries across `fit` calls).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(trainer.optimizer().steps(), 1);
+    /// # let _ = history;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn optimizer(&self) -> &Optimizer<T> {
         &self.optimizer
     }
 
     /// The current loss weights.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(trainer.current_loss_weights().out, 1.0);
+    /// # let _ = history;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn current_loss_weights(&self) -> &M::LossWeights {
         &self.loss_weights
     }
 
     /// Trains `model` on inputs `x` (samples on axis 0) and `targets`.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).epochs(2).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// assert_eq!(history.names()[..2], ["loss", "out_loss"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fit(&mut self, model: &mut M, x: &Tensor<T>, targets: &M::Targets) -> Result<History> {
         let n = x.shape().first().copied().unwrap_or(0);
         let target_rows = targets.rows()?;
@@ -499,6 +835,27 @@ where
     /// Losses and metrics of `model` on `x` and `targets`, without training
     /// (batched; no graph is recorded). Names as in training (`loss`,
     /// `class_loss`, `class_accuracy`).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit(&mut net, &x, &targets)?;
+    /// let scores = trainer.evaluate(&net, &x, &targets)?;
+    /// assert_eq!(scores[0].0, "loss");
+    /// # let _ = history;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn evaluate(
         &self,
         model: &M,

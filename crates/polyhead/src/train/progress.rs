@@ -5,6 +5,13 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 /// Where and how `fit` reports progress.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let buffer: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+/// let to_buffer = polyhead::Progress::LinesTo(buffer.clone());
+/// # let _ = to_buffer;
+/// ```
 #[derive(Clone, Default)]
 pub enum Progress {
     /// A bar on a terminal, plain lines on standard output otherwise.

@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 /// sigma^2`, plain `exp(-s) L + s` (the common simplified form), regression
 /// `0.5 exp(-s) L + 0.5 s` (the paper's Gaussian likelihood), or
 /// classification `exp(-s) L + 0.5 s`.
+///
+/// ```
+/// use polyhead::weighting::{UncertaintyKind, Weighting};
+/// let w = Weighting::<f32>::uncertainty().kind("bbox", UncertaintyKind::Regression);
+/// assert_eq!(w.name(), "uncertainty");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UncertaintyKind {
     /// `exp(-s) L + s`.
@@ -119,6 +125,10 @@ pub enum Weighting<T: Float> {
 
 impl<T: Float> Weighting<T> {
     /// Uncertainty weighting with every loss [`UncertaintyKind::Plain`].
+    ///
+    /// ```
+    /// assert_eq!(polyhead::weighting::Weighting::<f32>::uncertainty().name(), "uncertainty");
+    /// ```
     pub fn uncertainty() -> Self {
         Weighting::Uncertainty {
             log_vars: Vec::new(),
@@ -127,6 +137,12 @@ impl<T: Float> Weighting<T> {
     }
 
     /// Sets one loss's uncertainty kind (uncertainty weighting only).
+    ///
+    /// ```
+    /// use polyhead::weighting::{UncertaintyKind, Weighting};
+    /// let w = Weighting::<f64>::uncertainty().kind("class", UncertaintyKind::Classification);
+    /// # let _ = w;
+    /// ```
     pub fn kind(mut self, name: &str, kind: UncertaintyKind) -> Self {
         if let Weighting::Uncertainty { kinds, .. } = &mut self {
             kinds.push((name.to_string(), kind));
@@ -135,6 +151,10 @@ impl<T: Float> Weighting<T> {
     }
 
     /// DWA with temperature `T` (the paper uses 2).
+    ///
+    /// ```
+    /// assert_eq!(polyhead::weighting::Weighting::<f32>::dwa(2.0).name(), "dwa");
+    /// ```
     pub fn dwa(temperature: f64) -> Self {
         Weighting::Dwa {
             temperature,
@@ -146,6 +166,10 @@ impl<T: Float> Weighting<T> {
 
     /// GradNorm with asymmetry `alpha` (the paper uses 0.5 to 3) and weight
     /// learning rate 0.025.
+    ///
+    /// ```
+    /// assert_eq!(polyhead::weighting::Weighting::<f32>::gradnorm(1.5).name(), "gradnorm");
+    /// ```
     pub fn gradnorm(alpha: f64) -> Self {
         Weighting::GradNorm {
             alpha,
@@ -156,6 +180,10 @@ impl<T: Float> Weighting<T> {
     }
 
     /// PCGrad.
+    ///
+    /// ```
+    /// assert_eq!(polyhead::weighting::Weighting::<f32>::pcgrad().name(), "pcgrad");
+    /// ```
     pub fn pcgrad() -> Self {
         Weighting::PcGrad {
             rep_grad: false,
@@ -164,6 +192,10 @@ impl<T: Float> Weighting<T> {
     }
 
     /// FAMO with the paper's defaults.
+    ///
+    /// ```
+    /// assert_eq!(polyhead::weighting::Weighting::<f32>::famo().name(), "famo");
+    /// ```
     pub fn famo() -> Self {
         Weighting::Famo {
             lr: 0.025,
@@ -175,6 +207,11 @@ impl<T: Float> Weighting<T> {
 
     /// The cheap mode of the gradient-based strategies (GradNorm, PCGrad):
     /// gradients with respect to the trunk's output.
+    ///
+    /// ```
+    /// let cheap = polyhead::weighting::Weighting::<f32>::gradnorm(1.5).rep_grad(true);
+    /// # let _ = cheap;
+    /// ```
     pub fn rep_grad(mut self, on: bool) -> Self {
         match &mut self {
             Weighting::GradNorm { rep_grad, .. } | Weighting::PcGrad { rep_grad, .. } => {
@@ -186,6 +223,10 @@ impl<T: Float> Weighting<T> {
     }
 
     /// The strategy's name.
+    ///
+    /// ```
+    /// assert_eq!(polyhead::weighting::Weighting::<f32>::Fixed.name(), "fixed");
+    /// ```
     pub fn name(&self) -> &'static str {
         match self {
             Weighting::Fixed => "fixed",
@@ -199,6 +240,12 @@ impl<T: Float> Weighting<T> {
 
     /// Creates the per-loss state for these losses (done at the first step;
     /// call it before loading a checkpoint into a fresh strategy).
+    ///
+    /// ```
+    /// let mut w = polyhead::weighting::Weighting::<f32>::famo();
+    /// w.prepare(&["class", "bbox"])?;
+    /// # Ok::<(), polyhead::Error>(())
+    /// ```
     pub fn prepare(&mut self, names: &[&str]) -> Result<()> {
         self.ensure_state(names)
     }

@@ -105,6 +105,11 @@ pub fn pcgrad_combine(grads: &[Vec<f64>], rng: &mut Rng) -> Vec<f64> {
 }
 
 /// The softmax of FAMO's logits: the task weights `z`.
+///
+/// ```
+/// let z = polyhead::weighting::softmax(&[0.0, 0.0]);
+/// assert_eq!(z, vec![0.5, 0.5]);
+/// ```
 pub fn softmax(logits: &[f64]) -> Vec<f64> {
     let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = logits.iter().map(|v| (v - m).exp()).collect();
