@@ -3,6 +3,10 @@
 
 use std::process::{Command, ExitCode};
 
+#[global_allocator]
+static ALLOCATOR: bench::CountingAlloc = bench::CountingAlloc;
+
+mod bench;
 mod conformance;
 mod conformance_multi;
 
@@ -14,6 +18,9 @@ commands:
   conformance FILE...   check polyhead against reference fixture files (see
                         shared/fixtures/FORMAT.md); prints each failing case
                         and ends with `N passed, N failed`
+  bench [--quick] [--filter ce,mse,multi,train]
+                        loss and training throughput against the machine's
+                        bandwidth and GEMM rate; writes target/bench/bench.json
   help                  print this message
 ";
 
@@ -33,6 +40,25 @@ fn main() -> ExitCode {
             &["test", "--workspace"],
         ]),
         Some("conformance") => conformance_command(&args[1..]),
+        Some("bench") if cfg!(debug_assertions) => {
+            // Benchmarks need optimised code: run this command again in release.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let status = Command::new(cargo)
+                .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+                .args(&args)
+                .status();
+            match status {
+                Ok(s) if s.success() => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Some("bench") => match bench::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
         None | Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             ExitCode::SUCCESS

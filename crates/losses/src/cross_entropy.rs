@@ -350,22 +350,41 @@ fn logits_row<T: Float>(
     a: impl Fn(usize) -> T,
     mut g: ArrayViewMut1<'_, T>,
 ) -> T {
+    if let (Some(xs), Some(gs)) = (x.as_slice(), g.as_slice_mut()) {
+        return logits_slice(xs, &a, gs);
+    }
+    // A strided row (a class axis that is not the last): copy it out.
+    let xs = x.to_vec();
+    let mut gs = vec![T::ZERO; xs.len()];
+    let value = logits_slice(&xs, &a, &mut gs);
+    g.iter_mut().zip(gs).for_each(|(d, v)| *d = v);
+    value
+}
+
+/// [`logits_row`] on contiguous slices (plain loops the compiler unrolls).
+#[inline]
+fn logits_slice<T: Float>(x: &[T], a: &impl Fn(usize) -> T, g: &mut [T]) -> T {
+    let g = &mut g[..x.len()];
     let m = x.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum_exp = T::ZERO;
-    for (gv, &xv) in g.iter_mut().zip(x.iter()) {
+    for (gv, &xv) in g.iter_mut().zip(x) {
         *gv = (xv - m).exp();
         sum_exp += *gv;
     }
     let lse = m + sum_exp.ln();
     let inv = T::ONE / sum_exp;
-    let total_a: T = (0..x.len()).map(&a).sum();
+    let mut total_a = T::ZERO;
     let mut value = T::ZERO;
-    for (j, (&xv, gv)) in x.iter().zip(g.iter_mut()).enumerate() {
+    for (j, &xv) in x.iter().enumerate() {
         let aj = a(j);
+        total_a += aj;
         if aj != T::ZERO {
             value += aj * (lse - xv);
         }
-        *gv = *gv * inv * total_a - aj;
+    }
+    let scale = inv * total_a;
+    for (j, gv) in g.iter_mut().enumerate() {
+        *gv = *gv * scale - a(j);
     }
     value
 }
@@ -571,11 +590,20 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         let eps = T::from_f64(c.label_smoothing);
         let off = eps / T::from_usize(classes);
         let input = c.input;
+        let plain = c.class_weights.is_none() && c.label_smoothing == 0.0;
         let mut units = rowwise_labels(pred, labels, axis, buffer, |x, y, g| {
             if y < 0 || y as usize >= classes {
                 return T::ZERO; // ignored: finish zeroes the gradient
             }
             let y = y as usize;
+            if plain {
+                let onehot = |k: usize| if k == y { T::ONE } else { T::ZERO };
+                return match input {
+                    Input::Logits => logits_row(x, onehot, g),
+                    Input::Probabilities => keras_sparse_probability_row(x, onehot, g),
+                    Input::LogProbabilities => log_probability_row(x, onehot, g),
+                };
+            }
             let a = |k: usize| inner[k] * (if k == y { T::ONE - eps + off } else { off });
             match input {
                 Input::Logits => logits_row(x, a, g),

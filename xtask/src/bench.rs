@@ -1,0 +1,355 @@
+//! `cargo xtask bench`: loss and training throughput against the machine's
+//! own limits. Runs itself in release mode; prints a table and writes
+//! `target/bench/bench.json`.
+//!
+//! Each workload is f32, value and gradient, timed as the median of several
+//! repetitions after a warm-up. Rows report samples/s, the effective memory
+//! traffic (GB/s) and the share of the roofline: bytes that must move at the
+//! measured triad bandwidth, or FLOPs at the measured GEMM rate.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use polyhead::MultiOutput;
+use polyhead::autograd::Tape;
+use polyhead::layers::{Activation, Dense, Sgd};
+use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
+use polyhead::tensor::{Rng, Tensor};
+
+/// Counts allocations, to report allocations per iteration.
+pub struct CountingAlloc;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator; the
+// counter is a relaxed atomic increment with no effect on the memory.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// The derived model of the `multi` and `train` workloads.
+#[derive(MultiOutput)]
+struct BenchModel {
+    #[trunk]
+    hidden: Dense,
+    #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
+    class: Dense,
+    #[head(loss = Mse::new(), weight = 0.5)]
+    bbox: Dense,
+}
+
+struct Row {
+    workload: String,
+    shape: String,
+    threads: usize,
+    batch: usize,
+    seconds: f64,
+    bytes: f64,
+    flops: f64,
+    allocations: f64,
+}
+
+/// Median seconds per iteration of `f`, after warm-up, and allocations per
+/// iteration.
+fn time(quick: bool, mut f: impl FnMut()) -> (f64, f64) {
+    let budget = if quick { 0.05 } else { 0.4 };
+    let start = Instant::now();
+    let mut iters = 0u64;
+    while start.elapsed().as_secs_f64() < budget / 4.0 || iters < 3 {
+        f();
+        iters += 1;
+    }
+    let per = start.elapsed().as_secs_f64() / iters as f64;
+    let inner = ((budget / 7.0 / per) as u64).max(1);
+    let mut samples = Vec::new();
+    let mut allocs = 0.0;
+    for _ in 0..7 {
+        let a0 = ALLOCATIONS.load(Ordering::Relaxed);
+        let t = Instant::now();
+        for _ in 0..inner {
+            f();
+        }
+        samples.push(t.elapsed().as_secs_f64() / inner as f64);
+        allocs = (ALLOCATIONS.load(Ordering::Relaxed) - a0) as f64 / inner as f64;
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    (samples[3], allocs)
+}
+
+/// STREAM triad `a = b + s c` over arrays far larger than the caches: GB/s.
+fn triad_bandwidth(quick: bool) -> f64 {
+    let n = if quick { 4 << 20 } else { 32 << 20 };
+    let b = vec![1.0_f32; n];
+    let c = vec![2.0_f32; n];
+    let mut a = vec![0.0_f32; n];
+    let (t, _) = time(quick, || {
+        for ((a, b), c) in a.iter_mut().zip(&b).zip(&c) {
+            *a = b + 3.0 * c;
+        }
+        black_box(&a);
+    });
+    (3 * 4 * n) as f64 / t / 1e9
+}
+
+/// matrixmultiply f32 GEMM throughput on 1024^3 (512^3 quick): GFLOP/s.
+fn gemm_rate(quick: bool) -> f64 {
+    let n = if quick { 512 } else { 1024 };
+    let a = Tensor::<f32>::rand_normal(&[n, n], 0.0, 1.0, 1).unwrap();
+    let b = Tensor::<f32>::rand_normal(&[n, n], 0.0, 1.0, 2).unwrap();
+    let (t, _) = time(quick, || {
+        black_box(a.matmul(&b).unwrap());
+    });
+    2.0 * (n * n * n) as f64 / t / 1e9
+}
+
+fn labels(batch: usize, classes: usize, seed: u64) -> Labels {
+    let mut rng = Rng::new(seed);
+    Labels::from_classes(
+        &(0..batch)
+            .map(|_| rng.below(classes as u64) as usize)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn ce_row(quick: bool, batch: usize, classes: usize) -> Row {
+    let logits = Tensor::<f32>::rand_normal(&[batch, classes], 0.0, 3.0, 1).unwrap();
+    let y = labels(batch, classes, 2);
+    let loss = SparseCrossEntropy::from_logits();
+    let mut grad = None;
+    let (seconds, allocations) = time(quick, || {
+        let out = loss
+            .value_and_grad_into(&logits, &y, None, grad.take())
+            .unwrap();
+        grad = Some(out.grad);
+    });
+    let bytes = (batch * classes * 8 + batch * 8) as f64;
+    Row {
+        workload: "ce".into(),
+        shape: format!("{batch}x{classes}"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes,
+        flops: 0.0,
+        allocations,
+    }
+}
+
+fn mse_row(quick: bool, batch: usize) -> Row {
+    let p = Tensor::<f32>::rand_normal(&[batch, 4], 0.0, 1.0, 1).unwrap();
+    let t = Tensor::<f32>::rand_normal(&[batch, 4], 0.0, 1.0, 2).unwrap();
+    let loss = Mse::new();
+    let mut grad = None;
+    let (seconds, allocations) = time(quick, || {
+        let out = loss.value_and_grad_into(&p, &t, None, grad.take()).unwrap();
+        grad = Some(out.grad);
+    });
+    Row {
+        workload: "mse".into(),
+        shape: format!("{batch}x4"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes: (batch * 4 * 12) as f64,
+        flops: 0.0,
+        allocations,
+    }
+}
+
+fn model(seed: u64) -> BenchModel {
+    let mut rng = Rng::new(seed);
+    BenchModel {
+        hidden: Dense::builder(784, 64)
+            .activation(Activation::Relu)
+            .build(&mut rng)
+            .unwrap(),
+        class: Dense::new(64, 10, &mut rng).unwrap(),
+        bbox: Dense::new(64, 4, &mut rng).unwrap(),
+    }
+}
+
+/// The derived model's weighted loss, gradients w.r.t. both heads' outputs.
+fn multi_row(quick: bool, batch: usize) -> Row {
+    let m = model(1);
+    let class_out = Tensor::<f32>::rand_normal(&[batch, 10], 0.0, 3.0, 3).unwrap();
+    let bbox_out = Tensor::<f32>::rand_normal(&[batch, 4], 0.0, 1.0, 4).unwrap();
+    let targets = BenchModelTargets::new(
+        labels(batch, 10, 5),
+        Tensor::rand_uniform(&[batch, 4], 0.0, 1.0, 6).unwrap(),
+    );
+    let weights = BenchModelLossWeights::default();
+    let (seconds, allocations) = time(quick, || {
+        let tape = Tape::new();
+        let outputs = BenchModelOutputs {
+            class: tape.leaf(class_out.clone()),
+            bbox: tape.leaf(bbox_out.clone()),
+        };
+        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
+        let grads = tape.backward(loss.total).unwrap();
+        black_box((
+            grads.get(outputs.class).is_some(),
+            grads.get(outputs.bbox).is_some(),
+        ));
+    });
+    let bytes = (batch * 10 * 8 + batch * 8 + batch * 4 * 12) as f64;
+    Row {
+        workload: "multi".into(),
+        shape: format!("{batch}"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes,
+        flops: 0.0,
+        allocations,
+    }
+}
+
+/// One SGD step (forward, backward, update) of the derived model.
+fn train_row(quick: bool, batch: usize) -> Row {
+    let mut m = model(1);
+    let mut opt = Sgd::new(0.1).build();
+    let x = Tensor::<f32>::rand_uniform(&[batch, 784], 0.0, 1.0, 7).unwrap();
+    let targets = BenchModelTargets::new(
+        labels(batch, 10, 8),
+        Tensor::rand_uniform(&[batch, 4], 0.0, 1.0, 9).unwrap(),
+    );
+    let weights = BenchModelLossWeights::default();
+    let (seconds, allocations) = time(quick, || {
+        let tape = Tape::new();
+        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
+        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
+        let grads = tape.backward(loss.total).unwrap();
+        opt.step(&mut m, &grads).unwrap();
+    });
+    // Forward 2*B*(784*64 + 64*14) FLOPs; backward twice that (dX is not
+    // needed for the input, so slightly less).
+    let flops = 3.0 * 2.0 * batch as f64 * (784.0 * 64.0 + 64.0 * 14.0);
+    Row {
+        workload: "train".into(),
+        shape: format!("{batch}"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes: 0.0,
+        flops,
+        allocations,
+    }
+}
+
+/// Runs the benchmark; `args` are `--quick` and `--filter NAME[,NAME]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let filter: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--filter")
+        .and_then(|i| args.get(i + 1))
+        .map(|f| f.split(',').map(str::to_string).collect());
+    let wants = |w: &str| filter.as_ref().is_none_or(|f| f.iter().any(|x| x == w));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "polyhead bench ({}; {threads} threads available; all workloads single-threaded)",
+        if quick { "quick" } else { "full" }
+    );
+    let bandwidth = triad_bandwidth(quick);
+    let gflops = gemm_rate(quick);
+    println!("machine: triad {bandwidth:.1} GB/s, f32 GEMM {gflops:.1} GFLOP/s (matrixmultiply)\n");
+
+    let mut rows = Vec::new();
+    if wants("ce") {
+        let shapes: &[(usize, usize)] = if quick {
+            &[(32, 10), (1024, 10)]
+        } else {
+            &[
+                (32, 10),
+                (1024, 10),
+                (65536, 10),
+                (1024, 1000),
+                (16384, 1000),
+            ]
+        };
+        rows.extend(shapes.iter().map(|&(b, c)| ce_row(quick, b, c)));
+    }
+    if wants("mse") {
+        let batches: &[usize] = if quick {
+            &[32, 1024]
+        } else {
+            &[32, 1024, 65536]
+        };
+        rows.extend(batches.iter().map(|&b| mse_row(quick, b)));
+    }
+    if wants("multi") {
+        let batches: &[usize] = if quick { &[32] } else { &[32, 1024, 65536] };
+        rows.extend(batches.iter().map(|&b| multi_row(quick, b)));
+    }
+    if wants("train") {
+        let batches: &[usize] = if quick { &[128] } else { &[128, 1024] };
+        rows.extend(batches.iter().map(|&b| train_row(quick, b)));
+    }
+
+    println!(
+        "| workload | shape | threads | time/iter | samples/s | GB/s | roofline | allocs/iter |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut json = Vec::new();
+    for r in &rows {
+        let gbs = r.bytes / r.seconds / 1e9;
+        let roofline = if r.flops > 0.0 {
+            r.flops / (gflops * 1e9) / r.seconds
+        } else {
+            r.bytes / (bandwidth * 1e9) / r.seconds
+        };
+        let time = if r.seconds < 1e-3 {
+            format!("{:.1} us", r.seconds * 1e6)
+        } else {
+            format!("{:.2} ms", r.seconds * 1e3)
+        };
+        println!(
+            "| {} | {} | {} | {time} | {:.3e} | {} | {:.1}% | {:.0} |",
+            r.workload,
+            r.shape,
+            r.threads,
+            r.batch as f64 / r.seconds,
+            if r.bytes > 0.0 {
+                format!("{gbs:.2}")
+            } else {
+                "-".into()
+            },
+            roofline * 100.0,
+            r.allocations
+        );
+        json.push(serde_json::json!({
+            "workload": r.workload, "shape": r.shape, "threads": r.threads, "batch": r.batch,
+            "seconds_per_iter": r.seconds, "samples_per_second": r.batch as f64 / r.seconds,
+            "gb_per_second": gbs, "roofline_fraction": roofline, "allocations_per_iter": r.allocations,
+        }));
+    }
+    let out = serde_json::json!({
+        "quick": quick, "threads_available": threads,
+        "machine": { "triad_gb_per_second": bandwidth, "gemm_gflops": gflops },
+        "rows": json,
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("bench.json"),
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("\nwrote target/bench/bench.json");
+    Ok(())
+}
