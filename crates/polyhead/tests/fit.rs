@@ -176,21 +176,45 @@ fn resuming_from_a_checkpoint_matches_the_uninterrupted_run() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A Poisson head on a rate that is negative for one sample: its loss is
+/// NaN in that sample's batch only (the log of a negative rate).
+#[derive(MultiOutput)]
+struct RateNet {
+    #[head(loss = polyhead::losses::Poisson::new())]
+    rate: Dense,
+}
+
+fn rate_data() -> (RateNet, Tensor<f32>, RateNetTargets<f32>) {
+    // rate = x0 exactly: kernel picks feature 0, bias 0.
+    let kernel = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0], &[4, 1]).unwrap();
+    let model = RateNet {
+        rate: Dense::from_tensors(
+            kernel,
+            Some(Tensor::zeros(&[1]).unwrap()),
+            Activation::Linear,
+        )
+        .unwrap(),
+    };
+    let mut x = vec![1.0_f32; 64 * 4];
+    x[40 * 4] = -5.0; // sample 40 is in the third batch of 16
+    (
+        model,
+        Tensor::from_vec(x, &[64, 4]).unwrap(),
+        RateNetTargets::new(Tensor::ones(&[64, 1]).unwrap()),
+    )
+}
+
 #[test]
-fn a_nan_loss_stops_training_naming_the_loss_epoch_and_step_and_keeps_good_weights() {
-    let (x, t) = data(64, 7);
-    // Corrupt one target value: the value head's loss is NaN in one batch.
-    let mut v = t.value.to_vec();
-    v[40] = f32::NAN;
-    let bad = NetTargets::new(t.class.clone(), Tensor::from_vec(v, &[64, 1]).unwrap());
-    let mut model = net(8);
-    let err = trainer(3)
+fn a_nan_loss_stops_training_naming_the_head_epoch_and_step_and_keeps_good_weights() {
+    let (mut model, x, t) = rate_data();
+    let mut tr = Trainer::<RateNet, f32>::new(Sgd::new(1e-3).build())
+        .batch_size(16)
         .shuffle(None)
-        .fit(&mut model, &x, &bad)
-        .unwrap_err();
+        .progress(Progress::Silent);
+    let err = tr.fit(&mut model, &x, &t).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "training stopped: value_loss (head `value`) is NaN at epoch 1, step 3; the weights are those after the last good step"
+        "training stopped: rate_loss (head `rate`) is NaN at epoch 1, step 3; the weights are those after the last good step"
     );
     assert!(
         model
@@ -198,15 +222,45 @@ fn a_nan_loss_stops_training_naming_the_loss_epoch_and_step_and_keeps_good_weigh
             .iter()
             .all(|(_, p)| p.value().to_vec().iter().all(|v| v.is_finite()))
     );
+    assert_eq!(
+        tr.optimizer().steps(),
+        2,
+        "exactly the two good steps were applied"
+    );
     // Skipping instead: training goes on and counts the skipped steps.
-    let mut model = net(8);
-    let history = trainer(2)
+    let (mut model, x, t) = rate_data();
+    let history = Trainer::<RateNet, f32>::new(Sgd::new(1e-3).build())
+        .epochs(2)
+        .batch_size(16)
         .shuffle(None)
         .on_non_finite(OnNonFinite::SkipStep)
-        .fit(&mut model, &x, &bad)
+        .progress(Progress::Silent)
+        .fit(&mut model, &x, &t)
         .unwrap();
     assert_eq!(history.get("skipped_steps").unwrap(), &[1.0, 1.0]);
     assert!(history.get("loss").unwrap().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn nan_in_the_data_is_refused_where_it_enters() {
+    let (x, t) = data(64, 7);
+    let mut v = t.value.to_vec();
+    v[40] = f32::NAN;
+    let bad = NetTargets::new(t.class.clone(), Tensor::from_vec(v, &[64, 1]).unwrap());
+    let err = trainer(1).fit(&mut net(8), &x, &bad).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "target of `value` holds NaN at sample 40, element 0 (shape [64, 1]); clean the data or mask the sample"
+    );
+    let mut xs = x.to_vec();
+    xs[7] = f32::INFINITY;
+    let err = trainer(1)
+        .fit(&mut net(8), &Tensor::from_vec(xs, &[64, 4]).unwrap(), &t)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input x holds inf at sample 1, element 3 (shape [64, 4]); clean the data or mask the sample"
+    );
 }
 
 #[test]

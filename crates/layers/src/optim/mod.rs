@@ -245,17 +245,35 @@ impl<T: Float> Optimizer<T> {
         let lr = self.schedule.at(self.steps);
         let t = self.steps + 1;
         let slot_count = self.rule.slot_names().len();
+        // Compute every new value first; commit only if all are finite, so a
+        // diverging step changes neither the model nor the optimizer state.
+        let mut staged: Vec<(usize, Vec<T>, Vec<Vec<T>>)> = Vec::with_capacity(updates.len());
         for (i, g) in updates {
-            let (name, p) = &mut params[i];
+            let (name, p) = &params[i];
             let n = g.len();
-            let slots = self
+            let mut slots = self
                 .slots
-                .entry(name.clone())
-                .or_insert_with(|| vec![vec![T::ZERO; n]; slot_count]);
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| vec![vec![T::ZERO; n]; slot_count]);
             let mut w = p.value().to_vec();
-            self.rule.update(&mut w, &g, slots, t, lr);
+            self.rule.update(&mut w, &g, &mut slots, t, lr);
+            if let Some(at) = w.iter().position(|v| !v.is_finite()) {
+                return Err(LayerError::Invalid {
+                    what: "optimizer",
+                    message: format!(
+                        "the update would make {name} non-finite ({} at flat index {at}); the learning rate may be too large. The step was not applied",
+                        w[at]
+                    ),
+                });
+            }
+            staged.push((i, w, slots));
+        }
+        for (i, w, slots) in staged {
+            let (name, p) = &mut params[i];
             let shape = p.value().shape().to_vec();
             p.set_value(Tensor::from_vec(w, &shape)?)?;
+            self.slots.insert(name.clone(), slots);
         }
         self.steps = t;
         Ok(())

@@ -26,6 +26,22 @@ use crate::multi_output::{LossWeights, MultiOutput};
 use crate::target::{Target, TargetSet, select_tensor_rows};
 use crate::weighting::{Joint, Weighting};
 
+/// An error naming the first NaN or infinite value of `t` and where it is.
+fn check_finite<T: Float>(what: &str, t: &Tensor<T>) -> Result<()> {
+    let values = t.to_vec();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let per_row = values.len() / t.shape().first().copied().unwrap_or(1).max(1);
+        return Err(Error::Other(format!(
+            "{what} holds {} at sample {}, element {} (shape {:?}); clean the data or mask the sample",
+            values[i],
+            i / per_row.max(1),
+            i % per_row.max(1),
+            t.shape()
+        )));
+    }
+    Ok(())
+}
+
 /// What to do when a step's loss is NaN or infinite.
 ///
 /// ```
@@ -551,7 +567,20 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn fit(&mut self, model: &mut M, x: &Tensor<T>, targets: &M::Targets) -> Result<History> {
+        // Data holding NaN or infinity is refused where it enters, before any step.
+        check_finite("input x", x)?;
+        for name in M::LOSSES {
+            if let Some(t) = targets.target(name).and_then(|t| t.dense()) {
+                check_finite(&format!("target of `{name}`"), t)?;
+            }
+        }
         let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 {
+            return Err(Error::Other(format!(
+                "fit: no samples (input x has shape {:?})",
+                x.shape()
+            )));
+        }
         let target_rows = targets.rows()?;
         if target_rows != n {
             return Err(Error::Other(format!(
