@@ -194,9 +194,38 @@ pub fn load_checkpoint<T: Float>(
 ) -> Result<()> {
     let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| checkpoint_error(path, format!("cannot read: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes)
+    load_from(path, &bytes, model, optimizer)
+}
+
+/// [`load_checkpoint`] from bytes already in memory (`what` names them in
+/// errors): the same validation, never a panic on any input.
+///
+/// ```
+/// use polyhead_layers::{load_checkpoint_bytes, Dense};
+/// use polyhead_tensor::Rng;
+/// let mut model = Dense::<f32>::new(2, 2, &mut Rng::new(0))?;
+/// let err = load_checkpoint_bytes("upload", &[1, 2, 3], &mut model, None).unwrap_err();
+/// assert!(err.to_string().starts_with("checkpoint upload: not a valid safetensors file"));
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+pub fn load_checkpoint_bytes<T: Float>(
+    what: &str,
+    bytes: &[u8],
+    model: &mut dyn Module<T>,
+    optimizer: Option<&mut Optimizer<T>>,
+) -> Result<()> {
+    load_from(Path::new(what), bytes, model, optimizer)
+}
+
+fn load_from<T: Float>(
+    path: &Path,
+    bytes: &[u8],
+    model: &mut dyn Module<T>,
+    optimizer: Option<&mut Optimizer<T>>,
+) -> Result<()> {
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| checkpoint_error(path, format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| checkpoint_error(path, format!("not a valid safetensors file: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let stored: HashMap<String, TensorView<'_>> = file.tensors().into_iter().collect();

@@ -49,7 +49,7 @@ mod optim;
 mod sequential;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
-pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use checkpoint::{load_checkpoint, load_checkpoint_bytes, save_checkpoint};
 pub use dense::{Dense, DenseBuilder};
 pub use dropout::Dropout;
 pub use embedding::Embedding;

@@ -73,7 +73,7 @@ fn assert_close(got: &Tensor<f64>, want: &Array2<f64>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(64) })]
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(std::env::var("POLYHEAD_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)) })]
 
     #[test]
     fn matmul_2d_matches_naive_for_any_layout(

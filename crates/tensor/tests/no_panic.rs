@@ -26,7 +26,7 @@ fn check<T>(r: Result<T, TensorError>, op: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(128) })]
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(std::env::var("POLYHEAD_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)) })]
 
     #[test]
     fn binary_ops_and_matmul_never_panic(a in tensor(), b in tensor()) {
