@@ -196,7 +196,7 @@ fn nan_or_infinity_in_inputs_or_targets() {
     );
     let t = LocatorTargets::new(
         Labels::from_classes(&[1; 4]),
-        Tensor::from_vec(vec![0.0, 0.0, f32::INFINITY, 0.0].repeat(4), &[4, 4]).unwrap(),
+        Tensor::from_vec([0.0, 0.0, f32::INFINITY, 0.0].repeat(4), &[4, 4]).unwrap(),
     );
     let err = trainer().fit(&mut locator(), &x(4), &t).unwrap_err();
     assert_eq!(
