@@ -67,6 +67,12 @@ fn tensor(v: &Value, what: &str) -> Result<Tensor<f64>, String> {
     if let Some(x) = v.as_f64() {
         return Ok(Tensor::scalar(x));
     }
+    array(v, what)
+}
+
+/// A fixture array `{"shape": [...], "data": [...]}` as a tensor of `T`
+/// (f32 files: `parse as f64, then cast`, as FORMAT.md specifies).
+pub fn array<T: polyhead_tensor::Float>(v: &Value, what: &str) -> Result<Tensor<T>, String> {
     let shape: Vec<usize> = v["shape"]
         .as_array()
         .ok_or(format!("{what}: no shape"))?
@@ -77,11 +83,15 @@ fn tensor(v: &Value, what: &str) -> Result<Tensor<f64>, String> {
                 .ok_or(format!("{what}: bad shape"))
         })
         .collect::<Result<_, _>>()?;
-    let data: Vec<f64> = v["data"]
+    let data = v["data"]
         .as_array()
         .ok_or(format!("{what}: no data"))?
         .iter()
-        .map(|d| d.as_f64().ok_or(format!("{what}: non-numeric data")))
+        .map(|d| {
+            d.as_f64()
+                .map(T::from_f64)
+                .ok_or(format!("{what}: non-numeric data"))
+        })
         .collect::<Result<_, _>>()?;
     Tensor::from_vec(data, &shape).map_err(|e| format!("{what}: {e}"))
 }

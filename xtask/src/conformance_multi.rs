@@ -15,7 +15,7 @@ use polyhead::prelude::LossWeights;
 use polyhead::tensor::{Float, Tensor};
 use serde_json::Value;
 
-use crate::conformance::CaseOutcome;
+use crate::conformance::{CaseOutcome, array};
 
 type BoxedLoss<T> = Box<dyn Loss<T, Target = Tensor<T>>>;
 
@@ -31,30 +31,6 @@ struct FixtureModel<T: Float> {
     bbox: Dense<T>,
     class_loss: BoxedLoss<T>,
     bbox_loss: BoxedLoss<T>,
-}
-
-fn array<T: Float>(v: &Value, what: &str) -> Result<Tensor<T>, String> {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .ok_or(format!("{what}: no shape"))?
-        .iter()
-        .map(|d| {
-            d.as_u64()
-                .map(|d| d as usize)
-                .ok_or(format!("{what}: bad shape"))
-        })
-        .collect::<Result<_, _>>()?;
-    let data = v["data"]
-        .as_array()
-        .ok_or(format!("{what}: no data"))?
-        .iter()
-        .map(|x| {
-            x.as_f64()
-                .map(T::from_f64)
-                .ok_or(format!("{what}: bad number"))
-        })
-        .collect::<Result<_, _>>()?;
-    Tensor::from_vec(data, &shape).map_err(|e| format!("{what}: {e}"))
 }
 
 fn activation(name: &str) -> Result<Activation, String> {

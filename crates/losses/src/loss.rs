@@ -115,6 +115,43 @@ pub trait Loss<T: Float> {
     }
 }
 
+/// Implements [`Loss`] for a pointer type by forwarding every method.
+macro_rules! forward_loss {
+    ($ptr:ty) => {
+        impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for $ptr {
+            type Target = L::Target;
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn value_and_grad(
+                &self,
+                pred: &Tensor<T>,
+                target: &L::Target,
+                w: Option<&Tensor<T>>,
+            ) -> Result<LossOutput<T>> {
+                (**self).value_and_grad(pred, target, w)
+            }
+            fn value_and_grad_into(
+                &self,
+                pred: &Tensor<T>,
+                target: &L::Target,
+                w: Option<&Tensor<T>>,
+                buffer: Option<Tensor<T>>,
+            ) -> Result<LossOutput<T>> {
+                (**self).value_and_grad_into(pred, target, w, buffer)
+            }
+            fn record<'t>(
+                &self,
+                pred: Var<'t, T>,
+                target: &L::Target,
+                w: Option<&Tensor<T>>,
+            ) -> Result<Var<'t, T>> {
+                (**self).record(pred, target, w)
+            }
+        }
+    };
+}
+
 /// A boxed loss (`Box<dyn Loss<T, Target = ...>>`) is a loss: a model can
 /// choose its losses at run time.
 ///
@@ -126,37 +163,7 @@ pub trait Loss<T: Float> {
 /// assert_eq!(pick.value_and_grad(&x, &Tensor::zeros(&[1, 1])?, None)?.value.item()?, 4.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for Box<L> {
-    type Target = L::Target;
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn value_and_grad(
-        &self,
-        pred: &Tensor<T>,
-        target: &L::Target,
-        w: Option<&Tensor<T>>,
-    ) -> Result<LossOutput<T>> {
-        (**self).value_and_grad(pred, target, w)
-    }
-    fn value_and_grad_into(
-        &self,
-        pred: &Tensor<T>,
-        target: &L::Target,
-        w: Option<&Tensor<T>>,
-        buffer: Option<Tensor<T>>,
-    ) -> Result<LossOutput<T>> {
-        (**self).value_and_grad_into(pred, target, w, buffer)
-    }
-    fn record<'t>(
-        &self,
-        pred: Var<'t, T>,
-        target: &L::Target,
-        w: Option<&Tensor<T>>,
-    ) -> Result<Var<'t, T>> {
-        (**self).record(pred, target, w)
-    }
-}
+forward_loss!(Box<L>);
 
 /// A reference to a loss is a loss.
 ///
@@ -169,37 +176,7 @@ impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for Box<L> {
 /// assert_eq!(by_ref.value_and_grad(&x, &x, None)?.value.item()?, 0.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for &L {
-    type Target = L::Target;
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn value_and_grad(
-        &self,
-        pred: &Tensor<T>,
-        target: &L::Target,
-        w: Option<&Tensor<T>>,
-    ) -> Result<LossOutput<T>> {
-        (**self).value_and_grad(pred, target, w)
-    }
-    fn value_and_grad_into(
-        &self,
-        pred: &Tensor<T>,
-        target: &L::Target,
-        w: Option<&Tensor<T>>,
-        buffer: Option<Tensor<T>>,
-    ) -> Result<LossOutput<T>> {
-        (**self).value_and_grad_into(pred, target, w, buffer)
-    }
-    fn record<'t>(
-        &self,
-        pred: Var<'t, T>,
-        target: &L::Target,
-        w: Option<&Tensor<T>>,
-    ) -> Result<Var<'t, T>> {
-        (**self).record(pred, target, w)
-    }
-}
+forward_loss!(&L);
 
 /// A loss computed by a fused kernel, recorded as one tape node: forward
 /// hands out the precomputed value, backward scales the kernel's gradient by

@@ -48,6 +48,28 @@ impl Metric {
     }
 }
 
+/// Output and target values side by side, for the elementwise metrics; the
+/// error says why they cannot be paired.
+fn dense_pairs<T: Float>(
+    pred: &Tensor<T>,
+    target: &dyn Target<T>,
+) -> std::result::Result<Vec<(f64, f64)>, String> {
+    let t = target.dense().ok_or("the target is not a tensor")?;
+    if t.shape() != pred.shape() {
+        return Err(format!(
+            "outputs {:?} and target {:?} differ in shape",
+            pred.shape(),
+            t.shape()
+        ));
+    }
+    Ok(pred
+        .to_vec()
+        .iter()
+        .zip(t.to_vec())
+        .map(|(p, y)| (p.to_f64(), y.to_f64()))
+        .collect())
+}
+
 /// A running sum and count for one metric over an epoch.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Accumulator {
@@ -91,18 +113,8 @@ impl Accumulator {
                 }
             }
             Metric::BinaryAccuracy(threshold) => {
-                let t = target
-                    .dense()
-                    .ok_or_else(|| err("the target is not a tensor"))?;
-                if t.shape() != pred.shape() {
-                    return Err(err(&format!(
-                        "outputs {:?} and target {:?} differ in shape",
-                        pred.shape(),
-                        t.shape()
-                    )));
-                }
-                for (p, y) in pred.to_vec().iter().zip(t.to_vec()) {
-                    self.sum += if (p.to_f64() > threshold) == (y.to_f64() > threshold) {
+                for (p, y) in dense_pairs(pred, target).map_err(|w| err(&w))? {
+                    self.sum += if (p > threshold) == (y > threshold) {
                         1.0
                     } else {
                         0.0
@@ -111,18 +123,8 @@ impl Accumulator {
                 }
             }
             Metric::Mae | Metric::Mse | Metric::Rmse => {
-                let t = target
-                    .dense()
-                    .ok_or_else(|| err("the target is not a tensor"))?;
-                if t.shape() != pred.shape() {
-                    return Err(err(&format!(
-                        "outputs {:?} and target {:?} differ in shape",
-                        pred.shape(),
-                        t.shape()
-                    )));
-                }
-                for (p, y) in pred.to_vec().iter().zip(t.to_vec()) {
-                    let e = p.to_f64() - y.to_f64();
+                for (p, y) in dense_pairs(pred, target).map_err(|w| err(&w))? {
+                    let e = p - y;
                     self.sum += if metric == Metric::Mae {
                         e.abs()
                     } else {
