@@ -117,7 +117,8 @@ pub trait Loss<T: Float> {
 
 /// Implements [`Loss`] for a pointer type by forwarding every method.
 macro_rules! forward_loss {
-    ($ptr:ty) => {
+    ($(#[$meta:meta])* $ptr:ty) => {
+        $(#[$meta])*
         impl<T: Float, L: Loss<T> + ?Sized> Loss<T> for $ptr {
             type Target = L::Target;
             fn name(&self) -> &str {
@@ -152,6 +153,7 @@ macro_rules! forward_loss {
     };
 }
 
+forward_loss!(
 /// A boxed loss (`Box<dyn Loss<T, Target = ...>>`) is a loss: a model can
 /// choose its losses at run time.
 ///
@@ -163,8 +165,10 @@ macro_rules! forward_loss {
 /// assert_eq!(pick.value_and_grad(&x, &Tensor::zeros(&[1, 1])?, None)?.value.item()?, 4.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-forward_loss!(Box<L>);
+    Box<L>
+);
 
+forward_loss!(
 /// A reference to a loss is a loss.
 ///
 /// ```
@@ -176,7 +180,8 @@ forward_loss!(Box<L>);
 /// assert_eq!(by_ref.value_and_grad(&x, &x, None)?.value.item()?, 0.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-forward_loss!(&L);
+    &L
+);
 
 /// A loss computed by a fused kernel, recorded as one tape node: forward
 /// hands out the precomputed value, backward scales the kernel's gradient by
