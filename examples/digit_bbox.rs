@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release --example digit_bbox` prints one line per epoch, the
 //! final validation accuracy and box error, and writes the history plot to
-//! `target/digit_bbox/history.svg` (and the numbers to `history.json`).
+//! `target/digit_bbox/history.svg` and `history.png` (and the numbers to
+//! `history.json`).
 
 use polyhead::Progress;
 use polyhead_examples::digit_bbox::{Config, run};
@@ -25,6 +26,7 @@ fn main() -> polyhead::Result<()> {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/digit_bbox");
     std::fs::create_dir_all(&out).map_err(|e| polyhead::Error::Other(e.to_string()))?;
     report.history.save_svg(out.join("history.svg"))?;
+    report.history.save_png(out.join("history.png"))?;
     report.history.save_json(out.join("history.json"))?;
     println!(
         "validation accuracy: {:.3} (chance: 0.100)",
@@ -34,6 +36,9 @@ fn main() -> polyhead::Result<()> {
         "validation box error: {:.2} pixels (mean absolute, per coordinate)",
         report.val_box_error_pixels
     );
-    println!("history plot: {}", out.join("history.svg").display());
+    println!(
+        "history plot: {} (and history.png)",
+        out.join("history.svg").display()
+    );
     Ok(())
 }

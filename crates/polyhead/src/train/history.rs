@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::train::raster::Canvas;
 
 /// What `fit` returns: for each logged name (`loss`, `class_loss`,
 /// `val_loss`, `class_accuracy`, ...) one value per epoch, as Keras'
@@ -161,7 +162,8 @@ impl History {
     }
 
     /// Draws the history as an SVG image: one panel of loss curves (names
-    /// ending in `loss`; validation dashed), one of the other metrics.
+    /// ending in `loss`; validation dashed in its training curve's colour),
+    /// one of the other values (metrics, loss weights).
     ///
     /// ```
     /// let mut h = polyhead::History::default();
@@ -173,31 +175,28 @@ impl History {
     /// assert!(svg.starts_with("<svg") && svg.contains("val_loss") && svg.contains("class_accuracy"));
     /// ```
     pub fn to_svg(&self) -> String {
-        let (w, h) = (960.0, 420.0);
-        let mut svg = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
-        );
-        let losses: Vec<&(String, Vec<f64>)> = self
-            .series
-            .iter()
-            .filter(|(n, _)| n.ends_with("loss"))
-            .collect();
-        let metrics: Vec<&(String, Vec<f64>)> = self
-            .series
-            .iter()
-            .filter(|(n, _)| !n.ends_with("loss"))
-            .collect();
-        panel(&mut svg, "losses", &losses, 10.0, w / 2.0 - 20.0, h);
-        panel(
-            &mut svg,
-            "metrics",
-            &metrics,
-            w / 2.0 + 10.0,
-            w / 2.0 - 20.0,
-            h,
-        );
-        svg.push_str("</svg>\n");
-        svg
+        let mut svg = Svg(format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
+        ));
+        self.draw(&mut svg);
+        svg.0.push_str("</svg>\n");
+        svg.0
+    }
+
+    /// The same plot as [`History::to_svg`], as a PNG image (drawn with a
+    /// built-in bitmap font; the bytes are identical on every machine).
+    ///
+    /// ```
+    /// let mut h = polyhead::History::default();
+    /// h.push_epoch(&[("loss".into(), 1.0)]);
+    /// h.push_epoch(&[("loss".into(), 0.5)]);
+    /// let png = h.to_png();
+    /// assert_eq!(&png[1..4], b"PNG");
+    /// ```
+    pub fn to_png(&self) -> Vec<u8> {
+        let mut canvas = Canvas::new(WIDTH as usize, HEIGHT as usize);
+        self.draw(&mut canvas);
+        canvas.png()
     }
 
     /// Writes [`History::to_svg`] to a file.
@@ -211,15 +210,123 @@ impl History {
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
         write(path.as_ref(), self.to_svg().as_bytes())
     }
+
+    /// Writes [`History::to_png`] to a file.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join("polyhead-doc-history.png");
+    /// polyhead::History::default().save_png(&path)?;
+    /// assert_eq!(&std::fs::read(&path)?[1..4], b"PNG");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        write(path.as_ref(), &self.to_png())
+    }
+
+    fn draw(&self, surface: &mut dyn Surface) {
+        let losses: Vec<&(String, Vec<f64>)> = self
+            .series
+            .iter()
+            .filter(|(n, _)| n.ends_with("loss"))
+            .collect();
+        let others: Vec<&(String, Vec<f64>)> = self
+            .series
+            .iter()
+            .filter(|(n, _)| !n.ends_with("loss"))
+            .collect();
+        panel(surface, "losses", &losses, 10.0, WIDTH / 2.0 - 20.0, HEIGHT);
+        panel(
+            surface,
+            "metrics",
+            &others,
+            WIDTH / 2.0 + 10.0,
+            WIDTH / 2.0 - 20.0,
+            HEIGHT,
+        );
+    }
 }
 
-const COLORS: [&str; 8] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+const WIDTH: f64 = 960.0;
+const HEIGHT: f64 = 420.0;
+
+const COLORS: [[u8; 3]; 8] = [
+    [0x1f, 0x77, 0xb4],
+    [0xff, 0x7f, 0x0e],
+    [0x2c, 0xa0, 0x2c],
+    [0xd6, 0x27, 0x28],
+    [0x94, 0x67, 0xbd],
+    [0x8c, 0x56, 0x4b],
+    [0xe3, 0x77, 0xc2],
+    [0x17, 0xbe, 0xcf],
 ];
+
+/// What the plot is drawn on: SVG text or a raster canvas.
+trait Surface {
+    /// Text with its baseline at `y`; `end` aligns its end at `x`.
+    fn text(&mut self, x: f64, y: f64, s: &str, end: bool);
+    /// A grey rectangle outline.
+    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64);
+    /// A polyline in `color`, dashed or not.
+    fn polyline(&mut self, points: &[(f64, f64)], color: [u8; 3], dash: bool);
+}
+
+struct Svg(String);
+
+impl Surface for Svg {
+    fn text(&mut self, x: f64, y: f64, s: &str, end: bool) {
+        let anchor = if end { r#" text-anchor="end""# } else { "" };
+        let _ = write!(self.0, r#"<text x="{x:.1}" y="{y:.1}"{anchor}>{s}</text>"#);
+    }
+    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64) {
+        let _ = write!(
+            self.0,
+            r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="none" stroke="gray"/>"#
+        );
+    }
+    fn polyline(&mut self, points: &[(f64, f64)], [r, g, b]: [u8; 3], dash: bool) {
+        let dash = if dash {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
+        let pts: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        let _ = write!(
+            self.0,
+            r#"<polyline fill="none" stroke="rgb({r},{g},{b})" stroke-width="2"{dash} points="{}"/>"#,
+            pts.join(" ")
+        );
+    }
+}
+
+impl Surface for Canvas {
+    fn text(&mut self, x: f64, y: f64, s: &str, end: bool) {
+        let x = if end {
+            x - 6.0 * s.chars().count() as f64
+        } else {
+            x
+        };
+        Canvas::text(self, x, y - 8.0, s, [40, 40, 40]);
+    }
+    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64) {
+        let g = [150, 150, 150];
+        self.line((x, y), (x + w, y), g, 1, false);
+        self.line((x + w, y), (x + w, y + h), g, 1, false);
+        self.line((x + w, y + h), (x, y + h), g, 1, false);
+        self.line((x, y + h), (x, y), g, 1, false);
+    }
+    fn polyline(&mut self, points: &[(f64, f64)], color: [u8; 3], dash: bool) {
+        for w in points.windows(2) {
+            self.line(w[0], w[1], color, 2, dash);
+        }
+    }
+}
 
 /// One chart: axes with min/max labels, a polyline per series, a legend.
 fn panel(
-    svg: &mut String,
+    s: &mut dyn Surface,
     title: &str,
     series: &[&(String, Vec<f64>)],
     x0: f64,
@@ -228,11 +335,7 @@ fn panel(
 ) {
     let (left, top, bottom) = (x0 + 50.0, 30.0, height - 40.0);
     let right = x0 + width - 10.0;
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="18" font-weight="bold">{title}</text>"#,
-        x0 + 50.0
-    );
+    s.text(x0 + 50.0, 18.0, title, false);
     let finite = series
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
@@ -240,19 +343,9 @@ fn panel(
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
         (a.min(v), b.max(v))
     });
-    let _ = write!(
-        svg,
-        r#"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="gray"/>"#,
-        right - left,
-        bottom - top
-    );
+    s.frame(left, top, right - left, bottom - top);
     if !lo.is_finite() {
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}">(nothing logged)</text>"#,
-            left + 10.0,
-            top + 20.0
-        );
+        s.text(left + 10.0, top + 20.0, "(nothing logged)", false);
         return;
     }
     let span = if hi > lo { hi - lo } else { 1.0 };
@@ -264,70 +357,36 @@ fn panel(
         .max(2);
     let px = |e: usize| left + (right - left) * e as f64 / (epochs - 1) as f64;
     let py = |v: f64| bottom - (bottom - top) * (v - lo) / span;
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="end">{:.4}</text>"#,
-        left - 4.0,
-        top + 4.0,
-        hi
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="end">{:.4}</text>"#,
-        left - 4.0,
-        bottom,
-        lo
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="{}">epoch 1</text>"#,
-        bottom + 16.0
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{right}" y="{}" text-anchor="end">epoch {epochs}</text>"#,
-        bottom + 16.0
-    );
+    s.text(left - 4.0, top + 4.0, &format!("{hi:.4}"), true);
+    s.text(left - 4.0, bottom, &format!("{lo:.4}"), true);
+    s.text(left, bottom + 16.0, "epoch 1", false);
+    s.text(right, bottom + 16.0, &format!("epoch {epochs}"), true);
     // A validation curve takes its training curve's colour, dashed.
-    let bases: Vec<&str> = {
-        let mut b: Vec<&str> = Vec::new();
-        for (name, _) in series {
-            let base = name.strip_prefix("val_").unwrap_or(name);
-            if !b.contains(&base) {
-                b.push(base);
-            }
+    let mut bases: Vec<&str> = Vec::new();
+    for (name, _) in series {
+        let base = name.strip_prefix("val_").unwrap_or(name);
+        if !bases.contains(&base) {
+            bases.push(base);
         }
-        b
-    };
+    }
     for (i, (name, values)) in series.iter().enumerate() {
         let base = name.strip_prefix("val_").unwrap_or(name);
         let color = COLORS[bases.iter().position(|b| *b == base).unwrap_or(0) % COLORS.len()];
-        let dash = if name.starts_with("val_") {
-            r#" stroke-dasharray="6 3""#
-        } else {
-            ""
-        };
-        let points: Vec<String> = values
+        let dash = name.starts_with("val_");
+        let points: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
             .filter(|(_, v)| v.is_finite())
-            .map(|(e, &v)| format!("{:.1},{:.1}", px(e), py(v)))
+            .map(|(e, &v)| (px(e), py(v)))
             .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
-            points.join(" ")
-        );
+        s.polyline(&points, color, dash);
         let ly = top + 14.0 + 16.0 * i as f64;
-        let _ = write!(
-            svg,
-            r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2"{dash}/>"#,
-            right - 150.0,
-            ly - 4.0,
-            right - 130.0,
-            ly - 4.0
+        s.polyline(
+            &[(right - 150.0, ly - 4.0), (right - 130.0, ly - 4.0)],
+            color,
+            dash,
         );
-        let _ = write!(svg, r#"<text x="{}" y="{ly}">{name}</text>"#, right - 125.0);
+        s.text(right - 125.0, ly, name, false);
     }
 }
 

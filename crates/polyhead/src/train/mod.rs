@@ -5,6 +5,7 @@ mod callback;
 mod history;
 mod metric;
 mod progress;
+mod raster;
 
 use std::time::Instant;
 
