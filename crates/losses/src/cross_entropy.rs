@@ -7,6 +7,7 @@ use polyhead_tensor::shape::normalize_axis;
 use polyhead_tensor::{Float, Tensor};
 
 use crate::error::{LossError, Result};
+use crate::lanes;
 use crate::loss::{Labels, Loss};
 use crate::reduction::{Convention, LossOutput, Reduction, finish, non_empty, same_shape};
 use crate::units::{rowwise, rowwise_labels};
@@ -361,16 +362,16 @@ fn logits_row<T: Float>(
     value
 }
 
-/// [`logits_row`] on contiguous slices (plain loops the compiler unrolls).
+/// [`logits_row`] on contiguous slices (plain loops the compiler vectorises).
 #[inline]
 fn logits_slice<T: Float>(x: &[T], a: &impl Fn(usize) -> T, g: &mut [T]) -> T {
     let g = &mut g[..x.len()];
-    let m = x.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum_exp = T::ZERO;
+    let m = lanes::max(x);
     for (gv, &xv) in g.iter_mut().zip(x) {
-        *gv = (xv - m).exp();
-        sum_exp += *gv;
+        *gv = xv - m;
     }
+    T::exp_slice(g);
+    let sum_exp = lanes::sum(g);
     let lse = m + sum_exp.ln();
     let inv = T::ONE / sum_exp;
     let mut total_a = T::ZERO;
@@ -672,15 +673,19 @@ pub(crate) fn check_labels(
     classes: usize,
     ignore: Option<i64>,
 ) -> Result<ArrayD<bool>> {
-    for (pos, &y) in labels.indexed_iter() {
-        if Some(y) != ignore && (y < 0 || y as usize >= classes) {
-            return Err(LossError::Label {
-                loss,
-                label: y,
-                position: pos.slice().to_vec(),
-                classes,
-            });
-        }
+    let bad = |y: i64| Some(y) != ignore && (y < 0 || y as usize >= classes);
+    // A flat scan first; the (slow, n-d) position only on the error path.
+    if labels.iter().any(|&y| bad(y)) {
+        let (pos, &y) = labels
+            .indexed_iter()
+            .find(|(_, y)| bad(**y))
+            .expect("a bad label was seen by the flat scan");
+        return Err(LossError::Label {
+            loss,
+            label: y,
+            position: pos.slice().to_vec(),
+            classes,
+        });
     }
     Ok(labels.mapv(|y| Some(y) == ignore))
 }

@@ -55,6 +55,7 @@ mod error;
 mod focal;
 mod hinge;
 mod kl_divergence;
+mod lanes;
 mod loss;
 mod poisson;
 mod reduction;
