@@ -236,7 +236,25 @@ pub(crate) fn finish<T: Float>(
         }
         None => w,
     };
+    let scale = |g: T, c: T| if c == T::ZERO { T::ZERO } else { g * c };
+    let last = u.grad.ndim().checked_sub(1);
+    let contiguous_rows = match (u.unit_axis, u.grad.as_slice_mut(), coef.as_slice()) {
+        (Some(ax), Some(gs), Some(cs)) if Some(ax) == last => {
+            // Rows along the last axis, both contiguous: plain chunks.
+            let cols = gs.len() / cs.len().max(1);
+            for (row, &c) in gs.chunks_exact_mut(cols.max(1)).zip(cs) {
+                row.iter_mut().for_each(|g| *g = scale(*g, c));
+            }
+            true
+        }
+        (None, Some(gs), Some(cs)) => {
+            gs.iter_mut().zip(cs).for_each(|(g, &c)| *g = scale(*g, c));
+            true
+        }
+        _ => false,
+    };
     match u.unit_axis {
+        _ if contiguous_rows => {}
         Some(ax) => Zip::from(u.grad.lanes_mut(Axis(ax)))
             .and(&coef)
             .for_each(|mut lane, &c| {

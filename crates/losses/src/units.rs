@@ -45,6 +45,33 @@ pub(crate) fn pointwise<T: Float>(
                 Aggregate::Sum => T::ONE,
             };
             let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
+            let row = |pl: &[T], tl: &[T], gl: &mut [T]| {
+                let mut sum = T::ZERO;
+                for (j, ((&pv, &tv), g)) in pl.iter().zip(tl).zip(gl.iter_mut()).enumerate() {
+                    let (term, d) = f(pv, tv, j);
+                    sum += term;
+                    *g = d * scale;
+                }
+                sum * scale
+            };
+            if let (Some(ps), Some(ts), Some(gs), Some(vs)) = (
+                p.as_slice(),
+                t.as_slice(),
+                grad.as_slice_mut(),
+                values.as_slice_mut(),
+            ) {
+                // Contiguous rows: plain chunks, no n-d lane iterator.
+                let c = cols.max(1);
+                for (((pl, tl), gl), v) in ps
+                    .chunks_exact(c)
+                    .zip(ts.chunks_exact(c))
+                    .zip(gs.chunks_exact_mut(c))
+                    .zip(vs.iter_mut())
+                {
+                    *v = row(pl, tl, gl);
+                }
+                return Units::new(values, grad, Some(last.index()));
+            }
             Zip::from(p.lanes(last))
                 .and(t.lanes(last))
                 .and(grad.lanes_mut(last))

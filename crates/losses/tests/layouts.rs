@@ -1,0 +1,69 @@
+//! The kernels take fast paths on contiguous rows and n-d lane iterators
+//! otherwise. Both must give the same numbers: a strided (transposed) input
+//! and its contiguous copy hold the same values, and the per-element
+//! arithmetic is identical, so values and gradients must match exactly.
+
+use polyhead_losses::*;
+use polyhead_tensor::{Float, Tensor};
+
+/// A `[rows, cols]` tensor stored transposed (not contiguous).
+fn strided(rows: usize, cols: usize, seed: u64) -> Tensor<f32> {
+    let t = Tensor::<f32>::rand_normal(&[cols, rows], 0.0, 2.0, seed).unwrap();
+    let s = t.transpose(0, 1).unwrap();
+    assert!(!s.is_contiguous());
+    s
+}
+
+fn assert_same<T: Float + std::fmt::Debug>(a: &LossOutput<T>, b: &LossOutput<T>, what: &str) {
+    assert_eq!(a.value.to_vec(), b.value.to_vec(), "{what}: value");
+    assert_eq!(a.grad.shape(), b.grad.shape(), "{what}: grad shape");
+    assert_eq!(a.grad.to_vec(), b.grad.to_vec(), "{what}: grad");
+}
+
+fn check_dense<L: Loss<f32, Target = Tensor<f32>>>(loss: &L, what: &str) {
+    let p = strided(7, 5, 1);
+    let t = strided(7, 5, 2).abs();
+    let strided_out = loss.value_and_grad(&p, &t, None).unwrap();
+    let contiguous_out = loss
+        .value_and_grad(&p.to_contiguous(), &t.to_contiguous(), None)
+        .unwrap();
+    assert_same(&strided_out, &contiguous_out, what);
+}
+
+#[test]
+fn pointwise_losses_do_not_depend_on_layout() {
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        check_dense(&Mse::new().reduction(reduction), "mse keras");
+        check_dense(
+            &Mse::new()
+                .convention(Convention::PyTorch)
+                .reduction(reduction),
+            "mse pytorch",
+        );
+        check_dense(&Huber::new(1.0).reduction(reduction), "huber");
+    }
+}
+
+#[test]
+fn cross_entropy_does_not_depend_on_layout() {
+    let p = strided(6, 9, 3);
+    let y: Vec<usize> = (0..6).map(|i| (i * 5) % 9).collect();
+    let labels = Labels::from_classes(&y);
+    let dense = labels.one_hot::<f32>(9).unwrap();
+    for reduction in [Reduction::Mean, Reduction::None] {
+        let sparse = SparseCrossEntropy::from_logits().reduction(reduction);
+        let a = sparse.value_and_grad(&p, &labels, None).unwrap();
+        let b = sparse
+            .value_and_grad(&p.to_contiguous(), &labels, None)
+            .unwrap();
+        assert_same(&a, &b, "sparse cross-entropy");
+        let full = CrossEntropy::from_logits()
+            .label_smoothing(0.1)
+            .reduction(reduction);
+        let a = full.value_and_grad(&p, &dense, None).unwrap();
+        let b = full
+            .value_and_grad(&p.to_contiguous(), &dense, None)
+            .unwrap();
+        assert_same(&a, &b, "cross-entropy");
+    }
+}
