@@ -262,9 +262,29 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let wants = |w: &str| filter.as_ref().is_none_or(|f| f.iter().any(|x| x == w));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "polyhead bench ({}; {threads} threads available; all workloads single-threaded)",
+        "polyhead bench ({}; {threads} threads available; each workload at 1 and {threads} threads; \
+         rooflines use the single-thread triad and GEMM rates)",
         if quick { "quick" } else { "full" }
     );
+    let mut thread_counts = vec![1];
+    if threads > 1 {
+        thread_counts.push(threads);
+    }
+    // Runs a workload inside a rayon pool of each size and labels the rows.
+    let at_threads = |make: &(dyn Fn() -> Row + Sync)| -> Vec<Row> {
+        thread_counts
+            .iter()
+            .map(|&n| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .expect("a rayon thread pool");
+                let mut row = pool.install(make);
+                row.threads = n;
+                row
+            })
+            .collect()
+    };
     let bandwidth = triad_bandwidth(quick);
     let gflops = gemm_rate(quick);
     println!("machine: triad {bandwidth:.1} GB/s, f32 GEMM {gflops:.1} GFLOP/s (matrixmultiply)\n");
@@ -282,7 +302,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 (16384, 1000),
             ]
         };
-        rows.extend(shapes.iter().map(|&(b, c)| ce_row(quick, b, c)));
+        rows.extend(
+            shapes
+                .iter()
+                .flat_map(|&(b, c)| at_threads(&|| ce_row(quick, b, c))),
+        );
     }
     if wants("mse") {
         let batches: &[usize] = if quick {
@@ -290,15 +314,27 @@ pub fn run(args: &[String]) -> Result<(), String> {
         } else {
             &[32, 1024, 65536]
         };
-        rows.extend(batches.iter().map(|&b| mse_row(quick, b)));
+        rows.extend(
+            batches
+                .iter()
+                .flat_map(|&b| at_threads(&|| mse_row(quick, b))),
+        );
     }
     if wants("multi") {
         let batches: &[usize] = if quick { &[32] } else { &[32, 1024, 65536] };
-        rows.extend(batches.iter().map(|&b| multi_row(quick, b)));
+        rows.extend(
+            batches
+                .iter()
+                .flat_map(|&b| at_threads(&|| multi_row(quick, b))),
+        );
     }
     if wants("train") {
         let batches: &[usize] = if quick { &[128] } else { &[128, 1024] };
-        rows.extend(batches.iter().map(|&b| train_row(quick, b)));
+        rows.extend(
+            batches
+                .iter()
+                .flat_map(|&b| at_threads(&|| train_row(quick, b))),
+        );
     }
 
     println!(

@@ -67,7 +67,7 @@ pub(crate) fn run_pointwise<T: Float>(
     target: &Tensor<T>,
     sample_weight: Option<&Tensor<T>>,
     buffer: Option<Tensor<T>>,
-    kernel: impl Fn(T, T, usize) -> (T, T),
+    kernel: impl Fn(T, T, usize) -> (T, T) + Sync,
 ) -> Result<LossOutput<T>> {
     same_shape(loss, pred, target)?;
     let units = pointwise(pred, target, config.convention, aggregate, buffer, kernel);

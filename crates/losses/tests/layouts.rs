@@ -67,3 +67,33 @@ fn cross_entropy_does_not_depend_on_layout() {
         assert_same(&a, &b, "cross-entropy");
     }
 }
+
+/// Large inputs are split over rayon's threads by blocks of rows; each row
+/// is computed the same way, so one thread and two give identical bits.
+#[test]
+fn thread_count_does_not_change_results() {
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            // 20000 x 10 = 200k elements: above the rowwise threshold.
+            let p = Tensor::<f32>::rand_normal(&[20_000, 10], 0.0, 3.0, 7).unwrap();
+            let y: Vec<usize> = (0..20_000).map(|i| (i * 7) % 10).collect();
+            let labels = Labels::from_classes(&y);
+            let ce = SparseCrossEntropy::from_logits()
+                .value_and_grad(&p, &labels, None)
+                .unwrap();
+            // 300000 x 4 = 1.2M elements: above the pointwise threshold.
+            let p = Tensor::<f32>::rand_normal(&[300_000, 4], 0.0, 1.0, 8).unwrap();
+            let t = Tensor::<f32>::rand_normal(&[300_000, 4], 0.0, 1.0, 9).unwrap();
+            let mse = Mse::new().value_and_grad(&p, &t, None).unwrap();
+            (ce, mse)
+        })
+    };
+    let (ce1, mse1) = run(1);
+    let (ce2, mse2) = run(2);
+    assert_same(&ce1, &ce2, "sparse cross-entropy");
+    assert_same(&mse1, &mse2, "mse");
+}
