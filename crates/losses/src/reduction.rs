@@ -196,6 +196,9 @@ pub(crate) fn finish<T: Float>(
     reduction: Reduction,
     sample_weight: Option<&Tensor<T>>,
 ) -> Result<LossOutput<T>> {
+    if let Some(out) = finish_uniform(&mut u, reduction, sample_weight) {
+        return Ok(out);
+    }
     let unit_shape = u.values.shape().to_vec();
     let mut w: ArrayD<T> = match sample_weight {
         Some(sw) => unit_weights(loss, sw, &unit_shape)?,
@@ -287,6 +290,52 @@ pub(crate) fn finish<T: Float>(
         } else {
             None
         },
+    })
+}
+
+/// [`finish`] when every unit has the same coefficient (no sample weights,
+/// no loss-side weights, nothing ignored, a reducing reduction): one pass
+/// over the gradient and one over the values, no per-unit weight arrays.
+/// Gives the same bits as the general path (coefficient `1 / divisor` for
+/// every unit, the same summation order). `None` when it does not apply.
+fn finish_uniform<T: Float>(
+    u: &mut Units<T>,
+    reduction: Reduction,
+    sample_weight: Option<&Tensor<T>>,
+) -> Option<LossOutput<T>> {
+    let ignores_some = u.ignored.as_ref().is_some_and(|ig| ig.iter().any(|&i| i));
+    if sample_weight.is_some() || u.weights.is_some() || ignores_some {
+        return None;
+    }
+    let units = u.values.len();
+    let divisor = match reduction {
+        Reduction::None => return None,
+        Reduction::Sum => None,
+        Reduction::Mean => Some(u.mean_divisor.unwrap_or(units as f64)),
+        // Every weight is 1: their sum is the number of units.
+        Reduction::WeightedMean => Some(units as f64),
+        Reduction::BatchMean => Some(u.grad.shape().first().copied().unwrap_or(1) as f64),
+    };
+    let coef = match divisor {
+        Some(0.0) => T::ZERO,
+        Some(d) => T::from_f64(1.0 / d),
+        None => T::ONE,
+    };
+    let scale = |g: T| if coef == T::ZERO { T::ZERO } else { g * coef };
+    match u.grad.as_slice_mut() {
+        Some(gs) => gs.iter_mut().for_each(|g| *g = scale(*g)),
+        None => u.grad.mapv_inplace(scale),
+    }
+    let total = if coef == T::ZERO {
+        T::ZERO
+    } else {
+        u.values.iter().fold(T::ZERO, |acc, &v| acc + v * coef)
+    };
+    let grad = std::mem::take(&mut u.grad);
+    Some(LossOutput {
+        value: Tensor::scalar(total),
+        grad: Tensor::from_array(grad),
+        unit_axis: None,
     })
 }
 

@@ -207,9 +207,10 @@ pub(crate) fn softplus<T: Float>(x: T) -> T {
 /// on two threads, CE 1024x10 unchanged (below the threshold).
 const ROWWISE_PARALLEL_MIN: usize = 1 << 16;
 
-/// The same for pointwise kernels, whose few flops per element are cheaper
-/// than moving the data between cores: MSE 65536x4 (262k elements) was
-/// 1.4x slower on two threads, so they stay serial up to 1M elements.
+/// The same for pointwise kernels, whose few flops per element make them
+/// memory-bound: MSE 65536x4 (262k elements, at the single-core triad
+/// bandwidth) was no faster on two threads, and up to 1.4x slower in one
+/// measurement, so they stay serial up to 1M elements.
 const POINTWISE_PARALLEL_MIN: usize = 1 << 20;
 
 /// Prediction elements per parallel task (whole rows, at least one).
