@@ -1,7 +1,7 @@
-//! The kernels take fast paths on contiguous rows and n-d lane iterators
-//! otherwise. Both must give the same numbers: a strided (transposed) input
-//! and its contiguous copy hold the same values, and the per-element
-//! arithmetic is identical, so values and gradients must match exactly.
+//! The kernels take fast paths (contiguous rows, rayon over row blocks, a
+//! one-pass reduction without weights) and general ones otherwise. Each
+//! pair does the same per-element arithmetic in the same order, so values
+//! and gradients must match bit for bit.
 
 use polyhead_losses::*;
 use polyhead_tensor::{Float, Tensor};
@@ -96,4 +96,34 @@ fn thread_count_does_not_change_results() {
     let (ce2, mse2) = run(2);
     assert_same(&ce1, &ce2, "sparse cross-entropy");
     assert_same(&mse1, &mse2, "mse");
+}
+
+/// Without weights the reduction takes a one-pass path; with all-one
+/// sample weights it takes the general one. Both must give the same bits.
+#[test]
+fn unweighted_reduction_matches_weighted_path_with_unit_weights() {
+    let p = Tensor::<f32>::rand_normal(&[33, 6], 0.0, 2.0, 11).unwrap();
+    let t = Tensor::<f32>::rand_normal(&[33, 6], 0.0, 1.0, 12).unwrap();
+    let ones = Tensor::<f32>::ones(&[33]).unwrap();
+    let y: Vec<usize> = (0..33).map(|i| (i * 5) % 6).collect();
+    let labels = Labels::from_classes(&y);
+    for reduction in [
+        Reduction::Mean,
+        Reduction::Sum,
+        Reduction::WeightedMean,
+        Reduction::BatchMean,
+    ] {
+        let mse = Mse::new().reduction(reduction);
+        assert_same(
+            &mse.value_and_grad(&p, &t, None).unwrap(),
+            &mse.value_and_grad(&p, &t, Some(&ones)).unwrap(),
+            "mse",
+        );
+        let ce = SparseCrossEntropy::from_logits().reduction(reduction);
+        assert_same(
+            &ce.value_and_grad(&p, &labels, None).unwrap(),
+            &ce.value_and_grad(&p, &labels, Some(&ones)).unwrap(),
+            "sparse cross-entropy",
+        );
+    }
 }
