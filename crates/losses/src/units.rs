@@ -55,52 +55,58 @@ pub(crate) fn pointwise<T: Float>(
                 }
                 sum * scale
             };
-            if let (Some(ps), Some(ts), Some(gs), Some(vs)) = (
-                p.as_slice(),
-                t.as_slice(),
-                grad.as_slice_mut(),
-                values.as_slice_mut(),
-            ) {
-                // Contiguous rows: plain chunks, no n-d lane iterator.
-                for_each_row(POINTWISE_PARALLEL_MIN, ps, ts, cols, gs, vs, row);
-                return Units::new(values, grad, Some(last.index()));
-            }
-            Zip::from(p.lanes(last))
-                .and(t.lanes(last))
-                .and(grad.lanes_mut(last))
-                .and(&mut values)
-                .for_each(|pl, tl, mut gl, v| {
-                    let mut sum = T::ZERO;
-                    for (j, ((&pv, &tv), g)) in
-                        pl.iter().zip(tl.iter()).zip(gl.iter_mut()).enumerate()
-                    {
-                        let (term, d) = f(pv, tv, j);
-                        sum += term;
-                        *g = d * scale;
-                    }
-                    *v = sum * scale;
-                });
+            // Rows along the last axis as plain slices: a strided input is
+            // copied to row-major order first (rare; the gradient buffer and
+            // the values are always row-major).
+            let (p, t) = (p.as_standard_layout(), t.as_standard_layout());
+            let contiguous = "row-major arrays have a slice";
+            for_each_row(
+                POINTWISE_PARALLEL_MIN,
+                p.as_slice().expect(contiguous),
+                t.as_slice().expect(contiguous),
+                cols,
+                grad.as_slice_mut().expect(contiguous),
+                values.as_slice_mut().expect(contiguous),
+                row,
+            );
             Units::new(values, grad, Some(last.index()))
         }
         Convention::PyTorch => {
+            // Every element is its own unit: walk row-major slices by rows
+            // (the column index feeds per-class options).
+            let cols = pred.shape()[last.index()].max(1);
             let mut values = ArrayD::from_elem(pred.shape(), T::ZERO);
-            Zip::from(p.lanes(last))
-                .and(t.lanes(last))
-                .and(grad.lanes_mut(last))
-                .and(values.lanes_mut(last))
-                .for_each(|pl, tl, mut gl, mut vl| {
-                    for (j, (((&pv, &tv), g), v)) in pl
-                        .iter()
-                        .zip(tl.iter())
-                        .zip(gl.iter_mut())
-                        .zip(vl.iter_mut())
-                        .enumerate()
-                    {
-                        let (term, d) = f(pv, tv, j);
-                        *v = term;
-                        *g = d;
-                    }
-                });
+            let (p, t) = (p.as_standard_layout(), t.as_standard_layout());
+            let contiguous = "row-major arrays have a slice";
+            let rows = p
+                .as_slice()
+                .expect(contiguous)
+                .chunks_exact(cols)
+                .zip(t.as_slice().expect(contiguous).chunks_exact(cols))
+                .zip(
+                    grad.as_slice_mut()
+                        .expect(contiguous)
+                        .chunks_exact_mut(cols),
+                )
+                .zip(
+                    values
+                        .as_slice_mut()
+                        .expect(contiguous)
+                        .chunks_exact_mut(cols),
+                );
+            for (((pl, tl), gl), vl) in rows {
+                for (j, (((&pv, &tv), g), v)) in pl
+                    .iter()
+                    .zip(tl)
+                    .zip(gl.iter_mut())
+                    .zip(vl.iter_mut())
+                    .enumerate()
+                {
+                    let (term, d) = f(pv, tv, j);
+                    *v = term;
+                    *g = d;
+                }
+            }
             Units::new(values, grad, None)
         }
     }
@@ -181,9 +187,9 @@ pub(crate) fn rowwise_labels<T: Float>(
 }
 
 /// The gradient buffer: the caller's previous gradient when it has the
-/// right shape and no other owner (no allocation), else a new one. Kernels
-/// overwrite every element (rowwise kernels write whole lanes), so its
-/// contents do not matter.
+/// right shape and is row-major (no allocation), else a new one. Always
+/// zeroed: some kernels write only part of a lane (multi-margin hinge skips
+/// inactive classes, an ignored label skips its whole lane).
 fn grad_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
     match buffer {
         Some(b) if b.shape() == shape && b.is_contiguous() => {
