@@ -4,6 +4,12 @@
 //! Operands are passed to the kernel with their real strides, so a transposed
 //! or sliced view is multiplied without being copied: `a.transpose(0, 1)?
 //! .matmul(&b)` costs the same as a contiguous `A^T B`.
+//!
+//! Large products are split into blocks of rows (or columns) of `C` and run
+//! on the current rayon pool. Each element of `C` is still computed by one
+//! kernel call over the same `k` order, and blocks start at multiples of
+//! [`SPLIT_ALIGN`] (a multiple of every kernel's tile size), so the result
+//! is bit-identical whatever the number of threads.
 #![allow(unsafe_code)]
 
 use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
@@ -86,9 +92,23 @@ macro_rules! impl_gemm {
 impl_gemm!(f32, matrixmultiply::sgemm);
 impl_gemm!(f64, matrixmultiply::dgemm);
 
+/// Products of fewer multiply-adds than this run on one thread. Measured on the
+/// 2-core CI machine kind with `cargo xtask bench`: a training step whose
+/// products have 6.4M multiply-adds got *slower* on two threads (each product
+/// alone ran 1.4x faster, but waking the idle rayon worker between products
+/// cost more), while one with 51M-element products ran 1.35x faster.
+const PARALLEL_GEMM_MIN: usize = 1 << 23;
+
+/// Blocks of `C` start at multiples of this many rows or columns: a multiple of
+/// matrixmultiply's micro-tile sizes (at most 16), so each block is tiled exactly
+/// as the whole product would be and rounding does not depend on the split.
+const SPLIT_ALIGN: usize = 64;
+
 /// `C <- alpha A B + beta C` on ndarray views with any strides (transposed,
 /// sliced, negative). With `beta = 0` the old contents of `C` are ignored
-/// (even NaN). Errors if the shapes do not fit.
+/// (even NaN). Errors if the shapes do not fit. Products of more than about
+/// a million multiply-adds use the threads of the current rayon pool, with
+/// results bit-identical to one thread.
 ///
 /// ```
 /// use ndarray::{array, Array2};
@@ -138,11 +158,66 @@ pub fn gemm<T: Float>(
         }
         return Ok(());
     }
+    let pieces = if m * n * k >= PARALLEL_GEMM_MIN {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    gemm_blocks(alpha, a, b, beta, c, pieces);
+    Ok(())
+}
+
+/// Runs the product as up to `pieces` blocks of `C` in parallel, halving
+/// the longer of its two dimensions at a multiple of [`SPLIT_ALIGN`].
+fn gemm_blocks<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+    pieces: usize,
+) {
+    let (m, n) = c.dim();
+    let split_rows = m >= n;
+    let len = if split_rows { m } else { n };
+    if pieces < 2 || len < 2 * SPLIT_ALIGN {
+        return gemm_serial(alpha, a, b, beta, c);
+    }
+    let mid = (len / 2).div_ceil(SPLIT_ALIGN) * SPLIT_ALIGN;
+    let (left, right) = (pieces / 2, pieces - pieces / 2);
+    if split_rows {
+        let (a0, a1) = a.split_at(Axis(0), mid);
+        let (c0, c1) = c.split_at(Axis(0), mid);
+        rayon::join(
+            || gemm_blocks(alpha, a0, b, beta, c0, left),
+            || gemm_blocks(alpha, a1, b, beta, c1, right),
+        );
+    } else {
+        let (b0, b1) = b.split_at(Axis(1), mid);
+        let (c0, c1) = c.split_at(Axis(1), mid);
+        rayon::join(
+            || gemm_blocks(alpha, a, b0, beta, c0, left),
+            || gemm_blocks(alpha, a, b1, beta, c1, right),
+        );
+    }
+}
+
+/// One kernel call on non-empty, shape-checked views.
+fn gemm_serial<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
     let [rsa, csa] = strides(&a.view());
     let [rsb, csb] = strides(&b.view());
     let [rsc, csc] = [c.strides()[0], c.strides()[1]];
     // SAFETY: `a`, `b` and `c` are live ndarray views of shapes (m, k),
-    // (k, n) and (m, n), all non-empty; `as_ptr` is the element at [0, 0]
+    // (k, n) and (m, n), all non-empty (`gemm` returns early otherwise, and
+    // `gemm_blocks` never makes an empty block); `as_ptr` is the element at [0, 0]
     // and every `i*rs + j*cs` within the shape is an element of the view.
     // `c` is a unique mutable view, so its elements do not alias each other
     // or the shared views `a` and `b`.
@@ -164,7 +239,6 @@ pub fn gemm<T: Float>(
             csc,
         );
     }
-    Ok(())
 }
 
 fn strides<T>(v: &ArrayView2<'_, T>) -> [isize; 2] {

@@ -1,0 +1,103 @@
+//! Large products run in blocks on the rayon pool; the blocks start on tile
+//! boundaries, so the result must not depend on the number of threads, bit
+//! for bit, and must still agree with a naive product.
+
+use ndarray::{Array2, ArrayView2, s};
+use polyhead_tensor::{Tensor, gemm};
+
+fn filled(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let t = Tensor::<f32>::rand_uniform(&[rows, cols], -1.0, 1.0, seed).unwrap();
+    t.into_array().into_dimensionality().unwrap()
+}
+
+/// `C <- 1.5 A B + beta C0` on a pool of `threads` threads.
+fn product(
+    threads: usize,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c0: &Array2<f32>,
+) -> Array2<f32> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut c = c0.clone();
+    pool.install(|| gemm(1.5, a, b, beta, c.view_mut()))
+        .unwrap();
+    c
+}
+
+fn assert_same_bits(one: &Array2<f32>, many: &Array2<f32>, threads: usize) {
+    for ((at, x), y) in one.indexed_iter().zip(many.iter()) {
+        assert_eq!(
+            x.to_bits(),
+            y.to_bits(),
+            "element {at:?}: 1 thread {x}, {threads} threads {y}"
+        );
+    }
+}
+
+#[test]
+fn threaded_gemm_is_bit_identical_to_one_thread() {
+    // (m, k, n): tall (rows split), wide (columns split), sizes that are not
+    // multiples of any tile, and the shapes of the bench's training step.
+    for (case, &(m, k, n)) in [
+        (1024, 784, 64),
+        (130, 300, 1001),
+        (515, 257, 129),
+        (784, 1024, 64),
+        (129, 2000, 129),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 10 * case as u64;
+        let a = filled(m, k, seed);
+        let b = filled(k, n, seed + 1);
+        let c0 = filled(m, n, seed + 2);
+        for beta in [0.0, 1.0] {
+            let one = product(1, a.view(), b.view(), beta, &c0);
+            for threads in [2, 3, 4] {
+                let many = product(threads, a.view(), b.view(), beta, &c0);
+                assert_same_bits(&one, &many, threads);
+            }
+        }
+        // A transposed operand (as in a backward pass) and a strided output.
+        let at = filled(k, m, seed + 3);
+        let mut wide = Array2::<f32>::zeros((m, 2 * n));
+        let one = product(1, at.t(), b.view(), 0.0, &c0);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| gemm(1.5, at.t(), b.view(), 0.0, wide.slice_mut(s![.., ..;2])))
+            .unwrap();
+        assert_same_bits(&one, &wide.slice(s![.., ..;2]).to_owned(), 2);
+        assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == 0.0));
+    }
+}
+
+#[test]
+fn threaded_gemm_agrees_with_a_naive_product() {
+    let (m, k, n) = (300, 400, 200);
+    let a = filled(m, k, 1);
+    let b = filled(k, n, 2);
+    let c0 = Array2::zeros((m, n));
+    let got = product(2, a.view(), b.view(), 0.0, &c0);
+    for i in 0..m {
+        for j in 0..n {
+            let want: f64 = (0..k)
+                .map(|p| a[[i, p]] as f64 * b[[p, j]] as f64)
+                .sum::<f64>()
+                * 1.5;
+            // 400 products of magnitude <= 1, each rounded to f32 (2^-24
+            // relative) and summed in f32: well under 400 * 2^-23 ~ 5e-5.
+            assert!(
+                (got[[i, j]] as f64 - want).abs() < 5e-5,
+                "[{i}, {j}]: {} vs {want}",
+                got[[i, j]]
+            );
+        }
+    }
+}
