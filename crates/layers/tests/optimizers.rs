@@ -223,6 +223,69 @@ fn a_non_finite_gradient_is_refused_and_nothing_changes() {
     );
 }
 
+#[test]
+fn a_refused_update_keeps_the_momentum_state_of_the_last_good_step() {
+    // Step 2's momentum buffer overflows (0.9e308 + 1e308), so the update
+    // would make w infinite and is refused; step 3 must then continue from
+    // step 1's state exactly, as if step 2 had never been tried.
+    let sgd = || Sgd::new(0.1).momentum(0.9).build::<f64>();
+    let (mut tried, mut clean) = (sgd(), sgd());
+    let (mut m_tried, mut m_clean) = (one(1.0), one(1.0));
+    let step = |opt: &mut Optimizer<f64>, m: &mut Named<f64>, g: f64| {
+        opt.step_with(m, |_, _| Some(Tensor::scalar(g)))
+    };
+    step(&mut tried, &mut m_tried, 1e308).unwrap();
+    step(&mut clean, &mut m_clean, 1e308).unwrap();
+    let err = step(&mut tried, &mut m_tried, 1e308).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("would make w non-finite (-inf at flat index 0)"),
+        "{err}"
+    );
+    for g in [1.0, -2.0, 0.5] {
+        step(&mut tried, &mut m_tried, g).unwrap();
+        step(&mut clean, &mut m_clean, g).unwrap();
+        assert_eq!(value(&m_tried), value(&m_clean));
+    }
+    assert_eq!(tried.state(), clean.state());
+}
+
+#[test]
+fn a_transposed_gradient_updates_like_its_row_major_copy() {
+    let model = || {
+        Named(vec![(
+            "k".to_string(),
+            Parameter::new(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap()),
+        )])
+    };
+    // Stored [3, 2], viewed as its [2, 3] transpose.
+    let stored = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.25, -3.0, 1.5], &[3, 2]).unwrap();
+    let transposed = stored.transpose(0, 1).unwrap();
+    let copy = Tensor::from_vec(transposed.to_vec(), &[2, 3]).unwrap();
+    let (mut a, mut b) = (model(), model());
+    let mut opt_a = Adam::new(0.1).build::<f64>();
+    let mut opt_b = Adam::new(0.1).build::<f64>();
+    for _ in 0..3 {
+        opt_a
+            .step_with(&mut a, |_, _| Some(transposed.clone()))
+            .unwrap();
+        opt_b.step_with(&mut b, |_, _| Some(copy.clone())).unwrap();
+    }
+    assert_eq!(a.0[0].1.value().to_vec(), b.0[0].1.value().to_vec());
+    // And the layout was honoured: the gradient is [[0.5, 2, -3], [-1, 0.25,
+    // 1.5]], and each weight moves against its gradient's sign.
+    let moved: Vec<f64> = a.0[0]
+        .1
+        .value()
+        .to_vec()
+        .iter()
+        .zip(1..)
+        .map(|(w, i)| w - i as f64)
+        .collect();
+    let signs: Vec<f64> = moved.iter().map(|d| d.signum()).collect();
+    assert_eq!(signs, vec![-1.0, -1.0, 1.0, 1.0, -1.0, -1.0]);
+}
+
 // ---- Keras fixtures ----
 
 fn fixture(name: &str) -> Value {

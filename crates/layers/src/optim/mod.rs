@@ -51,6 +51,22 @@ pub struct Optimizer<T: Float> {
     clip_value: Option<f64>,
     steps: u64,
     slots: BTreeMap<String, Vec<Vec<T>>>,
+    /// Last step's slot buffers, reused as the next step's staging area
+    /// (contents meaningless; not part of the saved state).
+    spare: BTreeMap<String, Vec<Vec<T>>>,
+}
+
+/// The index of the first NaN or infinity. Scans without branching on each
+/// element (so the common all-finite case vectorises), then finds the index.
+fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
+    let any = values
+        .chunks(64)
+        .any(|chunk| chunk.iter().fold(false, |bad, v| bad | !v.is_finite()));
+    if any {
+        values.iter().position(|v| !v.is_finite())
+    } else {
+        None
+    }
 }
 
 macro_rules! build_method {
@@ -81,6 +97,7 @@ impl<T: Float> Optimizer<T> {
             clip_value: None,
             steps: 0,
             slots: BTreeMap::new(),
+            spare: BTreeMap::new(),
         }
     }
 
@@ -195,7 +212,7 @@ impl<T: Float> Optimizer<T> {
     ) -> Result<()> {
         self.rule.validate()?;
         let mut params = model.parameters_mut();
-        let mut updates: Vec<(usize, Vec<T>)> = Vec::new();
+        let mut grads: Vec<(usize, Tensor<T>)> = Vec::new();
         for (i, (name, p)) in params.iter().enumerate() {
             let Some(g) = grad_of(name, p) else {
                 continue;
@@ -210,55 +227,83 @@ impl<T: Float> Optimizer<T> {
                     ),
                 });
             }
-            let g = g.to_vec();
-            if let Some((at, v)) = g.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            // Row-major gradients (all that autograd makes) are read in
+            // place; other layouts are copied once.
+            let g = if g.view().is_standard_layout() {
+                g
+            } else {
+                Tensor::from_vec(g.to_vec(), g.shape())?
+            };
+            let values = g.view().to_slice().expect("row-major");
+            if let Some(at) = first_non_finite(values) {
                 return Err(LayerError::Invalid {
                     what: "optimizer",
                     message: format!(
-                        "gradient of {name} is {v} at flat index {at} (shape {:?}); the step was not applied",
+                        "gradient of {name} is {} at flat index {at} (shape {:?}); the step was not applied",
+                        values[at],
                         p.value().shape()
                     ),
                 });
             }
-            updates.push((i, g));
+            grads.push((i, g));
         }
-        if let Some(c) = self.clip_value {
-            let c = T::from_f64(c);
-            for (_, g) in &mut updates {
-                g.iter_mut().for_each(|v| *v = v.max(-c).min(c));
-            }
-        }
-        if let Some(max_norm) = self.clip_global_norm {
-            let norm = updates
-                .iter()
-                .flat_map(|(_, g)| g.iter())
-                .map(|v| v.to_f64() * v.to_f64())
-                .sum::<f64>()
-                .sqrt();
-            if norm > max_norm {
-                let scale = T::from_f64(max_norm / norm);
-                for (_, g) in &mut updates {
-                    g.iter_mut().for_each(|v| *v *= scale);
+        // Clipping changes the gradients, so it works on copies.
+        let mut clipped: Option<Vec<Vec<T>>> = None;
+        if self.clip_value.is_some() || self.clip_global_norm.is_some() {
+            let mut copies: Vec<Vec<T>> = grads.iter().map(|(_, g)| g.to_vec()).collect();
+            if let Some(c) = self.clip_value {
+                let c = T::from_f64(c);
+                for g in &mut copies {
+                    g.iter_mut().for_each(|v| *v = v.max(-c).min(c));
                 }
             }
+            if let Some(max_norm) = self.clip_global_norm {
+                let norm = copies
+                    .iter()
+                    .flatten()
+                    .map(|v| v.to_f64() * v.to_f64())
+                    .sum::<f64>()
+                    .sqrt();
+                if norm > max_norm {
+                    let scale = T::from_f64(max_norm / norm);
+                    for g in &mut copies {
+                        g.iter_mut().for_each(|v| *v *= scale);
+                    }
+                }
+            }
+            clipped = Some(copies);
         }
         let lr = self.schedule.at(self.steps);
         let t = self.steps + 1;
         let slot_count = self.rule.slot_names().len();
-        // Compute every new value first; commit only if all are finite, so a
-        // diverging step changes neither the model nor the optimizer state.
-        let mut staged: Vec<(usize, Vec<T>, Vec<Vec<T>>)> = Vec::with_capacity(updates.len());
-        for (i, g) in updates {
-            let (name, p) = &params[i];
+        // Compute every new value into staging buffers first (the new slots
+        // go into last step's spare buffers); commit only if all are finite,
+        // so a diverging step changes neither the model nor the optimizer.
+        let mut staged: Vec<(usize, Vec<T>, Vec<Vec<T>>)> = Vec::with_capacity(grads.len());
+        for (k, (i, g)) in grads.iter().enumerate() {
+            let g = match &clipped {
+                Some(copies) => &copies[k][..],
+                None => g.view().to_slice().expect("row-major"),
+            };
+            let (name, p) = &params[*i];
             let n = g.len();
-            let mut slots = self
-                .slots
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| vec![vec![T::ZERO; n]; slot_count]);
+            let mut slots = self.spare.remove(name).unwrap_or_default();
+            slots.resize_with(slot_count, Vec::new);
+            match self.slots.get(name) {
+                Some(old) => {
+                    for (new, old) in slots.iter_mut().zip(old) {
+                        new.clear();
+                        new.extend_from_slice(old);
+                    }
+                }
+                None => slots.iter_mut().for_each(|s| {
+                    s.clear();
+                    s.resize(n, T::ZERO);
+                }),
+            }
             let mut w = p.value().to_vec();
-            self.rule.update(&mut w, &g, &mut slots, t, lr);
-            if let Some(at) = w.iter().position(|v| !v.is_finite()) {
+            self.rule.update(&mut w, g, &mut slots, t, lr);
+            if let Some(at) = first_non_finite(&w) {
                 return Err(LayerError::Invalid {
                     what: "optimizer",
                     message: format!(
@@ -267,13 +312,15 @@ impl<T: Float> Optimizer<T> {
                     ),
                 });
             }
-            staged.push((i, w, slots));
+            staged.push((*i, w, slots));
         }
         for (i, w, slots) in staged {
             let (name, p) = &mut params[i];
             let shape = p.value().shape().to_vec();
             p.set_value(Tensor::from_vec(w, &shape)?)?;
-            self.slots.insert(name.clone(), slots);
+            if let Some(old) = self.slots.insert(name.clone(), slots) {
+                self.spare.insert(name.clone(), old);
+            }
         }
         self.steps = t;
         Ok(())
@@ -332,6 +379,7 @@ impl<T: Float> Optimizer<T> {
             return Err(problems);
         }
         self.slots = slots;
+        self.spare.clear();
         self.steps = steps;
         Ok(())
     }
