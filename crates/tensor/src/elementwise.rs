@@ -38,6 +38,19 @@ impl<T: Float> Tensor<T> {
             return Ok(Tensor::from_array(out));
         }
         let shape = broadcast_shape(op, self.shape(), other.shape())?;
+        if let (Some(a), Some(b)) = (self.array.as_slice(), other.array.as_slice()) {
+            // Row-major operands where one repeats along leading axes (a bias
+            // row added to a batch): a plain loop over rows.
+            if self.shape() == shape.as_slice() && repeats_as_rows(other.shape(), &shape) {
+                return Ok(Tensor::from_contiguous(per_row(a, b, &f), &shape));
+            }
+            if other.shape() == shape.as_slice() && repeats_as_rows(self.shape(), &shape) {
+                return Ok(Tensor::from_contiguous(
+                    per_row(b, a, |y, x| f(x, y)),
+                    &shape,
+                ));
+            }
+        }
         let a = self
             .array
             .broadcast(IxDyn(&shape))
@@ -166,6 +179,9 @@ impl<T: Float> Tensor<T> {
             return Err(err());
         }
         let lead = self.ndim() - shape.len();
+        if let Some(sum) = self.sum_leading_rows(lead, shape) {
+            return Ok(sum);
+        }
         let mut out: ArrayD<T> = self.array.to_owned();
         for _ in 0..lead {
             out = out.fold_axis(Axis(0), T::ZERO, |&acc, &v| acc + v);
@@ -178,6 +194,31 @@ impl<T: Float> Tensor<T> {
             }
         }
         Ok(Tensor::from_array(out))
+    }
+
+    /// The fast path of [`Tensor::sum_to_shape`] for a row-major tensor
+    /// reduced over its first axis only (a bias gradient: `[batch, n] ->
+    /// [n]` or `[1, n]`): rows are added in order into one accumulator, the
+    /// same additions in the same order as the general path, so the same
+    /// bits.
+    fn sum_leading_rows(&self, lead: usize, shape: &[usize]) -> Option<Tensor<T>> {
+        let values = self.array.as_slice()?;
+        let own = self.shape();
+        // Target axes, left-padded with 1s to this tensor's rank.
+        let target = |axis: usize| if axis < lead { 1 } else { shape[axis - lead] };
+        // Exactly the first axis is summed: with more, the general path sums
+        // one axis at a time, an order this loop does not reproduce.
+        if own.is_empty() || target(0) != 1 || (1..own.len()).any(|a| target(a) != own[a]) {
+            return None;
+        }
+        let inner: usize = own[1..].iter().product();
+        let mut sum = vec![T::ZERO; inner];
+        if inner > 0 {
+            for row in values.chunks_exact(inner) {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+        }
+        Some(Tensor::from_contiguous(sum, shape))
     }
 
     /// Applies `f` to every element.
@@ -373,4 +414,27 @@ pub fn sigmoid<T: Float>(x: T) -> T {
         let e = x.exp();
         e / (T::ONE + e)
     }
+}
+
+/// Whether `small`, broadcast to `out`, is one row-major block repeated:
+/// its shape (left-padded with 1s) is all 1s up to some axis and equal to
+/// `out` from there on.
+fn repeats_as_rows(small: &[usize], out: &[usize]) -> bool {
+    let pad = out.len() - small.len();
+    let padded = |axis: usize| if axis < pad { 1 } else { small[axis - pad] };
+    (0..=out.len()).any(|k| {
+        (0..k).all(|axis| padded(axis) == 1) && (k..out.len()).all(|axis| padded(axis) == out[axis])
+    })
+}
+
+/// `f(x, y)` for each element `x` of `full` and the element `y` of `row` at
+/// the same position within a row (`full` is a whole number of rows).
+fn per_row<T: Float>(full: &[T], row: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+    let mut out = Vec::with_capacity(full.len());
+    if !row.is_empty() {
+        for chunk in full.chunks_exact(row.len()) {
+            out.extend(chunk.iter().zip(row).map(|(&x, &y)| f(x, y)));
+        }
+    }
+    out
 }

@@ -68,6 +68,43 @@ fn broadcasting_works_on_transposed_views() {
 }
 
 #[test]
+fn broadcasting_a_row_agrees_with_the_strided_path() {
+    // Row-major operands with one repeated along leading axes take a
+    // row-by-row loop; the same values in a transposed layout take the
+    // general broadcast. Subtraction and division catch swapped operands.
+    let full = Tensor::from_vec((0..24).map(|i| i as f64 - 7.5).collect(), &[2, 3, 4]).unwrap();
+    // Stored as [4, 3, 2] with s[k, j, i] = full[i, j, k], viewed permuted.
+    let stored: Vec<f64> = (0..24)
+        .map(|p| {
+            let (k, j, i) = (p / 6, p / 2 % 3, p % 2);
+            full.to_vec()[i * 12 + j * 4 + k]
+        })
+        .collect();
+    let full_strided = Tensor::from_vec(stored, &[4, 3, 2])
+        .unwrap()
+        .permute(&[2, 1, 0])
+        .unwrap();
+    assert_eq!(full_strided.to_vec(), full.to_vec());
+    for row_shape in [&[4][..], &[1, 4], &[3, 4], &[1, 3, 4], &[1, 1, 1], &[]] {
+        let n: usize = row_shape.iter().product();
+        let row = Tensor::from_vec((0..n).map(|i| 1.5 + i as f64).collect(), row_shape).unwrap();
+        for (fast, general) in [
+            (full.sub(&row).unwrap(), full_strided.sub(&row).unwrap()),
+            (row.sub(&full).unwrap(), row.sub(&full_strided).unwrap()),
+            (row.div(&full).unwrap(), row.div(&full_strided).unwrap()),
+        ] {
+            assert_eq!(fast.shape(), &[2, 3, 4]);
+            assert_eq!(fast.to_vec(), general.to_vec(), "row shape {row_shape:?}");
+        }
+    }
+    // By hand: [[1, 2], [3, 4]] - [10, 20] and [10, 20] - [[1, 2], [3, 4]].
+    let x = t(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    let b = t(&[10.0, 20.0], &[2]);
+    assert_eq!(x.sub(&b).unwrap().to_vec(), vec![-9.0, -18.0, -7.0, -16.0]);
+    assert_eq!(b.sub(&x).unwrap().to_vec(), vec![9.0, 18.0, 7.0, 16.0]);
+}
+
+#[test]
 fn sum_to_shape_undoes_broadcasting() {
     // d/db of sum(x + b) for b of shape [3] broadcast to [2, 3] is the column sums.
     let g = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
@@ -77,6 +114,60 @@ fn sum_to_shape_undoes_broadcasting() {
     assert_eq!(g.sum_to_shape(&[]).unwrap().to_vec(), vec![21.0]);
     assert_eq!(g.sum_to_shape(&[1, 1]).unwrap().to_vec(), vec![21.0]);
     assert_eq!(g.sum_to_shape(&[2, 3]).unwrap().to_vec(), g.to_vec());
+}
+
+#[test]
+fn sum_to_shape_of_row_major_and_strided_tensors_agree_bit_for_bit() {
+    // Row-major tensors summed over leading axes take a row-by-row fast
+    // path; a transposed copy of the same values takes ndarray's fold. The
+    // additions happen in the same order, so the bits must match. Values of
+    // mixed magnitude make the order visible in the last bits.
+    let (rows, cols) = (37, 5);
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 10f32.powi((i % 9) as i32 - 4))
+        .collect();
+    let row_major = Tensor::from_vec(values.clone(), &[rows, cols]).unwrap();
+    let stored_transposed: Vec<f32> = (0..cols * rows)
+        .map(|i| values[(i % rows) * cols + i / rows])
+        .collect();
+    let strided = Tensor::from_vec(stored_transposed, &[cols, rows])
+        .unwrap()
+        .transpose(0, 1)
+        .unwrap();
+    assert_eq!(strided.to_vec(), values);
+    for target in [&[cols][..], &[1, cols], &[], &[1, 1], &[rows, 1]] {
+        let fast = row_major.sum_to_shape(target).unwrap();
+        let general = strided.sum_to_shape(target).unwrap();
+        assert_eq!(fast.shape(), target);
+        let bits = |t: &Tensor<f32>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&general), "target {target:?}");
+    }
+    // Three axes: the first summed (fast path) or more (general path), the
+    // same values stored as [15, 4, 3] and viewed with axes reversed.
+    let cube = Tensor::from_vec(values[..180].to_vec(), &[3, 4, 15]).unwrap();
+    let reversed: Vec<f32> = (0..180)
+        .map(|i| {
+            let (j, r, k) = (i / 12, i / 3 % 4, i % 3);
+            values[k * 60 + r * 15 + j]
+        })
+        .collect();
+    let cube_strided = Tensor::from_vec(reversed, &[15, 4, 3])
+        .unwrap()
+        .permute(&[2, 1, 0])
+        .unwrap();
+    assert_eq!(cube_strided.to_vec(), cube.to_vec());
+    for target in [&[4, 15][..], &[1, 4, 15], &[15], &[1, 15], &[4, 1]] {
+        let bits = |t: &Tensor<f32>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&cube.sum_to_shape(target).unwrap()),
+            bits(&cube_strided.sum_to_shape(target).unwrap()),
+            "target {target:?}"
+        );
+    }
+    let first_axis: Vec<f32> = (0..60)
+        .map(|j| (0..3).fold(0.0, |acc, i| acc + values[i * 60 + j]))
+        .collect();
+    assert_eq!(cube.sum_to_shape(&[4, 15]).unwrap().to_vec(), first_axis);
 }
 
 #[test]

@@ -56,16 +56,23 @@ pub struct Optimizer<T: Float> {
     spare: BTreeMap<String, Vec<Vec<T>>>,
 }
 
-/// The index of the first NaN or infinity. Scans without branching on each
-/// element (so the common all-finite case vectorises), then finds the index.
+/// The index of the first NaN or infinity. The scan multiplies every value
+/// by zero into eight running sums (NaN for a NaN or an infinity, else 0),
+/// which vectorises; only when a sum is NaN is the index looked for.
 fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
-    let any = values
-        .chunks(64)
-        .any(|chunk| chunk.iter().fold(false, |bad, v| bad | !v.is_finite()));
-    if any {
-        values.iter().position(|v| !v.is_finite())
-    } else {
+    let mut sums = [T::ZERO; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (sum, &v) in sums.iter_mut().zip(chunk) {
+            *sum += v * T::ZERO;
+        }
+    }
+    let clean = sums.iter().chain(tail).all(|v| v.is_finite());
+    if clean {
         None
+    } else {
+        values.iter().position(|v| !v.is_finite())
     }
 }
 
