@@ -10,7 +10,7 @@ use crate::error::{LossError, Result};
 use crate::lanes;
 use crate::loss::{Labels, Loss};
 use crate::reduction::{Convention, LossOutput, Reduction, finish, non_empty, same_shape};
-use crate::units::{rowwise, rowwise_labels};
+use crate::units::{rowwise, rowwise_label_blocks, rowwise_labels};
 
 /// Keras' fuzz factor for clipping probabilities.
 pub(crate) const KERAS_EPSILON: f64 = 1e-7;
@@ -390,6 +390,58 @@ fn logits_slice<T: Float>(x: &[T], a: &impl Fn(usize) -> T, g: &mut [T]) -> T {
     value
 }
 
+/// [`logits_slice`] with a one-hot target, on a block of rows at once:
+/// every row's shifted logits are exponentiated in one call, which fills
+/// the SIMD registers even when a row has only a few classes. Same
+/// operations in the same order as the row kernel, so the same bits (each
+/// `exp_slice` result depends on its own input only). A row whose label is
+/// out of range (the ignored label) gets value 0 and a zero gradient.
+fn sparse_logits_block<T: Float>(
+    x: &[T],
+    labels: &[i64],
+    classes: usize,
+    g: &mut [T],
+    values: &mut [T],
+) {
+    if classes == 0 {
+        return;
+    }
+    // Pass 1: each row's maximum (kept in `values` for now) and x - max.
+    for ((xr, gr), m) in x
+        .chunks_exact(classes)
+        .zip(g.chunks_exact_mut(classes))
+        .zip(values.iter_mut())
+    {
+        *m = lanes::max(xr);
+        for (gv, &xv) in gr.iter_mut().zip(xr) {
+            *gv = xv - *m;
+        }
+    }
+    T::exp_slice(g);
+    // Pass 2: log-sum-exp, the value, and softmax minus the one-hot.
+    for (((xr, gr), &y), v) in x
+        .chunks_exact(classes)
+        .zip(g.chunks_exact_mut(classes))
+        .zip(labels)
+        .zip(values.iter_mut())
+    {
+        if y < 0 || y as usize >= classes {
+            gr.fill(T::ZERO);
+            *v = T::ZERO;
+            continue;
+        }
+        let y = y as usize;
+        let sum_exp = lanes::sum(gr);
+        let lse = *v + sum_exp.ln();
+        *v = lse - xr[y];
+        let inv = T::ONE / sum_exp;
+        for gv in gr.iter_mut() {
+            *gv *= inv;
+        }
+        gr[y] -= T::ONE;
+    }
+}
+
 /// Keras on probabilities: renormalise the row, clip to `[eps, 1 - eps]`,
 /// `-sum_j a_j ln(q_j)`; the gradient flows back through the renormalisation.
 fn keras_probability_row<T: Float>(
@@ -592,6 +644,16 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         let off = eps / T::from_usize(classes);
         let input = c.input;
         let plain = c.class_weights.is_none() && c.label_smoothing == 0.0;
+        let mut buffer = buffer;
+        if plain && input == Input::Logits {
+            let blocks = rowwise_label_blocks(pred, labels, axis, &mut buffer, |x, y, g, v| {
+                sparse_logits_block(x, y, classes, g, v)
+            });
+            if let Some(mut units) = blocks {
+                units.ignored = Some(ignored);
+                return finish(NAME, units, c.reduction, sample_weight);
+            }
+        }
         let mut units = rowwise_labels(pred, labels, axis, buffer, |x, y, g| {
             if y < 0 || y as usize >= classes {
                 return T::ZERO; // ignored: finish zeroes the gradient

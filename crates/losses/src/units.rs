@@ -186,17 +186,50 @@ pub(crate) fn rowwise_labels<T: Float>(
     Units::new(values, grad, Some(axis))
 }
 
+/// Runs `block(pred_rows, labels, grad_rows, values)` over blocks of whole
+/// rows along the last axis, one integer label per row, for kernels that
+/// work on many short rows at once (softmax over 10 classes fills barely
+/// one SIMD register per row). `None` when the prediction's class axis is
+/// not its last or it is not row-major (the buffer is then left for the
+/// caller's lane path). The kernel must write every gradient element: the
+/// buffer is not zeroed.
+pub(crate) fn rowwise_label_blocks<T: Float>(
+    pred: &Tensor<T>,
+    labels: &ArrayD<i64>,
+    axis: usize,
+    buffer: &mut Option<Tensor<T>>,
+    block: impl Fn(&[T], &[i64], &mut [T], &mut [T]) + Sync,
+) -> Option<Units<T>> {
+    let pv = pred.view();
+    let (p, y) = (pv.as_slice()?, labels.as_slice()?);
+    if axis + 1 != pred.ndim() {
+        return None;
+    }
+    let mut grad = reused_buffer(pred.shape(), buffer.take());
+    let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
+    let (g, v) = (
+        grad.as_slice_mut().expect("row-major buffer"),
+        values.as_slice_mut().expect("new array"),
+    );
+    for_each_block(ROWWISE_PARALLEL_MIN, p, y, pred.shape()[axis], g, v, block);
+    Some(Units::new(values, grad, Some(axis)))
+}
+
 /// The gradient buffer: the caller's previous gradient when it has the
 /// right shape and is row-major (no allocation), else a new one. Always
 /// zeroed: some kernels write only part of a lane (multi-margin hinge skips
 /// inactive classes, an ignored label skips its whole lane).
 fn grad_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
+    let mut a = reused_buffer(shape, buffer);
+    a.fill(T::ZERO);
+    a
+}
+
+/// The caller's previous gradient when it has the right shape and is
+/// row-major, with its old contents; else a new zeroed array.
+fn reused_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
     match buffer {
-        Some(b) if b.shape() == shape && b.is_contiguous() => {
-            let mut a = b.into_array();
-            a.fill(T::ZERO);
-            a
-        }
+        Some(b) if b.shape() == shape && b.is_contiguous() => b.into_array(),
         _ => ArrayD::from_elem(shape, T::ZERO),
     }
 }
@@ -237,25 +270,50 @@ fn for_each_row<T: Float, U: Sync>(
     row: impl Fn(&[T], &[U], &mut [T]) -> T + Sync,
 ) {
     let cols = cols.max(1);
-    // Target elements per row: the labels of sparse losses have one.
     let target_cols = target.len() / values.len().max(1);
-    let block = |pred: &[T], target: &[U], grad: &mut [T], values: &mut [T]| {
-        for (((p, t), g), v) in pred
-            .chunks_exact(cols)
-            .zip(target.chunks_exact(target_cols.max(1)))
-            .zip(grad.chunks_exact_mut(cols))
-            .zip(values.iter_mut())
-        {
-            *v = row(p, t, g);
-        }
-    };
+    for_each_block(
+        parallel_min,
+        pred,
+        target,
+        cols,
+        grad,
+        values,
+        |pred, target, grad, values| {
+            for (((p, t), g), v) in pred
+                .chunks_exact(cols)
+                .zip(target.chunks_exact(target_cols.max(1)))
+                .zip(grad.chunks_exact_mut(cols))
+                .zip(values.iter_mut())
+            {
+                *v = row(p, t, g);
+            }
+        },
+    );
+}
+
+/// Runs `block(pred_rows, target_rows, grad_rows, values)` on the whole
+/// input, or in parallel on blocks of whole rows (about [`TASK_ELEMENTS`]
+/// prediction elements each) once it has `parallel_min` elements. A kernel
+/// that treats each row independently gives the same bits either way.
+fn for_each_block<T: Float, U: Sync>(
+    parallel_min: usize,
+    pred: &[T],
+    target: &[U],
+    cols: usize,
+    grad: &mut [T],
+    values: &mut [T],
+    block: impl Fn(&[T], &[U], &mut [T], &mut [T]) + Sync,
+) {
+    let cols = cols.max(1);
+    // Target elements per row: the labels of sparse losses have one.
+    let target_cols = (target.len() / values.len().max(1)).max(1);
     if pred.len() < parallel_min || rayon::current_num_threads() < 2 {
         block(pred, target, grad, values);
         return;
     }
     let rows = (TASK_ELEMENTS / cols).max(1);
     pred.par_chunks(rows * cols)
-        .zip(target.par_chunks(rows * target_cols.max(1)))
+        .zip(target.par_chunks(rows * target_cols))
         .zip(grad.par_chunks_mut(rows * cols))
         .zip(values.par_chunks_mut(rows))
         .for_each(|(((p, t), g), v)| block(p, t, g, v));

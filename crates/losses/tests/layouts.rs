@@ -68,6 +68,51 @@ fn cross_entropy_does_not_depend_on_layout() {
     }
 }
 
+/// Plain sparse cross-entropy on contiguous logits runs a block kernel that
+/// exponentiates many rows at once; strided logits take the row kernel.
+/// Ignored labels, rows spanning more than exp's polynomial range, infinite
+/// logits and a reused gradient buffer full of old values must not tell
+/// the two apart.
+#[test]
+fn sparse_cross_entropy_block_kernel_matches_the_row_kernel() {
+    let (rows, classes) = (9, 13);
+    let p = strided(rows, classes, 11);
+    let mut values = p.to_vec();
+    values[2 * classes + 4] = 150.0; // row 2 spans more than 87 after the max shift
+    values[5 * classes + 1] = f32::NEG_INFINITY; // exp(-inf) = 0
+    values[6 * classes] = -300.0;
+    let contiguous = Tensor::from_vec(values.clone(), &[rows, classes]).unwrap();
+    let transposed: Vec<f32> = (0..rows * classes)
+        .map(|i| values[(i % rows) * classes + i / rows])
+        .collect();
+    let strided = Tensor::from_vec(transposed, &[classes, rows])
+        .unwrap()
+        .transpose(0, 1)
+        .unwrap();
+    assert!(!strided.is_contiguous());
+    let labels = Labels::new(vec![3, -100, 4, 0, 12, 7, -100, 1, 2], &[rows]).unwrap();
+    let old = Tensor::full(&[rows, classes], 7.5_f32).unwrap();
+    let weights = Tensor::from_vec((0..rows).map(|i| 0.5 + i as f32).collect(), &[rows]).unwrap();
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        for convention in [Convention::Keras, Convention::PyTorch] {
+            let loss = SparseCrossEntropy::from_logits()
+                .ignore_index(-100)
+                .convention(convention)
+                .reduction(reduction);
+            for w in [None, Some(&weights)] {
+                let rows_out = loss.value_and_grad(&strided, &labels, w).unwrap();
+                let block_out = loss
+                    .value_and_grad_into(&contiguous, &labels, w, Some(old.clone()))
+                    .unwrap();
+                assert_same(&block_out, &rows_out, "sparse cross-entropy blocks");
+                // Ignored rows have no gradient, whatever the buffer held.
+                let g = block_out.grad.to_vec();
+                assert!(g[classes..2 * classes].iter().all(|&v| v == 0.0));
+            }
+        }
+    }
+}
+
 /// Large inputs are split over rayon's threads by blocks of rows; each row
 /// is computed the same way, so one thread and two give identical bits.
 #[test]

@@ -97,7 +97,8 @@ pub trait Float:
     /// polynomial, exponent bits) within 1.5 ulps of the correctly rounded
     /// result over the whole range (tested against `f64::exp`); inputs
     /// beyond its range (NaN, infinities, results below `f32::MIN_POSITIVE`)
-    /// fall back to `f32::exp`. For `f64` it is `f64::exp`, element by element.
+    /// fall back to `f32::exp`. For `f64` it is `f64::exp`. Either way each
+    /// result depends only on its own input, not on the rest of the slice.
     ///
     /// ```
     /// use polyhead_tensor::Float;
@@ -236,10 +237,10 @@ macro_rules! impl_float {
 impl_float!(f32, exp_slice_f32);
 impl_float!(f64);
 
-/// The `f32` override of [`Float::exp_slice`]: the polynomial when every
-/// input is in its range (the usual case: softmax rows after subtracting the
-/// maximum), else `f32::exp` for the whole slice, so NaN, infinities and
-/// underflow are exact.
+/// The `f32` override of [`Float::exp_slice`]: the polynomial for inputs
+/// in its range, `f32::exp` for the rest (NaN, infinities, underflow), so
+/// those are exact. Each result depends on its own input only, never on
+/// its neighbours: callers may split or join slices freely.
 fn exp_slice_f32(values: &mut [f32]) {
     // A non-short-circuiting `&` fold vectorises (`contains` uses `&&`,
     // which branches); NaN compares false.
@@ -252,8 +253,14 @@ fn exp_slice_f32(values: &mut [f32]) {
             *v = exp_f32_core(*v);
         }
     } else {
+        // Rare (a NaN, or a softmax row spanning more than 87): per element.
+        #[allow(clippy::manual_range_contains)]
         for v in values.iter_mut() {
-            *v = v.exp();
+            *v = if *v >= -87.3 && *v <= 88.0 {
+                exp_f32_core(*v)
+            } else {
+                v.exp()
+            };
         }
     }
 }
