@@ -19,7 +19,39 @@ struct Node<T: Float> {
     requires_grad: bool,
     /// The op and its input nodes; `None` for leaves, parameters, constants
     /// and anything computed only from them without a gradient.
-    op: Option<(Box<dyn Op<T>>, Vec<usize>)>,
+    op: Option<(Box<dyn Op<T>>, Inputs)>,
+}
+
+/// The input node indices of an op: up to [`INLINE_INPUTS`] stored in the
+/// node itself (every built-in op), more on the heap.
+enum Inputs {
+    Inline([usize; INLINE_INPUTS], usize),
+    Heap(Vec<usize>),
+}
+
+/// Ops with at most this many inputs are recorded and differentiated
+/// without allocating for their input lists.
+const INLINE_INPUTS: usize = 4;
+
+impl Inputs {
+    fn new(vars: &[Var<'_, impl Float>]) -> Self {
+        if vars.len() <= INLINE_INPUTS {
+            let mut indices = [0; INLINE_INPUTS];
+            for (slot, v) in indices.iter_mut().zip(vars) {
+                *slot = v.index;
+            }
+            Inputs::Inline(indices, vars.len())
+        } else {
+            Inputs::Heap(vars.iter().map(|v| v.index).collect())
+        }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Inputs::Inline(indices, len) => &indices[..*len],
+            Inputs::Heap(indices) => indices,
+        }
+    }
 }
 
 /// A record of one step's computation, for reverse-mode differentiation.
@@ -137,7 +169,7 @@ impl<T: Float> Tape<T> {
         &self,
         value: Tensor<T>,
         requires_grad: bool,
-        op: Option<(Box<dyn Op<T>>, Vec<usize>)>,
+        op: Option<(Box<dyn Op<T>>, Inputs)>,
     ) -> Var<'_, T> {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
@@ -228,20 +260,33 @@ impl<T: Float> Tape<T> {
         if inputs.iter().any(|v| !std::ptr::eq(v.tape, self)) {
             return Err(AutogradError::ForeignVar { op: op.name() });
         }
-        let (values, requires_grad) = {
-            let nodes = self.nodes.borrow();
-            let values: Vec<Tensor<T>> = inputs
-                .iter()
-                .map(|v| nodes[v.index].value.clone())
-                .collect();
-            let requires_grad = inputs.iter().any(|v| nodes[v.index].requires_grad);
-            (values, requires_grad)
+        // The inputs' values (cheap clones: shared storage), on the stack for
+        // the usual one to four inputs.
+        let (output, requires_grad) = if (1..=INLINE_INPUTS).contains(&inputs.len()) {
+            let (values, requires_grad) = {
+                let nodes = self.nodes.borrow();
+                let values: [Option<Tensor<T>>; INLINE_INPUTS] =
+                    std::array::from_fn(|k| inputs.get(k).map(|v| nodes[v.index].value.clone()));
+                (values, inputs.iter().any(|v| nodes[v.index].requires_grad))
+            };
+            let first = values[0].as_ref().expect("at least one input");
+            let refs: [&Tensor<T>; INLINE_INPUTS] =
+                std::array::from_fn(|k| values[k].as_ref().unwrap_or(first));
+            (op.forward(&refs[..inputs.len()])?, requires_grad)
+        } else {
+            let (values, requires_grad) = {
+                let nodes = self.nodes.borrow();
+                let values: Vec<Tensor<T>> = inputs
+                    .iter()
+                    .map(|v| nodes[v.index].value.clone())
+                    .collect();
+                (values, inputs.iter().any(|v| nodes[v.index].requires_grad))
+            };
+            let refs: Vec<&Tensor<T>> = values.iter().collect();
+            (op.forward(&refs)?, requires_grad)
         };
-        let refs: Vec<&Tensor<T>> = values.iter().collect();
-        let output = op.forward(&refs)?;
         if requires_grad {
-            let indices = inputs.iter().map(|v| v.index).collect();
-            Ok(self.push(output, true, Some((Box::new(op), indices))))
+            Ok(self.push(output, true, Some((Box::new(op), Inputs::new(inputs)))))
         } else {
             Ok(self.push(output, false, None))
         }
@@ -299,13 +344,19 @@ impl<T: Float> Tape<T> {
         }
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; root.index + 1];
         grads[root.index] = Some(seed.clone());
+        let mut needs_grad: Vec<bool> = Vec::new();
+        let mut values: Vec<Tensor<T>> = Vec::new();
         for i in (0..=root.index).rev() {
             let node = &nodes[i];
             let (Some(grad), Some((op, inputs))) = (&grads[i], &node.op) else {
                 continue;
             };
-            let needs_grad: Vec<bool> = inputs.iter().map(|&j| nodes[j].requires_grad).collect();
-            let values: Vec<Tensor<T>> = inputs.iter().map(|&j| nodes[j].value.clone()).collect();
+            let inputs = inputs.as_slice();
+            // Reused from node to node: no allocation per node.
+            needs_grad.clear();
+            needs_grad.extend(inputs.iter().map(|&j| nodes[j].requires_grad));
+            values.clear();
+            values.extend(inputs.iter().map(|&j| nodes[j].value.clone()));
             let ctx = BackwardContext {
                 inputs: &values,
                 output: &node.value,

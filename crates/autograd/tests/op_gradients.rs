@@ -202,7 +202,9 @@ proptest! {
         big.extend(&s);
         check(|_, v| v[0].broadcast_to(&big), std::slice::from_ref(&x))?;
         let y = away_from_zero(&s, seed ^ 9);
-        check(|_, v| Var::concat(&[v[0], v[1], v[0]], axis), &[x, y])?;
+        check(|_, v| Var::concat(&[v[0], v[1], v[0]], axis), &[x.clone(), y.clone()])?;
+        // More inputs than a node stores inline (four): the heap-held list.
+        check(|_, v| Var::concat(&[v[0], v[1], v[0], v[1], v[1], v[0]], axis), &[x, y])?;
     }
 
     #[test]

@@ -635,13 +635,6 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         let ignored = check_labels(NAME, labels, classes, self.ignore_index)?;
         let weights = c.check(NAME, classes)?;
         let keras = c.convention == Convention::Keras;
-        let inner: Vec<T> = if keras {
-            vec![T::ONE; classes]
-        } else {
-            weights.iter().map(|&w| T::from_f64(w)).collect()
-        };
-        let eps = T::from_f64(c.label_smoothing);
-        let off = eps / T::from_usize(classes);
         let input = c.input;
         let plain = c.class_weights.is_none() && c.label_smoothing == 0.0;
         let mut buffer = buffer;
@@ -650,10 +643,17 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
                 sparse_logits_block(x, y, classes, g, v)
             });
             if let Some(mut units) = blocks {
-                units.ignored = Some(ignored);
+                units.ignored = ignored;
                 return finish(NAME, units, c.reduction, sample_weight);
             }
         }
+        let inner: Vec<T> = if keras {
+            vec![T::ONE; classes]
+        } else {
+            weights.iter().map(|&w| T::from_f64(w)).collect()
+        };
+        let eps = T::from_f64(c.label_smoothing);
+        let off = eps / T::from_usize(classes);
         let mut units = rowwise_labels(pred, labels, axis, buffer, |x, y, g| {
             if y < 0 || y as usize >= classes {
                 return T::ZERO; // ignored: finish zeroes the gradient
@@ -686,16 +686,17 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
                 units.weights = Some(target_weight.mapv(T::from_f64));
             }
         } else if c.class_weights.is_some() {
-            units.mean_divisor = Some(
-                target_weight
+            units.mean_divisor = Some(match &ignored {
+                Some(ignored) => target_weight
                     .iter()
-                    .zip(&ignored)
+                    .zip(ignored)
                     .filter(|(_, ig)| !**ig)
                     .map(|(w, _)| w)
                     .sum(),
-            );
+                None => target_weight.iter().sum(),
+            });
         }
-        units.ignored = Some(ignored);
+        units.ignored = ignored;
         finish(NAME, units, c.reduction, sample_weight)
     }
 }
@@ -734,7 +735,7 @@ pub(crate) fn check_labels(
     labels: &ArrayD<i64>,
     classes: usize,
     ignore: Option<i64>,
-) -> Result<ArrayD<bool>> {
+) -> Result<Option<ArrayD<bool>>> {
     let bad = |y: i64| Some(y) != ignore && (y < 0 || y as usize >= classes);
     // A flat scan first; the (slow, n-d) position only on the error path.
     if labels.iter().any(|&y| bad(y)) {
@@ -749,5 +750,9 @@ pub(crate) fn check_labels(
             classes,
         });
     }
-    Ok(labels.mapv(|y| Some(y) == ignore))
+    // Which units are ignored; `None` when none are (no mask to carry).
+    Ok(match ignore {
+        Some(ig) if labels.iter().any(|&y| y == ig) => Some(labels.mapv(|y| y == ig)),
+        _ => None,
+    })
 }

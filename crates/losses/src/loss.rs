@@ -212,7 +212,13 @@ impl<T: Float> Op<T> for FusedLoss<T> {
         let g = ctx.grad_output;
         let dx = ctx.grad_for(0, || {
             if g.len() == 1 && out.value.len() == 1 {
-                return Ok(out.grad.mul_scalar(g.item()?));
+                let seed = g.item()?;
+                // The usual seed (a loss weighted by 1): share the stored
+                // gradient instead of copying it (x * 1 = x exactly).
+                if seed == T::ONE {
+                    return Ok(out.grad.clone());
+                }
+                return Ok(out.grad.mul_scalar(seed));
             }
             // Reduction::None: scale each unit's gradient by its upstream value.
             let mut dx = out.grad.clone().into_array();

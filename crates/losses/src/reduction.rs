@@ -329,7 +329,11 @@ fn finish_uniform<T: Float>(
     let total = if coef == T::ZERO {
         T::ZERO
     } else {
-        u.values.iter().fold(T::ZERO, |acc, &v| acc + v * coef)
+        let add = |acc: T, &v: &T| acc + v * coef;
+        match u.values.as_slice() {
+            Some(values) => values.iter().fold(T::ZERO, add),
+            None => u.values.iter().fold(T::ZERO, add),
+        }
     };
     let grad = std::mem::take(&mut u.grad);
     Some(LossOutput {

@@ -200,7 +200,12 @@ pub trait MultiOutput<T: Float>: Module<T> {
         let values = weights.values();
         let mut total: Option<Var<'t, T>> = None;
         for (part, &w) in parts.iter().zip(&values) {
-            let weighted = part.scale(T::from_f64(w));
+            // A weight of 1 records no op: `x * 1 = x` exactly, forward and back.
+            let weighted = if w == 1.0 {
+                *part
+            } else {
+                part.scale(T::from_f64(w))
+            };
             total = Some(match total {
                 Some(t) => t.add(weighted)?,
                 None => weighted,
