@@ -4,7 +4,7 @@
 use polyhead_tensor::{Float, Tensor};
 
 use crate::error::Result;
-use crate::reduction::{Convention, LossOutput, Reduction, finish, same_shape};
+use crate::reduction::{Convention, LossOutput, Reduction, finish, same_shape, uniform_coef};
 use crate::units::{Aggregate, pointwise};
 
 /// Convention and reduction of a loss.
@@ -70,6 +70,30 @@ pub(crate) fn run_pointwise<T: Float>(
     kernel: impl Fn(T, T, usize) -> (T, T) + Sync,
 ) -> Result<LossOutput<T>> {
     same_shape(loss, pred, target)?;
-    let units = pointwise(pred, target, config.convention, aggregate, buffer, kernel);
+    // Without sample weights every unit weighs the same, so the reduction's
+    // coefficient is known now and the kernel applies it in its own pass.
+    let grad_coef = match sample_weight {
+        Some(_) => None,
+        None => {
+            let units = match config.convention {
+                // One unit per row along the last axis.
+                Convention::Keras => pred.shape()[..pred.ndim().saturating_sub(1)]
+                    .iter()
+                    .product(),
+                Convention::PyTorch => pred.len(),
+            };
+            let batch = pred.shape().first().copied().unwrap_or(1);
+            uniform_coef(config.reduction, units, batch, None)
+        }
+    };
+    let units = pointwise(
+        pred,
+        target,
+        config.convention,
+        aggregate,
+        buffer,
+        grad_coef,
+        kernel,
+    );
     finish(loss, units, config.reduction, sample_weight)
 }

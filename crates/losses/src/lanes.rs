@@ -45,6 +45,45 @@ pub(crate) fn sum<T: Float>(x: &[T]) -> T {
     acc.iter().fold(T::ZERO, |s, &v| s + v)
 }
 
+/// `sum_i c_i v_i` over units, skipping units with `c_i = 0` (ignored
+/// units: their value, even NaN, must not reach the total), in eight lanes.
+/// [`scaled_sum`] with equal coefficients gives the same bits.
+pub(crate) fn weighted_sum<T: Float>(values: &[T], coefs: &[T]) -> T {
+    let term = |v: T, c: T| if c == T::ZERO { T::ZERO } else { v * c };
+    let mut acc = [T::ZERO; LANES];
+    let chunks = values.chunks_exact(LANES).zip(coefs.chunks_exact(LANES));
+    let n = values.len() / LANES * LANES;
+    for (vs, cs) in chunks {
+        for ((a, &v), &c) in acc.iter_mut().zip(vs).zip(cs) {
+            *a += term(v, c);
+        }
+    }
+    for ((a, &v), &c) in acc.iter_mut().zip(&values[n..]).zip(&coefs[n..]) {
+        *a += term(v, c);
+    }
+    acc.iter().fold(T::ZERO, |s, &v| s + v)
+}
+
+/// `sum_i c v_i` with one coefficient for every unit (0 gives 0), in the
+/// lanes and order of [`weighted_sum`].
+pub(crate) fn scaled_sum<T: Float>(values: &[T], c: T) -> T {
+    if c == T::ZERO {
+        return T::ZERO;
+    }
+    let mut acc = [T::ZERO; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for vs in chunks {
+        for (a, &v) in acc.iter_mut().zip(vs) {
+            *a += v * c;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += v * c;
+    }
+    acc.iter().fold(T::ZERO, |s, &v| s + v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +97,34 @@ mod tests {
             // Integers: every partial sum is exact, so the order cannot matter.
             assert_eq!(sum(&x), x.iter().sum::<f64>(), "n = {n}");
         }
+    }
+
+    #[test]
+    fn scaled_and_weighted_sums_agree_bit_for_bit() {
+        for n in [0, 1, 7, 8, 9, 17, 1001] {
+            // Mixed magnitudes make any change of order visible.
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1013) as f32 * 10f32.powi(i as i32 % 7 - 3))
+                .collect();
+            let c = 1.0 / 3.0;
+            let same = scaled_sum(&v, c);
+            assert_eq!(
+                same.to_bits(),
+                weighted_sum(&v, &vec![c; n]).to_bits(),
+                "n = {n}"
+            );
+            let exact: f64 = v.iter().map(|&x| x as f64 * c as f64).sum();
+            assert!(
+                (same as f64 - exact).abs() <= 1e-6 * exact.abs().max(1.0),
+                "n = {n}"
+            );
+        }
+        // A zero coefficient drops its unit, even a NaN one.
+        assert_eq!(
+            weighted_sum(&[1.0_f32, f32::NAN, 2.0], &[1.0, 0.0, 0.5]),
+            2.0
+        );
+        assert_eq!(scaled_sum(&[f32::NAN], 0.0), 0.0);
     }
 
     #[test]

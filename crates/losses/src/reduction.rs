@@ -12,6 +12,7 @@ use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 use polyhead_tensor::{Float, Tensor};
 
 use crate::error::{LossError, Result};
+use crate::lanes;
 
 /// Which framework's definition a loss follows where Keras and PyTorch
 /// differ. Each loss's docs say what changes.
@@ -135,6 +136,9 @@ pub(crate) struct Units<T: Float> {
     /// Overrides the divisor of [`Reduction::Mean`] (PyTorch's
     /// class-weighted cross-entropy divides by the sum of target weights).
     pub mean_divisor: Option<f64>,
+    /// The kernel already multiplied the gradient by the reduction's
+    /// coefficient (see [`uniform_coef`]); only the uniform path sets it.
+    pub grad_final: bool,
 }
 
 impl<T: Float> Units<T> {
@@ -146,6 +150,7 @@ impl<T: Float> Units<T> {
             ignored: None,
             weights: None,
             mean_divisor: None,
+            grad_final: false,
         }
     }
 }
@@ -199,6 +204,10 @@ pub(crate) fn finish<T: Float>(
     if let Some(out) = finish_uniform(&mut u, reduction, sample_weight) {
         return Ok(out);
     }
+    debug_assert!(
+        !u.grad_final,
+        "a kernel pre-scaled the gradient for a reduction that is not uniform"
+    );
     let unit_shape = u.values.shape().to_vec();
     let mut w: ArrayD<T> = match sample_weight {
         Some(sw) => unit_weights(loss, sw, &unit_shape)?,
@@ -274,12 +283,15 @@ pub(crate) fn finish<T: Float>(
         });
         Tensor::from_array(values)
     } else {
-        let total = Zip::from(&u.values)
-            .and(&coef)
-            .fold(
-                T::ZERO,
-                |acc, &v, &c| if c == T::ZERO { acc } else { acc + v * c },
-            );
+        let total = match (u.values.as_slice(), coef.as_slice()) {
+            (Some(values), Some(coefs)) => lanes::weighted_sum(values, coefs),
+            // Not reached by the built-in kernels (their values are
+            // row-major); a row-major copy keeps the same summation order.
+            _ => lanes::weighted_sum(
+                &u.values.iter().copied().collect::<Vec<_>>(),
+                &coef.iter().copied().collect::<Vec<_>>(),
+            ),
+        };
         Tensor::scalar(total)
     };
     Ok(LossOutput {
@@ -293,9 +305,34 @@ pub(crate) fn finish<T: Float>(
     })
 }
 
+/// The coefficient of every unit's value in the reduced loss when all
+/// units weigh the same (no sample weights, no ignored units): `1 / divisor`
+/// (0 for a zero divisor), 1 for a sum, `None` for [`Reduction::None`].
+/// `units` is the number of units, `batch` the prediction's first axis.
+pub(crate) fn uniform_coef<T: Float>(
+    reduction: Reduction,
+    units: usize,
+    batch: usize,
+    mean_divisor: Option<f64>,
+) -> Option<T> {
+    let divisor = match reduction {
+        Reduction::None => return None,
+        Reduction::Sum => None,
+        Reduction::Mean => Some(mean_divisor.unwrap_or(units as f64)),
+        // Every weight is 1: their sum is the number of units.
+        Reduction::WeightedMean => Some(units as f64),
+        Reduction::BatchMean => Some(batch as f64),
+    };
+    Some(match divisor {
+        Some(0.0) => T::ZERO,
+        Some(d) => T::from_f64(1.0 / d),
+        None => T::ONE,
+    })
+}
+
 /// [`finish`] when every unit has the same coefficient (no sample weights,
 /// no loss-side weights, nothing ignored, a reducing reduction): one pass
-/// over the gradient and one over the values, no per-unit weight arrays.
+/// over the gradient (none if the kernel already applied the coefficient) and one over the values, no per-unit weight arrays.
 /// Gives the same bits as the general path (coefficient `1 / divisor` for
 /// every unit, the same summation order). `None` when it does not apply.
 fn finish_uniform<T: Float>(
@@ -307,32 +344,21 @@ fn finish_uniform<T: Float>(
     if sample_weight.is_some() || u.weights.is_some() || ignores_some {
         return None;
     }
-    let units = u.values.len();
-    let divisor = match reduction {
-        Reduction::None => return None,
-        Reduction::Sum => None,
-        Reduction::Mean => Some(u.mean_divisor.unwrap_or(units as f64)),
-        // Every weight is 1: their sum is the number of units.
-        Reduction::WeightedMean => Some(units as f64),
-        Reduction::BatchMean => Some(u.grad.shape().first().copied().unwrap_or(1) as f64),
-    };
-    let coef = match divisor {
-        Some(0.0) => T::ZERO,
-        Some(d) => T::from_f64(1.0 / d),
-        None => T::ONE,
-    };
-    let scale = |g: T| if coef == T::ZERO { T::ZERO } else { g * coef };
-    match u.grad.as_slice_mut() {
-        Some(gs) => gs.iter_mut().for_each(|g| *g = scale(*g)),
-        None => u.grad.mapv_inplace(scale),
+    let batch = u.grad.shape().first().copied().unwrap_or(1);
+    let coef = uniform_coef(reduction, u.values.len(), batch, u.mean_divisor)?;
+    if !u.grad_final {
+        let scale = |g: T| if coef == T::ZERO { T::ZERO } else { g * coef };
+        match u.grad.as_slice_mut() {
+            Some(gs) => gs.iter_mut().for_each(|g| *g = scale(*g)),
+            None => u.grad.mapv_inplace(scale),
+        }
     }
     let total = if coef == T::ZERO {
         T::ZERO
     } else {
-        let add = |acc: T, &v: &T| acc + v * coef;
         match u.values.as_slice() {
-            Some(values) => values.iter().fold(T::ZERO, add),
-            None => u.values.iter().fold(T::ZERO, add),
+            Some(values) => lanes::scaled_sum(values, coef),
+            None => lanes::scaled_sum(&u.values.iter().copied().collect::<Vec<_>>(), coef),
         }
     };
     let grad = std::mem::take(&mut u.grad);

@@ -26,89 +26,153 @@ pub(crate) enum Aggregate {
 
 /// Runs a pointwise kernel `f(pred, target, column) -> (term, d term / d pred)`
 /// (`column` is the index along the last axis, for per-class options).
+///
+/// With `grad_coef = Some(c)` (the reduction's coefficient, known up front
+/// when every unit weighs the same) the gradient leaves already multiplied
+/// by `c`, exactly as [`finish`](crate::reduction::finish) would multiply
+/// it, and the units are marked so it is not done twice.
 pub(crate) fn pointwise<T: Float>(
     pred: &Tensor<T>,
     target: &Tensor<T>,
     convention: Convention,
     aggregate: Aggregate,
     buffer: Option<Tensor<T>>,
+    grad_coef: Option<T>,
     f: impl Fn(T, T, usize) -> (T, T) + Sync,
 ) -> Units<T> {
     let last = Axis(pred.ndim() - 1);
-    let mut grad = grad_buffer(pred.shape(), buffer);
+    // Every element of the gradient is written below: no need to zero it.
+    let mut grad = reused_buffer(pred.shape(), buffer);
+    // Strided inputs are copied to row-major order first (rare; the
+    // gradient buffer and the values are always row-major).
     let (p, t) = (pred.view(), target.view());
-    match convention {
+    let (p, t) = (p.as_standard_layout(), t.as_standard_layout());
+    let contiguous = "row-major arrays have a slice";
+    let (p, t) = (
+        p.as_slice().expect(contiguous),
+        t.as_slice().expect(contiguous),
+    );
+    let cols = pred.shape()[last.index()].max(1);
+    // `(d * scale) * c` is the product finish forms; c = 1 leaves it as is.
+    let c = grad_coef.unwrap_or(T::ONE);
+    let mut units = match convention {
         Convention::Keras => {
             let mut unit_shape = pred.shape().to_vec();
-            let cols = unit_shape.pop().unwrap_or(1);
+            unit_shape.pop();
             let scale = match aggregate {
                 Aggregate::Mean => T::ONE / T::from_usize(cols),
                 Aggregate::Sum => T::ONE,
             };
             let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
-            let row = |pl: &[T], tl: &[T], gl: &mut [T]| {
-                let mut sum = T::ZERO;
-                for (j, ((&pv, &tv), g)) in pl.iter().zip(tl).zip(gl.iter_mut()).enumerate() {
-                    let (term, d) = f(pv, tv, j);
-                    sum += term;
-                    *g = d * scale;
-                }
-                sum * scale
-            };
-            // Rows along the last axis as plain slices: a strided input is
-            // copied to row-major order first (rare; the gradient buffer and
-            // the values are always row-major).
-            let (p, t) = (p.as_standard_layout(), t.as_standard_layout());
-            let contiguous = "row-major arrays have a slice";
-            for_each_row(
+            for_each_block(
                 POINTWISE_PARALLEL_MIN,
-                p.as_slice().expect(contiguous),
-                t.as_slice().expect(contiguous),
+                p,
+                t,
                 cols,
                 grad.as_slice_mut().expect(contiguous),
                 values.as_slice_mut().expect(contiguous),
-                row,
+                |p, t, g, v| keras_rows(p, t, g, v, cols, scale, c, &f),
             );
             Units::new(values, grad, Some(last.index()))
         }
         Convention::PyTorch => {
-            // Every element is its own unit: walk row-major slices by rows
-            // (the column index feeds per-class options).
-            let cols = pred.shape()[last.index()].max(1);
+            // Every element is its own unit.
             let mut values = ArrayD::from_elem(pred.shape(), T::ZERO);
-            let (p, t) = (p.as_standard_layout(), t.as_standard_layout());
-            let contiguous = "row-major arrays have a slice";
-            let rows = p
-                .as_slice()
-                .expect(contiguous)
-                .chunks_exact(cols)
-                .zip(t.as_slice().expect(contiguous).chunks_exact(cols))
-                .zip(
-                    grad.as_slice_mut()
-                        .expect(contiguous)
-                        .chunks_exact_mut(cols),
-                )
-                .zip(
-                    values
-                        .as_slice_mut()
-                        .expect(contiguous)
-                        .chunks_exact_mut(cols),
-                );
-            for (((pl, tl), gl), vl) in rows {
-                for (j, (((&pv, &tv), g), v)) in pl
-                    .iter()
-                    .zip(tl)
-                    .zip(gl.iter_mut())
-                    .zip(vl.iter_mut())
-                    .enumerate()
-                {
-                    let (term, d) = f(pv, tv, j);
-                    *v = term;
-                    *g = d;
+            let g = grad.as_slice_mut().expect(contiguous);
+            let v = values.as_slice_mut().expect(contiguous);
+            let mut j = 0;
+            for (((&pv, &tv), g), v) in p.iter().zip(t).zip(g.iter_mut()).zip(v.iter_mut()) {
+                let (term, d) = f(pv, tv, j);
+                *v = term;
+                *g = d * c;
+                j += 1;
+                if j == cols {
+                    j = 0;
                 }
             }
             Units::new(values, grad, None)
         }
+    };
+    if let Some(c) = grad_coef {
+        if c == T::ZERO {
+            // finish gives a zero coefficient a zero gradient, even where
+            // the local derivative is not finite.
+            units.grad.fill(T::ZERO);
+        }
+        units.grad_final = true;
+    }
+    units
+}
+
+/// Elements of a Keras pointwise block handled per pass of [`keras_rows`]
+/// (whole rows; a row longer than this is handled on its own).
+const KERAS_CHUNK: usize = 1024;
+
+/// Keras pointwise terms on whole rows: first every element's term (into a
+/// stack buffer) and gradient in one flat loop the compiler vectorises, then
+/// each row's sum from left to right (the order of a plain row loop, so the
+/// same bits), times `scale`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn keras_rows<T: Float>(
+    p: &[T],
+    t: &[T],
+    g: &mut [T],
+    v: &mut [T],
+    cols: usize,
+    scale: T,
+    c: T,
+    f: &impl Fn(T, T, usize) -> (T, T),
+) {
+    let rows_per_chunk = (KERAS_CHUNK / cols).max(1);
+    let mut small = [T::ZERO; KERAS_CHUNK];
+    let mut large = Vec::new();
+    let terms: &mut [T] = if cols <= KERAS_CHUNK {
+        &mut small
+    } else {
+        large.resize(cols, T::ZERO);
+        &mut large
+    };
+    let n = rows_per_chunk * cols;
+    for (((pc, tc), gc), vc) in p
+        .chunks(n)
+        .zip(t.chunks(n))
+        .zip(g.chunks_mut(n))
+        .zip(v.chunks_mut(rows_per_chunk))
+    {
+        let terms = &mut terms[..pc.len()];
+        let mut j = 0;
+        for (((&pv, &tv), gv), term) in pc.iter().zip(tc).zip(gc.iter_mut()).zip(terms.iter_mut()) {
+            let (tm, d) = f(pv, tv, j);
+            *term = tm;
+            *gv = d * scale * c;
+            j += 1;
+            if j == cols {
+                j = 0;
+            }
+        }
+        // Row sums. Fixed widths let the compiler sum several rows at once
+        // (each row still from left to right).
+        match cols {
+            2 => row_sums::<T, 2>(terms, vc, scale),
+            3 => row_sums::<T, 3>(terms, vc, scale),
+            4 => row_sums::<T, 4>(terms, vc, scale),
+            _ => {
+                for (value, row) in vc.iter_mut().zip(terms.chunks_exact(cols)) {
+                    *value = row.iter().fold(T::ZERO, |sum, &x| sum + x) * scale;
+                }
+            }
+        }
+    }
+}
+
+/// `values[r] = (sum of row r of terms, left to right from 0) * scale` for
+/// rows of `N` terms.
+#[inline]
+fn row_sums<T: Float, const N: usize>(terms: &[T], values: &mut [T], scale: T) {
+    let (rows, _) = terms.as_chunks::<N>();
+    for (value, row) in values.iter_mut().zip(rows) {
+        *value = row.iter().fold(T::ZERO, |sum, &x| sum + x) * scale;
     }
 }
 
@@ -246,11 +310,12 @@ pub(crate) fn softplus<T: Float>(x: T) -> T {
 /// on two threads, CE 1024x10 unchanged (below the threshold).
 const ROWWISE_PARALLEL_MIN: usize = 1 << 16;
 
-/// The same for pointwise kernels, whose few flops per element make them
-/// memory-bound: MSE 65536x4 (262k elements, at the single-core triad
-/// bandwidth) was no faster on two threads, and up to 1.4x slower in one
-/// measurement, so they stay serial up to 1M elements.
-const POINTWISE_PARALLEL_MIN: usize = 1 << 20;
+/// The same for Keras-convention pointwise kernels. Their few flops per
+/// element make them bound by the cache the data sits in: MSE 65536x4
+/// (262k elements, 3 MB of inputs and gradient, more than one core's L2)
+/// ran 1.6x faster on two threads (136 -> 85 us), each thread's half
+/// fitting its own core's cache; MSE 1024x4 is far below the threshold.
+const POINTWISE_PARALLEL_MIN: usize = 1 << 17;
 
 /// Prediction elements per parallel task (whole rows, at least one).
 const TASK_ELEMENTS: usize = 1 << 14;

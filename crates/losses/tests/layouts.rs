@@ -113,6 +113,42 @@ fn sparse_cross_entropy_block_kernel_matches_the_row_kernel() {
     }
 }
 
+/// The Keras pointwise kernel works on chunks of about a thousand elements
+/// (whole rows), so a per-column option (BCE's `pos_weight`) must follow
+/// each element's column across chunk boundaries: every row of a large
+/// batch must equal that row computed alone.
+#[test]
+fn per_column_options_follow_columns_across_chunks() {
+    let (rows, cols) = (500, 7); // 3500 elements: chunks of 146 rows
+    let x = Tensor::<f32>::rand_normal(&[rows, cols], 0.0, 2.0, 21).unwrap();
+    let y = Tensor::<f32>::rand_uniform(&[rows, cols], 0.0, 1.0, 22).unwrap();
+    let pos: Vec<f64> = (0..cols).map(|j| 0.5 + j as f64).collect();
+    for convention in [Convention::Keras, Convention::PyTorch] {
+        let loss = BinaryCrossEntropy::from_logits()
+            .pos_weight(pos.clone())
+            .convention(convention)
+            .reduction(Reduction::None);
+        let all = loss.value_and_grad(&x, &y, None).unwrap();
+        let per_row = all.value.len() / rows;
+        for r in [0, 145, 146, 147, 291, 292, 499] {
+            let row = |t: &Tensor<f32>| {
+                Tensor::from_vec(t.to_vec()[r * cols..(r + 1) * cols].to_vec(), &[1, cols]).unwrap()
+            };
+            let alone = loss.value_and_grad(&row(&x), &row(&y), None).unwrap();
+            assert_eq!(
+                alone.value.to_vec(),
+                all.value.to_vec()[r * per_row..(r + 1) * per_row].to_vec(),
+                "{convention:?} row {r}: value"
+            );
+            assert_eq!(
+                alone.grad.to_vec(),
+                all.grad.to_vec()[r * cols..(r + 1) * cols].to_vec(),
+                "{convention:?} row {r}: grad"
+            );
+        }
+    }
+}
+
 /// Large inputs are split over rayon's threads by blocks of rows; each row
 /// is computed the same way, so one thread and two give identical bits.
 #[test]
