@@ -9,7 +9,9 @@ use polyhead_tensor::{Float, Tensor};
 use crate::error::{LossError, Result};
 use crate::lanes;
 use crate::loss::{Labels, Loss};
-use crate::reduction::{Convention, LossOutput, Reduction, finish, non_empty, same_shape};
+use crate::reduction::{
+    Convention, LossOutput, Reduction, finish, non_empty, same_shape, uniform_coef,
+};
 use crate::units::{rowwise, rowwise_label_blocks, rowwise_labels};
 
 /// Keras' fuzz factor for clipping probabilities.
@@ -390,55 +392,79 @@ fn logits_slice<T: Float>(x: &[T], a: &impl Fn(usize) -> T, g: &mut [T]) -> T {
     value
 }
 
+/// Elements per pass of [`sparse_logits_block`]: small enough that the
+/// shifted logits stay in the L1 cache between the passes over them.
+const SOFTMAX_CHUNK: usize = 4096;
+
 /// [`logits_slice`] with a one-hot target, on a block of rows at once:
 /// every row's shifted logits are exponentiated in one call, which fills
 /// the SIMD registers even when a row has only a few classes. Same
 /// operations in the same order as the row kernel, so the same bits (each
 /// `exp_slice` result depends on its own input only). A row whose label is
 /// out of range (the ignored label) gets value 0 and a zero gradient.
+///
+/// `c` is the reduction's coefficient when every row weighs the same
+/// (else 1): the gradient leaves multiplied by it as `finish` would,
+/// `(softmax - onehot) * c`, and 0 where `c` is 0.
 fn sparse_logits_block<T: Float>(
     x: &[T],
     labels: &[i64],
     classes: usize,
     g: &mut [T],
     values: &mut [T],
+    c: T,
 ) {
     if classes == 0 {
         return;
     }
-    // Pass 1: each row's maximum (kept in `values` for now) and x - max.
-    for ((xr, gr), m) in x
-        .chunks_exact(classes)
-        .zip(g.chunks_exact_mut(classes))
-        .zip(values.iter_mut())
+    let rows = (SOFTMAX_CHUNK / classes).max(1);
+    let n = rows * classes;
+    for (((x, g), labels), values) in x
+        .chunks(n)
+        .zip(g.chunks_mut(n))
+        .zip(labels.chunks(rows))
+        .zip(values.chunks_mut(rows))
     {
-        *m = lanes::max(xr);
-        for (gv, &xv) in gr.iter_mut().zip(xr) {
-            *gv = xv - *m;
+        // Pass 1: each row's maximum (kept in `values` for now) and x - max.
+        for ((xr, gr), m) in x
+            .chunks_exact(classes)
+            .zip(g.chunks_exact_mut(classes))
+            .zip(values.iter_mut())
+        {
+            *m = lanes::max(xr);
+            for (gv, &xv) in gr.iter_mut().zip(xr) {
+                *gv = xv - *m;
+            }
         }
-    }
-    T::exp_slice(g);
-    // Pass 2: log-sum-exp, the value, and softmax minus the one-hot.
-    for (((xr, gr), &y), v) in x
-        .chunks_exact(classes)
-        .zip(g.chunks_exact_mut(classes))
-        .zip(labels)
-        .zip(values.iter_mut())
-    {
-        if y < 0 || y as usize >= classes {
-            gr.fill(T::ZERO);
-            *v = T::ZERO;
-            continue;
+        T::exp_slice(g);
+        // Pass 2: log-sum-exp, the value, and softmax minus the one-hot.
+        for (((xr, gr), &y), v) in x
+            .chunks_exact(classes)
+            .zip(g.chunks_exact_mut(classes))
+            .zip(labels)
+            .zip(values.iter_mut())
+        {
+            if y < 0 || y as usize >= classes || c == T::ZERO {
+                gr.fill(T::ZERO);
+                if y < 0 || y as usize >= classes {
+                    *v = T::ZERO;
+                    continue;
+                }
+            }
+            let y = y as usize;
+            let sum_exp = lanes::sum(gr);
+            let lse = *v + sum_exp.ln();
+            *v = lse - xr[y];
+            if c == T::ZERO {
+                continue;
+            }
+            let inv = T::ONE / sum_exp;
+            let at_label = gr[y] * inv - T::ONE;
+            for gv in gr.iter_mut() {
+                *gv = *gv * inv * c;
+            }
+            gr[y] = at_label * c;
         }
-        let y = y as usize;
-        let sum_exp = lanes::sum(gr);
-        let lse = *v + sum_exp.ln();
-        *v = lse - xr[y];
-        let inv = T::ONE / sum_exp;
-        for gv in gr.iter_mut() {
-            *gv *= inv;
-        }
-        gr[y] -= T::ONE;
     }
 }
 
@@ -639,11 +665,21 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         let plain = c.class_weights.is_none() && c.label_smoothing == 0.0;
         let mut buffer = buffer;
         if plain && input == Input::Logits {
+            // Every row weighs the same without sample weights or ignored
+            // labels: the kernel applies the reduction's coefficient itself.
+            let rows = labels.len();
+            let batch = pred.shape().first().copied().unwrap_or(1);
+            let grad_coef = match (sample_weight, &ignored) {
+                (None, None) => uniform_coef::<T>(c.reduction, rows, batch, None),
+                _ => None,
+            };
+            let coef = grad_coef.unwrap_or(T::ONE);
             let blocks = rowwise_label_blocks(pred, labels, axis, &mut buffer, |x, y, g, v| {
-                sparse_logits_block(x, y, classes, g, v)
+                sparse_logits_block(x, y, classes, g, v, coef)
             });
             if let Some(mut units) = blocks {
                 units.ignored = ignored;
+                units.grad_final = grad_coef.is_some();
                 return finish(NAME, units, c.reduction, sample_weight);
             }
         }
