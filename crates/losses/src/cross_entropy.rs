@@ -374,7 +374,7 @@ fn logits_slice<T: Float>(x: &[T], a: &impl Fn(usize) -> T, g: &mut [T]) -> T {
     }
     T::exp_slice(g);
     let sum_exp = lanes::sum(g);
-    let lse = m + sum_exp.ln();
+    let lse = m + ln_of(sum_exp);
     let inv = T::ONE / sum_exp;
     let mut total_a = T::ZERO;
     let mut value = T::ZERO;
@@ -392,9 +392,22 @@ fn logits_slice<T: Float>(x: &[T], a: &impl Fn(usize) -> T, g: &mut [T]) -> T {
     value
 }
 
+/// `ln x` through [`Float::ln_slice`], so a row kernel and a block kernel
+/// that takes the logarithms of many rows at once get the same bits.
+#[inline]
+fn ln_of<T: Float>(x: T) -> T {
+    let mut one = [x];
+    T::ln_slice(&mut one);
+    one[0]
+}
+
 /// Elements per pass of [`sparse_logits_block`]: small enough that the
 /// shifted logits stay in the L1 cache between the passes over them.
 const SOFTMAX_CHUNK: usize = 4096;
+
+/// At most this many rows per pass (their sums and logarithms live in
+/// stack arrays of this length).
+const SOFTMAX_ROWS: usize = 256;
 
 /// [`logits_slice`] with a one-hot target, on a block of rows at once:
 /// every row's shifted logits are exponentiated in one call, which fills
@@ -417,7 +430,7 @@ fn sparse_logits_block<T: Float>(
     if classes == 0 {
         return;
     }
-    let rows = (SOFTMAX_CHUNK / classes).max(1);
+    let rows = (SOFTMAX_CHUNK / classes).clamp(1, SOFTMAX_ROWS);
     let n = rows * classes;
     for (((x, g), labels), values) in x
         .chunks(n)
@@ -437,12 +450,24 @@ fn sparse_logits_block<T: Float>(
             }
         }
         T::exp_slice(g);
-        // Pass 2: log-sum-exp, the value, and softmax minus the one-hot.
-        for (((xr, gr), &y), v) in x
+        // Pass 2: each row's sum of exponentials, and their logarithms in
+        // one vectorised call.
+        let mut sums = [T::ONE; SOFTMAX_ROWS];
+        let mut logs = [T::ZERO; SOFTMAX_ROWS];
+        let (sums, logs) = (&mut sums[..labels.len()], &mut logs[..labels.len()]);
+        for (sum, gr) in sums.iter_mut().zip(g.chunks_exact(classes)) {
+            *sum = lanes::sum(gr);
+        }
+        logs.copy_from_slice(sums);
+        T::ln_slice(logs);
+        // Pass 3: log-sum-exp, the value, and softmax minus the one-hot.
+        for (((((xr, gr), &y), v), &sum_exp), &ln_sum) in x
             .chunks_exact(classes)
             .zip(g.chunks_exact_mut(classes))
             .zip(labels)
             .zip(values.iter_mut())
+            .zip(sums.iter())
+            .zip(logs.iter())
         {
             if y < 0 || y as usize >= classes || c == T::ZERO {
                 gr.fill(T::ZERO);
@@ -452,8 +477,7 @@ fn sparse_logits_block<T: Float>(
                 }
             }
             let y = y as usize;
-            let sum_exp = lanes::sum(gr);
-            let lse = *v + sum_exp.ln();
+            let lse = *v + ln_sum;
             *v = lse - xr[y];
             if c == T::ZERO {
                 continue;

@@ -43,6 +43,7 @@ mod reduce;
 /// # Ok::<(), polyhead_tensor::TensorError>(())
 /// ```
 pub mod shape;
+pub mod simd;
 pub mod special;
 mod tensor;
 
