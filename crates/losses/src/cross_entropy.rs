@@ -798,7 +798,11 @@ pub(crate) fn check_labels(
 ) -> Result<Option<ArrayD<bool>>> {
     let bad = |y: i64| Some(y) != ignore && (y < 0 || y as usize >= classes);
     // A flat scan first; the (slow, n-d) position only on the error path.
-    if labels.iter().any(|&y| bad(y)) {
+    let any_bad = match labels.as_slice() {
+        Some(flat) => flat.iter().fold(false, |seen, &y| seen | bad(y)),
+        None => labels.iter().any(|&y| bad(y)),
+    };
+    if any_bad {
         let (pos, &y) = labels
             .indexed_iter()
             .find(|(_, y)| bad(**y))
