@@ -9,11 +9,22 @@ use polyhead_tensor::Float;
 
 const LANES: usize = 8;
 
+/// Slices of at most this many elements (ten classes, four box
+/// coordinates) are folded left to right instead: they barely fill the
+/// lanes, and combining the lanes would cost more than it saves (measured:
+/// CE 1024x10 13.9 -> 13.3 us).
+const SHORT: usize = 16;
+
 /// The largest element (`-inf` for an empty slice). NaN elements are
 /// skipped; callers that need NaN to propagate get it from the values
 /// computed from the row itself.
 #[inline]
 pub(crate) fn max<T: Float>(x: &[T]) -> T {
+    if x.len() <= SHORT {
+        return x
+            .iter()
+            .fold(T::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    }
     let mut acc = [T::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -39,6 +50,9 @@ pub(crate) fn max<T: Float>(x: &[T]) -> T {
 /// The sum of the elements.
 #[inline]
 pub(crate) fn sum<T: Float>(x: &[T]) -> T {
+    if x.len() <= SHORT {
+        return x.iter().fold(T::ZERO, |s, &v| s + v);
+    }
     let mut acc = [T::ZERO; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
