@@ -251,6 +251,34 @@ fn a_refused_update_keeps_the_momentum_state_of_the_last_good_step() {
 }
 
 #[test]
+fn state_for_a_parameter_whose_size_changed_is_an_error_not_a_panic() {
+    let mut opt = Adam::new(0.1).build::<f64>();
+    let mut small = Named(vec![(
+        "k".to_string(),
+        Parameter::new(Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap()),
+    )]);
+    opt.step_with(&mut small, |_, p| {
+        Some(Tensor::ones(p.value().shape()).unwrap())
+    })
+    .unwrap();
+    let mut big = Named(vec![(
+        "k".to_string(),
+        Parameter::new(Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).unwrap()),
+    )]);
+    let err = opt
+        .step_with(&mut big, |_, p| {
+            Some(Tensor::ones(p.value().shape()).unwrap())
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "optimizer: its state for k holds 2 values, but the parameter now has 3 (shape [3]); build a new optimizer for a changed model. The step was not applied"
+    );
+    assert_eq!(big.0[0].1.value().to_vec(), vec![1.0, 2.0, 3.0]);
+    assert_eq!(opt.steps(), 1);
+}
+
+#[test]
 fn a_transposed_gradient_updates_like_its_row_major_copy() {
     let model = || {
         Named(vec![(

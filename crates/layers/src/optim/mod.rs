@@ -297,6 +297,16 @@ impl<T: Float> Optimizer<T> {
             let mut slots = self.spare.remove(name).unwrap_or_default();
             slots.resize_with(slot_count, Vec::new);
             match self.slots.get(name) {
+                Some(old) if old.iter().any(|s| s.len() != n) => {
+                    return Err(LayerError::Invalid {
+                        what: "optimizer",
+                        message: format!(
+                            "its state for {name} holds {} values, but the parameter now has {n} (shape {:?}); build a new optimizer for a changed model. The step was not applied",
+                            old.first().map_or(0, Vec::len),
+                            p.value().shape()
+                        ),
+                    });
+                }
                 Some(old) => {
                     for (new, old) in slots.iter_mut().zip(old) {
                         new.clear();
