@@ -78,18 +78,15 @@ pub(crate) fn pointwise<T: Float>(
         Convention::PyTorch => {
             // Every element is its own unit.
             let mut values = ArrayD::from_elem(pred.shape(), T::ZERO);
-            let g = grad.as_slice_mut().expect(contiguous);
-            let v = values.as_slice_mut().expect(contiguous);
-            let mut j = 0;
-            for (((&pv, &tv), g), v) in p.iter().zip(t).zip(g.iter_mut()).zip(v.iter_mut()) {
-                let (term, d) = f(pv, tv, j);
-                *v = term;
-                *g = d * c;
-                j += 1;
-                if j == cols {
-                    j = 0;
-                }
-            }
+            terms_and_grads(
+                p,
+                t,
+                grad.as_slice_mut().expect(contiguous),
+                values.as_slice_mut().expect(contiguous),
+                cols,
+                &f,
+                |d| d * c,
+            );
             Units::new(values, grad, None)
         }
     };
@@ -141,16 +138,7 @@ fn keras_rows<T: Float>(
         .zip(v.chunks_mut(rows_per_chunk))
     {
         let terms = &mut terms[..pc.len()];
-        let mut j = 0;
-        for (((&pv, &tv), gv), term) in pc.iter().zip(tc).zip(gc.iter_mut()).zip(terms.iter_mut()) {
-            let (tm, d) = f(pv, tv, j);
-            *term = tm;
-            *gv = d * scale * c;
-            j += 1;
-            if j == cols {
-                j = 0;
-            }
-        }
+        terms_and_grads(pc, tc, gc, terms, cols, f, |d| d * scale * c);
         // Row sums. Fixed widths let the compiler sum several rows at once
         // (each row still from left to right).
         match cols {
@@ -162,6 +150,31 @@ fn keras_rows<T: Float>(
                     *value = row.iter().fold(T::ZERO, |sum, &x| sum + x) * scale;
                 }
             }
+        }
+    }
+}
+
+/// Every element's term into `terms` and `grad(derivative)` into `g`, in
+/// one flat loop the compiler vectorises; the column index passed to `f`
+/// cycles through `0..cols` (the slices start at a row boundary).
+#[inline(always)]
+fn terms_and_grads<T: Float>(
+    p: &[T],
+    t: &[T],
+    g: &mut [T],
+    terms: &mut [T],
+    cols: usize,
+    f: &impl Fn(T, T, usize) -> (T, T),
+    grad: impl Fn(T) -> T,
+) {
+    let mut j = 0;
+    for (((&pv, &tv), gv), term) in p.iter().zip(t).zip(g.iter_mut()).zip(terms.iter_mut()) {
+        let (tm, d) = f(pv, tv, j);
+        *term = tm;
+        *gv = grad(d);
+        j += 1;
+        if j == cols {
+            j = 0;
         }
     }
 }
