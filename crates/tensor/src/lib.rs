@@ -33,6 +33,7 @@ mod elementwise;
 mod error;
 mod layout;
 mod matmul;
+pub mod parallel;
 mod random;
 mod reduce;
 /// Shape arithmetic: broadcasting, axes, checked element counts.

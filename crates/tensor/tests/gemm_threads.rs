@@ -3,6 +3,7 @@
 //! for bit, and must still agree with a naive product.
 
 use ndarray::{Array2, ArrayView2, s};
+use polyhead_tensor::parallel::{pool_is_awake, with_awake_pool};
 use polyhead_tensor::{Tensor, gemm};
 
 fn filled(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
@@ -100,4 +101,71 @@ fn threaded_gemm_agrees_with_a_naive_product() {
             );
         }
     }
+}
+
+/// Inside `with_awake_pool` products split from a smaller size, run by the
+/// calling thread and polling workers; the bits must still be those of one
+/// thread, from inside a pool and from a thread outside any pool.
+#[test]
+fn awake_pool_gemm_is_bit_identical_to_one_thread() {
+    for (case, &(m, k, n)) in [
+        (128, 784, 64),
+        (784, 128, 64),
+        (70, 300, 200),
+        (1000, 40, 100),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 100 + 10 * case as u64;
+        let a = filled(m, k, seed);
+        let b = filled(k, n, seed + 1);
+        let c0 = filled(m, n, seed + 2);
+        for beta in [0.0, 1.0] {
+            let one = product(1, a.view(), b.view(), beta, &c0);
+            for threads in [2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut inside = c0.clone();
+                pool.install(|| {
+                    with_awake_pool(|| {
+                        assert!(pool_is_awake());
+                        // Nested: runs directly, still awake.
+                        with_awake_pool(|| gemm(1.5, a.view(), b.view(), beta, inside.view_mut()))
+                    })
+                })
+                .unwrap();
+                assert_same_bits(&one, &inside, threads);
+                // From this (non-pool) thread, on the global pool.
+                let mut outside = c0.clone();
+                with_awake_pool(|| gemm(1.5, a.view(), b.view(), beta, outside.view_mut()))
+                    .unwrap();
+                assert_same_bits(&one, &outside, threads);
+            }
+        }
+    }
+    assert!(!pool_is_awake());
+}
+
+/// A panic inside the closure reaches the caller, and the pollers stop: the
+/// pool still runs later work (a poller left spinning would hold its thread
+/// forever, and the join below would never finish on a 2-thread pool).
+#[test]
+fn awake_pool_survives_a_panic_in_its_closure() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let caught = pool.install(|| std::panic::catch_unwind(|| with_awake_pool(|| panic!("boom"))));
+    assert!(caught.is_err());
+    assert!(!pool_is_awake());
+    let (x, y) = pool.install(|| rayon::join(|| 1 + 1, || 2 + 2));
+    assert_eq!((x, y), (2, 4));
+    let sum: i64 = pool.install(|| {
+        use rayon::prelude::*;
+        (0..100_000i64).into_par_iter().sum()
+    });
+    assert_eq!(sum, 4_999_950_000);
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use polyhead_autograd::Tape;
 use polyhead_layers::Optimizer;
+use polyhead_tensor::parallel::with_awake_pool;
 use polyhead_tensor::{Float, Rng, Tensor};
 
 pub use callback::{
@@ -692,134 +693,140 @@ where
             let mut skipped = 0usize;
             let mut metrics = vec![Accumulator::default(); self.metrics.len()];
             let mut weight_sums = vec![0.0; M::LOSSES.len()];
-            for (step, rows) in order.chunks(self.batch_size).enumerate() {
-                let xb = select_tensor_rows(x, rows)?;
-                let tb = targets.select_rows(rows)?;
-                let tape = Tape::new();
-                let (features, outputs) = model.forward_with_features(tape.constant(xb.clone()))?;
-                let parts = model.head_losses(&outputs, &tb)?;
-                let part_values: Vec<f64> = parts
-                    .iter()
-                    .map(|p| Ok(p.value().item()?.to_f64()))
-                    .collect::<Result<_>>()?;
-                // Name the head (or term) whose loss went bad, before any update.
-                if let Some((i, value)) =
-                    part_values.iter().enumerate().find(|(_, v)| !v.is_finite())
-                {
-                    match self.on_non_finite {
-                        OnNonFinite::Stop => {
-                            return Err(Error::Other(format!(
-                                "training stopped: {}_loss (head `{}`) is {value} at epoch {}, step {}; the weights are those after the last good step",
-                                M::LOSSES[i],
-                                M::LOSSES[i],
-                                epoch + 1,
-                                step + 1
-                            )));
-                        }
-                        OnNonFinite::SkipStep => {
-                            skipped += 1;
-                            continue;
-                        }
-                    }
-                }
-                let named: Vec<(String, polyhead_autograd::ParamId)> = model
-                    .parameters()
-                    .into_iter()
-                    .map(|(n, p)| (n, p.id()))
-                    .collect();
-                let shared: Vec<(String, polyhead_autograd::ParamId)> = match M::TRUNK {
-                    Some(trunk) => named
-                        .iter()
-                        .filter(|(n, _)| n.starts_with(&format!("{trunk}.")))
-                        .cloned()
-                        .collect(),
-                    None => Vec::new(),
-                };
-                let ids: Vec<polyhead_autograd::ParamId> =
-                    named.iter().map(|(_, id)| *id).collect();
-                let user = self.loss_weights.values();
-                let result = self.weighting.step(
-                    &tape,
-                    &parts,
-                    M::LOSSES,
-                    &user,
-                    features,
-                    &shared,
-                    &ids,
-                )?;
-                let mut logs = vec![("loss".to_string(), result.total)];
-                logs.extend(
-                    M::LOSSES
-                        .iter()
-                        .zip(&part_values)
-                        .map(|(n, v)| (format!("{n}_loss"), *v)),
-                );
-                if !result.total.is_finite() {
-                    return Err(Error::Other(format!(
-                        "training stopped: the weighted loss is {} at epoch {}, step {}; the weights are those after the last good step",
-                        result.total,
-                        epoch + 1,
-                        step + 1
-                    )));
-                }
-                let grads = result.grads;
-                {
-                    let mut joint = Joint {
-                        model: &mut *model,
-                        weighting: &mut self.weighting,
-                    };
-                    self.optimizer.step_with(&mut joint, |_, p| {
-                        grads
-                            .iter()
-                            .find(|(id, _)| *id == p.id())
-                            .map(|(_, g)| g.clone())
-                    })?;
-                }
-                if self.weighting.needs_losses_after_step() {
-                    let after_tape = Tape::no_record();
-                    let outputs = model.forward_heads(after_tape.constant(xb))?;
-                    let after: Vec<f64> = model
-                        .head_losses(&outputs, &tb)?
+            // The pool's other threads poll for work through the epoch's
+            // steps, so the GEMMs split over them pay from small sizes.
+            with_awake_pool(|| -> Result<()> {
+                for (step, rows) in order.chunks(self.batch_size).enumerate() {
+                    let xb = select_tensor_rows(x, rows)?;
+                    let tb = targets.select_rows(rows)?;
+                    let tape = Tape::new();
+                    let (features, outputs) =
+                        model.forward_with_features(tape.constant(xb.clone()))?;
+                    let parts = model.head_losses(&outputs, &tb)?;
+                    let part_values: Vec<f64> = parts
                         .iter()
                         .map(|p| Ok(p.value().item()?.to_f64()))
                         .collect::<Result<_>>()?;
-                    self.weighting.after_step(&part_values, &after)?;
-                }
-                self.weighting.record_losses(&part_values);
-                for (w_sum, w) in weight_sums.iter_mut().zip(&result.weights) {
-                    *w_sum += w * rows.len() as f64;
-                }
-                let values = M::head_values(&outputs);
-                for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
-                    let pred = values
-                        .iter()
-                        .find(|(h, _)| h == head)
-                        .map(|(_, v)| v.value());
-                    let target = tb.target(head);
-                    match (pred, target) {
-                        (Some(p), Some(t)) => acc.add(head, *metric, &p, t)?,
-                        _ => {
-                            return Err(Error::Other(format!(
-                                "metric {} names head `{head}`, which has no output or target",
-                                metric.name()
-                            )));
+                    // Name the head (or term) whose loss went bad, before any update.
+                    if let Some((i, value)) =
+                        part_values.iter().enumerate().find(|(_, v)| !v.is_finite())
+                    {
+                        match self.on_non_finite {
+                            OnNonFinite::Stop => {
+                                return Err(Error::Other(format!(
+                                    "training stopped: {}_loss (head `{}`) is {value} at epoch {}, step {}; the weights are those after the last good step",
+                                    M::LOSSES[i],
+                                    M::LOSSES[i],
+                                    epoch + 1,
+                                    step + 1
+                                )));
+                            }
+                            OnNonFinite::SkipStep => {
+                                skipped += 1;
+                                continue;
+                            }
                         }
                     }
-                }
-                let b = rows.len() as f64;
-                for (name, v) in &logs {
-                    match sums.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, s)) => *s += v * b,
-                        None => sums.push((name.clone(), v * b)),
+                    let named: Vec<(String, polyhead_autograd::ParamId)> = model
+                        .parameters()
+                        .into_iter()
+                        .map(|(n, p)| (n, p.id()))
+                        .collect();
+                    let shared: Vec<(String, polyhead_autograd::ParamId)> = match M::TRUNK {
+                        Some(trunk) => named
+                            .iter()
+                            .filter(|(n, _)| n.starts_with(&format!("{trunk}.")))
+                            .cloned()
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    let ids: Vec<polyhead_autograd::ParamId> =
+                        named.iter().map(|(_, id)| *id).collect();
+                    let user = self.loss_weights.values();
+                    let result = self.weighting.step(
+                        &tape,
+                        &parts,
+                        M::LOSSES,
+                        &user,
+                        features,
+                        &shared,
+                        &ids,
+                    )?;
+                    let mut logs = vec![("loss".to_string(), result.total)];
+                    logs.extend(
+                        M::LOSSES
+                            .iter()
+                            .zip(&part_values)
+                            .map(|(n, v)| (format!("{n}_loss"), *v)),
+                    );
+                    if !result.total.is_finite() {
+                        return Err(Error::Other(format!(
+                            "training stopped: the weighted loss is {} at epoch {}, step {}; the weights are those after the last good step",
+                            result.total,
+                            epoch + 1,
+                            step + 1
+                        )));
                     }
+                    let grads = result.grads;
+                    {
+                        let mut joint = Joint {
+                            model: &mut *model,
+                            weighting: &mut self.weighting,
+                        };
+                        self.optimizer.step_with(&mut joint, |_, p| {
+                            grads
+                                .iter()
+                                .find(|(id, _)| *id == p.id())
+                                .map(|(_, g)| g.clone())
+                        })?;
+                    }
+                    if self.weighting.needs_losses_after_step() {
+                        let after_tape = Tape::no_record();
+                        let outputs = model.forward_heads(after_tape.constant(xb))?;
+                        let after: Vec<f64> = model
+                            .head_losses(&outputs, &tb)?
+                            .iter()
+                            .map(|p| Ok(p.value().item()?.to_f64()))
+                            .collect::<Result<_>>()?;
+                        self.weighting.after_step(&part_values, &after)?;
+                    }
+                    self.weighting.record_losses(&part_values);
+                    for (w_sum, w) in weight_sums.iter_mut().zip(&result.weights) {
+                        *w_sum += w * rows.len() as f64;
+                    }
+                    let values = M::head_values(&outputs);
+                    for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
+                        let pred = values
+                            .iter()
+                            .find(|(h, _)| h == head)
+                            .map(|(_, v)| v.value());
+                        let target = tb.target(head);
+                        match (pred, target) {
+                            (Some(p), Some(t)) => acc.add(head, *metric, &p, t)?,
+                            _ => {
+                                return Err(Error::Other(format!(
+                                    "metric {} names head `{head}`, which has no output or target",
+                                    metric.name()
+                                )));
+                            }
+                        }
+                    }
+                    let b = rows.len() as f64;
+                    for (name, v) in &logs {
+                        match sums.iter_mut().find(|(n, _)| n == name) {
+                            Some((_, s)) => *s += v * b,
+                            None => sums.push((name.clone(), v * b)),
+                        }
+                    }
+                    seen += rows.len();
+                    let running: Vec<(String, f64)> = sums
+                        .iter()
+                        .map(|(n, s)| (n.clone(), s / seen as f64))
+                        .collect();
+                    reporter.step(&running);
                 }
-                seen += rows.len();
-                let running: Vec<(String, f64)> = sums
-                    .iter()
-                    .map(|(n, s)| (n.clone(), s / seen as f64))
-                    .collect();
-                reporter.step(&running);
-            }
+                Ok(())
+            })?;
             let mut logs: Vec<(String, f64)> = sums
                 .into_iter()
                 .map(|(n, s)| (n, if seen > 0 { s / seen as f64 } else { f64::NAN }))

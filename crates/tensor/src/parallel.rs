@@ -1,0 +1,119 @@
+//! Keeping the rayon pool awake through a burst of parallel work.
+//!
+//! An idle rayon worker goes to sleep within microseconds, and waking it
+//! takes tens of microseconds (about 60 us measured on the 2-core virtual
+//! machine this project targets). A training step runs a few GEMMs of tens
+//! of microseconds each with other work between them, so a product split
+//! over two threads finished *later* than on one: its second half waited
+//! for the sleeping worker. [`with_awake_pool`] keeps the pool's other
+//! threads polling for work while a closure runs (what OpenMP runtimes call
+//! an active wait policy), and [`gemm`](crate::gemm) then splits products
+//! from a much smaller size. The price: those threads spin at full speed
+//! meanwhile. Results never depend on it, only when split work starts.
+//!
+//! ```
+//! use polyhead_tensor::Tensor;
+//! use polyhead_tensor::parallel::{pool_is_awake, with_awake_pool};
+//! let a = Tensor::<f32>::ones(&[256, 256])?;
+//! let product = with_awake_pool(|| a.matmul(&a))?;
+//! assert_eq!(product.to_vec()[0], 256.0);
+//! assert!(!pool_is_awake());
+//! # Ok::<(), polyhead_tensor::TensorError>(())
+//! ```
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+thread_local! {
+    static AWAKE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is running a closure given to
+/// [`with_awake_pool`] with a pool of two or more threads.
+///
+/// ```
+/// assert!(!polyhead_tensor::parallel::pool_is_awake());
+/// ```
+pub fn pool_is_awake() -> bool {
+    AWAKE.with(Cell::get)
+}
+
+/// Runs `f` on the calling thread while the current rayon pool's other
+/// threads poll for work instead of sleeping, and returns its result. With
+/// a pool of one thread, or inside another `with_awake_pool`, it just runs
+/// `f`. The pollers stop when `f` returns or panics.
+///
+/// ```
+/// let sum = polyhead_tensor::parallel::with_awake_pool(|| (1..=10).sum::<i32>());
+/// assert_eq!(sum, 55);
+/// ```
+pub fn with_awake_pool<R>(f: impl FnOnce() -> R) -> R {
+    let threads = rayon::current_num_threads();
+    if threads < 2 || pool_is_awake() {
+        return f();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    // One poller per other thread of the pool: the calling thread (a
+    // worker or not) works on `f` itself, so the cores stay one per thread.
+    let owner = rayon::current_thread_index();
+    for _ in 1..threads {
+        let done = Arc::clone(&done);
+        rayon::spawn(move || {
+            // The owner may pick this job up while it waits for split work;
+            // it must not get stuck polling instead of finishing `f`.
+            if rayon::current_thread_index() == owner {
+                return;
+            }
+            while !done.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+    }
+    let _stop = SetOnDrop(&done);
+    let was = AWAKE.with(|a| a.replace(true));
+    let _restore = RestoreOnDrop(was);
+    f()
+}
+
+/// Runs `first` on the calling thread and each of `rest` on the pool, and
+/// returns when all are done. The caller waits by polling (running pool
+/// work meanwhile if it is a worker), never by sleeping, so it resumes as
+/// soon as the last job ends. For use inside [`with_awake_pool`].
+pub(crate) fn run_all<'a>(first: impl FnOnce(), rest: Vec<Box<dyn FnOnce() + Send + 'a>>) {
+    let finished: Vec<AtomicBool> = rest.iter().map(|_| AtomicBool::new(false)).collect();
+    rayon::in_place_scope(|scope| {
+        for (job, flag) in rest.into_iter().zip(&finished) {
+            scope.spawn(move |_| {
+                let _done = SetOnDrop(flag);
+                job();
+            });
+        }
+        first();
+        while !finished.iter().all(|f| f.load(Ordering::Acquire)) {
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                std::hint::spin_loop();
+            }
+        }
+    });
+}
+
+/// Sets the flag when dropped (also when unwinding from a panic).
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Restores the thread's awake flag when dropped.
+struct RestoreOnDrop(bool);
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        AWAKE.with(|a| a.set(self.0));
+    }
+}
