@@ -3,7 +3,8 @@
 //! `target/bench/bench.json`.
 //!
 //! Each workload is f32, value and gradient, timed as the median of several
-//! repetitions after a warm-up. Rows report samples/s, the effective memory
+//! repetitions after a warm-up, inside `with_awake_pool` (as `Trainer::fit`
+//! runs its steps). Rows report samples/s, the effective memory
 //! traffic (GB/s) and the share of the roofline: bytes that must move at the
 //! measured triad bandwidth, or FLOPs at the measured GEMM rate.
 
@@ -230,16 +231,12 @@ fn train_row(quick: bool, batch: usize) -> Row {
         Tensor::rand_uniform(&[batch, 4], 0.0, 1.0, 9).unwrap(),
     );
     let weights = BenchModelLossWeights::default();
-    // As `Trainer::fit` does: the pool's other threads poll for work
-    // through the steps (a no-op on one thread).
-    let (seconds, allocations) = with_awake_pool(|| {
-        time(quick, || {
-            let tape = Tape::new();
-            let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
-            let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
-            let grads = tape.backward(loss.total).unwrap();
-            opt.step(&mut m, &grads).unwrap();
-        })
+    let (seconds, allocations) = time(quick, || {
+        let tape = Tape::new();
+        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
+        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
+        let grads = tape.backward(loss.total).unwrap();
+        opt.step(&mut m, &grads).unwrap();
     });
     // Forward 2*B*(784*64 + 64*14) FLOPs. Backward: the heads need their
     // kernels' and inputs' gradients (twice their forward), the first layer
@@ -285,7 +282,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     .num_threads(n)
                     .build()
                     .expect("a rayon thread pool");
-                let mut row = pool.install(make);
+                // As in `Trainer::fit`, the pool's other threads poll for
+                // work while the workload repeats (a no-op on one thread).
+                let mut row = pool.install(|| with_awake_pool(make));
                 row.threads = n;
                 row
             })

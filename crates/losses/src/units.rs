@@ -12,6 +12,7 @@
 //! same pass that computes the values.
 
 use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
+use polyhead_tensor::parallel::{pool_is_awake, run_all};
 use polyhead_tensor::{Float, Tensor};
 use rayon::prelude::*;
 
@@ -65,7 +66,7 @@ pub(crate) fn pointwise<T: Float>(
             };
             let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
             for_each_block(
-                POINTWISE_PARALLEL_MIN,
+                POINTWISE_PARALLEL,
                 p,
                 t,
                 cols,
@@ -212,7 +213,7 @@ pub(crate) fn rowwise<T: Float>(
     ) {
         // Contiguous rows along the last axis: plain chunks, no lane iterator.
         let c = pred.shape()[axis];
-        for_each_row(ROWWISE_PARALLEL_MIN, p, t, c, g, v, |p, t, g| {
+        for_each_row(ROWWISE_PARALLEL, p, t, c, g, v, |p, t, g| {
             f(
                 ArrayView1::from(p),
                 ArrayView1::from(t),
@@ -250,7 +251,7 @@ pub(crate) fn rowwise_labels<T: Float>(
         values.as_slice_mut(),
     ) {
         let c = pred.shape()[axis];
-        for_each_row(ROWWISE_PARALLEL_MIN, p, y, c, g, v, |p, y, g| {
+        for_each_row(ROWWISE_PARALLEL, p, y, c, g, v, |p, y, g| {
             f(ArrayView1::from(p), y[0], ArrayViewMut1::from(g))
         });
         return Units::new(values, grad, Some(axis));
@@ -288,7 +289,7 @@ pub(crate) fn rowwise_label_blocks<T: Float>(
         grad.as_slice_mut().expect("row-major buffer"),
         values.as_slice_mut().expect("new array"),
     );
-    for_each_block(ROWWISE_PARALLEL_MIN, p, y, pred.shape()[axis], g, v, block);
+    for_each_block(ROWWISE_PARALLEL, p, y, pred.shape()[axis], g, v, block);
     Some(Units::new(values, grad, Some(axis)))
 }
 
@@ -316,30 +317,47 @@ pub(crate) fn softplus<T: Float>(x: T) -> T {
     x.max(T::ZERO) + (-x.abs()).exp().ln_1p()
 }
 
-/// Below this many prediction elements a rowwise kernel (an `exp` or a
-/// division per element) runs on the calling thread: handing work to rayon
-/// costs microseconds, which pays off for large batches. Measured with
-/// `cargo xtask bench` on 2 cores: CE 65536x10 (655k elements) 1.7x faster
-/// on two threads, CE 1024x10 unchanged (below the threshold).
-const ROWWISE_PARALLEL_MIN: usize = 1 << 16;
-
-/// The same for Keras-convention pointwise kernels. Their few flops per
-/// element make them bound by the cache the data sits in: MSE 65536x4
-/// (262k elements, 3 MB of inputs and gradient, more than one core's L2)
-/// ran 1.6x faster on two threads (136 -> 85 us), each thread's half
-/// fitting its own core's cache; MSE 1024x4 is far below the threshold.
-const POINTWISE_PARALLEL_MIN: usize = 1 << 17;
-
 /// Prediction elements per parallel task (whole rows, at least one).
 const TASK_ELEMENTS: usize = 1 << 14;
 
+/// From how many prediction elements a kernel splits its rows over the
+/// rayon pool: `asleep` normally, `awake` inside
+/// [`with_awake_pool`](polyhead_tensor::parallel::with_awake_pool), where
+/// the other threads are polling and pick work up at once (then one block
+/// of rows per thread).
+#[derive(Clone, Copy)]
+struct Thresholds {
+    asleep: usize,
+    awake: usize,
+}
+
+/// Rowwise kernels (an `exp` or a division per element). Measured with
+/// `cargo xtask bench` on 2 cores: asleep, CE 65536x10 (655k elements) ran
+/// 1.7x faster on two threads and CE 1024x10 no faster; awake, CE 1024x10
+/// (10k elements) ran 1.4x faster (13.3 -> 9.6 us).
+const ROWWISE_PARALLEL: Thresholds = Thresholds {
+    asleep: 1 << 16,
+    awake: 1 << 12,
+};
+
+/// Keras-convention pointwise kernels, whose few flops per element make them
+/// bound by the cache the data sits in: asleep, MSE 65536x4 (262k elements,
+/// 3 MB, more than one core's L2) ran 1.6x faster on two threads, each half
+/// fitting its own core's cache; awake, MSE 1024x4 (4k elements) ran
+/// slower split (2.2 -> 3.0 us), so the awake threshold is higher than for
+/// rowwise kernels.
+const POINTWISE_PARALLEL: Thresholds = Thresholds {
+    asleep: 1 << 17,
+    awake: 1 << 15,
+};
+
 /// Runs `row(pred_row, target_row, grad_row) -> value` over contiguous rows
 /// of `cols` prediction elements (and the matching target elements), in
-/// parallel over blocks of rows once the input has `parallel_min` elements. Each row
+/// parallel over blocks of rows from the sizes in `parallel_min`. Each row
 /// is computed the same way whatever the thread count, so results do not
 /// depend on it.
 fn for_each_row<T: Float, U: Sync>(
-    parallel_min: usize,
+    parallel_min: Thresholds,
     pred: &[T],
     target: &[U],
     cols: usize,
@@ -371,10 +389,11 @@ fn for_each_row<T: Float, U: Sync>(
 
 /// Runs `block(pred_rows, target_rows, grad_rows, values)` on the whole
 /// input, or in parallel on blocks of whole rows (about [`TASK_ELEMENTS`]
-/// prediction elements each) once it has `parallel_min` elements. A kernel
-/// that treats each row independently gives the same bits either way.
+/// prediction elements each, or one per thread when the pool is awake) from
+/// the sizes in `parallel_min`. A kernel that treats each row independently
+/// gives the same bits either way.
 fn for_each_block<T: Float, U: Sync>(
-    parallel_min: usize,
+    parallel_min: Thresholds,
     pred: &[T],
     target: &[U],
     cols: usize,
@@ -385,7 +404,24 @@ fn for_each_block<T: Float, U: Sync>(
     let cols = cols.max(1);
     // Target elements per row: the labels of sparse losses have one.
     let target_cols = (target.len() / values.len().max(1)).max(1);
-    if pred.len() < parallel_min || rayon::current_num_threads() < 2 {
+    let threads = rayon::current_num_threads();
+    if threads >= 2 && pool_is_awake() && pred.len() >= parallel_min.awake {
+        // The other threads are polling: one block of whole rows each.
+        let rows = values.len().div_ceil(threads).max(1);
+        let mut blocks = pred
+            .chunks(rows * cols)
+            .zip(target.chunks(rows * target_cols))
+            .zip(grad.chunks_mut(rows * cols))
+            .zip(values.chunks_mut(rows));
+        let (((p0, t0), g0), v0) = blocks.next().expect("at least one row");
+        let block = &block;
+        let rest: Vec<Box<dyn FnOnce() + Send + '_>> = blocks
+            .map(|(((p, t), g), v)| Box::new(move || block(p, t, g, v)) as Box<dyn FnOnce() + Send>)
+            .collect();
+        run_all(|| block(p0, t0, g0, v0), rest);
+        return;
+    }
+    if pred.len() < parallel_min.asleep || threads < 2 {
         block(pred, target, grad, values);
         return;
     }

@@ -4,6 +4,7 @@
 //! and gradients must match bit for bit.
 
 use polyhead_losses::*;
+use polyhead_tensor::parallel::with_awake_pool;
 use polyhead_tensor::{Float, Tensor};
 
 /// A `[rows, cols]` tensor stored transposed (not contiguous).
@@ -153,30 +154,42 @@ fn per_column_options_follow_columns_across_chunks() {
 /// is computed the same way, so one thread and two give identical bits.
 #[test]
 fn thread_count_does_not_change_results() {
-    let run = |threads: usize| {
+    let run = |threads: usize, awake: bool| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| {
-            // 20000 x 10 = 200k elements: above the rowwise threshold.
-            let p = Tensor::<f32>::rand_normal(&[20_000, 10], 0.0, 3.0, 7).unwrap();
-            let y: Vec<usize> = (0..20_000).map(|i| (i * 7) % 10).collect();
-            let labels = Labels::from_classes(&y);
-            let ce = SparseCrossEntropy::from_logits()
-                .value_and_grad(&p, &labels, None)
-                .unwrap();
-            // 300000 x 4 = 1.2M elements: above the pointwise threshold.
-            let p = Tensor::<f32>::rand_normal(&[300_000, 4], 0.0, 1.0, 8).unwrap();
-            let t = Tensor::<f32>::rand_normal(&[300_000, 4], 0.0, 1.0, 9).unwrap();
-            let mse = Mse::new().value_and_grad(&p, &t, None).unwrap();
-            (ce, mse)
-        })
+        let work = || {
+            let mut outs = Vec::new();
+            // 20000 x 10 = 200k elements: above the rowwise threshold;
+            // 1000 x 10 only above the awake one (one block per thread).
+            for rows in [20_000, 1000] {
+                let p = Tensor::<f32>::rand_normal(&[rows, 10], 0.0, 3.0, 7).unwrap();
+                let y: Vec<usize> = (0..rows).map(|i| (i * 7) % 10).collect();
+                let labels = Labels::from_classes(&y);
+                outs.push(
+                    SparseCrossEntropy::from_logits()
+                        .value_and_grad(&p, &labels, None)
+                        .unwrap(),
+                );
+            }
+            // 300000 x 4 = 1.2M elements: above the pointwise threshold;
+            // 10000 x 4 only above the awake one.
+            for rows in [300_000, 10_000] {
+                let p = Tensor::<f32>::rand_normal(&[rows, 4], 0.0, 1.0, 8).unwrap();
+                let t = Tensor::<f32>::rand_normal(&[rows, 4], 0.0, 1.0, 9).unwrap();
+                outs.push(Mse::new().value_and_grad(&p, &t, None).unwrap());
+            }
+            outs
+        };
+        pool.install(|| if awake { with_awake_pool(work) } else { work() })
     };
-    let (ce1, mse1) = run(1);
-    let (ce2, mse2) = run(2);
-    assert_same(&ce1, &ce2, "sparse cross-entropy");
-    assert_same(&mse1, &mse2, "mse");
+    let one = run(1, false);
+    for (threads, awake) in [(2, false), (2, true), (3, true)] {
+        for (a, b) in one.iter().zip(&run(threads, awake)) {
+            assert_same(a, b, &format!("{threads} threads, awake {awake}"));
+        }
+    }
 }
 
 /// Without weights the reduction takes a one-pass path; with all-one

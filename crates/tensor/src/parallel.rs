@@ -81,8 +81,21 @@ pub fn with_awake_pool<R>(f: impl FnOnce() -> R) -> R {
 /// Runs `first` on the calling thread and each of `rest` on the pool, and
 /// returns when all are done. The caller waits by polling (running pool
 /// work meanwhile if it is a worker), never by sleeping, so it resumes as
-/// soon as the last job ends. For use inside [`with_awake_pool`].
-pub(crate) fn run_all<'a>(first: impl FnOnce(), rest: Vec<Box<dyn FnOnce() + Send + 'a>>) {
+/// soon as the last job ends. Meant for use inside [`with_awake_pool`],
+/// where a worker picks each job up at once (elsewhere a job may wait for
+/// a sleeping worker to wake while the caller spins).
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use polyhead_tensor::parallel::{run_all, with_awake_pool};
+/// let count = AtomicUsize::new(0);
+/// with_awake_pool(|| {
+///     let bump = || { count.fetch_add(1, Ordering::Relaxed); };
+///     run_all(bump, vec![Box::new(bump), Box::new(bump)]);
+/// });
+/// assert_eq!(count.load(Ordering::Relaxed), 3);
+/// ```
+pub fn run_all<'a>(first: impl FnOnce(), rest: Vec<Box<dyn FnOnce() + Send + 'a>>) {
     let finished: Vec<AtomicBool> = rest.iter().map(|_| AtomicBool::new(false)).collect();
     rayon::in_place_scope(|scope| {
         for (job, flag) in rest.into_iter().zip(&finished) {
