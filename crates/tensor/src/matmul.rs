@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
+use rayon::prelude::*;
 
 use crate::element::Float;
 use crate::error::{Result, TensorError};
@@ -166,10 +167,11 @@ pub fn gemm<T: Float>(
     }
     let work = m * n * k;
     let threads = rayon::current_num_threads();
-    if crate::parallel::pool_is_awake() && work >= AWAKE_PARALLEL_GEMM_MIN {
-        gemm_awake(alpha, a, b, beta, c, threads);
+    let awake = crate::parallel::pool_is_awake();
+    if awake && work >= AWAKE_PARALLEL_GEMM_MIN {
+        gemm_split(alpha, a, b, beta, c, threads, true);
     } else if work >= PARALLEL_GEMM_MIN {
-        gemm_blocks(alpha, a, b, beta, c, threads);
+        gemm_split(alpha, a, b, beta, c, threads, false);
     } else {
         gemm_serial(alpha, a, b, beta, c);
     }
@@ -191,17 +193,19 @@ fn block_bounds(len: usize, pieces: usize) -> Vec<usize> {
     bounds
 }
 
-/// The product as `pieces` blocks of `C` inside
-/// [`with_awake_pool`](crate::parallel::with_awake_pool): the calling thread
-/// computes the first block, polling workers the others, and the caller
-/// waits without sleeping.
-fn gemm_awake<T: Float>(
+/// The product as up to `pieces` blocks of rows (or columns, whichever
+/// dimension of `C` is longer), each one kernel call. Inside
+/// [`with_awake_pool`](crate::parallel::with_awake_pool) the calling thread
+/// computes the first block and polling workers the others, and the caller
+/// waits without sleeping; elsewhere rayon schedules the blocks.
+fn gemm_split<T: Float>(
     alpha: T,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
     c: ArrayViewMut2<'_, T>,
     pieces: usize,
+    awake: bool,
 ) {
     let (m, n) = c.dim();
     let split_rows = m >= n;
@@ -226,47 +230,22 @@ fn gemm_awake<T: Float>(
     }
     // `blocks` runs last to first: the first block was pushed last.
     let (a0, b0, c0) = blocks.pop().expect("at least one block");
-    let rest: Vec<Box<dyn FnOnce() + Send + '_>> = blocks
-        .into_iter()
-        .map(|(a, b, c)| {
-            Box::new(move || gemm_serial(alpha, a, b, beta, c)) as Box<dyn FnOnce() + Send>
-        })
-        .collect();
-    crate::parallel::run_all(|| gemm_serial(alpha, a0, b0, beta, c0), rest);
-}
-
-/// Runs the product as up to `pieces` blocks of `C` in parallel, halving
-/// the longer of its two dimensions at a multiple of [`SPLIT_ALIGN`].
-fn gemm_blocks<T: Float>(
-    alpha: T,
-    a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
-    beta: T,
-    c: ArrayViewMut2<'_, T>,
-    pieces: usize,
-) {
-    let (m, n) = c.dim();
-    let split_rows = m >= n;
-    let len = if split_rows { m } else { n };
-    if pieces < 2 || len < 2 * SPLIT_ALIGN {
-        return gemm_serial(alpha, a, b, beta, c);
+    if blocks.is_empty() {
+        return gemm_serial(alpha, a0, b0, beta, c0);
     }
-    let mid = (len / 2).div_ceil(SPLIT_ALIGN) * SPLIT_ALIGN;
-    let (left, right) = (pieces / 2, pieces - pieces / 2);
-    if split_rows {
-        let (a0, a1) = a.split_at(Axis(0), mid);
-        let (c0, c1) = c.split_at(Axis(0), mid);
-        rayon::join(
-            || gemm_blocks(alpha, a0, b, beta, c0, left),
-            || gemm_blocks(alpha, a1, b, beta, c1, right),
-        );
+    if awake {
+        let rest: Vec<Box<dyn FnOnce() + Send + '_>> = blocks
+            .into_iter()
+            .map(|(a, b, c)| {
+                Box::new(move || gemm_serial(alpha, a, b, beta, c)) as Box<dyn FnOnce() + Send>
+            })
+            .collect();
+        crate::parallel::run_all(|| gemm_serial(alpha, a0, b0, beta, c0), rest);
     } else {
-        let (b0, b1) = b.split_at(Axis(1), mid);
-        let (c0, c1) = c.split_at(Axis(1), mid);
-        rayon::join(
-            || gemm_blocks(alpha, a, b0, beta, c0, left),
-            || gemm_blocks(alpha, a, b1, beta, c1, right),
-        );
+        blocks.push((a0, b0, c0));
+        blocks
+            .into_par_iter()
+            .for_each(|(a, b, c)| gemm_serial(alpha, a, b, beta, c));
     }
 }
 
@@ -285,7 +264,7 @@ fn gemm_serial<T: Float>(
     let [rsc, csc] = [c.strides()[0], c.strides()[1]];
     // SAFETY: `a`, `b` and `c` are live ndarray views of shapes (m, k),
     // (k, n) and (m, n), all non-empty (`gemm` returns early otherwise, and
-    // `gemm_blocks` never makes an empty block); `as_ptr` is the element at [0, 0]
+    // `gemm_split` never makes an empty block); `as_ptr` is the element at [0, 0]
     // and every `i*rs + j*cs` within the shape is an element of the view.
     // `c` is a unique mutable view, so its elements do not alias each other
     // or the shared views `a` and `b`.
