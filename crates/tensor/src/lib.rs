@@ -53,6 +53,7 @@ pub use elementwise::sigmoid;
 pub use error::{Result, TensorError};
 pub use matmul::{Gemm, gemm};
 pub use random::Rng;
+pub use reduce::first_non_finite;
 pub use tensor::Tensor;
 
 /// Re-export of the `ndarray` version this crate is built on, so users can

@@ -9,6 +9,22 @@ use crate::shape::normalize_axis;
 use crate::tensor::Tensor;
 
 impl<T: Float> Tensor<T> {
+    /// The row-major (flat) index of the first NaN or infinity, if any; see
+    /// [`first_non_finite`].
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![0.0_f32, 1.0, f32::NAN, 2.0], &[2, 2])?;
+    /// assert_eq!(t.first_non_finite(), Some(2));
+    /// assert_eq!(t.transpose(0, 1)?.first_non_finite(), Some(1));
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match self.array.as_slice() {
+            Some(values) => first_non_finite(values),
+            None => first_non_finite(&self.to_vec()),
+        }
+    }
+
     fn reduce_axis(
         &self,
         op: &'static str,
@@ -213,6 +229,32 @@ impl<T: Float> Tensor<T> {
                 .for_each(|o, i| f(i, o));
         }
         Ok(Tensor::from_array(out))
+    }
+}
+
+/// The index of the first NaN or infinity in `values`, if any. The scan
+/// multiplies every value by zero into eight running sums (NaN for a NaN or
+/// an infinity, else 0), which vectorises; only when a sum is NaN is the
+/// index looked for.
+///
+/// ```
+/// use polyhead_tensor::first_non_finite;
+/// assert_eq!(first_non_finite(&[1.0_f32, 2.0, 3.0]), None);
+/// assert_eq!(first_non_finite(&[1.0_f64, f64::NAN, f64::INFINITY]), Some(1));
+/// ```
+pub fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
+    let mut sums = [T::ZERO; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (sum, &v) in sums.iter_mut().zip(chunk) {
+            *sum += v * T::ZERO;
+        }
+    }
+    if sums.iter().chain(tail).all(|v| v.is_finite()) {
+        None
+    } else {
+        values.iter().position(|v| !v.is_finite())
     }
 }
 

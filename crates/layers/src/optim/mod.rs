@@ -8,7 +8,7 @@ mod schedule;
 use std::collections::BTreeMap;
 
 use polyhead_autograd::Gradients;
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, first_non_finite};
 
 use rules::Rule;
 pub use rules::{Adam, OptimizerConvention, RmsProp, Sgd};
@@ -54,26 +54,6 @@ pub struct Optimizer<T: Float> {
     /// Last step's slot buffers, reused as the next step's staging area
     /// (contents meaningless; not part of the saved state).
     spare: BTreeMap<String, Vec<Vec<T>>>,
-}
-
-/// The index of the first NaN or infinity. The scan multiplies every value
-/// by zero into eight running sums (NaN for a NaN or an infinity, else 0),
-/// which vectorises; only when a sum is NaN is the index looked for.
-fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
-    let mut sums = [T::ZERO; 8];
-    let chunks = values.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (sum, &v) in sums.iter_mut().zip(chunk) {
-            *sum += v * T::ZERO;
-        }
-    }
-    let clean = sums.iter().chain(tail).all(|v| v.is_finite());
-    if clean {
-        None
-    } else {
-        values.iter().position(|v| !v.is_finite())
-    }
 }
 
 macro_rules! build_method {

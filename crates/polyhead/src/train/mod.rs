@@ -30,12 +30,11 @@ use crate::weighting::{Joint, Weighting};
 
 /// An error naming the first NaN or infinite value of `t` and where it is.
 fn check_finite<T: Float>(what: &str, t: &Tensor<T>) -> Result<()> {
-    let values = t.to_vec();
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        let per_row = values.len() / t.shape().first().copied().unwrap_or(1).max(1);
+    if let Some(i) = t.first_non_finite() {
+        let per_row = t.len() / t.shape().first().copied().unwrap_or(1).max(1);
         return Err(Error::Other(format!(
             "{what} holds {} at sample {}, element {} (shape {:?}); clean the data or mask the sample",
-            values[i],
+            t.view().iter().nth(i).expect("index of an element"),
             i / per_row.max(1),
             i % per_row.max(1),
             t.shape()
