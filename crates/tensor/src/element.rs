@@ -202,19 +202,37 @@ fn ln_f32_core(x: f32) -> f32 {
 /// The `f32` override of [`Float::ln_slice`]: the polynomial for positive
 /// normal inputs, `f32::ln` for the rest; per element, as for exp.
 fn ln_slice_f32(values: &mut [f32]) {
-    // `&`, not `contains` (whose `&&` branches), so the scan vectorises.
     #[allow(clippy::manual_range_contains)]
-    let normal = |x: f32| (x >= f32::MIN_POSITIVE) & (x <= f32::MAX);
-    let all_normal = values.iter().fold(true, |ok, &x| ok & normal(x));
-    if all_normal {
+    map_in_range(
+        values,
+        |x| (x >= f32::MIN_POSITIVE) & (x <= f32::MAX),
+        ln_f32_core,
+        f32::ln,
+    );
+}
+
+/// Replaces each value `x` by `fast(x)` where `in_range(x)`, else by
+/// `slow(x)`. The common case, every value in range, is one scan and one
+/// loop at the CPU's widest vectors ([`with_simd`](crate::simd::with_simd));
+/// otherwise element by element. Either way a result depends only on its
+/// own input. `in_range` should combine comparisons with `&`, not `&&`
+/// (which branches), so the scan vectorises.
+#[inline(always)]
+fn map_in_range(
+    values: &mut [f32],
+    in_range: impl Fn(f32) -> bool,
+    fast: impl Fn(f32) -> f32,
+    slow: impl Fn(f32) -> f32,
+) {
+    if values.iter().fold(true, |ok, &x| ok & in_range(x)) {
         crate::simd::with_simd(|| {
             for v in values.iter_mut() {
-                *v = ln_f32_core(*v);
+                *v = fast(*v);
             }
         });
     } else {
         for v in values.iter_mut() {
-            *v = if normal(*v) { ln_f32_core(*v) } else { v.ln() };
+            *v = if in_range(*v) { fast(*v) } else { slow(*v) };
         }
     }
 }
@@ -317,27 +335,12 @@ impl_float!(f64);
 /// those are exact. Each result depends on its own input only, never on
 /// its neighbours: callers may split or join slices freely.
 fn exp_slice_f32(values: &mut [f32]) {
-    // A non-short-circuiting `&` fold vectorises (`contains` uses `&&`,
-    // which branches); NaN compares false.
+    // NaN compares false, so it takes f32::exp.
     #[allow(clippy::manual_range_contains)]
-    let in_range = values
-        .iter()
-        .fold(true, |ok, &x| ok & (x >= -87.3) & (x <= 88.0));
-    if in_range {
-        crate::simd::with_simd(|| {
-            for v in values.iter_mut() {
-                *v = exp_f32_core(*v);
-            }
-        });
-    } else {
-        // Rare (a NaN, or a softmax row spanning more than 87): per element.
-        #[allow(clippy::manual_range_contains)]
-        for v in values.iter_mut() {
-            *v = if *v >= -87.3 && *v <= 88.0 {
-                exp_f32_core(*v)
-            } else {
-                v.exp()
-            };
-        }
-    }
+    map_in_range(
+        values,
+        |x| (x >= -87.3) & (x <= 88.0),
+        exp_f32_core,
+        f32::exp,
+    );
 }
