@@ -90,3 +90,51 @@ pub fn with_simd_level<R>(level: SimdLevel, f: impl FnOnce() -> R) -> R {
 unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
+
+/// The `f32` override of [`Float::row_sums_4x4`](crate::Float::row_sums_4x4):
+/// the block is transposed in SSE registers so that each vector add adds
+/// the next column to all four rows' running sums. Every row is still summed
+/// from left to right, so the bits equal the scalar loop's.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+#[inline(always)]
+pub(crate) fn row_sums_4x4_f32(block: &[f32; 16], scale: f32) -> [f32; 4] {
+    use std::arch::x86_64::{
+        _mm_add_ps, _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_mul_ps, _mm_set1_ps,
+        _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
+    };
+    let mut out = [0.0_f32; 4];
+    let q = block.as_ptr();
+    // SAFETY: the intrinsics need SSE, which every x86-64 CPU has (and the
+    // cfg above requires). The four unaligned 4-lane loads at offsets 0, 4,
+    // 8 and 12 stay inside `block`'s 16 f32s; the one store writes exactly
+    // `out`'s four.
+    unsafe {
+        let (r0, r1, r2, r3) = (
+            _mm_loadu_ps(q),
+            _mm_loadu_ps(q.add(4)),
+            _mm_loadu_ps(q.add(8)),
+            _mm_loadu_ps(q.add(12)),
+        );
+        // Transpose: c_j holds column j of rows 0..4.
+        let (lo01, lo23) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+        let (hi01, hi23) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+        let (c0, c1) = (_mm_movelh_ps(lo01, lo23), _mm_movehl_ps(lo23, lo01));
+        let (c2, c3) = (_mm_movelh_ps(hi01, hi23), _mm_movehl_ps(hi23, hi01));
+        let sums = _mm_mul_ps(
+            _mm_add_ps(_mm_add_ps(_mm_add_ps(c0, c1), c2), c3),
+            _mm_set1_ps(scale),
+        );
+        _mm_storeu_ps(out.as_mut_ptr(), sums);
+    }
+    out
+}
+
+/// The portable version of [`row_sums_4x4_f32`] for other architectures.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+#[inline(always)]
+pub(crate) fn row_sums_4x4_f32(block: &[f32; 16], scale: f32) -> [f32; 4] {
+    std::array::from_fn(|r| {
+        let row = &block[4 * r..4 * r + 4];
+        (((row[0] + row[1]) + row[2]) + row[3]) * scale
+    })
+}

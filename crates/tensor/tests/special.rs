@@ -1,6 +1,7 @@
 //! The special functions against Python's `math.erf`/`math.erfc` (reference
 //! values printed by CPython 3.11, which uses the C library's erf).
 
+use polyhead_tensor::Float;
 use polyhead_tensor::special::{erf, erfc, normal_cdf, normal_pdf};
 
 /// (x, erf(x), erfc(x)) from CPython's math module.
@@ -194,4 +195,61 @@ fn f32_ln_slice_is_within_one_ulp() {
     for (a, b) in vector.iter().zip(&mixed) {
         assert_eq!(a.to_bits(), b.to_bits());
     }
+}
+
+/// `row_sums_4x4` sums each row from left to right whatever the element
+/// type and however it is computed (SSE for f32 on x86-64): the bits must
+/// equal a plain loop's, including rounding-sensitive sums, signed zeros,
+/// infinities and NaN.
+#[test]
+fn row_sums_4x4_match_a_plain_left_to_right_loop() {
+    let plain = |block: &[f32; 16], scale: f32| -> Vec<u32> {
+        (0..4)
+            .map(|r| {
+                let row = &block[4 * r..4 * r + 4];
+                ((((row[0] + row[1]) + row[2]) + row[3]) * scale).to_bits()
+            })
+            .collect()
+    };
+    let mut rng = polyhead_tensor::Rng::new(5);
+    let mut blocks: Vec<[f32; 16]> = (0..200)
+        .map(|_| std::array::from_fn(|_| (rng.normal() * 1e3) as f32))
+        .collect();
+    // Left to right differs from pairwise here: (1e8 + 1) + (-1e8) + 1.
+    blocks.push([
+        1e8,
+        1.0,
+        -1e8,
+        1.0,
+        -0.0,
+        -0.0,
+        -0.0,
+        -0.0,
+        f32::INFINITY,
+        1.0,
+        -f32::INFINITY,
+        2.0,
+        f32::NAN,
+        1.0,
+        2.0,
+        3.0,
+    ]);
+    for block in &blocks {
+        for scale in [1.0_f32, 0.25, 1.0 / 3.0] {
+            let got: Vec<u32> = f32::row_sums_4x4(block, scale)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(got, plain(block, scale), "block {block:?} scale {scale}");
+        }
+    }
+    let last = f32::row_sums_4x4(blocks.last().unwrap(), 1.0);
+    assert_eq!(last[0], 1.0); // not 2.0: each row from left to right
+    assert_eq!(last[1].to_bits(), (-0.0_f32).to_bits());
+    assert!(last[2].is_nan() && last[3].is_nan());
+    let f64_block: [f64; 16] = std::array::from_fn(|i| i as f64);
+    assert_eq!(
+        f64::row_sums_4x4(&f64_block, 2.0),
+        [12.0, 44.0, 76.0, 108.0]
+    );
 }
