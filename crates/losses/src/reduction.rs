@@ -139,6 +139,11 @@ pub(crate) struct Units<T: Float> {
     /// The kernel already multiplied the gradient by the reduction's
     /// coefficient (see [`uniform_coef`]); only the uniform path sets it.
     pub grad_final: bool,
+    /// The kernel already formed the reduced total, as the coefficient
+    /// times each chunk of [`TOTAL_CHUNK`](lanes::TOTAL_CHUNK) units'
+    /// values (see [`lanes::scaled_sum`]), and left `values` empty. Only
+    /// with `grad_final`.
+    pub chunk_totals: Option<Vec<T>>,
 }
 
 impl<T: Float> Units<T> {
@@ -151,6 +156,7 @@ impl<T: Float> Units<T> {
             weights: None,
             mean_divisor: None,
             grad_final: false,
+            chunk_totals: None,
         }
     }
 }
@@ -204,6 +210,10 @@ pub(crate) fn finish<T: Float>(
     if let Some(out) = finish_uniform(&mut u, reduction, sample_weight) {
         return Ok(out);
     }
+    debug_assert!(
+        u.chunk_totals.is_none(),
+        "a kernel formed the total for a reduction that is not uniform"
+    );
     debug_assert!(
         !u.grad_final,
         "a kernel pre-scaled the gradient for a reduction that is not uniform"
@@ -343,6 +353,14 @@ fn finish_uniform<T: Float>(
     let ignores_some = u.ignored.as_ref().is_some_and(|ig| ig.iter().any(|&i| i));
     if sample_weight.is_some() || u.weights.is_some() || ignores_some {
         return None;
+    }
+    if let Some(totals) = u.chunk_totals.take() {
+        debug_assert!(u.grad_final && reduction != Reduction::None);
+        return Some(LossOutput {
+            value: Tensor::scalar(lanes::add_chunk_totals(totals)),
+            grad: Tensor::from_array(std::mem::take(&mut u.grad)),
+            unit_axis: None,
+        });
     }
     let batch = u.grad.shape().first().copied().unwrap_or(1);
     let coef = uniform_coef(reduction, u.values.len(), batch, u.mean_divisor)?;

@@ -192,32 +192,131 @@ fn thread_count_does_not_change_results() {
     }
 }
 
-/// Without weights the reduction takes a one-pass path; with all-one
-/// sample weights it takes the general one. Both must give the same bits.
+/// Without weights the reduction takes a one-pass path (for Keras
+/// pointwise losses, totals formed chunk by chunk inside the kernel, with
+/// no array of values); with all-one sample weights it takes the general
+/// one. Both must give the same bits, for one chunk of units and for
+/// several with a partial last one (1024 units per chunk), and at any
+/// thread count.
 #[test]
 fn unweighted_reduction_matches_weighted_path_with_unit_weights() {
-    let p = Tensor::<f32>::rand_normal(&[33, 6], 0.0, 2.0, 11).unwrap();
-    let t = Tensor::<f32>::rand_normal(&[33, 6], 0.0, 1.0, 12).unwrap();
-    let ones = Tensor::<f32>::ones(&[33]).unwrap();
-    let y: Vec<usize> = (0..33).map(|i| (i * 5) % 6).collect();
-    let labels = Labels::from_classes(&y);
-    for reduction in [
-        Reduction::Mean,
-        Reduction::Sum,
-        Reduction::WeightedMean,
-        Reduction::BatchMean,
-    ] {
-        let mse = Mse::new().reduction(reduction);
-        assert_same(
-            &mse.value_and_grad(&p, &t, None).unwrap(),
-            &mse.value_and_grad(&p, &t, Some(&ones)).unwrap(),
-            "mse",
-        );
-        let ce = SparseCrossEntropy::from_logits().reduction(reduction);
-        assert_same(
-            &ce.value_and_grad(&p, &labels, None).unwrap(),
-            &ce.value_and_grad(&p, &labels, Some(&ones)).unwrap(),
-            "sparse cross-entropy",
+    for (rows, cols) in [(33, 6), (9000, 4), (3000, 3)] {
+        let p = Tensor::<f32>::rand_normal(&[rows, cols], 0.0, 2.0, 11).unwrap();
+        let t = Tensor::<f32>::rand_normal(&[rows, cols], 0.0, 1.0, 12).unwrap();
+        let ones = Tensor::<f32>::ones(&[rows]).unwrap();
+        let y: Vec<usize> = (0..rows).map(|i| (i * 5) % cols).collect();
+        let labels = Labels::from_classes(&y);
+        for reduction in [
+            Reduction::Mean,
+            Reduction::Sum,
+            Reduction::WeightedMean,
+            Reduction::BatchMean,
+        ] {
+            let what = format!("{rows}x{cols} {reduction:?}");
+            let mse = Mse::new().reduction(reduction);
+            let unweighted = mse.value_and_grad(&p, &t, None).unwrap();
+            assert_same(
+                &unweighted,
+                &mse.value_and_grad(&p, &t, Some(&ones)).unwrap(),
+                &format!("mse {what}"),
+            );
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let threaded = pool.install(|| with_awake_pool(|| mse.value_and_grad(&p, &t, None)));
+            assert_same(
+                &unweighted,
+                &threaded.unwrap(),
+                &format!("mse 2 threads {what}"),
+            );
+            let ce = SparseCrossEntropy::from_logits().reduction(reduction);
+            assert_same(
+                &ce.value_and_grad(&p, &labels, None).unwrap(),
+                &ce.value_and_grad(&p, &labels, Some(&ones)).unwrap(),
+                &format!("sparse cross-entropy {what}"),
+            );
+        }
+    }
+}
+
+/// Keras pointwise losses on rows of four (bounding boxes) take a kernel
+/// that handles four rows per pass and sums them at once; a lone row, and
+/// the last `rows % 4` rows of a batch, take the general chunked kernel.
+/// Every row of a batch must equal that row computed alone, bit for bit,
+/// including a per-column option, and MSE must equal a plain f32 loop.
+/// A loss run on a prediction and a target.
+type Run<'a> = dyn Fn(&Tensor<f32>, &Tensor<f32>) -> LossOutput<f32> + 'a;
+
+#[test]
+fn rows_of_four_match_each_row_alone() {
+    let cols = 4;
+    for rows in [4, 7, 1027] {
+        let x = Tensor::<f32>::rand_normal(&[rows, cols], 0.0, 2.0, 31).unwrap();
+        let y = Tensor::<f32>::rand_uniform(&[rows, cols], 0.0, 1.0, 32).unwrap();
+        let row = |t: &Tensor<f32>, r: usize| {
+            Tensor::from_vec(t.to_vec()[r * cols..(r + 1) * cols].to_vec(), &[1, cols]).unwrap()
+        };
+        let check = |name: &str, run: &Run<'_>| {
+            let all = run(&x, &y);
+            for r in [0, 1, 3, 4, rows / 2, rows - 3, rows - 1]
+                .into_iter()
+                .filter(|&r| r < rows)
+            {
+                let alone = run(&row(&x, r), &row(&y, r));
+                assert_eq!(
+                    alone.value.to_vec(),
+                    all.value.to_vec()[r..r + 1].to_vec(),
+                    "{name} rows {rows} row {r}: value"
+                );
+                assert_eq!(
+                    alone.grad.to_vec(),
+                    all.grad.to_vec()[r * cols..(r + 1) * cols].to_vec(),
+                    "{name} rows {rows} row {r}: grad"
+                );
+            }
+        };
+        let none = Reduction::None;
+        check("mse", &|p, t| {
+            Mse::new()
+                .reduction(none)
+                .value_and_grad(p, t, None)
+                .unwrap()
+        });
+        check("huber", &|p, t| {
+            Huber::new(1.0)
+                .reduction(none)
+                .value_and_grad(p, t, None)
+                .unwrap()
+        });
+        check("bce pos_weight", &|p, t| {
+            BinaryCrossEntropy::from_logits()
+                .pos_weight(vec![0.5, 1.5, 2.5, 3.5])
+                .reduction(none)
+                .value_and_grad(p, t, None)
+                .unwrap()
+        });
+        // MSE (mean) against a plain loop: each row from left to right,
+        // gradient ((2 e) / 4) / rows, the order the general path uses.
+        let (p, t) = (x.to_vec(), y.to_vec());
+        let out = Mse::new().value_and_grad(&x, &y, None).unwrap();
+        let c = 1.0 / rows as f32;
+        let want_grad: Vec<f32> = p
+            .iter()
+            .zip(&t)
+            .map(|(p, t)| 2.0 * (p - t) * 0.25 * c)
+            .collect();
+        assert_eq!(out.grad.to_vec(), want_grad, "mse grad, rows {rows}");
+        let rows_mean: Vec<f32> = p
+            .chunks(4)
+            .zip(t.chunks(4))
+            .map(|(p, t)| p.iter().zip(t).fold(0.0, |s, (p, t)| s + (p - t) * (p - t)) * 0.25)
+            .collect();
+        let exact: f64 = rows_mean.iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
+        let got = out.value.item().unwrap() as f64;
+        assert!(
+            (got - exact).abs() <= 1e-6 * exact,
+            "mse value {got} vs {exact}"
         );
     }
 }
