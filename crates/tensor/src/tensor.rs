@@ -295,6 +295,25 @@ impl<T: Float> Tensor<T> {
         self.array.into_owned()
     }
 
+    /// The owned ndarray array without copying when no other tensor shares
+    /// the buffer; otherwise the tensor back, unchanged.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::<f32>::ones(&[3])?;
+    /// let shared = t.clone();
+    /// let t = t.try_into_array().unwrap_err(); // `shared` holds the buffer too
+    /// drop(shared);
+    /// assert_eq!(t.try_into_array().unwrap().len(), 3);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn try_into_array(self) -> std::result::Result<ArrayD<T>, Tensor<T>> {
+        if self.array.is_unique() {
+            Ok(self.array.into_owned())
+        } else {
+            Err(self)
+        }
+    }
+
     /// The elements in row-major (logical) order.
     ///
     /// ```
