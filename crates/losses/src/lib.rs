@@ -58,6 +58,7 @@ mod kl_divergence;
 mod lanes;
 mod loss;
 mod poisson;
+mod recycle;
 mod reduction;
 mod regression;
 mod units;
@@ -72,6 +73,7 @@ pub use hinge::{CategoricalHinge, Hinge, HingeEmbedding, MultiMargin, SoftMargin
 pub use kl_divergence::KlDivergence;
 pub use loss::{Labels, Loss};
 pub use poisson::Poisson;
+pub use recycle::release_recycled_buffers;
 pub use reduction::{Convention, LossOutput, Reduction};
 pub use regression::{
     Huber, LogCosh, Mae, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Mse, SmoothL1,

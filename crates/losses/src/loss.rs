@@ -2,6 +2,8 @@
 //! [`Labels`] target type of the sparse losses, and recording a loss on the
 //! autograd tape as one fused node.
 
+use std::cell::RefCell;
+
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 use polyhead_autograd::{BackwardContext, Op, Var};
 use polyhead_tensor::{Float, Tensor};
@@ -110,8 +112,14 @@ pub trait Loss<T: Float> {
         target: &Self::Target,
         sample_weight: Option<&Tensor<T>>,
     ) -> Result<Var<'t, T>> {
-        let out = self.value_and_grad(&pred.value(), target, sample_weight)?;
-        Ok(pred.apply(FusedLoss { out: Some(out) })?)
+        // Last step's gradient buffer of this shape, if its tape is gone.
+        let value = pred.value();
+        let buffer = crate::recycle::take(value.shape());
+        let out = self.value_and_grad_into(&value, target, sample_weight, buffer)?;
+        Ok(pred.apply(FusedLoss {
+            out: Some(out),
+            scaled: RefCell::new(Vec::new()),
+        })?)
     }
 }
 
@@ -185,9 +193,23 @@ forward_loss!(
 
 /// A loss computed by a fused kernel, recorded as one tape node: forward
 /// hands out the precomputed value, backward scales the kernel's gradient by
-/// the upstream gradient.
+/// the upstream gradient. When the tape drops it, its gradient buffers go
+/// back to [`crate::recycle`] for the next step.
 struct FusedLoss<T: Float> {
     out: Option<LossOutput<T>>,
+    /// Gradients scaled by a seed other than 1, one per backward pass.
+    scaled: RefCell<Vec<Tensor<T>>>,
+}
+
+impl<T: Float> Drop for FusedLoss<T> {
+    fn drop(&mut self) {
+        if let Some(out) = self.out.take() {
+            crate::recycle::give(out.grad);
+        }
+        for t in self.scaled.get_mut().drain(..) {
+            crate::recycle::give(t);
+        }
+    }
 }
 
 impl<T: Float> Op<T> for FusedLoss<T> {
@@ -218,7 +240,21 @@ impl<T: Float> Op<T> for FusedLoss<T> {
                 if seed == T::ONE {
                     return Ok(out.grad.clone());
                 }
-                return Ok(out.grad.mul_scalar(seed));
+                // `grad * seed` (the bits of `mul_scalar`), into a recycled
+                // buffer when there is one.
+                let scaled = match crate::recycle::take::<T>(out.grad.shape())
+                    .and_then(|t| t.try_into_array().ok())
+                {
+                    Some(mut buffer) => {
+                        buffer.zip_mut_with(&out.grad.view(), |d, &g| *d = g * seed);
+                        Tensor::from_array(buffer)
+                    }
+                    None => out.grad.mul_scalar(seed),
+                };
+                if crate::recycle::worth_recycling::<T>(scaled.len()) {
+                    self.scaled.borrow_mut().push(scaled.clone());
+                }
+                return Ok(scaled);
             }
             // Reduction::None: scale each unit's gradient by its upstream value.
             let mut dx = out.grad.clone().into_array();

@@ -1,0 +1,157 @@
+//! Recorded losses recycle their gradient buffers from one tape to the
+//! next. Reuse must be invisible: the same bits as fresh buffers, and never
+//! a buffer someone still holds.
+
+use polyhead_autograd::Tape;
+use polyhead_losses::*;
+use polyhead_tensor::Tensor;
+
+/// One step: the loss of `pred` recorded on a new tape, times `weight`;
+/// `look(value, gradient)` runs before the tape is dropped.
+fn run<L: Loss<f32>, R>(
+    loss: &L,
+    pred: &Tensor<f32>,
+    target: &L::Target,
+    weight: f32,
+    look: impl FnOnce(f32, &Tensor<f32>) -> R,
+) -> R {
+    let tape = Tape::new();
+    let x = tape.leaf(pred.clone());
+    let l = loss.record(x, target, None).unwrap();
+    let total = if weight == 1.0 { l } else { l.scale(weight) };
+    let grads = tape.backward(total).unwrap();
+    let g = grads.wrt(x).unwrap();
+    let seen = look(total.value().item().unwrap(), &g);
+    drop((g, grads));
+    seen
+}
+
+/// [`run`] returning the value, the gradient's values and its address:
+/// nothing holds the gradient when the tape is dropped.
+fn step<L: Loss<f32>>(
+    loss: &L,
+    pred: &Tensor<f32>,
+    target: &L::Target,
+    weight: f32,
+) -> (f32, Vec<f32>, usize) {
+    run(loss, pred, target, weight, |v, g| {
+        (v, g.to_vec(), g.view().as_ptr() as usize)
+    })
+}
+
+/// [`run`] returning the gradient tensor itself, which outlives the tape.
+fn step_keeping<L: Loss<f32>>(
+    loss: &L,
+    pred: &Tensor<f32>,
+    target: &L::Target,
+    weight: f32,
+) -> (f32, Tensor<f32>, usize) {
+    run(loss, pred, target, weight, |v, g| {
+        (v, g.clone(), g.view().as_ptr() as usize)
+    })
+}
+
+#[test]
+fn second_step_reuses_the_buffer_with_the_same_bits() {
+    release_recycled_buffers();
+    // 4096 x 10 f32 = 160 KiB: above the size worth recycling.
+    let logits = Tensor::<f32>::rand_normal(&[4096, 10], 0.0, 3.0, 1).unwrap();
+    let labels = Labels::from_classes(&(0..4096).map(|i| (i * 7) % 10).collect::<Vec<_>>());
+    let boxes = Tensor::<f32>::rand_normal(&[4096, 4], 0.0, 1.0, 2).unwrap();
+    let box_targets = Tensor::<f32>::rand_uniform(&[4096, 4], 0.0, 1.0, 3).unwrap();
+    let ce = SparseCrossEntropy::from_logits();
+    let fresh_ce = ce.value_and_grad(&logits, &labels, None).unwrap();
+    let fresh_mse = Mse::new()
+        .value_and_grad(&boxes, &box_targets, None)
+        .unwrap();
+
+    let (v1, _, a1) = step(&ce, &logits, &labels, 1.0);
+    let (v2, g2, a2) = step(&ce, &logits, &labels, 1.0);
+    assert_eq!(
+        a1, a2,
+        "the second step writes into the first step's buffer"
+    );
+    assert_eq!(v1, v2);
+    assert_eq!(v2, fresh_ce.value.item().unwrap());
+    assert_eq!(g2, fresh_ce.grad.to_vec());
+
+    // A head weighted 0.5: the scaled gradient is recycled too, and equals
+    // the kernel's gradient times 0.5 bit for bit.
+    let want: Vec<f32> = fresh_mse.grad.to_vec().iter().map(|g| g * 0.5).collect();
+    let mut addresses = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let (v, g, a) = step(&Mse::new(), &boxes, &box_targets, 0.5);
+        assert_eq!(v, fresh_mse.value.item().unwrap() * 0.5);
+        assert_eq!(g, want);
+        addresses.insert(a);
+    }
+    // The kernel's gradient and its scaled copy take turns in two buffers.
+    assert!(addresses.len() <= 2, "{addresses:?}");
+    assert!(release_recycled_buffers() >= 4096 * 4 * 4);
+}
+
+#[test]
+fn a_gradient_still_held_is_never_reused() {
+    release_recycled_buffers();
+    let a = Tensor::<f32>::rand_normal(&[4096, 4], 0.0, 1.0, 4).unwrap();
+    let b = Tensor::<f32>::rand_normal(&[4096, 4], 0.0, 1.0, 5).unwrap();
+    let t = Tensor::<f32>::zeros(&[4096, 4]).unwrap();
+    let (_, kept, kept_address) = step_keeping(&Mse::new(), &a, &t, 1.0);
+    let kept_values = kept.to_vec();
+    // The next steps (another input) must not write into `kept`.
+    for _ in 0..3 {
+        let (_, g, address) = step(&Mse::new(), &b, &t, 1.0);
+        assert_ne!(address, kept_address);
+        assert_eq!(
+            g,
+            Mse::new()
+                .value_and_grad(&b, &t, None)
+                .unwrap()
+                .grad
+                .to_vec()
+        );
+    }
+    assert_eq!(kept.to_vec(), kept_values);
+}
+
+#[test]
+fn small_buffers_are_not_kept() {
+    release_recycled_buffers();
+    let p = Tensor::<f32>::ones(&[32, 4]).unwrap();
+    let t = Tensor::<f32>::zeros(&[32, 4]).unwrap();
+    let (v, g, _) = step(&Mse::new(), &p, &t, 1.0);
+    assert_eq!(v, 1.0);
+    assert_eq!(g, vec![2.0 / 128.0; 128]);
+    assert_eq!(release_recycled_buffers(), 0);
+}
+
+/// A user's loss that ignores the buffer (the trait's default
+/// `value_and_grad_into`) still gets its own gradient.
+#[test]
+fn custom_losses_ignore_recycled_buffers() {
+    struct Doubled;
+    impl Loss<f32> for Doubled {
+        type Target = Tensor<f32>;
+        fn name(&self) -> &str {
+            "doubled"
+        }
+        fn value_and_grad(
+            &self,
+            pred: &Tensor<f32>,
+            _target: &Tensor<f32>,
+            _w: Option<&Tensor<f32>>,
+        ) -> Result<LossOutput<f32>> {
+            Ok(LossOutput {
+                value: pred.sum_all(false),
+                grad: Tensor::full(pred.shape(), 1.0)?,
+                unit_axis: None,
+            })
+        }
+    }
+    release_recycled_buffers();
+    let p = Tensor::<f32>::rand_normal(&[4096, 4], 0.0, 1.0, 6).unwrap();
+    let t = Tensor::<f32>::zeros(&[4096, 4]).unwrap();
+    drop(step(&Mse::new(), &p, &t, 1.0)); // leaves a buffer of this shape
+    let (_, g, _) = step(&Doubled, &p, &t, 1.0);
+    assert_eq!(g, vec![1.0; 4096 * 4]);
+}
