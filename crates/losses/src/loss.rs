@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 use polyhead_autograd::{BackwardContext, Op, Var};
+use polyhead_tensor::parallel::for_each_piece;
 use polyhead_tensor::{Float, Tensor};
 
 use crate::error::{LossError, Result};
@@ -246,7 +247,19 @@ impl<T: Float> Op<T> for FusedLoss<T> {
                     .and_then(|t| t.try_into_array().ok())
                 {
                     Some(mut buffer) => {
-                        buffer.zip_mut_with(&out.grad.view(), |d, &g| *d = g * seed);
+                        let grad = out.grad.view();
+                        let (dst, src) = (buffer.as_slice_mut(), grad.as_slice());
+                        match (dst, src) {
+                            (Some(dst), Some(src)) => {
+                                // Split over the threads like the kernel
+                                // that wrote `src`, so each scales the half
+                                // in its own cache.
+                                for_each_piece(dst, src, 1 << 15, |d, s| {
+                                    d.iter_mut().zip(s).for_each(|(d, &s)| *d = s * seed)
+                                });
+                            }
+                            _ => buffer.zip_mut_with(&grad, |d, &g| *d = g * seed),
+                        }
                         Tensor::from_array(buffer)
                     }
                     None => out.grad.mul_scalar(seed),

@@ -113,6 +113,48 @@ pub fn run_all<'a>(first: impl FnOnce(), rest: Vec<Box<dyn FnOnce() + Send + 'a>
     });
 }
 
+/// Runs `f(out_piece, input_piece)` on matching pieces of two slices of
+/// the same length: one piece per thread when the pool is awake (see
+/// [`with_awake_pool`]) and the slices hold at least `min` elements, else
+/// the whole slices on the calling thread. For elementwise work whose
+/// result does not depend on how the slices are cut.
+///
+/// ```
+/// use polyhead_tensor::parallel::{for_each_piece, with_awake_pool};
+/// let input: Vec<f32> = (0..100_000).map(|i| i as f32).collect();
+/// let mut out = vec![0.0; input.len()];
+/// with_awake_pool(|| {
+///     for_each_piece(&mut out, &input, 1 << 15, |o, i| {
+///         o.iter_mut().zip(i).for_each(|(o, &i)| *o = i * 0.5)
+///     })
+/// });
+/// assert_eq!(out[99_999], 49_999.5);
+/// ```
+pub fn for_each_piece<T: Send + Sync>(
+    out: &mut [T],
+    input: &[T],
+    min: usize,
+    f: impl Fn(&mut [T], &[T]) + Sync,
+) {
+    assert_eq!(
+        out.len(),
+        input.len(),
+        "for_each_piece: slices of different lengths"
+    );
+    let threads = rayon::current_num_threads();
+    if threads < 2 || !pool_is_awake() || out.len() < min.max(threads) {
+        return f(out, input);
+    }
+    let piece = out.len().div_ceil(threads);
+    let mut pieces = out.chunks_mut(piece).zip(input.chunks(piece));
+    let (o0, i0) = pieces.next().expect("a non-empty slice");
+    let f = &f;
+    let rest: Vec<Box<dyn FnOnce() + Send + '_>> = pieces
+        .map(|(o, i)| Box::new(move || f(o, i)) as Box<dyn FnOnce() + Send>)
+        .collect();
+    run_all(|| f(o0, i0), rest);
+}
+
 /// Sets the flag when dropped (also when unwinding from a panic).
 struct SetOnDrop<'a>(&'a AtomicBool);
 
