@@ -716,9 +716,10 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
                 _ => None,
             };
             let coef = grad_coef.unwrap_or(T::ONE);
-            let blocks = rowwise_label_blocks(pred, labels, axis, &mut buffer, |x, y, g, v| {
-                sparse_logits_block(x, y, classes, g, v, coef)
-            });
+            let blocks =
+                rowwise_label_blocks(pred, labels, axis, &mut buffer, grad_coef, |x, y, g, v| {
+                    sparse_logits_block(x, y, classes, g, v, coef)
+                });
             if let Some(mut units) = blocks {
                 units.ignored = ignored;
                 units.grad_final = grad_coef.is_some();
@@ -815,10 +816,17 @@ pub(crate) fn check_labels(
     ignore: Option<i64>,
 ) -> Result<Option<ArrayD<bool>>> {
     let bad = |y: i64| Some(y) != ignore && (y < 0 || y as usize >= classes);
-    // A flat scan first; the (slow, n-d) position only on the error path.
-    let any_bad = match labels.as_slice() {
-        Some(flat) => flat.iter().fold(false, |seen, &y| seen | bad(y)),
-        None => labels.iter().any(|&y| bad(y)),
+    let ignored = |y: i64| Some(y) == ignore;
+    // One flat scan for both questions (branch-free, so it vectorises);
+    // the (slow, n-d) position only on the error path.
+    let (any_bad, any_ignored) = match labels.as_slice() {
+        Some(flat) => flat
+            .iter()
+            .fold((false, false), |(b, i), &y| (b | bad(y), i | ignored(y))),
+        None => (
+            labels.iter().any(|&y| bad(y)),
+            labels.iter().any(|&y| ignored(y)),
+        ),
     };
     if any_bad {
         let (pos, &y) = labels
@@ -834,7 +842,7 @@ pub(crate) fn check_labels(
     }
     // Which units are ignored; `None` when none are (no mask to carry).
     Ok(match ignore {
-        Some(ig) if labels.iter().any(|&y| y == ig) => Some(labels.mapv(|y| y == ig)),
+        Some(ig) if any_ignored => Some(labels.mapv(|y| y == ig)),
         _ => None,
     })
 }

@@ -383,11 +383,17 @@ pub(crate) fn rowwise_labels<T: Float>(
 /// not its last or it is not row-major (the buffer is then left for the
 /// caller's lane path). The kernel must write every gradient element: the
 /// buffer is not zeroed.
+///
+/// With `total_coef = Some(c)` (`c` not 0: a reducing reduction where every
+/// row weighs `c`) no array of values is made: each chunk of
+/// [`TOTAL_CHUNK`] rows gets its values in a stack buffer and its total
+/// at once (see [`Units::chunk_totals`]).
 pub(crate) fn rowwise_label_blocks<T: Float>(
     pred: &Tensor<T>,
     labels: &ArrayD<i64>,
     axis: usize,
     buffer: &mut Option<Tensor<T>>,
+    total_coef: Option<T>,
     block: impl Fn(&[T], &[i64], &mut [T], &mut [T]) + Sync,
 ) -> Option<Units<T>> {
     let pv = pred.view();
@@ -395,13 +401,41 @@ pub(crate) fn rowwise_label_blocks<T: Float>(
     if axis + 1 != pred.ndim() {
         return None;
     }
+    let classes = pred.shape()[axis];
     let mut grad = reused_buffer(pred.shape(), buffer.take());
+    let g = grad.as_slice_mut().expect("row-major buffer");
+    if let Some(c) = total_coef.filter(|&c| c != T::ZERO) {
+        let mut totals = vec![T::ZERO; y.len().div_ceil(TOTAL_CHUNK)];
+        let n = TOTAL_CHUNK * classes;
+        for_each_block_of(
+            ROWWISE_PARALLEL,
+            p,
+            y,
+            classes,
+            g,
+            &mut totals,
+            TOTAL_CHUNK,
+            |p, y, g, totals| {
+                let mut values = [T::ZERO; TOTAL_CHUNK];
+                for (((p, y), g), total) in p
+                    .chunks(n)
+                    .zip(y.chunks(TOTAL_CHUNK))
+                    .zip(g.chunks_mut(n))
+                    .zip(totals)
+                {
+                    let v = &mut values[..y.len()];
+                    block(p, y, g, v);
+                    *total = lanes::scaled_chunk_sum(v, c);
+                }
+            },
+        );
+        let mut units = Units::new(ArrayD::from_elem(IxDyn(&[0]), T::ZERO), grad, Some(axis));
+        units.chunk_totals = Some(totals);
+        return Some(units);
+    }
     let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
-    let (g, v) = (
-        grad.as_slice_mut().expect("row-major buffer"),
-        values.as_slice_mut().expect("new array"),
-    );
-    for_each_block(ROWWISE_PARALLEL, p, y, pred.shape()[axis], g, v, block);
+    let v = values.as_slice_mut().expect("new array");
+    for_each_block(ROWWISE_PARALLEL, p, y, classes, g, v, block);
     Some(Units::new(values, grad, Some(axis)))
 }
 

@@ -204,11 +204,11 @@ fn thread_count_does_not_change_results() {
 }
 
 /// Without weights the reduction takes a one-pass path (for Keras
-/// pointwise losses, totals formed chunk by chunk inside the kernel, with
-/// no array of values); with all-one sample weights it takes the general
-/// one. Both must give the same bits, for one chunk of units and for
-/// several with a partial last one (1024 units per chunk), and at any
-/// thread count.
+/// pointwise losses and sparse cross-entropy, totals formed chunk by chunk
+/// inside the kernel, with no array of values); with all-one sample
+/// weights it takes the general one. Both must give the same bits, for one
+/// chunk of units and for several with a partial last one (256 units per
+/// chunk), and at any thread count.
 #[test]
 fn unweighted_reduction_matches_weighted_path_with_unit_weights() {
     for (rows, cols) in [(33, 6), (9000, 4), (3000, 3)] {
@@ -242,10 +242,18 @@ fn unweighted_reduction_matches_weighted_path_with_unit_weights() {
                 &format!("mse 2 threads {what}"),
             );
             let ce = SparseCrossEntropy::from_logits().reduction(reduction);
+            let unweighted = ce.value_and_grad(&p, &labels, None).unwrap();
             assert_same(
-                &ce.value_and_grad(&p, &labels, None).unwrap(),
+                &unweighted,
                 &ce.value_and_grad(&p, &labels, Some(&ones)).unwrap(),
                 &format!("sparse cross-entropy {what}"),
+            );
+            let threaded =
+                pool.install(|| with_awake_pool(|| ce.value_and_grad(&p, &labels, None)));
+            assert_same(
+                &unweighted,
+                &threaded.unwrap(),
+                &format!("sparse cross-entropy 2 threads {what}"),
             );
         }
     }
