@@ -245,3 +245,36 @@ proptest! {
         let _ = cosine.value_and_grad(&pred, &CosineTarget { other: pred.clone(), sign: Tensor::ones(&ps[..ps.len().min(1)]).unwrap() }, None);
     }
 }
+
+/// Labels are checked by counting scans (vectorised); whatever the ignored
+/// label, every out-of-range label that is not ignored is reported with its
+/// position, and nothing else is.
+#[test]
+fn sparse_labels_out_of_range_are_reported_unless_ignored() {
+    let logits = Tensor::<f32>::zeros(&[4, 10]).unwrap();
+    let run = |ignore: Option<i64>, labels: Vec<i64>| {
+        let mut loss = SparseCrossEntropy::from_logits();
+        if let Some(ig) = ignore {
+            loss = loss.ignore_index(ig);
+        }
+        loss.value_and_grad(&logits, &Labels::new(labels, &[4]).unwrap(), None)
+    };
+    let bad = |ignore, labels: Vec<i64>| match run(ignore, labels) {
+        Err(LossError::Label {
+            label, position, ..
+        }) => (label, position),
+        other => panic!("expected a label error, got {other:?}"),
+    };
+    assert!(run(None, vec![0, 9, 5, 1]).is_ok());
+    assert_eq!(bad(None, vec![0, 9, 10, 1]), (10, vec![2]));
+    assert_eq!(bad(None, vec![-1, 9, 0, 1]), (-1, vec![0]));
+    assert_eq!(bad(None, vec![0, 1, 2, i64::MIN]), (i64::MIN, vec![3]));
+    // An ignored label outside the classes (PyTorch's -100).
+    assert!(run(Some(-100), vec![-100, 3, -100, 9]).is_ok());
+    assert_eq!(bad(Some(-100), vec![-100, -5, 0, 0]), (-5, vec![1]));
+    assert_eq!(bad(Some(-100), vec![-100, -100, 10, 0]), (10, vec![2]));
+    // An ignored label inside them: ignored, and the rest still checked.
+    let all_ignored = run(Some(3), vec![3, 3, 3, 3]).unwrap();
+    assert_eq!(all_ignored.value.item().unwrap(), 0.0);
+    assert_eq!(bad(Some(3), vec![3, 12, 3, 0]), (12, vec![1]));
+}
