@@ -65,56 +65,20 @@ pub(crate) fn pointwise<T: Float>(
                 Aggregate::Mean => T::ONE / T::from_usize(cols),
                 Aggregate::Sum => T::ONE,
             };
-            let g = grad.as_slice_mut().expect(contiguous);
+            let keras = |p: &[T], t: &[T], g: &mut [T], v: &mut [T]| {
+                keras_rows(p, t, g, v, cols, scale, c, &f)
+            };
             match grad_coef {
-                // A reducing reduction with every unit weighing `c`: the
-                // total of each chunk of rows is formed while its values
-                // are in L1, and no array of values is made.
+                // A reducing reduction with every unit weighing `c`: no
+                // array of values, the total is formed chunk by chunk.
                 Some(c) if c != T::ZERO => {
-                    let rows = p.len() / cols;
-                    let mut totals = vec![T::ZERO; rows.div_ceil(TOTAL_CHUNK)];
-                    for_each_block_of(
-                        POINTWISE_PARALLEL,
-                        p,
-                        t,
-                        cols,
-                        g,
-                        &mut totals,
-                        TOTAL_CHUNK,
-                        |p, t, g, totals| {
-                            let mut values = [T::ZERO; TOTAL_CHUNK];
-                            let n = TOTAL_CHUNK * cols;
-                            for (((p, t), g), total) in p
-                                .chunks(n)
-                                .zip(t.chunks(n))
-                                .zip(g.chunks_mut(n))
-                                .zip(totals)
-                            {
-                                let v = &mut values[..p.len() / cols];
-                                keras_rows(p, t, g, v, cols, scale, c, &f);
-                                *total = lanes::scaled_chunk_sum(v, c);
-                            }
-                        },
-                    );
-                    let mut units = Units::new(
-                        ArrayD::from_elem(IxDyn(&[0]), T::ZERO),
-                        grad,
-                        Some(last.index()),
-                    );
-                    units.chunk_totals = Some(totals);
-                    units
+                    with_chunk_totals(POINTWISE_PARALLEL, p, t, cols, grad, last.index(), c, keras)
                 }
                 _ => {
                     let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
-                    for_each_block(
-                        POINTWISE_PARALLEL,
-                        p,
-                        t,
-                        cols,
-                        g,
-                        values.as_slice_mut().expect(contiguous),
-                        |p, t, g, v| keras_rows(p, t, g, v, cols, scale, c, &f),
-                    );
+                    let g = grad.as_slice_mut().expect(contiguous);
+                    let v = values.as_slice_mut().expect(contiguous);
+                    for_each_block(POINTWISE_PARALLEL, p, t, cols, g, v, keras);
                     Units::new(values, grad, Some(last.index()))
                 }
             }
@@ -403,36 +367,11 @@ pub(crate) fn rowwise_label_blocks<T: Float>(
     }
     let classes = pred.shape()[axis];
     let mut grad = reused_buffer(pred.shape(), buffer.take());
-    let g = grad.as_slice_mut().expect("row-major buffer");
     if let Some(c) = total_coef.filter(|&c| c != T::ZERO) {
-        let mut totals = vec![T::ZERO; y.len().div_ceil(TOTAL_CHUNK)];
-        let n = TOTAL_CHUNK * classes;
-        for_each_block_of(
-            ROWWISE_PARALLEL,
-            p,
-            y,
-            classes,
-            g,
-            &mut totals,
-            TOTAL_CHUNK,
-            |p, y, g, totals| {
-                let mut values = [T::ZERO; TOTAL_CHUNK];
-                for (((p, y), g), total) in p
-                    .chunks(n)
-                    .zip(y.chunks(TOTAL_CHUNK))
-                    .zip(g.chunks_mut(n))
-                    .zip(totals)
-                {
-                    let v = &mut values[..y.len()];
-                    block(p, y, g, v);
-                    *total = lanes::scaled_chunk_sum(v, c);
-                }
-            },
-        );
-        let mut units = Units::new(ArrayD::from_elem(IxDyn(&[0]), T::ZERO), grad, Some(axis));
-        units.chunk_totals = Some(totals);
+        let units = with_chunk_totals(ROWWISE_PARALLEL, p, y, classes, grad, axis, c, block);
         return Some(units);
     }
+    let g = grad.as_slice_mut().expect("row-major buffer");
     let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
     let v = values.as_slice_mut().expect("new array");
     for_each_block(ROWWISE_PARALLEL, p, y, classes, g, v, block);
@@ -531,6 +470,60 @@ fn for_each_row<T: Float, U: Sync>(
             }
         },
     );
+}
+
+/// Runs `block(pred_rows, target_rows, grad_rows, values)` like
+/// [`for_each_block`] on row-major rows of `cols` elements, writing `grad`,
+/// but keeps no values: each chunk of [`TOTAL_CHUNK`] rows gets its values
+/// in a stack buffer and its total, `c` times their sum, at once, while
+/// they are in L1 (see [`Units::chunk_totals`]). `c` is the coefficient
+/// every unit has in a reducing reduction, and not 0.
+#[allow(clippy::too_many_arguments)]
+fn with_chunk_totals<T: Float, U: Sync>(
+    parallel_min: Thresholds,
+    pred: &[T],
+    target: &[U],
+    cols: usize,
+    mut grad: ArrayD<T>,
+    unit_axis: usize,
+    c: T,
+    block: impl Fn(&[T], &[U], &mut [T], &mut [T]) + Sync,
+) -> Units<T> {
+    let cols = cols.max(1);
+    let rows = pred.len() / cols;
+    let target_cols = (target.len() / rows.max(1)).max(1);
+    let (n, nt) = (TOTAL_CHUNK * cols, TOTAL_CHUNK * target_cols);
+    let mut totals = vec![T::ZERO; rows.div_ceil(TOTAL_CHUNK)];
+    let g = grad.as_slice_mut().expect("row-major buffer");
+    for_each_block_of(
+        parallel_min,
+        pred,
+        target,
+        cols,
+        g,
+        &mut totals,
+        TOTAL_CHUNK,
+        |p, t, g, totals| {
+            let mut values = [T::ZERO; TOTAL_CHUNK];
+            for (((p, t), g), total) in p
+                .chunks(n)
+                .zip(t.chunks(nt))
+                .zip(g.chunks_mut(n))
+                .zip(totals)
+            {
+                let v = &mut values[..p.len() / cols];
+                block(p, t, g, v);
+                *total = lanes::scaled_chunk_sum(v, c);
+            }
+        },
+    );
+    let mut units = Units::new(
+        ArrayD::from_elem(IxDyn(&[0]), T::ZERO),
+        grad,
+        Some(unit_axis),
+    );
+    units.chunk_totals = Some(totals);
+    units
 }
 
 /// Runs `block(pred_rows, target_rows, grad_rows, values)` on the whole
