@@ -155,3 +155,125 @@ fn custom_losses_ignore_recycled_buffers() {
     let (_, g, _) = step(&Doubled, &p, &t, 1.0);
     assert_eq!(g, vec![1.0; 4096 * 4]);
 }
+
+/// A step of an elementwise MSE on `pred` (every gradient element written,
+/// none zero), then a step of `loss`: the second writes into the buffer
+/// the first left behind, and must still give exactly the gradient of a
+/// fresh call.
+fn check_reuse<L: Loss<f32>>(name: &str, loss: &L, pred: &Tensor<f32>, target: &L::Target) {
+    let fresh = loss
+        .value_and_grad(pred, target, None)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let primer = Mse::new().convention(Convention::PyTorch);
+    let minus_ones = Tensor::<f32>::full(pred.shape(), -1.0).unwrap();
+    let (_, primed, first) = step(&primer, pred, &minus_ones, 1.0);
+    assert!(primed.iter().all(|&g| g != 0.0));
+    let (value, grad, second) = step(loss, pred, target, 1.0);
+    assert_eq!(first, second, "{name}: the buffer was not recycled");
+    assert_eq!(
+        value.to_bits(),
+        fresh.value.item().unwrap().to_bits(),
+        "{name}: value"
+    );
+    let want: Vec<u32> = fresh.grad.to_vec().iter().map(|g| g.to_bits()).collect();
+    let got: Vec<u32> = grad.iter().map(|g| g.to_bits()).collect();
+    assert!(
+        got == want,
+        "{name}: a stale gradient element leaked into the result"
+    );
+}
+
+/// Every built-in loss overwrites every element of a recycled buffer (or
+/// zeroes it first): kernels that skip elements (ignored labels, inactive
+/// hinge classes, clipped probabilities) must not leave the previous step's
+/// values behind.
+#[test]
+fn every_builtin_loss_gives_fresh_results_in_a_recycled_buffer() {
+    release_recycled_buffers();
+    let shape = [1024, 8]; // 32 KiB of f32: just worth recycling
+    let unit = |seed| Tensor::<f32>::rand_uniform(&shape, 0.05, 0.95, seed).unwrap();
+    let wide = |seed| Tensor::<f32>::rand_normal(&shape, 0.0, 2.0, seed).unwrap();
+    let (pb, y) = (unit(2), unit(3));
+    let xb = wide(5);
+    let signs = y.map(|v| if v > 0.5 { 1.0 } else { -1.0 });
+    let zero_one = y.map(|v| if v > 0.5 { 1.0 } else { 0.0 });
+    check_reuse("mse", &Mse::new(), &xb, &y);
+    // Rows of four (the bounding-box kernel).
+    let boxes = |seed| Tensor::<f32>::rand_normal(&[4096, 4], 0.0, 2.0, seed).unwrap();
+    let (bb, by) = (boxes(7), boxes(8));
+    check_reuse("mse rows of four", &Mse::new(), &bb, &by);
+    check_reuse("huber rows of four", &Huber::new(1.0), &bb, &by);
+    check_reuse("mae", &Mae::new(), &xb, &y);
+    check_reuse("huber", &Huber::new(1.0), &xb, &y);
+    check_reuse("smooth_l1", &SmoothL1::new(1.0), &xb, &y);
+    check_reuse("log_cosh", &LogCosh::new(), &xb, &y);
+    check_reuse("mape", &MeanAbsolutePercentageError::new(), &xb, &y);
+    check_reuse("msle", &MeanSquaredLogarithmicError::new(), &pb, &y);
+    check_reuse("poisson", &Poisson::new(), &pb, &y);
+    check_reuse(
+        "bce logits",
+        &BinaryCrossEntropy::from_logits(),
+        &xb,
+        &zero_one,
+    );
+    check_reuse(
+        "bce probabilities",
+        &BinaryCrossEntropy::from_probabilities(),
+        &pb,
+        &zero_one,
+    );
+    check_reuse(
+        "binary focal",
+        &BinaryFocalLoss::from_logits(),
+        &xb,
+        &zero_one,
+    );
+    check_reuse(
+        "categorical focal",
+        &CategoricalFocalCrossEntropy::from_logits(),
+        &xb,
+        &y,
+    );
+    check_reuse(
+        "ce logits",
+        &CrossEntropy::from_logits().label_smoothing(0.1),
+        &xb,
+        &y,
+    );
+    check_reuse(
+        "ce probabilities",
+        &CrossEntropy::from_probabilities(),
+        &pb,
+        &y,
+    );
+    check_reuse("kl divergence", &KlDivergence::new(), &pb, &y);
+    check_reuse("cosine similarity", &CosineSimilarity::new(), &xb, &y);
+    check_reuse("hinge", &Hinge::new(), &xb, &signs);
+    check_reuse("squared hinge", &SquaredHinge::new(), &xb, &signs);
+    check_reuse(
+        "categorical hinge",
+        &CategoricalHinge::new(),
+        &xb,
+        &zero_one,
+    );
+    check_reuse("soft margin", &SoftMargin::new(), &xb, &signs);
+    check_reuse("hinge embedding", &HingeEmbedding::new(1.0), &pb, &signs);
+    // Labels, some ignored: those rows' gradients must be zero, not stale.
+    let classes: Vec<i64> = (0..1024)
+        .map(|i| if i % 7 == 0 { -1 } else { (i % 8) as i64 })
+        .collect();
+    let labels = Labels::new(classes, &[1024]).unwrap();
+    check_reuse(
+        "sparse ce",
+        &SparseCrossEntropy::from_logits().ignore_index(-1),
+        &xb,
+        &labels,
+    );
+    let kept: Vec<usize> = (0..1024).map(|i| i % 8).collect();
+    check_reuse(
+        "multi margin",
+        &MultiMargin::new(),
+        &xb,
+        &Labels::from_classes(&kept),
+    );
+}
