@@ -370,3 +370,37 @@ fn op_argument_errors_name_the_op_and_values() {
         "softmax: axis 2 is out of range for shape [2, 2] (rank 2)"
     );
 }
+
+/// `Tape::weighted_sum`: the exact total of `x * 1` terms and scaled ones,
+/// one recorded op, and errors (not panics) for mismatched arguments.
+#[test]
+fn weighted_sum_totals_terms_and_rejects_mismatches() {
+    let tape = Tape::<f32>::new();
+    let a = tape.leaf(Tensor::from_vec(vec![0.1, 0.2], &[2]).unwrap());
+    let b = tape.leaf(Tensor::from_vec(vec![3.0, -4.0], &[2]).unwrap());
+    let total = tape.weighted_sum(&[a, b], &[1.0, 0.5]).unwrap();
+    // Left to right, the weight-1 term unmultiplied: the bits of a + b * 0.5.
+    assert_eq!(
+        total.value().to_vec(),
+        vec![0.1 + 3.0 * 0.5, 0.2 + -4.0 * 0.5]
+    );
+    let grads = tape.backward(total.sum_all()).unwrap();
+    assert_eq!(grads.wrt(a).unwrap().to_vec(), vec![1.0, 1.0]);
+    assert_eq!(grads.wrt(b).unwrap().to_vec(), vec![0.5, 0.5]);
+
+    let err =
+        |r: polyhead_autograd::Result<_>| r.map(|_: Var<'_, f32>| ()).unwrap_err().to_string();
+    assert_eq!(
+        err(tape.weighted_sum(&[a, b], &[1.0])),
+        "weighted_sum: needs one weight per term and at least one term, got 2 terms and 1 weights"
+    );
+    assert_eq!(
+        err(tape.weighted_sum(&[], &[])),
+        "weighted_sum: needs one weight per term and at least one term, got 0 terms and 0 weights"
+    );
+    let c = tape.leaf(Tensor::zeros(&[3]).unwrap());
+    assert_eq!(
+        err(tape.weighted_sum(&[a, c], &[1.0, 1.0])),
+        "weighted_sum: every term must have the same shape, got [2] and [3]"
+    );
+}

@@ -110,6 +110,15 @@ proptest! {
     }
 
     #[test]
+    fn weighted_sum_of_terms(s in shape(), seed in any::<u64>(), w in prop::collection::vec(-2.0f64..2.0, 1..=4)) {
+        let inputs: Vec<Tensor<f64>> = (0..w.len() as u64).map(|k| away_from_zero(&s, seed ^ k)).collect();
+        // A weight of exactly 1 takes the no-multiply path.
+        let mut w = w;
+        w[0] = 1.0;
+        check(|tape, v| Ok(tape.weighted_sum(v, &w)?.sum_all()), &inputs)?;
+    }
+
+    #[test]
     fn maximum_minimum_broadcast((sa, sb) in broadcast_pair(), seed in any::<u64>()) {
         // a in +-[0.1, 2] and b offset by 0.05 from a's grid: no ties within eps.
         let a = away_from_zero(&sa, seed);

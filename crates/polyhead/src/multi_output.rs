@@ -198,27 +198,16 @@ pub trait MultiOutput<T: Float>: Module<T> {
     ) -> Result<TotalLoss<'t, T>> {
         let parts = self.head_losses(outputs, targets)?;
         let values = weights.values();
-        let mut total: Option<Var<'t, T>> = None;
-        for (part, &w) in parts.iter().zip(&values) {
-            // A weight of 1 records no op: `x * 1 = x` exactly, forward and back.
-            let weighted = if w == 1.0 {
-                *part
-            } else {
-                part.scale(T::from_f64(w))
-            };
-            total = Some(match total {
-                Some(t) => t.add(weighted)?,
-                None => weighted,
-            });
-        }
-        let total = match total {
-            Some(t) => t,
-            None => {
-                return Err(crate::Error::Other(
-                    "the model has no loss to train on: give some #[head] a `loss = ...`".into(),
-                ));
-            }
+        let n = parts.len().min(values.len());
+        let Some(first) = parts.first() else {
+            return Err(crate::Error::Other(
+                "the model has no loss to train on: give some #[head] a `loss = ...`".into(),
+            ));
         };
+        // One recorded op for the whole weighted sum (a weight of 1
+        // multiplies nothing: `x * 1 = x` exactly, forward and back).
+        let weights: Vec<T> = values[..n].iter().map(|&w| T::from_f64(w)).collect();
+        let total = first.tape().weighted_sum(&parts[..n], &weights)?;
         Ok(TotalLoss {
             total,
             parts: Self::LOSSES.iter().copied().zip(parts).collect(),

@@ -6,9 +6,9 @@
 
 use polyhead_tensor::{Float, Tensor};
 
-use crate::error::Result;
+use crate::error::{AutogradError, Result};
 use crate::op::{BackwardContext, Op};
-use crate::tape::Var;
+use crate::tape::{Tape, Var};
 
 type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
 
@@ -133,6 +133,96 @@ impl<T: Float> Op<T> for Affine<T> {
         Ok(vec![ctx.grad_for(0, || {
             Ok(ctx.grad_output.mul_scalar(self.factor))
         })?])
+    }
+}
+
+/// `sum_i weights[i] * x_i` of same-shape values, added from left to right
+/// (a weight of 1 multiplies nothing, so `x * 1 = x` exactly).
+struct WeightedSum<T> {
+    weights: Vec<T>,
+}
+impl<T: Float> Op<T> for WeightedSum<T> {
+    fn name(&self) -> &'static str {
+        "weighted_sum"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        if let Some(other) = x.iter().find(|v| v.shape() != x[0].shape()) {
+            return Err(AutogradError::Op {
+                op: "weighted_sum",
+                message: format!(
+                    "every term must have the same shape, got {:?} and {:?}",
+                    x[0].shape(),
+                    other.shape()
+                ),
+            });
+        }
+        let term = |k: usize, v: T| {
+            if self.weights[k] == T::ONE {
+                v
+            } else {
+                v * self.weights[k]
+            }
+        };
+        let shape = x[0].shape();
+        let mut total: Vec<T> = x[0].view().iter().map(|&v| term(0, v)).collect();
+        for (k, xk) in x.iter().enumerate().skip(1) {
+            for (t, &v) in total.iter_mut().zip(xk.view().iter()) {
+                *t += term(k, v);
+            }
+        }
+        Ok(Tensor::from_vec(total, shape)?)
+    }
+    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        let g = ctx.grad_output;
+        (0..self.weights.len())
+            .map(|k| {
+                ctx.grad_for(k, || {
+                    Ok(match self.weights[k] {
+                        w if w == T::ONE => g.clone(),
+                        w => g.mul_scalar(w),
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// `sum_i weights[i] * terms[i]` as one recorded op: the weighted total
+    /// of several losses (or any same-shape values), added from left to
+    /// right. A weight of 1 multiplies nothing (`x * 1 = x` exactly, and its
+    /// term's gradient is the upstream gradient itself). Errors when the
+    /// lists differ in length, are empty, or the terms differ in shape.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::scalar(2.0));
+    /// let b = tape.leaf(Tensor::scalar(10.0));
+    /// let total = tape.weighted_sum(&[a, b], &[1.0, 0.5])?;
+    /// assert_eq!(total.value().item()?, 7.0);
+    /// let grads = tape.backward(total)?;
+    /// assert_eq!((grads.wrt(a)?.item()?, grads.wrt(b)?.item()?), (1.0, 0.5));
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    pub fn weighted_sum<'t>(&'t self, terms: &[Var<'t, T>], weights: &[T]) -> Result<Var<'t, T>> {
+        if terms.is_empty() || terms.len() != weights.len() {
+            return Err(AutogradError::Op {
+                op: "weighted_sum",
+                message: format!(
+                    "needs one weight per term and at least one term, got {} terms and {} weights",
+                    terms.len(),
+                    weights.len()
+                ),
+            });
+        }
+        self.apply(
+            WeightedSum {
+                weights: weights.to_vec(),
+            },
+            terms,
+        )
     }
 }
 
