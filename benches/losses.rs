@@ -1,14 +1,15 @@
 //! Value-and-gradient throughput of the fused loss kernels (f32): softmax
-//! cross-entropy from logits with integer labels at B x 10 and B x 1000, and
-//! mean squared error at B x 4, reusing the gradient buffer between calls
-//! as a training loop would. Throughput is in samples (rows) per second.
+//! cross-entropy from logits with integer labels at B x 10 and B x 1000,
+//! with dense (one-hot, label-smoothed) targets at B x 10, and mean squared
+//! error at B x 4, reusing the gradient buffer between calls as a training
+//! loop would. Throughput is in samples (rows) per second.
 //!
 //! Run with `cargo bench --bench losses`.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
+use polyhead::losses::{CrossEntropy, Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::{Rng, Tensor};
 
 fn cross_entropy(c: &mut Criterion) {
@@ -36,6 +37,32 @@ fn cross_entropy(c: &mut Criterion) {
                 b.iter(|| {
                     let out = loss
                         .value_and_grad_into(black_box(&logits), &labels, None, grad.take())
+                        .unwrap();
+                    grad = Some(out.grad);
+                    out.value
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn dense_cross_entropy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dense_cross_entropy_value_and_grad");
+    let loss = CrossEntropy::from_logits().label_smoothing(0.1);
+    for batch in [32, 1024, 65536] {
+        let logits = Tensor::<f32>::rand_normal(&[batch, 10], 0.0, 3.0, 1).unwrap();
+        let labels: Vec<usize> = (0..batch).map(|i| (i * 7) % 10).collect();
+        let onehot = Labels::from_classes(&labels).one_hot::<f32>(10).unwrap();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{batch}x10")),
+            &(),
+            |b, _| {
+                let mut grad = None;
+                b.iter(|| {
+                    let out = loss
+                        .value_and_grad_into(black_box(&logits), &onehot, None, grad.take())
                         .unwrap();
                     grad = Some(out.grad);
                     out.value
@@ -76,6 +103,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1));
-    targets = cross_entropy, mse
+    targets = cross_entropy, dense_cross_entropy, mse
 }
 criterion_main!(benches);

@@ -13,7 +13,7 @@ use crate::loss::{Labels, Loss};
 use crate::reduction::{
     Convention, LossOutput, Reduction, finish, non_empty, same_shape, uniform_coef,
 };
-use crate::units::{rowwise, rowwise_label_blocks, rowwise_labels};
+use crate::units::{rowwise, rowwise_blocks, rowwise_labels};
 
 /// Keras' fuzz factor for clipping probabilities.
 pub(crate) const KERAS_EPSILON: f64 = 1e-7;
@@ -325,8 +325,33 @@ impl<T: Float> Loss<T> for CrossEntropy {
             weights.iter().map(|&w| T::from_f64(w)).collect()
         };
         let eps = T::from_f64(c.label_smoothing);
-        let smooth = |y: T| y * (T::ONE - eps) + eps / T::from_usize(classes);
         let input = c.input;
+        let mut buffer = buffer;
+        if input == Input::Logits && c.class_weights.is_none() {
+            // Every row weighs the same without sample weights: the kernel
+            // applies the reduction's coefficient itself.
+            let rows = pred.len() / classes.max(1);
+            let batch = pred.shape().first().copied().unwrap_or(1);
+            let grad_coef = match sample_weight {
+                None => uniform_coef::<T>(c.reduction, rows, batch, None),
+                Some(_) => None,
+            };
+            let coef = grad_coef.unwrap_or(T::ONE);
+            let y = target.view();
+            let blocks = rowwise_blocks(
+                pred,
+                y.as_slice(),
+                axis,
+                &mut buffer,
+                grad_coef,
+                |x, y, g, v| dense_logits_block(x, y, classes, g, v, eps, coef),
+            );
+            if let Some(mut units) = blocks {
+                units.grad_final = grad_coef.is_some();
+                return finish(NAME, units, c.reduction, sample_weight);
+            }
+        }
+        let smooth = |y: T| y * (T::ONE - eps) + eps / T::from_usize(classes);
         let mut units = rowwise(pred, target, axis, buffer, |x, y, g| {
             let a = |j: usize| inner[j] * smooth(y[j]);
             match input {
@@ -428,65 +453,20 @@ fn sparse_logits_block<T: Float>(
     values: &mut [T],
     c: T,
 ) {
-    // Ten classes (digits, CIFAR-10) get a copy compiled for that width,
-    // with every per-row loop unrolled (measured: CE 1024x10 13.3 -> 11.9
-    // us on one core); any other width takes the general one.
-    match classes {
-        0 => {}
-        10 => sparse_logits_rows::<T, 10>(x, labels, classes, g, values, c),
-        _ => sparse_logits_rows::<T, 0>(x, labels, classes, g, values, c),
-    }
-}
-
-/// The body of [`sparse_logits_block`], for rows of `WIDTH` classes
-/// (0: of `classes`, known only at run time).
-fn sparse_logits_rows<T: Float, const WIDTH: usize>(
-    x: &[T],
-    labels: &[i64],
-    classes: usize,
-    g: &mut [T],
-    values: &mut [T],
-    c: T,
-) {
-    let classes = if WIDTH == 0 { classes } else { WIDTH };
-    let rows = (SOFTMAX_CHUNK / classes).clamp(1, SOFTMAX_ROWS);
-    let n = rows * classes;
-    for (((x, g), labels), values) in x
-        .chunks(n)
-        .zip(g.chunks_mut(n))
-        .zip(labels.chunks(rows))
-        .zip(values.chunks_mut(rows))
-    {
-        // Pass 1: each row's maximum (kept in `values` for now) and x - max.
-        for ((xr, gr), m) in x
-            .chunks_exact(classes)
-            .zip(g.chunks_exact_mut(classes))
-            .zip(values.iter_mut())
-        {
-            *m = lanes::max(xr);
-            for (gv, &xv) in gr.iter_mut().zip(xr) {
-                *gv = xv - *m;
-            }
-        }
-        T::exp_slice(g);
-        // Pass 2: each row's sum of exponentials, and their logarithms in
-        // one vectorised call.
-        let mut sums = [T::ONE; SOFTMAX_ROWS];
-        let mut logs = [T::ZERO; SOFTMAX_ROWS];
-        let (sums, logs) = (&mut sums[..labels.len()], &mut logs[..labels.len()]);
-        for (sum, gr) in sums.iter_mut().zip(g.chunks_exact(classes)) {
-            *sum = lanes::sum(gr);
-        }
-        logs.copy_from_slice(sums);
-        T::ln_slice(logs);
-        // Pass 3: log-sum-exp, the value, and softmax minus the one-hot.
+    let rows = |x: &[T],
+                labels: &[i64],
+                g: &mut [T],
+                values: &mut [T],
+                sums: &[T],
+                logs: &[T],
+                classes: usize| {
         for (((((xr, gr), &y), v), &sum_exp), &ln_sum) in x
             .chunks_exact(classes)
             .zip(g.chunks_exact_mut(classes))
             .zip(labels)
             .zip(values.iter_mut())
-            .zip(sums.iter())
-            .zip(logs.iter())
+            .zip(sums)
+            .zip(logs)
         {
             if y < 0 || y as usize >= classes || c == T::ZERO {
                 gr.fill(T::ZERO);
@@ -508,6 +488,124 @@ fn sparse_logits_rows<T: Float, const WIDTH: usize>(
             }
             gr[y] = at_label * c;
         }
+    };
+    // Ten classes (digits, CIFAR-10) get a copy compiled for that width,
+    // with every per-row loop unrolled (measured: CE 1024x10 13.3 -> 11.9
+    // us on one core); any other width takes the general one.
+    match classes {
+        0 => {}
+        10 => logits_blocks::<T, i64, 10>(x, labels, 1, classes, g, values, rows),
+        _ => logits_blocks::<T, i64, 0>(x, labels, 1, classes, g, values, rows),
+    }
+}
+
+/// [`logits_slice`] (a dense target, no class weights) on a block of rows
+/// at once, like [`sparse_logits_block`], with the same bits as the row
+/// kernel. `eps` is the label smoothing; `c` as for the sparse kernel.
+fn dense_logits_block<T: Float>(
+    x: &[T],
+    target: &[T],
+    classes: usize,
+    g: &mut [T],
+    values: &mut [T],
+    eps: T,
+    c: T,
+) {
+    let rows = |x: &[T],
+                y: &[T],
+                g: &mut [T],
+                values: &mut [T],
+                sums: &[T],
+                logs: &[T],
+                classes: usize| {
+        // The row kernel's `a(j)`: the smoothed target (times a class
+        // weight of 1, which changes nothing).
+        let off = eps / T::from_usize(classes);
+        let smooth = |y: T| y * (T::ONE - eps) + off;
+        for (((((xr, yr), gr), v), &sum_exp), &ln_sum) in x
+            .chunks_exact(classes)
+            .zip(y.chunks_exact(classes))
+            .zip(g.chunks_exact_mut(classes))
+            .zip(values.iter_mut())
+            .zip(sums)
+            .zip(logs)
+        {
+            let lse = *v + ln_sum;
+            let inv = T::ONE / sum_exp;
+            let mut total_a = T::ZERO;
+            let mut value = T::ZERO;
+            for (&yv, &xv) in yr.iter().zip(xr) {
+                let a = smooth(yv);
+                total_a += a;
+                if a != T::ZERO {
+                    value += a * (lse - xv);
+                }
+            }
+            *v = value;
+            if c == T::ZERO {
+                gr.fill(T::ZERO);
+                continue;
+            }
+            let scale = inv * total_a;
+            for (gv, &yv) in gr.iter_mut().zip(yr) {
+                *gv = (*gv * scale - smooth(yv)) * c;
+            }
+        }
+    };
+    match classes {
+        0 => {}
+        10 => logits_blocks::<T, T, 10>(x, target, classes, classes, g, values, rows),
+        _ => logits_blocks::<T, T, 0>(x, target, classes, classes, g, values, rows),
+    }
+}
+
+/// The shared body of the block kernels on logits, for rows of `WIDTH`
+/// classes (0: of `classes`, known only at run time), chunk by chunk of
+/// rows: pass 1, each row's maximum (kept in `values` for now) and
+/// `x - max` (into `g`); the chunk's exponentials in one call; pass 2, each
+/// row's sum of exponentials and their logarithms in one call; then
+/// `finish(x, target, g, values, sums, logs, classes)` for the chunk, with
+/// `target_cols` target elements per row.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn logits_blocks<T: Float, U, const WIDTH: usize>(
+    x: &[T],
+    target: &[U],
+    target_cols: usize,
+    classes: usize,
+    g: &mut [T],
+    values: &mut [T],
+    finish: impl Fn(&[T], &[U], &mut [T], &mut [T], &[T], &[T], usize),
+) {
+    let classes = if WIDTH == 0 { classes } else { WIDTH };
+    let rows = (SOFTMAX_CHUNK / classes).clamp(1, SOFTMAX_ROWS);
+    let n = rows * classes;
+    for (((x, g), target), values) in x
+        .chunks(n)
+        .zip(g.chunks_mut(n))
+        .zip(target.chunks(rows * target_cols))
+        .zip(values.chunks_mut(rows))
+    {
+        for ((xr, gr), m) in x
+            .chunks_exact(classes)
+            .zip(g.chunks_exact_mut(classes))
+            .zip(values.iter_mut())
+        {
+            *m = lanes::max(xr);
+            for (gv, &xv) in gr.iter_mut().zip(xr) {
+                *gv = xv - *m;
+            }
+        }
+        T::exp_slice(g);
+        let mut sums = [T::ONE; SOFTMAX_ROWS];
+        let mut logs = [T::ZERO; SOFTMAX_ROWS];
+        let (sums, logs) = (&mut sums[..values.len()], &mut logs[..values.len()]);
+        for (sum, gr) in sums.iter_mut().zip(g.chunks_exact(classes)) {
+            *sum = lanes::sum(gr);
+        }
+        logs.copy_from_slice(sums);
+        T::ln_slice(logs);
+        finish(x, target, g, values, sums, logs, classes);
     }
 }
 
@@ -717,10 +815,10 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
                 _ => None,
             };
             let coef = grad_coef.unwrap_or(T::ONE);
-            let blocks =
-                rowwise_label_blocks(pred, labels, axis, &mut buffer, grad_coef, |x, y, g, v| {
-                    sparse_logits_block(x, y, classes, g, v, coef)
-                });
+            let y = labels.as_slice();
+            let blocks = rowwise_blocks(pred, y, axis, &mut buffer, grad_coef, |x, y, g, v| {
+                sparse_logits_block(x, y, classes, g, v, coef)
+            });
             if let Some(mut units) = blocks {
                 units.ignored = ignored;
                 units.grad_final = grad_coef.is_some();

@@ -340,28 +340,29 @@ pub(crate) fn rowwise_labels<T: Float>(
     Units::new(values, grad, Some(axis))
 }
 
-/// Runs `block(pred_rows, labels, grad_rows, values)` over blocks of whole
-/// rows along the last axis, one integer label per row, for kernels that
-/// work on many short rows at once (softmax over 10 classes fills barely
-/// one SIMD register per row). `None` when the prediction's class axis is
-/// not its last or it is not row-major (the buffer is then left for the
-/// caller's lane path). The kernel must write every gradient element: the
-/// buffer is not zeroed.
+/// Runs `block(pred_rows, target_rows, grad_rows, values)` over blocks of
+/// whole rows along the last axis, for kernels that work on many short
+/// rows at once (softmax over 10 classes fills barely one SIMD register
+/// per row). `target` is row-major with the same number of rows: one
+/// integer label per row, or a dense row per row. `None` when the
+/// prediction's class axis is not its last or it is not row-major (the
+/// buffer is then left for the caller's lane path). The kernel must write
+/// every gradient element: the buffer is not zeroed.
 ///
 /// With `total_coef = Some(c)` (`c` not 0: a reducing reduction where every
 /// row weighs `c`) no array of values is made: each chunk of
 /// [`TOTAL_CHUNK`] rows gets its values in a stack buffer and its total
 /// at once (see [`Units::chunk_totals`]).
-pub(crate) fn rowwise_label_blocks<T: Float>(
+pub(crate) fn rowwise_blocks<T: Float, U: Sync>(
     pred: &Tensor<T>,
-    labels: &ArrayD<i64>,
+    target: Option<&[U]>,
     axis: usize,
     buffer: &mut Option<Tensor<T>>,
     total_coef: Option<T>,
-    block: impl Fn(&[T], &[i64], &mut [T], &mut [T]) + Sync,
+    block: impl Fn(&[T], &[U], &mut [T], &mut [T]) + Sync,
 ) -> Option<Units<T>> {
     let pv = pred.view();
-    let (p, y) = (pv.as_slice()?, labels.as_slice()?);
+    let (p, y) = (pv.as_slice()?, target?);
     if axis + 1 != pred.ndim() {
         return None;
     }
@@ -372,7 +373,7 @@ pub(crate) fn rowwise_label_blocks<T: Float>(
         return Some(units);
     }
     let g = grad.as_slice_mut().expect("row-major buffer");
-    let mut values = ArrayD::from_elem(labels.raw_dim(), T::ZERO);
+    let mut values = ArrayD::from_elem(&pred.shape()[..axis], T::ZERO);
     let v = values.as_slice_mut().expect("new array");
     for_each_block(ROWWISE_PARALLEL, p, y, classes, g, v, block);
     Some(Units::new(values, grad, Some(axis)))

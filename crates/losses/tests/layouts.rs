@@ -74,7 +74,7 @@ fn cross_entropy_does_not_depend_on_layout() {
 /// Ignored labels, rows spanning more than exp's polynomial range, infinite
 /// logits and a reused gradient buffer full of old values must not tell
 /// the two apart. Ten classes take a copy of the block kernel compiled for
-/// that width; thirteen the general one.
+/// that width; thirteen the general one. The same for dense targets.
 #[test]
 fn sparse_cross_entropy_block_kernel_matches_the_row_kernel() {
     for classes in [13, 10] {
@@ -120,6 +120,43 @@ fn block_kernel_matches_row_kernel(classes: usize) {
                 // Ignored rows have no gradient, whatever the buffer held.
                 let g = block_out.grad.to_vec();
                 assert!(g[classes..2 * classes].iter().all(|&v| v == 0.0));
+            }
+        }
+    }
+    // Dense targets (CrossEntropy on logits, no class weights) take a block
+    // kernel too: soft rows, one-hot rows, an all-zero row, with and
+    // without label smoothing, must match the row kernel bit for bit.
+    let mut target: Vec<f32> = Tensor::<f32>::rand_uniform(&[rows, classes], 0.0, 1.0, 12)
+        .unwrap()
+        .to_vec();
+    target[classes..2 * classes].fill(0.0); // a row with no target mass
+    for (j, t) in target[3 * classes..4 * classes].iter_mut().enumerate() {
+        *t = if j == 2 { 1.0 } else { 0.0 }; // one-hot
+    }
+    let dense = Tensor::from_vec(target.clone(), &[rows, classes]).unwrap();
+    let dense_strided = Tensor::from_vec(
+        (0..rows * classes)
+            .map(|i| target[(i % rows) * classes + i / rows])
+            .collect(),
+        &[classes, rows],
+    )
+    .unwrap()
+    .transpose(0, 1)
+    .unwrap();
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        for convention in [Convention::Keras, Convention::PyTorch] {
+            for smoothing in [0.0, 0.1] {
+                let loss = CrossEntropy::from_logits()
+                    .label_smoothing(smoothing)
+                    .convention(convention)
+                    .reduction(reduction);
+                for w in [None, Some(&weights)] {
+                    let rows_out = loss.value_and_grad(&strided, &dense_strided, w).unwrap();
+                    let block_out = loss
+                        .value_and_grad_into(&contiguous, &dense, w, Some(old.clone()))
+                        .unwrap();
+                    assert_same(&block_out, &rows_out, "dense cross-entropy blocks");
+                }
             }
         }
     }
@@ -181,6 +218,13 @@ fn thread_count_does_not_change_results() {
                 outs.push(
                     SparseCrossEntropy::from_logits()
                         .value_and_grad(&p, &labels, None)
+                        .unwrap(),
+                );
+                let onehot = labels.one_hot::<f32>(10).unwrap();
+                outs.push(
+                    CrossEntropy::from_logits()
+                        .label_smoothing(0.1)
+                        .value_and_grad(&p, &onehot, None)
                         .unwrap(),
                 );
             }
