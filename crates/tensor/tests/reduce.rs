@@ -127,3 +127,57 @@ fn softmax_of_an_all_minus_infinity_row_is_nan_as_documented() {
     let x = t(&[f64::NEG_INFINITY, f64::NEG_INFINITY], &[1, 2]);
     assert!(x.softmax(1).unwrap().to_vec().iter().all(|v| v.is_nan()));
 }
+
+/// Softmax and log-softmax along the last axis of a row-major tensor take a
+/// block path (one vectorised `exp_slice` call per block of rows); other
+/// layouts take the lane path with the scalar `exp`. In f64 (`exp_slice` is
+/// `f64::exp`) the two must agree bit for bit; in f32 they may differ by
+/// the polynomial's error (at most 1.5 ulps per exponential, a few ulps
+/// after the sum and division), checked here at 8 ulps of the result.
+/// Rows with +-1000, -inf and NaN logits and several blocks are included.
+#[test]
+fn softmax_block_path_matches_the_lane_path() {
+    let (rows, cols) = (1000, 10); // 409 rows per block: three blocks
+    let mut v = Tensor::<f64>::rand_normal(&[rows, cols], 0.0, 4.0, 9)
+        .unwrap()
+        .to_vec();
+    v[3 * cols] = 1000.0;
+    v[4 * cols + 2] = -1000.0;
+    v[5 * cols + 1] = f64::NEG_INFINITY;
+    v[6 * cols + 7] = f64::NAN;
+    let x = Tensor::from_vec(v.clone(), &[rows, cols]).unwrap();
+    // The same values, stored transposed: a strided view for the lane path.
+    let strided = Tensor::from_vec(
+        (0..rows * cols)
+            .map(|i| v[(i % rows) * cols + i / rows])
+            .collect(),
+        &[cols, rows],
+    )
+    .unwrap()
+    .transpose(0, 1)
+    .unwrap();
+    let bits = |t: Tensor<f64>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(x.softmax(-1).unwrap()),
+        bits(strided.softmax(-1).unwrap())
+    );
+    assert_eq!(
+        bits(x.log_softmax(-1).unwrap()),
+        bits(strided.log_softmax(-1).unwrap())
+    );
+    // f32: within a few ulps of the lane path, NaN where it is NaN.
+    let (x32, s32) = (x.cast::<f32>(), strided.cast::<f32>());
+    for (fast, lane) in [
+        (x32.softmax(-1).unwrap(), s32.softmax(-1).unwrap()),
+        (x32.log_softmax(-1).unwrap(), s32.log_softmax(-1).unwrap()),
+    ] {
+        for (i, (a, b)) in fast.to_vec().iter().zip(lane.to_vec()).enumerate() {
+            if b.is_nan() || !b.is_finite() {
+                assert_eq!(a.to_bits(), b.to_bits(), "element {i}");
+                continue;
+            }
+            let ulp = f32::EPSILON * b.abs().max(f32::MIN_POSITIVE);
+            assert!((a - b).abs() <= 8.0 * ulp, "element {i}: {a} vs {b}");
+        }
+    }
+}
