@@ -5,7 +5,7 @@
 //! A [`Tape`] records every op applied to its [`Var`] handles; a
 //! [`Tape::backward`] sweep gives [`Gradients`] addressable by `Var` or by
 //! [`Parameter`]. Every op is an [`Op`] (forward beside backward), and users
-//! add their own the same way. [`gradcheck`] compares any function's
+//! add their own the same way. [`gradcheck()`] compares any function's
 //! gradients with finite differences.
 //!
 //! ```

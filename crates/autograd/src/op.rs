@@ -62,7 +62,7 @@ impl<T: Float> BackwardContext<'_, T> {
 /// rule that turns dL/d(output) into dL/d(input) for each input.
 ///
 /// Implement it for a custom op, record it with [`crate::Tape::apply`], and
-/// check it with [`crate::gradcheck`]:
+/// check it with [`crate::gradcheck()`]:
 ///
 /// ```
 /// use polyhead_autograd::{gradcheck, BackwardContext, GradcheckOptions, Op, Result, Tape};

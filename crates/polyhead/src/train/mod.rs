@@ -550,7 +550,7 @@ where
     /// Trains `model` on inputs `x` (samples on axis 0) and `targets`.
     ///
     /// Each epoch's steps run inside
-    /// [`with_awake_pool`](polyhead_tensor::parallel::with_awake_pool): the
+    /// [`polyhead_tensor::parallel::with_awake_pool`]: the
     /// current rayon pool's other threads poll for work (and keep their cores
     /// busy) until the epoch's last step, so GEMMs and loss kernels split over
     /// them from small sizes. Set `RAYON_NUM_THREADS=1`, or call `fit` inside a
