@@ -110,9 +110,10 @@ proptest! {
     }
 
     #[test]
-    fn weighted_sum_of_terms(s in shape(), seed in any::<u64>(), w in prop::collection::vec(-2.0f64..2.0, 1..=4)) {
+    fn weighted_sum_of_terms(s in shape(), seed in any::<u64>(), w in prop::collection::vec(-2.0f64..2.0, 1..=6)) {
         let inputs: Vec<Tensor<f64>> = (0..w.len() as u64).map(|k| away_from_zero(&s, seed ^ k)).collect();
-        // A weight of exactly 1 takes the no-multiply path.
+        // A weight of exactly 1 takes the no-multiply path; more than four
+        // weights are kept on the heap.
         let mut w = w;
         w[0] = 1.0;
         check(|tape, v| Ok(tape.weighted_sum(v, &w)?.sum_all()), &inputs)?;

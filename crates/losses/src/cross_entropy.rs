@@ -86,7 +86,7 @@ impl Common {
         )?)
     }
 
-    fn check(&self, loss: &'static str, classes: usize) -> Result<Vec<f64>> {
+    fn check(&self, loss: &'static str, classes: usize) -> Result<()> {
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(LossError::Invalid {
                 loss,
@@ -97,7 +97,7 @@ impl Common {
             });
         }
         match &self.class_weights {
-            None => Ok(vec![1.0; classes]),
+            None => Ok(()),
             Some(w) if w.len() != classes => Err(LossError::Weight {
                 loss,
                 message: format!("{} class weights for {classes} classes", w.len()),
@@ -110,8 +110,17 @@ impl Common {
                         w[i]
                     ),
                 }),
-                None => Ok(w.clone()),
+                None => Ok(()),
             },
+        }
+    }
+
+    /// The class weights (checked by [`Common::check`]), or 1 for every
+    /// class.
+    fn weights(&self, classes: usize) -> Vec<f64> {
+        match &self.class_weights {
+            Some(w) => w.clone(),
+            None => vec![1.0; classes],
         }
     }
 }
@@ -316,14 +325,8 @@ impl<T: Float> Loss<T> for CrossEntropy {
         let c = &self.common;
         let axis = c.axis(NAME, pred)?;
         let classes = pred.shape()[axis];
-        let weights = c.check(NAME, classes)?;
+        c.check(NAME, classes)?;
         let keras = c.convention == Convention::Keras;
-        // Under Keras' convention class weights become sample weights.
-        let inner: Vec<T> = if keras {
-            vec![T::ONE; classes]
-        } else {
-            weights.iter().map(|&w| T::from_f64(w)).collect()
-        };
         let eps = T::from_f64(c.label_smoothing);
         let input = c.input;
         let mut buffer = buffer;
@@ -351,6 +354,13 @@ impl<T: Float> Loss<T> for CrossEntropy {
                 return finish(NAME, units, c.reduction, sample_weight);
             }
         }
+        let weights = c.weights(classes);
+        // Under Keras' convention class weights become sample weights.
+        let inner: Vec<T> = if keras {
+            vec![T::ONE; classes]
+        } else {
+            weights.iter().map(|&w| T::from_f64(w)).collect()
+        };
         let smooth = |y: T| y * (T::ONE - eps) + eps / T::from_usize(classes);
         let mut units = rowwise(pred, target, axis, buffer, |x, y, g| {
             let a = |j: usize| inner[j] * smooth(y[j]);
@@ -800,7 +810,7 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
             });
         }
         let ignored = check_labels(NAME, labels, classes, self.ignore_index)?;
-        let weights = c.check(NAME, classes)?;
+        c.check(NAME, classes)?;
         let keras = c.convention == Convention::Keras;
         let input = c.input;
         let plain = c.class_weights.is_none() && c.label_smoothing == 0.0;
@@ -825,6 +835,7 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
                 return finish(NAME, units, c.reduction, sample_weight);
             }
         }
+        let weights = c.weights(classes);
         let inner: Vec<T> = if keras {
             vec![T::ONE; classes]
         } else {

@@ -139,11 +139,11 @@ pub(crate) struct Units<T: Float> {
     /// The kernel already multiplied the gradient by the reduction's
     /// coefficient (see [`uniform_coef`]); only the uniform path sets it.
     pub grad_final: bool,
-    /// The kernel already formed the reduced total, as the coefficient
-    /// times each chunk of [`TOTAL_CHUNK`](lanes::TOTAL_CHUNK) units'
-    /// values (see [`lanes::scaled_sum`]), and left `values` empty. Only
-    /// with `grad_final`.
-    pub chunk_totals: Option<Vec<T>>,
+    /// The reduced total the kernel already formed, chunk by chunk of
+    /// [`TOTAL_CHUNK`](lanes::TOTAL_CHUNK) units (the order of
+    /// [`lanes::scaled_sum`]), leaving `values` empty. Only with
+    /// `grad_final`.
+    pub total: Option<T>,
 }
 
 impl<T: Float> Units<T> {
@@ -156,7 +156,7 @@ impl<T: Float> Units<T> {
             weights: None,
             mean_divisor: None,
             grad_final: false,
-            chunk_totals: None,
+            total: None,
         }
     }
 }
@@ -211,7 +211,7 @@ pub(crate) fn finish<T: Float>(
         return Ok(out);
     }
     debug_assert!(
-        u.chunk_totals.is_none(),
+        u.total.is_none(),
         "a kernel formed the total for a reduction that is not uniform"
     );
     debug_assert!(
@@ -354,10 +354,10 @@ fn finish_uniform<T: Float>(
     if sample_weight.is_some() || u.weights.is_some() || ignores_some {
         return None;
     }
-    if let Some(totals) = u.chunk_totals.take() {
+    if let Some(total) = u.total.take() {
         debug_assert!(u.grad_final && reduction != Reduction::None);
         return Some(LossOutput {
-            value: Tensor::scalar(lanes::add_chunk_totals(totals)),
+            value: Tensor::scalar(total),
             grad: Tensor::from_array(std::mem::take(&mut u.grad)),
             unit_axis: None,
         });

@@ -352,7 +352,7 @@ pub(crate) fn rowwise_labels<T: Float>(
 /// With `total_coef = Some(c)` (`c` not 0: a reducing reduction where every
 /// row weighs `c`) no array of values is made: each chunk of
 /// [`TOTAL_CHUNK`] rows gets its values in a stack buffer and its total
-/// at once (see [`Units::chunk_totals`]).
+/// at once (see [`Units::total`]).
 pub(crate) fn rowwise_blocks<T: Float, U: Sync>(
     pred: &Tensor<T>,
     target: Option<&[U]>,
@@ -477,7 +477,7 @@ fn for_each_row<T: Float, U: Sync>(
 /// [`for_each_block`] on row-major rows of `cols` elements, writing `grad`,
 /// but keeps no values: each chunk of [`TOTAL_CHUNK`] rows gets its values
 /// in a stack buffer and its total, `c` times their sum, at once, while
-/// they are in L1 (see [`Units::chunk_totals`]). `c` is the coefficient
+/// they are in L1 (see [`Units::total`]). `c` is the coefficient
 /// every unit has in a reducing reduction, and not 0.
 #[allow(clippy::too_many_arguments)]
 fn with_chunk_totals<T: Float, U: Sync>(
@@ -494,7 +494,16 @@ fn with_chunk_totals<T: Float, U: Sync>(
     let rows = pred.len() / cols;
     let target_cols = (target.len() / rows.max(1)).max(1);
     let (n, nt) = (TOTAL_CHUNK * cols, TOTAL_CHUNK * target_cols);
-    let mut totals = vec![T::ZERO; rows.div_ceil(TOTAL_CHUNK)];
+    // Chunk totals on the stack for up to 16 chunks (4096 rows).
+    let chunks = rows.div_ceil(TOTAL_CHUNK);
+    let mut small = [T::ZERO; 16];
+    let mut large = Vec::new();
+    let totals: &mut [T] = if chunks <= small.len() {
+        &mut small[..chunks]
+    } else {
+        large.resize(chunks, T::ZERO);
+        &mut large
+    };
     let g = grad.as_slice_mut().expect("row-major buffer");
     for_each_block_of(
         parallel_min,
@@ -502,7 +511,7 @@ fn with_chunk_totals<T: Float, U: Sync>(
         target,
         cols,
         g,
-        &mut totals,
+        totals,
         TOTAL_CHUNK,
         |p, t, g, totals| {
             let mut values = [T::ZERO; TOTAL_CHUNK];
@@ -523,7 +532,7 @@ fn with_chunk_totals<T: Float, U: Sync>(
         grad,
         Some(unit_axis),
     );
-    units.chunk_totals = Some(totals);
+    units.total = Some(lanes::add_chunk_totals(totals.iter().copied()));
     units
 }
 

@@ -206,8 +206,19 @@ pub trait MultiOutput<T: Float>: Module<T> {
         };
         // One recorded op for the whole weighted sum (a weight of 1
         // multiplies nothing: `x * 1 = x` exactly, forward and back).
-        let weights: Vec<T> = values[..n].iter().map(|&w| T::from_f64(w)).collect();
-        let total = first.tape().weighted_sum(&parts[..n], &weights)?;
+        // On the stack for up to eight heads and terms.
+        let mut small = [T::ONE; 8];
+        let heap: Vec<T>;
+        let weights: &[T] = if n <= small.len() {
+            for (w, &v) in small.iter_mut().zip(&values[..n]) {
+                *w = T::from_f64(v);
+            }
+            &small[..n]
+        } else {
+            heap = values[..n].iter().map(|&w| T::from_f64(w)).collect();
+            &heap
+        };
+        let total = first.tape().weighted_sum(&parts[..n], weights)?;
         Ok(TotalLoss {
             total,
             parts: Self::LOSSES.iter().copied().zip(parts).collect(),

@@ -139,7 +139,35 @@ impl<T: Float> Op<T> for Affine<T> {
 /// `sum_i weights[i] * x_i` of same-shape values, added from left to right
 /// (a weight of 1 multiplies nothing, so `x * 1 = x` exactly).
 struct WeightedSum<T> {
-    weights: Vec<T>,
+    /// The weights of up to four terms (no allocation), or all of them.
+    inline: [T; 4],
+    heap: Vec<T>,
+    len: usize,
+}
+
+impl<T: Float> WeightedSum<T> {
+    fn new(weights: &[T]) -> Self {
+        let mut inline = [T::ONE; 4];
+        let heap = if weights.len() <= inline.len() {
+            inline[..weights.len()].copy_from_slice(weights);
+            Vec::new()
+        } else {
+            weights.to_vec()
+        };
+        WeightedSum {
+            inline,
+            heap,
+            len: weights.len(),
+        }
+    }
+
+    fn weights(&self) -> &[T] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
 }
 impl<T: Float> Op<T> for WeightedSum<T> {
     fn name(&self) -> &'static str {
@@ -156,11 +184,12 @@ impl<T: Float> Op<T> for WeightedSum<T> {
                 ),
             });
         }
+        let weights = self.weights();
         let term = |k: usize, v: T| {
-            if self.weights[k] == T::ONE {
+            if weights[k] == T::ONE {
                 v
             } else {
-                v * self.weights[k]
+                v * weights[k]
             }
         };
         let shape = x[0].shape();
@@ -174,10 +203,12 @@ impl<T: Float> Op<T> for WeightedSum<T> {
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
         let g = ctx.grad_output;
-        (0..self.weights.len())
-            .map(|k| {
+        self.weights()
+            .iter()
+            .enumerate()
+            .map(|(k, &w)| {
                 ctx.grad_for(k, || {
-                    Ok(match self.weights[k] {
+                    Ok(match w {
                         w if w == T::ONE => g.clone(),
                         w => g.mul_scalar(w),
                     })
@@ -217,12 +248,7 @@ impl<T: Float> Tape<T> {
                 ),
             });
         }
-        self.apply(
-            WeightedSum {
-                weights: weights.to_vec(),
-            },
-            terms,
-        )
+        self.apply(WeightedSum::new(weights), terms)
     }
 }
 
