@@ -101,7 +101,9 @@ impl<T: Float> Tape<T> {
         Tape {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             recording,
-            nodes: RefCell::new(Vec::new()),
+            // Room for a small model's graph (a two-head loss is 5 nodes,
+            // a training step about 25): no regrowth in the common case.
+            nodes: RefCell::new(Vec::with_capacity(32)),
             params: RefCell::new(HashMap::new()),
         }
     }
