@@ -181,3 +181,33 @@ fn softmax_block_path_matches_the_lane_path() {
         }
     }
 }
+
+/// `first_non_finite` scans 32 lanes at a time and the rest one by one: a
+/// NaN or infinity anywhere (in the lanes or the tail, first or last,
+/// several at once) is found at its first position; finite extremes are not.
+#[test]
+fn first_non_finite_finds_the_first_bad_value_anywhere() {
+    use polyhead_tensor::first_non_finite;
+    for n in [0usize, 1, 31, 32, 33, 64, 100, 1000] {
+        let mut v: Vec<f32> = (0..n).map(|i| i as f32 - 50.0).collect();
+        if n > 0 {
+            v[n / 2] = f32::MAX;
+            v[0] = f32::MIN_POSITIVE;
+        }
+        assert_eq!(first_non_finite(&v), None, "n = {n}");
+        for pos in [0, n / 3, n.saturating_sub(1)]
+            .into_iter()
+            .filter(|&p| p < n)
+        {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut w = v.clone();
+                w[pos] = bad;
+                if pos + 1 < n {
+                    w[n - 1] = f32::NAN; // a later one does not hide the first
+                }
+                assert_eq!(first_non_finite(&w), Some(pos), "n = {n}, at {pos}: {bad}");
+            }
+        }
+    }
+    assert_eq!(first_non_finite(&[1.0_f64, 2.0, f64::NAN]), Some(2));
+}
