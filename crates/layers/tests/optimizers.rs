@@ -445,3 +445,62 @@ fn adam_first_step_matches_keras() {
         .unwrap();
     assert_weights(&model, &adam["steps"][0]["weights"], false);
 }
+
+/// A step writes the new values into the buffer of a value replaced by an
+/// earlier step once nothing holds it any more, in one pass that starts
+/// every element from its current value. Values still held elsewhere (a
+/// tensor the user kept, a live tape) are never written, and the updates
+/// are the same as from fresh buffers.
+#[test]
+fn steps_reuse_retired_value_buffers_but_never_held_ones() {
+    let n = 1000;
+    let start: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+    let mut m = Named(vec![
+        (
+            "a".to_string(),
+            Parameter::new(Tensor::from_vec(start.clone(), &[n]).unwrap()),
+        ),
+        (
+            "b".to_string(),
+            Parameter::new(Tensor::from_vec(start.clone(), &[n]).unwrap()),
+        ),
+    ]);
+    let g: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+    let grad = Tensor::from_vec(g.clone(), &[n]).unwrap();
+    let mut opt = Sgd::new(0.1).momentum(0.9).build::<f32>();
+    let address = |m: &Named<f32>, k: usize| m.0[k].1.value().view().as_ptr() as usize;
+    let kept = m.0[0].1.value().clone(); // the user holds parameter a's first value
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        opt.step_with(&mut m, |_, _| Some(grad.clone())).unwrap();
+        seen.push((address(&m, 0), address(&m, 1)));
+    }
+    // The kept tensor was never written to.
+    assert_eq!(kept.to_vec(), start);
+    // By hand: SGD with momentum 0.9, b1 = g, b_t = 0.9 b + g, w -= 0.1 b.
+    let mut want = start.clone();
+    let mut b = vec![0.0_f32; n];
+    for t in 1..=4 {
+        for i in 0..n {
+            let d = g[i] + 0.0 * want[i];
+            b[i] = if t == 1 { d } else { 0.9 * b[i] + d };
+            want[i] -= 0.1 * b[i];
+        }
+    }
+    assert_eq!(m.0[0].1.value().to_vec(), want);
+    assert_eq!(m.0[1].1.value().to_vec(), want);
+    // From the third step on, buffers retired two steps earlier come back:
+    // only a handful of distinct addresses, never the kept tensor's.
+    let kept_address = kept.view().as_ptr() as usize;
+    assert!(
+        seen.iter()
+            .all(|&(a, b)| a != kept_address && b != kept_address && a != b)
+    );
+    let distinct: std::collections::BTreeSet<usize> =
+        seen.iter().flat_map(|&(a, b)| [a, b]).collect();
+    assert!(
+        distinct.len() <= 5,
+        "{} buffers for 8 updates",
+        distinct.len()
+    );
+}

@@ -54,6 +54,10 @@ pub struct Optimizer<T: Float> {
     /// Last step's slot buffers, reused as the next step's staging area
     /// (contents meaningless; not part of the saved state).
     spare: BTreeMap<String, Vec<Vec<T>>>,
+    /// Parameter values replaced by earlier steps. Once no tape holds one
+    /// any more, its buffer receives a later step's new values (contents
+    /// meaningless; not part of the saved state).
+    retired: Vec<Tensor<T>>,
 }
 
 macro_rules! build_method {
@@ -85,6 +89,7 @@ impl<T: Float> Optimizer<T> {
             steps: 0,
             slots: BTreeMap::new(),
             spare: BTreeMap::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -298,8 +303,14 @@ impl<T: Float> Optimizer<T> {
                     s.resize(n, T::ZERO);
                 }),
             }
-            let mut w = p.value().to_vec();
-            self.rule.update(&mut w, g, &mut slots, t, lr);
+            let value = p.value();
+            let mut w = self.staging_buffer(n);
+            match value.view().to_slice() {
+                Some(old) => self.rule.update(old, &mut w, g, &mut slots, t, lr),
+                None => self
+                    .rule
+                    .update(&value.to_vec(), &mut w, g, &mut slots, t, lr),
+            }
             if let Some(at) = first_non_finite(&w) {
                 return Err(LayerError::Invalid {
                     what: "optimizer",
@@ -313,14 +324,41 @@ impl<T: Float> Optimizer<T> {
         }
         for (i, w, slots) in staged {
             let (name, p) = &mut params[i];
-            let shape = p.value().shape().to_vec();
-            p.set_value(Tensor::from_vec(w, &shape)?)?;
+            let old = p.value().clone();
+            p.set_value(Tensor::from_vec(w, old.shape())?)?;
+            self.retired.push(old);
             if let Some(old) = self.slots.insert(name.clone(), slots) {
                 self.spare.insert(name.clone(), old);
             }
         }
         self.steps = t;
+        // Keep at most one retired value per parameter (the newest).
+        let keep = params.len();
+        if self.retired.len() > keep {
+            self.retired.drain(..self.retired.len() - keep);
+        }
         Ok(())
+    }
+
+    /// A buffer of `n` values for a step's new parameter values: a retired
+    /// value's buffer that nothing else holds any more, else a new one.
+    fn staging_buffer(&mut self, n: usize) -> Vec<T> {
+        // From the newest down; a buffer still held goes back unchanged.
+        for k in (0..self.retired.len()).rev() {
+            if self.retired[k].len() != n || !self.retired[k].is_contiguous() {
+                continue;
+            }
+            match self.retired.swap_remove(k).try_into_array() {
+                Ok(array) => {
+                    let (data, offset) = array.into_raw_vec_and_offset();
+                    if offset == Some(0) && data.len() == n {
+                        return data;
+                    }
+                }
+                Err(held) => self.retired.push(held),
+            }
+        }
+        vec![T::ZERO; n]
     }
 
     /// The optimizer's state as named tensors (`<parameter>.<slot>`, e.g.

@@ -368,10 +368,14 @@ impl Rule {
         }
     }
 
-    /// Updates `w` in place given its gradient, slots and the step number
-    /// `t` (1 for the first step).
+    /// Writes into `w` the update of the current values `w_old` given their
+    /// gradient, slots (updated in place) and the step number `t` (1 for
+    /// the first step). Each loop starts an element from its old value, so
+    /// copying and updating are one pass; `w`'s previous contents do not
+    /// matter.
     pub(crate) fn update<T: Float>(
         &self,
+        w_old: &[T],
         w: &mut [T],
         g: &[T],
         slots: &mut [Vec<T>],
@@ -385,7 +389,8 @@ impl Rule {
                     T::from_f64(s.weight_decay),
                     T::from_f64(s.momentum),
                 );
-                for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                for (i, ((w, &w0), &g)) in w.iter_mut().zip(w_old).zip(g).enumerate() {
+                    *w = w0;
                     let mut d = g + wd * *w;
                     if s.momentum != 0.0 {
                         let b = &mut slots[0][i];
@@ -406,7 +411,8 @@ impl Rule {
                 let wd = T::from_f64(a.weight_decay);
                 let tlr = T::from_f64(lr);
                 let (m, v) = slots.split_at_mut(1);
-                for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                for (i, ((w, &w0), &g)) in w.iter_mut().zip(w_old).zip(g).enumerate() {
+                    *w = w0;
                     let g = if a.decoupled {
                         *w -= tlr * wd * *w;
                         g
@@ -433,7 +439,8 @@ impl Rule {
                 let rho = T::from_f64(r.rho.unwrap_or(if keras { 0.9 } else { 0.99 }));
                 let eps = T::from_f64(r.epsilon.unwrap_or(if keras { 1e-7 } else { 1e-8 }));
                 let lr = T::from_f64(lr);
-                for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                for (i, ((w, &w0), &g)) in w.iter_mut().zip(w_old).zip(g).enumerate() {
+                    *w = w0;
                     let v = &mut slots[0][i];
                     *v = rho * *v + (T::ONE - rho) * g * g;
                     let denom = if keras {
