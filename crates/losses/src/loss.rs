@@ -94,7 +94,10 @@ pub trait Loss<T: Float> {
 
     /// Records the loss on `pred`'s tape. The default records one fused node
     /// whose backward is the kernel's gradient; a loss composed of tape ops
-    /// records those ops instead.
+    /// records those ops instead. The node's gradient buffer (32 KiB or
+    /// more) comes from an earlier recorded loss of the same shape whose
+    /// tape is gone and whose gradient nobody holds, so a training loop does
+    /// not allocate it afresh each step; see [`crate::release_recycled_buffers`].
     ///
     /// ```
     /// use polyhead_autograd::Tape;
