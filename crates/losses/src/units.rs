@@ -65,9 +65,13 @@ pub(crate) fn pointwise<T: Float>(
                 Aggregate::Mean => T::ONE / T::from_usize(cols),
                 Aggregate::Sum => T::ONE,
             };
-            let keras = |p: &[T], t: &[T], g: &mut [T], v: &mut [T]| {
-                keras_rows(p, t, g, v, cols, scale, c, &f)
+            let rows = KerasRows {
+                cols,
+                scale,
+                c,
+                f: &f,
             };
+            let keras = |p: &[T], t: &[T], g: &mut [T], v: &mut [T]| rows.run(p, t, g, v);
             match grad_coef {
                 // A reducing reduction with every unit weighing `c`: no
                 // array of values, the total is formed chunk by chunk.
@@ -109,125 +113,111 @@ pub(crate) fn pointwise<T: Float>(
     units
 }
 
-/// Elements of a Keras pointwise block handled per pass of [`keras_rows`]
+/// Elements of a Keras pointwise block handled per pass of
+/// [`KerasRows::in_chunks`]
 /// (whole rows; a row longer than this is handled on its own).
 const KERAS_CHUNK: usize = 1024;
 
-/// Keras pointwise terms on whole rows: each row's terms summed from left
-/// to right (the order of a plain row loop, so the same bits on every
-/// path), times `scale`, and every element's gradient.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn keras_rows<T: Float>(
-    p: &[T],
-    t: &[T],
-    g: &mut [T],
-    v: &mut [T],
+/// A Keras pointwise kernel on whole rows of `cols` elements: each row's
+/// terms summed from left to right (the order of a plain row loop, so the
+/// same bits on every path), times `scale`, and every element's gradient
+/// `f`'s derivative times `scale` times `c`.
+struct KerasRows<'f, T, F> {
     cols: usize,
     scale: T,
     c: T,
-    f: &impl Fn(T, T, usize) -> (T, T),
-) {
-    if cols == 4 {
+    f: &'f F,
+}
+
+impl<T: Float, F: Fn(T, T, usize) -> (T, T)> KerasRows<'_, T, F> {
+    /// Rows of `p` and `t` into gradients `g` and row values `v`.
+    #[inline]
+    fn run(&self, p: &[T], t: &[T], g: &mut [T], v: &mut [T]) {
+        if self.cols != 4 {
+            return self.in_chunks(p, t, g, v);
+        }
         // Rows of four (bounding boxes): four rows per pass, summed at once.
         let whole = p.len() / 16 * 16;
         let (p_blocks, p_rest) = p.split_at(whole);
         let (t_blocks, t_rest) = t.split_at(whole);
         let (g_blocks, g_rest) = g.split_at_mut(whole);
         let (v_blocks, v_rest) = v.split_at_mut(whole / 4);
-        keras_rows_of_four(p_blocks, t_blocks, g_blocks, v_blocks, scale, c, f);
+        self.of_four(p_blocks, t_blocks, g_blocks, v_blocks);
         if !p_rest.is_empty() {
-            keras_rows_in_chunks(p_rest, t_rest, g_rest, v_rest, cols, scale, c, f);
+            self.in_chunks(p_rest, t_rest, g_rest, v_rest);
         }
-    } else {
-        keras_rows_in_chunks(p, t, g, v, cols, scale, c, f);
     }
-}
 
-/// The general [`keras_rows`]: chunks of whole rows, first every element's
-/// term (into a stack buffer) and gradient in one flat loop the compiler
-/// vectorises, then each row's sum from left to right, times `scale`.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn keras_rows_in_chunks<T: Float>(
-    p: &[T],
-    t: &[T],
-    g: &mut [T],
-    v: &mut [T],
-    cols: usize,
-    scale: T,
-    c: T,
-    f: &impl Fn(T, T, usize) -> (T, T),
-) {
-    let rows_per_chunk = (KERAS_CHUNK / cols).max(1);
-    let mut small = [T::ZERO; KERAS_CHUNK];
-    let mut large = Vec::new();
-    let terms: &mut [T] = if cols <= KERAS_CHUNK {
-        &mut small
-    } else {
-        large.resize(cols, T::ZERO);
-        &mut large
-    };
-    let n = rows_per_chunk * cols;
-    for (((pc, tc), gc), vc) in p
-        .chunks(n)
-        .zip(t.chunks(n))
-        .zip(g.chunks_mut(n))
-        .zip(v.chunks_mut(rows_per_chunk))
-    {
-        let terms = &mut terms[..pc.len()];
-        terms_and_grads(pc, tc, gc, terms, cols, f, |d| d * scale * c);
-        // Row sums. Fixed widths let the compiler sum several rows at once
-        // (each row still from left to right).
-        match cols {
-            2 => row_sums::<T, 2>(terms, vc, scale),
-            3 => row_sums::<T, 3>(terms, vc, scale),
-            4 => row_sums::<T, 4>(terms, vc, scale),
-            _ => {
-                for (value, row) in vc.iter_mut().zip(terms.chunks_exact(cols)) {
-                    *value = row.iter().fold(T::ZERO, |sum, &x| sum + x) * scale;
+    /// The general path: chunks of whole rows, first every element's term
+    /// (into a stack buffer) and gradient in one flat loop the compiler
+    /// vectorises, then each row's sum from left to right, times `scale`.
+    #[inline]
+    fn in_chunks(&self, p: &[T], t: &[T], g: &mut [T], v: &mut [T]) {
+        // Locals, so that stores to `g` cannot make the compiler reload them.
+        let (cols, scale, c, f) = (self.cols, self.scale, self.c, self.f);
+        let rows_per_chunk = (KERAS_CHUNK / cols).max(1);
+        let mut small = [T::ZERO; KERAS_CHUNK];
+        let mut large = Vec::new();
+        let terms: &mut [T] = if cols <= KERAS_CHUNK {
+            &mut small
+        } else {
+            large.resize(cols, T::ZERO);
+            &mut large
+        };
+        let n = rows_per_chunk * cols;
+        for (((pc, tc), gc), vc) in p
+            .chunks(n)
+            .zip(t.chunks(n))
+            .zip(g.chunks_mut(n))
+            .zip(v.chunks_mut(rows_per_chunk))
+        {
+            let terms = &mut terms[..pc.len()];
+            terms_and_grads(pc, tc, gc, terms, cols, f, |d| d * scale * c);
+            // Row sums. Fixed widths let the compiler sum several rows at
+            // once (each row still from left to right).
+            match cols {
+                2 => row_sums::<T, 2>(terms, vc, scale),
+                3 => row_sums::<T, 3>(terms, vc, scale),
+                4 => row_sums::<T, 4>(terms, vc, scale),
+                _ => {
+                    for (value, row) in vc.iter_mut().zip(terms.chunks_exact(cols)) {
+                        *value = row.iter().fold(T::ZERO, |sum, &x| sum + x) * scale;
+                    }
                 }
             }
         }
     }
-}
 
-/// [`keras_rows`] for rows of four columns, whole blocks of four rows: each
-/// block's 16 terms and gradients in one loop, then the four row sums at
-/// once with [`Float::row_sums_4x4`] (each row from left to right, as in
-/// the general path), with the same bits. Measured for f32 MSE with
-/// `cargo xtask bench`: 1024x4 2.1 -> 1.2 us; 65536x4 on two threads
-/// (each half in its core's L2) 70 -> 43 us; on one core, where the 3 MB
-/// stream from L3, 145 -> 118 us.
-#[inline]
-fn keras_rows_of_four<T: Float>(
-    p: &[T],
-    t: &[T],
-    g: &mut [T],
-    v: &mut [T],
-    scale: T,
-    c: T,
-    f: &impl Fn(T, T, usize) -> (T, T),
-) {
-    let (p, _) = p.as_chunks::<16>();
-    let (t, _) = t.as_chunks::<16>();
-    let (g, _) = g.as_chunks_mut::<16>();
-    let (v, _) = v.as_chunks_mut::<4>();
-    for (((p, t), g), v) in p.iter().zip(t).zip(g.iter_mut()).zip(v.iter_mut()) {
-        // Terms and derivatives into locals first: with no store to `g`
-        // inside the loop that calls `f`, values `f` captures by reference
-        // stay in registers and the loop vectorises wherever it is inlined
-        // (storing to `g` there made the compiler reload them per element
-        // and emit scalar code on the threaded path).
-        let mut terms = [T::ZERO; 16];
-        let mut derivs = [T::ZERO; 16];
-        for i in 0..16 {
-            (terms[i], derivs[i]) = f(p[i], t[i], i % 4);
+    /// Rows of four columns, whole blocks of four rows: each block's 16
+    /// terms and gradients in one loop, then the four row sums at once with
+    /// [`Float::row_sums_4x4`] (each row from left to right, as in the
+    /// general path), with the same bits. Measured for f32 MSE with
+    /// `cargo xtask bench`: 1024x4 2.1 -> 1.2 us; 65536x4 on two threads
+    /// (each half in its core's L2) 70 -> 43 us; on one core, where the 3
+    /// MB stream from L3, 145 -> 118 us.
+    #[inline]
+    fn of_four(&self, p: &[T], t: &[T], g: &mut [T], v: &mut [T]) {
+        let (scale, c, f) = (self.scale, self.c, self.f);
+        let (p, _) = p.as_chunks::<16>();
+        let (t, _) = t.as_chunks::<16>();
+        let (g, _) = g.as_chunks_mut::<16>();
+        let (v, _) = v.as_chunks_mut::<4>();
+        for (((p, t), g), v) in p.iter().zip(t).zip(g.iter_mut()).zip(v.iter_mut()) {
+            // Terms and derivatives into locals first: with no store to `g`
+            // inside the loop that calls `f`, values `f` captures by
+            // reference stay in registers and the loop vectorises wherever
+            // it is inlined (storing to `g` there made the compiler reload
+            // them per element and emit scalar code on the threaded path).
+            let mut terms = [T::ZERO; 16];
+            let mut derivs = [T::ZERO; 16];
+            for i in 0..16 {
+                (terms[i], derivs[i]) = f(p[i], t[i], i % 4);
+            }
+            for (g, d) in g.iter_mut().zip(derivs) {
+                *g = d * scale * c;
+            }
+            *v = T::row_sums_4x4(&terms, scale);
         }
-        for (g, d) in g.iter_mut().zip(derivs) {
-            *g = d * scale * c;
-        }
-        *v = T::row_sums_4x4(&terms, scale);
     }
 }
 
