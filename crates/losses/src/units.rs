@@ -12,7 +12,7 @@
 //! same pass that computes the values.
 
 use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
-use polyhead_tensor::parallel::{pool_is_awake, run_all};
+use polyhead_tensor::parallel::{pool_is_awake, run_each};
 use polyhead_tensor::{Float, Tensor};
 use rayon::prelude::*;
 
@@ -570,17 +570,12 @@ fn for_each_block_of<T: Float, U: Sync>(
     if threads >= 2 && pool_is_awake() && pred.len() >= parallel_min.awake {
         // The other threads are polling: one block of whole rows each.
         let (n, nt, no) = split(n_rows.div_ceil(threads));
-        let mut blocks = pred
+        let blocks = pred
             .chunks(n)
             .zip(target.chunks(nt))
             .zip(grad.chunks_mut(n))
             .zip(out.chunks_mut(no));
-        let (((p0, t0), g0), o0) = blocks.next().expect("at least one row");
-        let block = &block;
-        let rest: Vec<Box<dyn FnOnce() + Send + '_>> = blocks
-            .map(|(((p, t), g), o)| Box::new(move || block(p, t, g, o)) as Box<dyn FnOnce() + Send>)
-            .collect();
-        run_all(|| block(p0, t0, g0, o0), rest);
+        run_each(blocks, |(((p, t), g), o)| block(p, t, g, o));
         return;
     }
     if pred.len() < parallel_min.asleep || threads < 2 {

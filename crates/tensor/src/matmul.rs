@@ -228,24 +228,17 @@ fn gemm_split<T: Float>(
             (b_rest, c_rest) = (b0, c0);
         }
     }
-    // `blocks` runs last to first: the first block was pushed last.
-    let (a0, b0, c0) = blocks.pop().expect("at least one block");
-    if blocks.is_empty() {
-        return gemm_serial(alpha, a0, b0, beta, c0);
+    if blocks.len() == 1 {
+        let (a, b, c) = blocks.pop().expect("one block");
+        return gemm_serial(alpha, a, b, beta, c);
     }
+    let run = |(a, b, c)| gemm_serial(alpha, a, b, beta, c);
     if awake {
-        let rest: Vec<Box<dyn FnOnce() + Send + '_>> = blocks
-            .into_iter()
-            .map(|(a, b, c)| {
-                Box::new(move || gemm_serial(alpha, a, b, beta, c)) as Box<dyn FnOnce() + Send>
-            })
-            .collect();
-        crate::parallel::run_all(|| gemm_serial(alpha, a0, b0, beta, c0), rest);
+        // The first block (pushed last) runs on the calling thread.
+        blocks.reverse();
+        crate::parallel::run_each(blocks, run);
     } else {
-        blocks.push((a0, b0, c0));
-        blocks
-            .into_par_iter()
-            .for_each(|(a, b, c)| gemm_serial(alpha, a, b, beta, c));
+        blocks.into_par_iter().for_each(run);
     }
 }
 

@@ -113,6 +113,28 @@ pub fn run_all<'a>(first: impl FnOnce(), rest: Vec<Box<dyn FnOnce() + Send + 'a>
     });
 }
 
+/// Runs `f(item)` for every item: the first on the calling thread, the
+/// others on the pool, as [`run_all`] does (one item per thread for work
+/// split in advance: blocks of rows, pieces of a slice).
+///
+/// ```
+/// use polyhead_tensor::parallel::{run_each, with_awake_pool};
+/// let mut data = vec![1.0_f32; 1000];
+/// with_awake_pool(|| run_each(data.chunks_mut(500), |piece| piece.iter_mut().for_each(|v| *v *= 3.0)));
+/// assert!(data.iter().all(|&v| v == 3.0));
+/// ```
+pub fn run_each<I: Send>(items: impl IntoIterator<Item = I>, f: impl Fn(I) + Sync) {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return;
+    };
+    let f = &f;
+    let rest: Vec<Box<dyn FnOnce() + Send + '_>> = items
+        .map(|item| Box::new(move || f(item)) as Box<dyn FnOnce() + Send>)
+        .collect();
+    run_all(|| f(first), rest);
+}
+
 /// Runs `f(out_piece, input_piece)` on matching pieces of two slices of
 /// the same length: one piece per thread when the pool is awake (see
 /// [`with_awake_pool`]) and the slices hold at least `min` elements, else
@@ -146,13 +168,9 @@ pub fn for_each_piece<T: Send + Sync>(
         return f(out, input);
     }
     let piece = out.len().div_ceil(threads);
-    let mut pieces = out.chunks_mut(piece).zip(input.chunks(piece));
-    let (o0, i0) = pieces.next().expect("a non-empty slice");
-    let f = &f;
-    let rest: Vec<Box<dyn FnOnce() + Send + '_>> = pieces
-        .map(|(o, i)| Box::new(move || f(o, i)) as Box<dyn FnOnce() + Send>)
-        .collect();
-    run_all(|| f(o0, i0), rest);
+    run_each(out.chunks_mut(piece).zip(input.chunks(piece)), |(o, i)| {
+        f(o, i)
+    });
 }
 
 /// Sets the flag when dropped (also when unwinding from a panic).
