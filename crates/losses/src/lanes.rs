@@ -67,30 +67,12 @@ pub(crate) fn sum<T: Float>(x: &[T]) -> T {
     fold_lanes(acc)
 }
 
-/// The eight lanes' total, pairwise (lane i with lane i + 4, then i + 2,
-/// then i + 1): a dependency chain of 3 additions instead of 7.
+/// The lanes' total, pairwise (lane i with lane i + N/2, then i + N/4, ...,
+/// i + 1): a dependency chain of log2(N) additions instead of N - 1. `N` is
+/// a power of two.
 #[inline]
-fn fold_lanes<T: Float>(acc: [T; LANES]) -> T {
-    let quads = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (quads[0] + quads[2]) + (quads[1] + quads[3])
-}
-
-/// Lanes of the reduction totals ([`weighted_sum`], [`scaled_sum`]): eight
-/// SSE registers' worth, so eight independent chains of additions hide the
-/// adder's latency (a total over 65536 f32 units in L2: 4.0 -> 2.9 us with
-/// 32 lanes instead of 8, whose two chains waited on every addition).
-const TOTAL_LANES: usize = 32;
-
-/// The lanes' total, pairwise (lane i with lane i + 16, then i + 8, i + 4,
-/// i + 2, i + 1).
-#[inline]
-fn fold_total_lanes<T: Float>(mut acc: [T; TOTAL_LANES]) -> T {
-    let mut width = TOTAL_LANES / 2;
+fn fold_lanes<T: Float, const N: usize>(mut acc: [T; N]) -> T {
+    let mut width = N / 2;
     while width > 0 {
         for i in 0..width {
             let upper = acc[i + width];
@@ -100,6 +82,12 @@ fn fold_total_lanes<T: Float>(mut acc: [T; TOTAL_LANES]) -> T {
     }
     acc[0]
 }
+
+/// Lanes of the reduction totals ([`weighted_sum`], [`scaled_sum`]): eight
+/// SSE registers' worth, so eight independent chains of additions hide the
+/// adder's latency (a total over 65536 f32 units in L2: 4.0 -> 2.9 us with
+/// 32 lanes instead of 8, whose two chains waited on every addition).
+const TOTAL_LANES: usize = 32;
 
 /// Units per chunk of a total. A total is the sum of its chunks' totals,
 /// added from left to right; each chunk is summed in [`TOTAL_LANES`] lanes.
@@ -130,7 +118,7 @@ pub(crate) fn weighted_sum<T: Float>(values: &[T], coefs: &[T]) -> T {
         for ((a, &v), &c) in acc.iter_mut().zip(&values[n..]).zip(&coefs[n..]) {
             *a += term(v, c);
         }
-        fold_total_lanes(acc)
+        fold_lanes(acc)
     };
     add_chunk_totals(
         values
@@ -165,7 +153,7 @@ pub(crate) fn scaled_chunk_sum<T: Float>(values: &[T], c: T) -> T {
     for (a, &v) in acc.iter_mut().zip(rest) {
         *a += v * c;
     }
-    fold_total_lanes(acc)
+    fold_lanes(acc)
 }
 
 /// The total of chunk totals, from left to right (0 for none).
