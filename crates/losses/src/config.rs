@@ -82,8 +82,7 @@ pub(crate) fn run_pointwise<T: Float>(
                     .product(),
                 Convention::PyTorch => pred.len(),
             };
-            let batch = pred.shape().first().copied().unwrap_or(1);
-            uniform_coef(config.reduction, units, batch, None)
+            uniform_coef(config.reduction, units, pred.shape(), None)
         }
     };
     let units = pointwise(

@@ -334,9 +334,8 @@ impl<T: Float> Loss<T> for CrossEntropy {
             // Every row weighs the same without sample weights: the kernel
             // applies the reduction's coefficient itself.
             let rows = pred.len() / classes.max(1);
-            let batch = pred.shape().first().copied().unwrap_or(1);
             let grad_coef = match sample_weight {
-                None => uniform_coef::<T>(c.reduction, rows, batch, None),
+                None => uniform_coef::<T>(c.reduction, rows, pred.shape(), None),
                 Some(_) => None,
             };
             let coef = grad_coef.unwrap_or(T::ONE);
@@ -818,10 +817,8 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         if plain && input == Input::Logits {
             // Every row weighs the same without sample weights or ignored
             // labels: the kernel applies the reduction's coefficient itself.
-            let rows = labels.len();
-            let batch = pred.shape().first().copied().unwrap_or(1);
             let grad_coef = match (sample_weight, &ignored) {
-                (None, None) => uniform_coef::<T>(c.reduction, rows, batch, None),
+                (None, None) => uniform_coef::<T>(c.reduction, labels.len(), pred.shape(), None),
                 _ => None,
             };
             let coef = grad_coef.unwrap_or(T::ONE);

@@ -318,13 +318,15 @@ pub(crate) fn finish<T: Float>(
 /// The coefficient of every unit's value in the reduced loss when all
 /// units weigh the same (no sample weights, no ignored units): `1 / divisor`
 /// (0 for a zero divisor), 1 for a sum, `None` for [`Reduction::None`].
-/// `units` is the number of units, `batch` the prediction's first axis.
+/// `units` is the number of units, `pred_shape` the prediction's shape
+/// (its first axis is the batch).
 pub(crate) fn uniform_coef<T: Float>(
     reduction: Reduction,
     units: usize,
-    batch: usize,
+    pred_shape: &[usize],
     mean_divisor: Option<f64>,
 ) -> Option<T> {
+    let batch = pred_shape.first().copied().unwrap_or(1);
     let divisor = match reduction {
         Reduction::None => return None,
         Reduction::Sum => None,
@@ -362,8 +364,7 @@ fn finish_uniform<T: Float>(
             unit_axis: None,
         });
     }
-    let batch = u.grad.shape().first().copied().unwrap_or(1);
-    let coef = uniform_coef(reduction, u.values.len(), batch, u.mean_divisor)?;
+    let coef = uniform_coef(reduction, u.values.len(), u.grad.shape(), u.mean_divisor)?;
     if !u.grad_final {
         let scale = |g: T| if coef == T::ZERO { T::ZERO } else { g * coef };
         match u.grad.as_slice_mut() {
