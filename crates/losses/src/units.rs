@@ -59,8 +59,6 @@ pub(crate) fn pointwise<T: Float>(
     let c = grad_coef.unwrap_or(T::ONE);
     let mut units = match convention {
         Convention::Keras => {
-            let mut unit_shape = pred.shape().to_vec();
-            unit_shape.pop();
             let scale = match aggregate {
                 Aggregate::Mean => T::ONE / T::from_usize(cols),
                 Aggregate::Sum => T::ONE,
@@ -71,21 +69,15 @@ pub(crate) fn pointwise<T: Float>(
                 c,
                 f: &f,
             };
-            let keras = |p: &[T], t: &[T], g: &mut [T], v: &mut [T]| rows.run(p, t, g, v);
-            match grad_coef {
-                // A reducing reduction with every unit weighing `c`: no
-                // array of values, the total is formed chunk by chunk.
-                Some(c) if c != T::ZERO => {
-                    with_chunk_totals(POINTWISE_PARALLEL, p, t, cols, grad, last.index(), c, keras)
-                }
-                _ => {
-                    let mut values = ArrayD::from_elem(IxDyn(&unit_shape), T::ZERO);
-                    let g = grad.as_slice_mut().expect(contiguous);
-                    let v = values.as_slice_mut().expect(contiguous);
-                    for_each_block(POINTWISE_PARALLEL, p, t, cols, g, v, keras);
-                    Units::new(values, grad, Some(last.index()))
-                }
-            }
+            block_units(
+                POINTWISE_PARALLEL,
+                pred.shape(),
+                p,
+                t,
+                grad,
+                grad_coef,
+                |p, t, g, v| rows.run(p, t, g, v),
+            )
         }
         Convention::PyTorch => {
             // Every element is its own unit.
@@ -356,17 +348,43 @@ pub(crate) fn rowwise_blocks<T: Float, U: Sync>(
     if axis + 1 != pred.ndim() {
         return None;
     }
-    let classes = pred.shape()[axis];
-    let mut grad = reused_buffer(pred.shape(), buffer.take());
+    let grad = reused_buffer(pred.shape(), buffer.take());
+    Some(block_units(
+        ROWWISE_PARALLEL,
+        pred.shape(),
+        p,
+        y,
+        grad,
+        total_coef,
+        block,
+    ))
+}
+
+/// Runs `block(pred_rows, target_rows, grad_rows, values)` over the
+/// row-major rows of a prediction of shape `pred_shape` (rows along its
+/// last axis) and makes the units. With `total_coef = Some(c)` (`c` not 0:
+/// every row weighs `c` in a reducing reduction) the reduced total is
+/// formed chunk by chunk and no array of values is kept
+/// ([`with_chunk_totals`]); otherwise each row's value is kept.
+fn block_units<T: Float, U: Sync>(
+    parallel_min: Thresholds,
+    pred_shape: &[usize],
+    pred: &[T],
+    target: &[U],
+    mut grad: ArrayD<T>,
+    total_coef: Option<T>,
+    block: impl Fn(&[T], &[U], &mut [T], &mut [T]) + Sync,
+) -> Units<T> {
+    let axis = pred_shape.len() - 1;
+    let cols = pred_shape[axis];
     if let Some(c) = total_coef.filter(|&c| c != T::ZERO) {
-        let units = with_chunk_totals(ROWWISE_PARALLEL, p, y, classes, grad, axis, c, block);
-        return Some(units);
+        return with_chunk_totals(parallel_min, pred, target, cols, grad, axis, c, block);
     }
+    let mut values = ArrayD::from_elem(&pred_shape[..axis], T::ZERO);
     let g = grad.as_slice_mut().expect("row-major buffer");
-    let mut values = ArrayD::from_elem(&pred.shape()[..axis], T::ZERO);
     let v = values.as_slice_mut().expect("new array");
-    for_each_block(ROWWISE_PARALLEL, p, y, classes, g, v, block);
-    Some(Units::new(values, grad, Some(axis)))
+    for_each_block(parallel_min, pred, target, cols, g, v, block);
+    Units::new(values, grad, Some(axis))
 }
 
 /// The gradient buffer: the caller's previous gradient when it has the
