@@ -436,7 +436,7 @@ fn ln_of<T: Float>(x: T) -> T {
     one[0]
 }
 
-/// Elements per pass of [`sparse_logits_block`]: small enough that the
+/// Elements per pass of [`logits_blocks`]: small enough that the
 /// shifted logits stay in the L1 cache between the passes over them.
 const SOFTMAX_CHUNK: usize = 4096;
 
