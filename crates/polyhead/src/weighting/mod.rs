@@ -359,16 +359,14 @@ impl<T: Float> Weighting<T> {
         self.ensure_state(names)?;
         let values: Vec<f64> = parts.iter().map(|&p| var_value(p)).collect::<Result<_>>()?;
         let weights = self.effective(user, &values, names);
+        // One recorded op for the weighted total (as `weighted_loss` does).
         let weighted_sum = |w: &[f64]| -> Result<Var<'t, T>> {
-            let mut total: Option<Var<'t, T>> = None;
-            for (p, &wi) in parts.iter().zip(w) {
-                let term = p.scale(T::from_f64(wi));
-                total = Some(match total {
-                    Some(t) => t.add(term)?,
-                    None => term,
-                });
+            let n = parts.len().min(w.len());
+            if n == 0 {
+                return Err(Error::Other("no losses to weigh".into()));
             }
-            total.ok_or_else(|| Error::Other("no losses to weigh".into()))
+            let w: Vec<T> = w[..n].iter().map(|&wi| T::from_f64(wi)).collect();
+            Ok(tape.weighted_sum(&parts[..n], &w)?)
         };
         let from = |grads: &Gradients<T>, ids: &[ParamId]| -> Vec<(ParamId, Tensor<T>)> {
             ids.iter()
@@ -417,15 +415,7 @@ impl<T: Float> Weighting<T> {
             Weighting::Famo { .. } => {
                 // Objective sum_i z_i log L_i / c, with c = sum_i z_i / L_i a
                 // constant: its gradient is sum_i (z_i / (c L_i)) grad L_i.
-                let mut total: Option<Var<'t, T>> = None;
-                for (p, &w) in parts.iter().zip(&weights) {
-                    let term = p.scale(T::from_f64(w));
-                    total = Some(match total {
-                        Some(t) => t.add(term)?,
-                        None => term,
-                    });
-                }
-                let total = total.ok_or_else(|| Error::Other("no losses to weigh".into()))?;
+                let total = weighted_sum(&weights)?;
                 let grads = tape.backward(total)?;
                 Ok(StepResult {
                     grads: from(&grads, all_params),
