@@ -5,7 +5,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
 use crate::element::Float;
 use crate::error::{Result, TensorError};
-use crate::shape::broadcast_shape;
+use crate::shape::{self, broadcast_shape};
 use crate::tensor::Tensor;
 
 impl<T: Float> Tensor<T> {
@@ -26,19 +26,19 @@ impl<T: Float> Tensor<T> {
         op: &'static str,
         f: impl Fn(T, T) -> T,
     ) -> Result<Tensor<T>> {
-        if self.shape() == other.shape() {
-            if let (Some(a), Some(b)) = (self.array.as_slice(), other.array.as_slice()) {
+        if shape::same(self.shape(), other.shape()) {
+            if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
                 // Contiguous fast path: a plain loop the compiler vectorises.
                 let data: Vec<T> = a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
                 return Ok(Tensor::from_contiguous(data, self.shape()));
             }
-            let out = Zip::from(&self.array)
-                .and(&other.array)
+            let out = Zip::from(&self.view())
+                .and(&other.view())
                 .map_collect(|&a, &b| f(a, b));
             return Ok(Tensor::from_array(out));
         }
         let shape = broadcast_shape(op, self.shape(), other.shape())?;
-        if let (Some(a), Some(b)) = (self.array.as_slice(), other.array.as_slice()) {
+        if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
             // Row-major operands where one repeats along leading axes (a bias
             // row added to a batch): a plain loop over rows.
             if self.shape() == shape.as_slice() && repeats_as_rows(other.shape(), &shape) {
@@ -51,12 +51,11 @@ impl<T: Float> Tensor<T> {
                 ));
             }
         }
-        let a = self
-            .array
+        let (a, b) = (self.view(), other.view());
+        let a = a
             .broadcast(IxDyn(&shape))
             .expect("shape was checked by broadcast_shape");
-        let b = other
-            .array
+        let b = b
             .broadcast(IxDyn(&shape))
             .expect("shape was checked by broadcast_shape");
         let out = Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y));
@@ -166,7 +165,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        if self.shape() == shape {
+        if shape::same(self.shape(), shape) {
             return Ok(self.clone());
         }
         let err = || TensorError::Broadcast {
@@ -182,7 +181,7 @@ impl<T: Float> Tensor<T> {
         if let Some(sum) = self.sum_leading_rows(lead, shape) {
             return Ok(sum);
         }
-        let mut out: ArrayD<T> = self.array.to_owned();
+        let mut out: ArrayD<T> = self.view().to_owned();
         for _ in 0..lead {
             out = out.fold_axis(Axis(0), T::ZERO, |&acc, &v| acc + v);
         }
@@ -202,7 +201,7 @@ impl<T: Float> Tensor<T> {
     /// same additions in the same order as the general path, so the same
     /// bits.
     fn sum_leading_rows(&self, lead: usize, shape: &[usize]) -> Option<Tensor<T>> {
-        let values = self.array.as_slice()?;
+        let values = self.as_slice()?;
         let own = self.shape();
         // Target axes, left-padded with 1s to this tensor's rank.
         let target = |axis: usize| if axis < lead { 1 } else { shape[axis - lead] };
@@ -230,11 +229,14 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn map(&self, f: impl Fn(T) -> T) -> Tensor<T> {
-        if let Some(a) = self.array.as_slice() {
+        if let Some(a) = self.as_slice() {
+            if self.ndim() == 0 {
+                return Tensor::scalar(f(a[0]));
+            }
             let data: Vec<T> = a.iter().map(|&v| f(v)).collect();
             return Tensor::from_contiguous(data, self.shape());
         }
-        Tensor::from_array(self.array.map(|&v| f(v)))
+        Tensor::from_array(self.view().map(|&v| f(v)))
     }
 
     /// `self + value` for every element.

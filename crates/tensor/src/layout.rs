@@ -32,10 +32,10 @@ impl<T: Float> Tensor<T> {
         }
         let source = self.to_contiguous();
         let array = source
-            .array
+            .to_shared()
             .into_shape_with_order(IxDyn(shape))
             .expect("reshape: element count was checked and the layout is contiguous");
-        Ok(Tensor { array })
+        Ok(Tensor::from_shared(array))
     }
 
     /// Swaps two axes (a view: no data is copied).
@@ -51,9 +51,9 @@ impl<T: Float> Tensor<T> {
     pub fn transpose(&self, axis0: isize, axis1: isize) -> Result<Tensor<T>> {
         let a = normalize_axis("transpose", axis0, self.shape())?;
         let b = normalize_axis("transpose", axis1, self.shape())?;
-        let mut array = self.array.clone();
+        let mut array = self.to_shared();
         array.swap_axes(a, b);
-        Ok(Tensor { array })
+        Ok(Tensor::from_shared(array))
     }
 
     /// Reorders the axes: axis `i` of the result is axis `axes[i]` of `self`
@@ -82,9 +82,9 @@ impl<T: Float> Tensor<T> {
                 ),
             });
         }
-        Ok(Tensor {
-            array: self.array.clone().permuted_axes(IxDyn(axes)),
-        })
+        Ok(Tensor::from_shared(
+            self.to_shared().permuted_axes(IxDyn(axes)),
+        ))
     }
 
     /// The elements `start..end` along one axis (a view: no data is copied).
@@ -108,9 +108,9 @@ impl<T: Float> Tensor<T> {
                 ),
             });
         }
-        let mut array = self.array.clone();
+        let mut array = self.to_shared();
         array.slice_axis_inplace(Axis(ax), Slice::from(start..end));
-        Ok(Tensor { array })
+        Ok(Tensor::from_shared(array))
     }
 
     /// Joins tensors along an existing axis; all other axes must agree.
@@ -217,7 +217,8 @@ impl<T: Float> Tensor<T> {
             return Err(err());
         }
         checked_len("broadcast_to", shape, size_of::<T>())?;
-        let view = self.array.broadcast(IxDyn(shape)).ok_or_else(err)?;
+        let source = self.view();
+        let view = source.broadcast(IxDyn(shape)).ok_or_else(err)?;
         Ok(Tensor::from_array(view.to_owned()))
     }
 }

@@ -308,12 +308,8 @@ impl<T: Float> Tensor<T> {
         };
         match (self.ndim(), other.ndim()) {
             (2, 2) => {
-                let a = self.array.view().into_dimensionality::<Ix2>().expect("2-D");
-                let b = other
-                    .array
-                    .view()
-                    .into_dimensionality::<Ix2>()
-                    .expect("2-D");
+                let a = self.view().into_dimensionality::<Ix2>().expect("2-D");
+                let b = other.view().into_dimensionality::<Ix2>().expect("2-D");
                 if a.ncols() != b.nrows() {
                     return Err(err("inner dimensions differ"));
                 }
@@ -352,7 +348,7 @@ impl<T: Float> Tensor<T> {
 
 /// A 2-D or 3-D tensor as a 3-D view (a 2-D operand gets a batch of 1).
 fn as_batched<T: Float>(t: &Tensor<T>) -> ndarray::ArrayView3<'_, T> {
-    let v = t.array.view();
+    let v = t.view();
     if v.ndim() == 2 {
         v.insert_axis(Axis(0))
             .into_dimensionality::<Ix3>()

@@ -19,7 +19,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn first_non_finite(&self) -> Option<usize> {
-        match self.array.as_slice() {
+        match self.as_slice() {
             Some(values) => first_non_finite(values),
             None => first_non_finite(&self.to_vec()),
         }
@@ -41,7 +41,7 @@ impl<T: Float> Tensor<T> {
                 shape: self.shape().to_vec(),
             });
         }
-        let out = self.array.map_axis(Axis(ax), f);
+        let out = self.view().map_axis(Axis(ax), f);
         Ok(Tensor::from_array(keep(out, ax, keep_dims)))
     }
 
@@ -80,7 +80,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn sum_all(&self, keep_dims: bool) -> Tensor<T> {
-        self.reduce_all(keep_dims, self.array.iter().copied().sum())
+        self.reduce_all(keep_dims, self.view().iter().copied().sum())
     }
 
     /// Mean over one axis; an error if that axis is empty.
@@ -113,7 +113,7 @@ impl<T: Float> Tensor<T> {
                 shape: self.shape().to_vec(),
             });
         }
-        let sum: T = self.array.iter().copied().sum();
+        let sum: T = self.view().iter().copied().sum();
         Ok(self.reduce_all(false, sum / T::from_usize(self.len())))
     }
 
@@ -168,7 +168,7 @@ impl<T: Float> Tensor<T> {
                 shape: self.shape().to_vec(),
             });
         }
-        let out = self.array.map_axis(Axis(ax), argmax_lane);
+        let out = self.view().map_axis(Axis(ax), argmax_lane);
         Ok(keep(out, ax, keep_dims))
     }
 
@@ -250,7 +250,7 @@ impl<T: Float> Tensor<T> {
     ) -> Result<Option<Tensor<T>>> {
         let ax = normalize_axis(op, axis, self.shape())?;
         let cols = self.shape()[ax];
-        let (Some(x), true, true) = (self.array.as_slice(), ax + 1 == self.ndim(), cols > 0) else {
+        let (Some(x), true, true) = (self.as_slice(), ax + 1 == self.ndim(), cols > 0) else {
             return Ok(None);
         };
         // Whole rows per block, about 4096 elements.
@@ -281,10 +281,10 @@ impl<T: Float> Tensor<T> {
         f: impl Fn(ArrayView1<'_, T>, ArrayViewMut1<'_, T>),
     ) -> Result<Tensor<T>> {
         let ax = normalize_axis(op, axis, self.shape())?;
-        let mut out = ArrayD::from_elem(self.array.raw_dim(), T::ZERO);
+        let mut out = ArrayD::from_elem(self.view().raw_dim(), T::ZERO);
         if self.shape()[ax] > 0 {
             Zip::from(out.lanes_mut(Axis(ax)))
-                .and(self.array.lanes(Axis(ax)))
+                .and(self.view().lanes(Axis(ax)))
                 .for_each(|o, i| f(i, o));
         }
         Ok(Tensor::from_array(out))

@@ -34,6 +34,23 @@ pub fn checked_len(op: &'static str, shape: &[usize], elem_size: usize) -> Resul
     Ok(len)
 }
 
+/// `true` if two shapes are equal. The same answer as `a == b`, compared
+/// axis by axis inline: slice equality calls libc's `memcmp`, whose call
+/// costs more than comparing a tensor's few axes, and hot paths (every
+/// recorded op and gradient) compare shapes several times per step.
+///
+/// ```
+/// use polyhead_tensor::shape::same;
+/// assert!(same(&[2, 3], &[2, 3]));
+/// assert!(same(&[], &[]));
+/// assert!(!same(&[2, 3], &[3, 2]));
+/// assert!(!same(&[2, 3], &[2, 3, 1]));
+/// ```
+#[inline]
+pub fn same(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// The NumPy broadcast of two shapes: align trailing axes; each pair must be
 /// equal or contain a 1.
 ///

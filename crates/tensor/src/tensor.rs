@@ -13,8 +13,10 @@ use crate::shape::checked_len;
 ///
 /// The data lives in an `ndarray::ArcArray`, so cloning a tensor is cheap
 /// (a reference count), and views such as [`Tensor::transpose`] or
-/// [`Tensor::slice_axis`] share the buffer instead of copying it. Operations
-/// never modify a tensor in place; they return new tensors.
+/// [`Tensor::slice_axis`] share the buffer instead of copying it. A
+/// 0-dimensional tensor (a loss value, its gradient seed) holds its value
+/// inline and allocates nothing. Operations never modify a tensor in place;
+/// they return new tensors.
 ///
 /// ```
 /// use polyhead_tensor::Tensor;
@@ -26,7 +28,19 @@ use crate::shape::checked_len;
 /// ```
 #[derive(Clone)]
 pub struct Tensor<T: Float = f32> {
-    pub(crate) array: ArcArray<T, IxDyn>,
+    storage: Storage<T>,
+}
+
+/// Where a tensor's elements live.
+#[derive(Clone)]
+enum Storage<T: Float> {
+    /// The value of a 0-dimensional tensor, inline: a multi-head step makes
+    /// a dozen scalars (loss values, weighted totals, their gradients), and
+    /// an `ArcArray` would cost two allocations for each.
+    Scalar(T),
+    /// A tensor with at least one axis ([`Tensor::from_array`] turns a
+    /// 0-dimensional array into `Scalar`).
+    Array(ArcArray<T, IxDyn>),
 }
 
 impl<T: Float> Tensor<T> {
@@ -38,6 +52,9 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn full(shape: &[usize], value: T) -> Result<Self> {
+        if shape.is_empty() {
+            return Ok(Self::scalar(value));
+        }
         checked_len("full", shape, size_of::<T>())?;
         Ok(Self::from_array(ArrayD::from_elem(IxDyn(shape), value)))
     }
@@ -74,7 +91,9 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn scalar(value: T) -> Self {
-        Self::from_array(ArrayD::from_elem(IxDyn(&[]), value))
+        Tensor {
+            storage: Storage::Scalar(value),
+        }
     }
 
     /// A tensor from row-major data and a shape; the lengths must agree.
@@ -118,8 +137,11 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(t.shape(), &[2, 2]);
     /// ```
     pub fn from_array<D: Dimension>(array: Array<T, D>) -> Self {
+        if array.ndim() == 0 {
+            return Self::scalar(*array.first().expect("a 0-d array has one element"));
+        }
         Tensor {
-            array: array.into_dyn().into_shared(),
+            storage: Storage::Array(array.into_dyn().into_shared()),
         }
     }
 
@@ -131,8 +153,11 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(t.to_vec(), vec![1.0, 2.0]);
     /// ```
     pub fn from_shared<D: Dimension>(array: ArcArray<T, D>) -> Self {
+        if array.ndim() == 0 {
+            return Self::scalar(*array.first().expect("a 0-d array has one element"));
+        }
         Tensor {
-            array: array.into_dyn(),
+            storage: Storage::Array(array.into_dyn()),
         }
     }
 
@@ -199,7 +224,10 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn shape(&self) -> &[usize] {
-        self.array.shape()
+        match &self.storage {
+            Storage::Scalar(_) => &[],
+            Storage::Array(array) => array.shape(),
+        }
     }
 
     /// The number of axes.
@@ -209,7 +237,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn ndim(&self) -> usize {
-        self.array.ndim()
+        self.shape().len()
     }
 
     /// The number of elements.
@@ -219,7 +247,10 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.array.len()
+        match &self.storage {
+            Storage::Scalar(_) => 1,
+            Storage::Array(array) => array.len(),
+        }
     }
 
     /// `true` if the tensor has no elements (some axis has length 0).
@@ -229,7 +260,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.array.is_empty()
+        self.len() == 0
     }
 
     /// `true` if the elements are laid out contiguously in row-major order.
@@ -241,7 +272,10 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn is_contiguous(&self) -> bool {
-        self.array.is_standard_layout()
+        match &self.storage {
+            Storage::Scalar(_) => true,
+            Storage::Array(array) => array.is_standard_layout(),
+        }
     }
 
     /// A row-major contiguous tensor with the same values (a cheap clone if
@@ -256,7 +290,7 @@ impl<T: Float> Tensor<T> {
         if self.is_contiguous() {
             self.clone()
         } else {
-            Self::from_array(self.array.as_standard_layout().into_owned())
+            Self::from_array(self.view().as_standard_layout().into_owned())
         }
     }
 
@@ -268,18 +302,45 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn view(&self) -> ArrayViewD<'_, T> {
-        self.array.view()
+        match &self.storage {
+            Storage::Scalar(value) => {
+                ArrayViewD::from_shape(IxDyn(&[]), std::slice::from_ref(value))
+                    .expect("one value has the empty shape")
+            }
+            Storage::Array(array) => array.view(),
+        }
     }
 
-    /// The underlying shared ndarray array (no copy).
+    /// The elements as one row-major slice, if they are laid out that way.
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::from_vec(vec![1.0_f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// assert_eq!(t.as_slice(), Some(&[1.0, 2.0, 3.0, 4.0][..]));
+    /// assert_eq!(t.transpose(0, 1)?.as_slice(), None);
+    /// assert_eq!(polyhead_tensor::Tensor::scalar(5.0_f32).as_slice(), Some(&[5.0][..]));
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn as_slice(&self) -> Option<&[T]> {
+        match &self.storage {
+            Storage::Scalar(value) => Some(std::slice::from_ref(value)),
+            Storage::Array(array) => array.as_slice(),
+        }
+    }
+
+    /// The data as a shared ndarray array: a reference count for a tensor
+    /// with an array behind it, a new one-element array for a 0-dimensional
+    /// tensor (which holds its value inline).
     ///
     /// ```
     /// let t = polyhead_tensor::Tensor::<f32>::ones(&[2])?;
-    /// assert_eq!(t.as_shared().len(), 2);
+    /// assert_eq!(t.to_shared().len(), 2);
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
-    pub fn as_shared(&self) -> &ArcArray<T, IxDyn> {
-        &self.array
+    pub fn to_shared(&self) -> ArcArray<T, IxDyn> {
+        match &self.storage {
+            Storage::Scalar(value) => ArcArray::from_elem(IxDyn(&[]), *value),
+            Storage::Array(array) => array.clone(),
+        }
     }
 
     /// Converts into an owned ndarray array; copies only if the buffer is
@@ -292,7 +353,10 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn into_array(self) -> ArrayD<T> {
-        self.array.into_owned()
+        match self.storage {
+            Storage::Scalar(value) => ArrayD::from_elem(IxDyn(&[]), value),
+            Storage::Array(array) => array.into_owned(),
+        }
     }
 
     /// The owned ndarray array without copying when no other tensor shares
@@ -307,10 +371,9 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn try_into_array(self) -> std::result::Result<ArrayD<T>, Tensor<T>> {
-        if self.array.is_unique() {
-            Ok(self.array.into_owned())
-        } else {
-            Err(self)
+        match self.storage {
+            Storage::Array(array) if !array.is_unique() => Err(Tensor::from_shared(array)),
+            _ => Ok(self.into_array()),
         }
     }
 
@@ -324,9 +387,9 @@ impl<T: Float> Tensor<T> {
     pub fn to_vec(&self) -> Vec<T> {
         // A row-major tensor is one memcpy; ndarray's element iterator is
         // far slower (about 1 ns per element), so it serves other layouts.
-        match self.array.as_slice() {
+        match self.as_slice() {
             Some(values) => values.to_vec(),
-            None => self.array.iter().copied().collect(),
+            None => self.view().iter().copied().collect(),
         }
     }
 
@@ -349,7 +412,10 @@ impl<T: Float> Tensor<T> {
                 ),
             });
         }
-        Ok(*self.array.iter().next().expect("one element"))
+        match &self.storage {
+            Storage::Scalar(value) => Ok(*value),
+            Storage::Array(array) => Ok(*array.iter().next().expect("one element")),
+        }
     }
 
     /// The element at a multi-index, or an error naming the index and shape.
@@ -361,7 +427,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn get(&self, index: &[usize]) -> Result<T> {
-        self.array
+        self.view()
             .get(IxDyn(index))
             .copied()
             .ok_or_else(|| TensorError::Invalid {
@@ -381,7 +447,10 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor::from_array(self.array.map(|&v| U::from_f64(v.to_f64())))
+        match &self.storage {
+            Storage::Scalar(value) => Tensor::scalar(U::from_f64(value.to_f64())),
+            Storage::Array(array) => Tensor::from_array(array.map(|&v| U::from_f64(v.to_f64()))),
+        }
     }
 
     /// `true` if the shapes are equal and every pair of elements satisfies
@@ -395,8 +464,8 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn all_close(&self, other: &Tensor<T>, rtol: f64, atol: f64) -> bool {
-        self.shape() == other.shape()
-            && self.array.iter().zip(other.array.iter()).all(|(&a, &b)| {
+        crate::shape::same(self.shape(), other.shape())
+            && self.view().iter().zip(other.view().iter()).all(|(&a, &b)| {
                 let (a, b) = (a.to_f64(), b.to_f64());
                 (a - b).abs() <= atol + rtol * b.abs()
             })
@@ -417,6 +486,6 @@ impl<T: Float, D: Dimension> From<ArcArray<T, D>> for Tensor<T> {
 
 impl<T: Float> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor<{}>{:?} {}", T::NAME, self.shape(), self.array)
+        write!(f, "Tensor<{}>{:?} {}", T::NAME, self.shape(), self.view())
     }
 }
