@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{AutogradError, Result};
 
@@ -104,7 +104,7 @@ impl<T: Float> Parameter<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn set_value(&mut self, value: Tensor<T>) -> Result<()> {
-        if value.shape() != self.value.shape() {
+        if !shape::same(value.shape(), self.value.shape()) {
             return Err(AutogradError::Op {
                 op: "set_value",
                 message: format!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{AutogradError, Result};
 use crate::op::{BackwardContext, Op};
@@ -338,7 +338,7 @@ impl<T: Float> Tape<T> {
         }
         let nodes = self.nodes.borrow();
         let root_shape = nodes[root.index].value.shape();
-        if seed.shape() != root_shape {
+        if !shape::same(seed.shape(), root_shape) {
             return Err(AutogradError::SeedShape {
                 seed: seed.shape().to_vec(),
                 root: root_shape.to_vec(),
@@ -381,7 +381,7 @@ impl<T: Float> Tape<T> {
                 if !needs_grad[k] {
                     continue;
                 }
-                if g.shape() != nodes[j].value.shape() {
+                if !shape::same(g.shape(), nodes[j].value.shape()) {
                     return Err(AutogradError::Op {
                         op: op.name(),
                         message: format!(

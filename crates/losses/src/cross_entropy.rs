@@ -3,7 +3,7 @@
 //! on log-probabilities).
 
 use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Dimension};
-use polyhead_tensor::shape::normalize_axis;
+use polyhead_tensor::shape::{self, normalize_axis};
 use polyhead_tensor::simd::with_simd;
 use polyhead_tensor::{Float, Tensor};
 
@@ -796,9 +796,14 @@ impl<T: Float> Loss<T> for SparseCrossEntropy {
         let axis = c.axis(NAME, pred)?;
         let classes = pred.shape()[axis];
         let labels = labels.as_array();
-        let mut unit_shape = pred.shape().to_vec();
-        unit_shape.remove(axis);
-        if labels.shape() != unit_shape.as_slice() {
+        // The prediction without its class axis, compared without building it.
+        let (before, after) = pred.shape().split_at(axis);
+        let fits = labels.ndim() + 1 == pred.ndim()
+            && shape::same(&labels.shape()[..axis], before)
+            && shape::same(&labels.shape()[axis..], &after[1..]);
+        if !fits {
+            let mut unit_shape = pred.shape().to_vec();
+            unit_shape.remove(axis);
             return Err(LossError::Shape {
                 loss: NAME,
                 pred: pred.shape().to_vec(),

@@ -21,7 +21,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 
 use ndarray::ArrayD;
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, shape};
 
 /// Buffers kept per thread: a few heads' gradients (and their scaled
 /// copies) for each of a training and a validation batch shape.
@@ -47,7 +47,7 @@ struct Pool<T> {
 
 impl<T: Float> Pool<T> {
     fn take(&mut self, shape: &[usize]) -> Option<ArrayD<T>> {
-        let i = self.buffers.iter().rposition(|b| b.shape() == shape)?;
+        let i = self.buffers.iter().rposition(|b| shape::same(b.shape(), shape))?;
         Some(self.buffers.remove(i))
     }
 

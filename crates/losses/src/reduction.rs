@@ -9,7 +9,7 @@
 //! straight into the gradient buffer, and this step only scales it.
 
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{LossError, Result};
 use crate::lanes;
@@ -405,7 +405,7 @@ pub(crate) fn same_shape<T: Float>(
     pred: &Tensor<T>,
     target: &Tensor<T>,
 ) -> Result<()> {
-    if pred.shape() != target.shape() {
+    if !shape::same(pred.shape(), target.shape()) {
         return Err(LossError::Shape {
             loss,
             pred: pred.shape().to_vec(),

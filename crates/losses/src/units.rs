@@ -13,7 +13,7 @@
 
 use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
 use polyhead_tensor::parallel::{pool_is_awake, run_each};
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, shape};
 use rayon::prelude::*;
 
 use crate::lanes::{self, TOTAL_CHUNK};
@@ -401,7 +401,7 @@ fn grad_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T
 /// row-major, with its old contents; else a new zeroed array.
 fn reused_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
     match buffer {
-        Some(b) if b.shape() == shape && b.is_contiguous() => b.into_array(),
+        Some(b) if shape::same(b.shape(), shape) && b.is_contiguous() => b.into_array(),
         _ => ArrayD::from_elem(shape, T::ZERO),
     }
 }

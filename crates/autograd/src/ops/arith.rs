@@ -4,7 +4,7 @@
 //! A broadcasting op's backward reduces each input's gradient back to that
 //! input's shape with `sum_to_shape`.
 
-use polyhead_tensor::{Float, Tensor};
+use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{AutogradError, Result};
 use crate::op::{BackwardContext, Op};
@@ -174,7 +174,7 @@ impl<T: Float> Op<T> for WeightedSum<T> {
         "weighted_sum"
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
-        if let Some(other) = x.iter().find(|v| v.shape() != x[0].shape()) {
+        if let Some(other) = x.iter().find(|v| !shape::same(v.shape(), x[0].shape())) {
             return Err(AutogradError::Op {
                 op: "weighted_sum",
                 message: format!(

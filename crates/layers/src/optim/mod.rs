@@ -8,7 +8,7 @@ mod schedule;
 use std::collections::BTreeMap;
 
 use polyhead_autograd::Gradients;
-use polyhead_tensor::{Float, Tensor, first_non_finite};
+use polyhead_tensor::{Float, Tensor, first_non_finite, shape};
 
 use rules::Rule;
 pub use rules::{Adam, OptimizerConvention, RmsProp, Sgd};
@@ -209,7 +209,7 @@ impl<T: Float> Optimizer<T> {
             let Some(g) = grad_of(name, p) else {
                 continue;
             };
-            if g.shape() != p.value().shape() {
+            if !shape::same(g.shape(), p.value().shape()) {
                 return Err(LayerError::Shape {
                     layer: "optimizer",
                     message: format!(
