@@ -237,7 +237,9 @@ impl<T: Float> Tape<T> {
         var
     }
 
-    /// Runs `op` on `inputs` and records it as one node.
+    /// Runs `op` on `inputs` and records it as one node. The op's
+    /// `forward` gets the input values by reference and must not record on
+    /// this tape itself.
     ///
     /// ```
     /// use polyhead_autograd::{BackwardContext, Op, Result, Tape};
@@ -262,30 +264,28 @@ impl<T: Float> Tape<T> {
         if inputs.iter().any(|v| !std::ptr::eq(v.tape, self)) {
             return Err(AutogradError::ForeignVar { op: op.name() });
         }
-        // The inputs' values (cheap clones: shared storage), on the stack for
-        // the usual one to four inputs.
-        let (output, requires_grad) = if (1..=INLINE_INPUTS).contains(&inputs.len()) {
-            let (values, requires_grad) = {
-                let nodes = self.nodes.borrow();
-                let values: [Option<Tensor<T>>; INLINE_INPUTS] =
-                    std::array::from_fn(|k| inputs.get(k).map(|v| nodes[v.index].value.clone()));
-                (values, inputs.iter().any(|v| nodes[v.index].requires_grad))
+        // The inputs' values are read in place: the nodes stay borrowed
+        // while `forward` runs, which sees only the values (recording on
+        // this tape from inside `forward` is not supported). References to
+        // up to four inputs live on the stack.
+        let (output, requires_grad) = {
+            let nodes = self.nodes.borrow();
+            let requires_grad = inputs.iter().any(|v| nodes[v.index].requires_grad);
+            let output = match inputs.first() {
+                Some(first) if inputs.len() <= INLINE_INPUTS => {
+                    let first = &nodes[first.index].value;
+                    let refs: [&Tensor<T>; INLINE_INPUTS] = std::array::from_fn(|k| {
+                        inputs.get(k).map_or(first, |v| &nodes[v.index].value)
+                    });
+                    op.forward(&refs[..inputs.len()])?
+                }
+                _ => {
+                    let refs: Vec<&Tensor<T>> =
+                        inputs.iter().map(|v| &nodes[v.index].value).collect();
+                    op.forward(&refs)?
+                }
             };
-            let first = values[0].as_ref().expect("at least one input");
-            let refs: [&Tensor<T>; INLINE_INPUTS] =
-                std::array::from_fn(|k| values[k].as_ref().unwrap_or(first));
-            (op.forward(&refs[..inputs.len()])?, requires_grad)
-        } else {
-            let (values, requires_grad) = {
-                let nodes = self.nodes.borrow();
-                let values: Vec<Tensor<T>> = inputs
-                    .iter()
-                    .map(|v| nodes[v.index].value.clone())
-                    .collect();
-                (values, inputs.iter().any(|v| nodes[v.index].requires_grad))
-            };
-            let refs: Vec<&Tensor<T>> = values.iter().collect();
-            (op.forward(&refs)?, requires_grad)
+            (output, requires_grad)
         };
         if requires_grad {
             Ok(self.push(output, true, Some((Box::new(op), Inputs::new(inputs)))))

@@ -193,6 +193,14 @@ impl<T: Float> Op<T> for WeightedSum<T> {
             }
         };
         let shape = x[0].shape();
+        if shape.is_empty() {
+            // Scalar terms (losses): the same additions, no buffer.
+            let mut total = term(0, x[0].item()?);
+            for (k, xk) in x.iter().enumerate().skip(1) {
+                total += term(k, xk.item()?);
+            }
+            return Ok(Tensor::scalar(total));
+        }
         let mut total: Vec<T> = x[0].view().iter().map(|&v| term(0, v)).collect();
         for (k, xk) in x.iter().enumerate().skip(1) {
             for (t, &v) in total.iter_mut().zip(xk.view().iter()) {
