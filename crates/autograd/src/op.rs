@@ -13,15 +13,16 @@ use crate::error::Result;
 /// use polyhead_tensor::Tensor;
 /// let x = Tensor::<f64>::from_vec(vec![2.0], &[1])?;
 /// let g = Tensor::<f64>::ones(&[1])?;
-/// let ctx = BackwardContext { inputs: &[x.clone()], output: &x, grad_output: &g, needs_grad: &[true] };
+/// let ctx = BackwardContext { inputs: &[&x], output: &x, grad_output: &g, needs_grad: &[true] };
 /// // The backward of the identity passes the gradient through.
 /// assert_eq!(ctx.grad_for(0, || Ok(ctx.grad_output.clone()))?.unwrap().to_vec(), vec![1.0]);
 /// # Ok::<(), polyhead_autograd::AutogradError>(())
 /// ```
 #[derive(Debug)]
 pub struct BackwardContext<'a, T: Float> {
-    /// The op's inputs, as they were in forward.
-    pub inputs: &'a [Tensor<T>],
+    /// The op's inputs, as they were in forward (by reference, as
+    /// [`Op::forward`] gets them).
+    pub inputs: &'a [&'a Tensor<T>],
     /// The op's output.
     pub output: &'a Tensor<T>,
     /// dL/d(output), the same shape as `output`.
@@ -40,7 +41,7 @@ impl<T: Float> BackwardContext<'_, T> {
     /// # use polyhead_tensor::Tensor;
     /// let t = Tensor::<f64>::ones(&[1])?;
     /// let ctx = BackwardContext {
-    ///     inputs: &[t.clone()], output: &t, grad_output: &t, needs_grad: &[false],
+    ///     inputs: &[&t], output: &t, grad_output: &t, needs_grad: &[false],
     /// };
     /// assert!(ctx.grad_for(0, || Ok(t.clone()))?.is_none());
     /// # Ok::<(), polyhead_autograd::AutogradError>(())

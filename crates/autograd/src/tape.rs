@@ -54,6 +54,31 @@ impl Inputs {
     }
 }
 
+/// Calls `f` with the values of the nodes `inputs` and whether each one
+/// requires a gradient, gathered by reference: on the stack for up to
+/// [`INLINE_INPUTS`] inputs, in vectors for more.
+fn with_inputs<T: Float, R>(
+    nodes: &[Node<T>],
+    inputs: &[usize],
+    f: impl FnOnce(&[&Tensor<T>], &[bool]) -> R,
+) -> R {
+    match inputs.first() {
+        Some(&first) if inputs.len() <= INLINE_INPUTS => {
+            let index = |k: usize| inputs.get(k).copied().unwrap_or(first);
+            let values: [&Tensor<T>; INLINE_INPUTS] =
+                std::array::from_fn(|k| &nodes[index(k)].value);
+            let needs: [bool; INLINE_INPUTS] =
+                std::array::from_fn(|k| nodes[index(k)].requires_grad);
+            f(&values[..inputs.len()], &needs[..inputs.len()])
+        }
+        _ => {
+            let values: Vec<&Tensor<T>> = inputs.iter().map(|&j| &nodes[j].value).collect();
+            let needs: Vec<bool> = inputs.iter().map(|&j| nodes[j].requires_grad).collect();
+            f(&values, &needs)
+        }
+    }
+}
+
 /// A record of one step's computation, for reverse-mode differentiation.
 ///
 /// Values enter as parameters ([`Tape::param`]), leaves that want a gradient
@@ -266,29 +291,15 @@ impl<T: Float> Tape<T> {
         }
         // The inputs' values are read in place: the nodes stay borrowed
         // while `forward` runs, which sees only the values (recording on
-        // this tape from inside `forward` is not supported). References to
-        // up to four inputs live on the stack.
-        let (output, requires_grad) = {
-            let nodes = self.nodes.borrow();
-            let requires_grad = inputs.iter().any(|v| nodes[v.index].requires_grad);
-            let output = match inputs.first() {
-                Some(first) if inputs.len() <= INLINE_INPUTS => {
-                    let first = &nodes[first.index].value;
-                    let refs: [&Tensor<T>; INLINE_INPUTS] = std::array::from_fn(|k| {
-                        inputs.get(k).map_or(first, |v| &nodes[v.index].value)
-                    });
-                    op.forward(&refs[..inputs.len()])?
-                }
-                _ => {
-                    let refs: Vec<&Tensor<T>> =
-                        inputs.iter().map(|v| &nodes[v.index].value).collect();
-                    op.forward(&refs)?
-                }
-            };
-            (output, requires_grad)
-        };
+        // this tape from inside `forward` is not supported).
+        let indices = Inputs::new(inputs);
+        let (output, requires_grad) =
+            with_inputs(&self.nodes.borrow(), indices.as_slice(), |values, needs| {
+                (op.forward(values), needs.iter().any(|&n| n))
+            });
+        let output = output?;
         if requires_grad {
-            Ok(self.push(output, true, Some((Box::new(op), Inputs::new(inputs)))))
+            Ok(self.push(output, true, Some((Box::new(op), indices))))
         } else {
             Ok(self.push(output, false, None))
         }
@@ -346,26 +357,28 @@ impl<T: Float> Tape<T> {
         }
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; root.index + 1];
         grads[root.index] = Some(seed.clone());
-        let mut needs_grad: Vec<bool> = Vec::new();
-        let mut values: Vec<Tensor<T>> = Vec::new();
         for i in (0..=root.index).rev() {
             let node = &nodes[i];
             let (Some(grad), Some((op, inputs))) = (&grads[i], &node.op) else {
                 continue;
             };
             let inputs = inputs.as_slice();
-            // Reused from node to node: no allocation per node.
-            needs_grad.clear();
-            needs_grad.extend(inputs.iter().map(|&j| nodes[j].requires_grad));
-            values.clear();
-            values.extend(inputs.iter().map(|&j| nodes[j].value.clone()));
-            let ctx = BackwardContext {
-                inputs: &values,
-                output: &node.value,
-                grad_output: grad,
-                needs_grad: &needs_grad,
-            };
-            let input_grads = op.backward(&ctx)?;
+            let input_grads = with_inputs(&nodes, inputs, |values, needs_grad| {
+                let ctx = BackwardContext {
+                    inputs: values,
+                    output: &node.value,
+                    grad_output: grad,
+                    needs_grad,
+                };
+                let mut input_grads = op.backward(&ctx)?;
+                // An input that needs no gradient gets none, whatever the op returned.
+                for (g, &needs) in input_grads.iter_mut().zip(needs_grad) {
+                    if !needs {
+                        *g = None;
+                    }
+                }
+                Ok::<_, AutogradError>(input_grads)
+            })?;
             if input_grads.len() != inputs.len() {
                 return Err(AutogradError::Op {
                     op: op.name(),
@@ -378,9 +391,6 @@ impl<T: Float> Tape<T> {
             }
             for (k, (g, &j)) in input_grads.into_iter().zip(inputs).enumerate() {
                 let Some(g) = g else { continue };
-                if !needs_grad[k] {
-                    continue;
-                }
                 if !shape::same(g.shape(), nodes[j].value.shape()) {
                     return Err(AutogradError::Op {
                         op: op.name(),
