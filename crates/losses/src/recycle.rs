@@ -47,7 +47,10 @@ struct Pool<T> {
 
 impl<T: Float> Pool<T> {
     fn take(&mut self, shape: &[usize]) -> Option<ArrayD<T>> {
-        let i = self.buffers.iter().rposition(|b| shape::same(b.shape(), shape))?;
+        let i = self
+            .buffers
+            .iter()
+            .rposition(|b| shape::same(b.shape(), shape))?;
         Some(self.buffers.remove(i))
     }
 

@@ -71,13 +71,19 @@ fn scalar_arithmetic_matches_one_element_arrays() {
     let m = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
     // Broadcasting a scalar against a matrix, both ways round.
     assert_eq!(s.mul(&m).unwrap().to_vec(), one.mul(&m).unwrap().to_vec());
-    assert_eq!(m.sub(&s).unwrap().to_vec(), vec![-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(
+        m.sub(&s).unwrap().to_vec(),
+        vec![-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    );
     assert_eq!(s.sub(&m).unwrap().shape(), &[2, 3]);
     // Scalar with scalar stays a scalar.
     let sum = s.add(&Tensor::scalar(0.5)).unwrap();
     assert_eq!((sum.shape(), sum.item().unwrap()), (&[] as &[usize], 3.5));
     let scaled = s.mul_scalar(2.0);
-    assert_eq!((scaled.shape(), scaled.item().unwrap()), (&[] as &[usize], 6.0));
+    assert_eq!(
+        (scaled.shape(), scaled.item().unwrap()),
+        (&[] as &[usize], 6.0)
+    );
     assert_eq!(s.map(f64::sqrt).item().unwrap(), 3.0_f64.sqrt());
     assert_eq!(s.sum_all(false).item().unwrap(), 3.0);
     assert_eq!(s.sum_all(true).shape(), &[] as &[usize]);
