@@ -595,12 +595,21 @@ fn logits_blocks<T: Float, U, const WIDTH: usize>(
         .zip(target.chunks(rows * target_cols))
         .zip(values.chunks_mut(rows))
     {
+        // Short rows (ten classes) are folded four at a time across rows
+        // (`row_maxes`, `row_sums`: the same left-to-right folds as
+        // `lanes::max` and `lanes::sum` use for them, so the same bits).
+        let short = classes <= lanes::SHORT;
+        if short {
+            T::row_maxes(x, classes, values);
+        }
         for ((xr, gr), m) in x
             .chunks_exact(classes)
             .zip(g.chunks_exact_mut(classes))
             .zip(values.iter_mut())
         {
-            *m = lanes::max(xr);
+            if !short {
+                *m = lanes::max(xr);
+            }
             for (gv, &xv) in gr.iter_mut().zip(xr) {
                 *gv = xv - *m;
             }
@@ -609,8 +618,12 @@ fn logits_blocks<T: Float, U, const WIDTH: usize>(
         let mut sums = [T::ONE; SOFTMAX_ROWS];
         let mut logs = [T::ZERO; SOFTMAX_ROWS];
         let (sums, logs) = (&mut sums[..values.len()], &mut logs[..values.len()]);
-        for (sum, gr) in sums.iter_mut().zip(g.chunks_exact(classes)) {
-            *sum = lanes::sum(gr);
+        if short {
+            T::row_sums(g, classes, sums);
+        } else {
+            for (sum, gr) in sums.iter_mut().zip(g.chunks_exact(classes)) {
+                *sum = lanes::sum(gr);
+            }
         }
         logs.copy_from_slice(sums);
         T::ln_slice(logs);

@@ -13,7 +13,7 @@ const LANES: usize = 8;
 /// coordinates) are folded left to right instead: they barely fill the
 /// lanes, and combining the lanes would cost more than it saves (measured:
 /// CE 1024x10 13.9 -> 13.3 us).
-const SHORT: usize = 16;
+pub(crate) const SHORT: usize = 16;
 
 /// The largest element (`-inf` for an empty slice). NaN elements are
 /// skipped; callers that need NaN to propagate get it from the values

@@ -152,6 +152,61 @@ pub trait Float:
             (((row[0] + row[1]) + row[2]) + row[3]) * scale
         })
     }
+
+    /// Writes the sum of each row of the row-major `block` (rows of `cols`
+    /// elements, one result per element of `out`) into `out`, each added
+    /// from left to right starting at 0 (the order of a plain loop). For
+    /// `f32` on x86-64, four rows at a time in SSE registers (the rows
+    /// transposed four columns at a time), with the same bits. Panics if
+    /// `block` is not `out.len()` rows of `cols`.
+    ///
+    /// ```
+    /// use polyhead_tensor::Float;
+    /// let block: Vec<f32> = (0..30).map(|i| i as f32).collect();
+    /// let mut sums = [0.0_f32; 3];
+    /// f32::row_sums(&block, 10, &mut sums);
+    /// assert_eq!(sums, [45.0, 145.0, 245.0]);
+    /// ```
+    #[inline(always)]
+    fn row_sums(block: &[Self], cols: usize, out: &mut [Self]) {
+        assert_eq!(
+            block.len(),
+            cols * out.len(),
+            "row_sums: block is not out.len() rows of cols"
+        );
+        for (i, s) in out.iter_mut().enumerate() {
+            *s = block[i * cols..(i + 1) * cols]
+                .iter()
+                .fold(Self::ZERO, |acc, &v| acc + v);
+        }
+    }
+
+    /// Writes the largest element of each row of `block` into `out`, as
+    /// [`Float::row_sums`] lays them out: a left-to-right fold from `-inf`
+    /// that takes an element only when it is greater (so NaN elements are
+    /// skipped, and of equal elements the first is kept). For `f32` on
+    /// x86-64, four rows at a time in SSE registers, with the same bits.
+    ///
+    /// ```
+    /// use polyhead_tensor::Float;
+    /// let block = [1.0_f32, 5.0, f32::NAN, 2.0, -3.0, -1.0];
+    /// let mut maxes = [0.0_f32; 2];
+    /// f32::row_maxes(&block, 3, &mut maxes);
+    /// assert_eq!(maxes, [5.0, 2.0]);
+    /// ```
+    #[inline(always)]
+    fn row_maxes(block: &[Self], cols: usize, out: &mut [Self]) {
+        assert_eq!(
+            block.len(),
+            cols * out.len(),
+            "row_maxes: block is not out.len() rows of cols"
+        );
+        for (i, m) in out.iter_mut().enumerate() {
+            *m = block[i * cols..(i + 1) * cols]
+                .iter()
+                .fold(Self::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        }
+    }
 }
 
 /// `e^x` for `x` in `[-87.3, 88.0]` (so `2^n` stays a normal number): `x = n ln 2 + r` with `|r| <= ln 2 / 2`,
@@ -257,7 +312,7 @@ fn map_in_range(
 }
 
 macro_rules! impl_float {
-    ($t:ident $(, $exp_slice:path, $ln_slice:path, $row_sums_4x4:path)?) => {
+    ($t:ident $(, $exp_slice:path, $ln_slice:path, $row_sums_4x4:path, $row_sums:path, $row_maxes:path)?) => {
         impl Float for $t {
             $(
                 fn exp_slice(values: &mut [Self]) {
@@ -269,6 +324,14 @@ macro_rules! impl_float {
                 #[inline(always)]
                 fn row_sums_4x4(block: &[Self; 16], scale: Self) -> [Self; 4] {
                     $row_sums_4x4(block, scale)
+                }
+                #[inline(always)]
+                fn row_sums(block: &[Self], cols: usize, out: &mut [Self]) {
+                    $row_sums(block, cols, out)
+                }
+                #[inline(always)]
+                fn row_maxes(block: &[Self], cols: usize, out: &mut [Self]) {
+                    $row_maxes(block, cols, out)
                 }
             )?
             const ZERO: Self = 0.0;
@@ -354,7 +417,9 @@ impl_float!(
     f32,
     exp_slice_f32,
     ln_slice_f32,
-    crate::simd::row_sums_4x4_f32
+    crate::simd::row_sums_4x4_f32,
+    crate::simd::row_sums_f32,
+    crate::simd::row_maxes_f32
 );
 impl_float!(f64);
 

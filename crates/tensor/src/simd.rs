@@ -129,6 +129,122 @@ pub(crate) fn row_sums_4x4_f32(block: &[f32; 16], scale: f32) -> [f32; 4] {
     out
 }
 
+/// The `f32` override of [`Float::row_sums`](crate::Float::row_sums).
+#[inline(always)]
+pub(crate) fn row_sums_f32(block: &[f32], cols: usize, out: &mut [f32]) {
+    assert_eq!(
+        block.len(),
+        cols * out.len(),
+        "row_sums: block is not out.len() rows of cols"
+    );
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: SSE is part of x86-64 (and required by the cfg).
+    let add = |acc, column| unsafe { std::arch::x86_64::_mm_add_ps(acc, column) };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let add = ();
+    row_folds_f32(block, cols, out, 0.0, add, |acc, v| acc + v);
+}
+
+/// The `f32` override of [`Float::row_maxes`](crate::Float::row_maxes).
+/// `_mm_max_ps(v, m)` is `v > m ? v : m` lane by lane (it returns its second
+/// operand when the comparison is false, NaN included): the scalar rule.
+#[inline(always)]
+pub(crate) fn row_maxes_f32(block: &[f32], cols: usize, out: &mut [f32]) {
+    assert_eq!(
+        block.len(),
+        cols * out.len(),
+        "row_maxes: block is not out.len() rows of cols"
+    );
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: SSE is part of x86-64 (and required by the cfg).
+    let max = |acc, column| unsafe { std::arch::x86_64::_mm_max_ps(column, acc) };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let max = ();
+    row_folds_f32(block, cols, out, f32::NEG_INFINITY, max, |m, v| {
+        if v > m { v } else { m }
+    });
+}
+
+/// Folds each row of `block` (rows of `cols`, as many as `out` has) from
+/// left to right, starting at `init`, with `scalar`; four rows at a time
+/// with `vector`, which must be `scalar` lane by lane. Each group of four
+/// rows is transposed four columns at a time so that one `vector` step
+/// takes the next column of all four rows; the columns after the last
+/// group of four, and the rows after the last group of four, go through
+/// `scalar`, in order.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+#[inline(always)]
+fn row_folds_f32(
+    block: &[f32],
+    cols: usize,
+    out: &mut [f32],
+    init: f32,
+    vector: impl Fn(std::arch::x86_64::__m128, std::arch::x86_64::__m128) -> std::arch::x86_64::__m128,
+    scalar: impl Fn(f32, f32) -> f32,
+) {
+    use std::arch::x86_64::{
+        _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_set1_ps, _mm_storeu_ps, _mm_unpackhi_ps,
+        _mm_unpacklo_ps,
+    };
+    let rows = out.len();
+    let full = cols / 4 * 4;
+    let groups = if full == 0 { 0 } else { rows / 4 };
+    for group in 0..groups {
+        let first = 4 * group;
+        let p = block[first * cols..].as_ptr();
+        // SAFETY: SSE is part of x86-64. `block` holds `rows * cols`
+        // elements (asserted by the callers) and rows `first..first + 4`
+        // exist, so each 4-lane load at `i * cols + k` (row `first + i`,
+        // columns `k..k + 4` with `k + 4 <= full <= cols`) reads inside
+        // that row; the store writes `out[first..first + 4]`.
+        unsafe {
+            let mut acc = _mm_set1_ps(init);
+            for k in (0..full).step_by(4) {
+                let (r0, r1, r2, r3) = (
+                    _mm_loadu_ps(p.add(k)),
+                    _mm_loadu_ps(p.add(cols + k)),
+                    _mm_loadu_ps(p.add(2 * cols + k)),
+                    _mm_loadu_ps(p.add(3 * cols + k)),
+                );
+                // Transpose: c_j holds column k + j of the four rows.
+                let (lo01, lo23) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+                let (hi01, hi23) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+                let (c0, c1) = (_mm_movelh_ps(lo01, lo23), _mm_movehl_ps(lo23, lo01));
+                let (c2, c3) = (_mm_movelh_ps(hi01, hi23), _mm_movehl_ps(hi23, hi01));
+                acc = vector(vector(vector(vector(acc, c0), c1), c2), c3);
+            }
+            _mm_storeu_ps(out[first..first + 4].as_mut_ptr(), acc);
+        }
+        for (i, o) in out[first..first + 4].iter_mut().enumerate() {
+            let row = &block[(first + i) * cols..(first + i + 1) * cols];
+            *o = row[full..].iter().fold(*o, |acc, &v| scalar(acc, v));
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(4 * groups) {
+        *o = block[i * cols..(i + 1) * cols]
+            .iter()
+            .fold(init, |acc, &v| scalar(acc, v));
+    }
+}
+
+/// The portable version of [`row_folds_f32`]: every row through `scalar`.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+#[inline(always)]
+fn row_folds_f32(
+    block: &[f32],
+    cols: usize,
+    out: &mut [f32],
+    init: f32,
+    _vector: (),
+    scalar: impl Fn(f32, f32) -> f32,
+) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = block[i * cols..(i + 1) * cols]
+            .iter()
+            .fold(init, |acc, &v| scalar(acc, v));
+    }
+}
+
 /// The portable version of [`row_sums_4x4_f32`] for other architectures.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
 #[inline(always)]

@@ -253,3 +253,88 @@ fn row_sums_4x4_match_a_plain_left_to_right_loop() {
         [12.0, 44.0, 76.0, 108.0]
     );
 }
+
+/// `row_sums` and `row_maxes` fold each row from left to right (the sums
+/// from 0, the maxima from -inf keeping the first of equal elements and
+/// skipping NaN) however they are computed (four rows at a time in SSE for
+/// f32 on x86-64, with or without AVX2 around them): the bits must equal
+/// plain folds for every row and column count, including the rows and
+/// columns left over after groups of four, cancelling sums, signed zeros,
+/// infinities and NaN.
+#[test]
+fn row_sums_and_maxes_match_plain_left_to_right_folds() {
+    use polyhead_tensor::simd::{SimdLevel, with_simd_level};
+    let specials = [
+        f32::NAN,
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        -f32::INFINITY,
+        1e8,
+        -1e8,
+        1.0,
+    ];
+    let mut rng = polyhead_tensor::Rng::new(9);
+    for rows in 0..=13 {
+        for cols in 0..=13 {
+            let block: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    if rng.uniform() < 0.15 {
+                        specials[(rng.uniform() * specials.len() as f64) as usize % specials.len()]
+                    } else {
+                        (rng.normal() * 1e3) as f32
+                    }
+                })
+                .collect();
+            let row = |r: usize| &block[r * cols..(r + 1) * cols];
+            let plain_sums: Vec<u32> = (0..rows)
+                .map(|r| row(r).iter().fold(0.0_f32, |a, &v| a + v).to_bits())
+                .collect();
+            let plain_maxes: Vec<u32> = (0..rows)
+                .map(|r| {
+                    row(r)
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+                        .to_bits()
+                })
+                .collect();
+            for level in [SimdLevel::Baseline, SimdLevel::Avx2] {
+                let (sums, maxes) = with_simd_level(level, || {
+                    let (mut sums, mut maxes) = (vec![7.0_f32; rows], vec![7.0_f32; rows]);
+                    f32::row_sums(&block, cols, &mut sums);
+                    f32::row_maxes(&block, cols, &mut maxes);
+                    (sums, maxes)
+                });
+                let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(sums),
+                    plain_sums,
+                    "sums {rows}x{cols} {level:?}: {block:?}"
+                );
+                assert_eq!(
+                    bits(maxes),
+                    plain_maxes,
+                    "maxes {rows}x{cols} {level:?}: {block:?}"
+                );
+            }
+        }
+    }
+    // Left to right, not pairwise: (1e8 + 1) - 1e8 + 1 = 1 in f32.
+    let mut sums = [0.0_f32; 4];
+    let block = [1e8_f32, 1.0, -1e8, 1.0].repeat(4);
+    f32::row_sums(&block, 4, &mut sums);
+    assert_eq!(sums, [1.0; 4]);
+    let mut f64_sums = [0.0_f64; 2];
+    f64::row_sums(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, &mut f64_sums);
+    assert_eq!(f64_sums, [6.0, 15.0]);
+    let mut f64_maxes = [0.0_f64; 2];
+    f64::row_maxes(&[1.0, f64::NAN, 3.0, -4.0, -5.0, -6.0], 3, &mut f64_maxes);
+    assert_eq!(f64_maxes, [3.0, -4.0]);
+}
+
+#[test]
+#[should_panic(expected = "row_sums: block is not out.len() rows of cols")]
+fn row_sums_of_a_block_of_the_wrong_length_panic_with_a_message() {
+    let mut out = [0.0_f32; 2];
+    f32::row_sums(&[1.0; 5], 3, &mut out);
+}
