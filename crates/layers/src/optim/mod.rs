@@ -279,7 +279,13 @@ impl<T: Float> Optimizer<T> {
             };
             let (name, p) = &params[*i];
             let n = g.len();
-            let mut slots = self.spare.remove(name).unwrap_or_default();
+            // The spare entry keeps its key (an empty list is left behind),
+            // so committing below finds it without allocating a new key.
+            let mut slots = self
+                .spare
+                .get_mut(name)
+                .map(std::mem::take)
+                .unwrap_or_default();
             slots.resize_with(slot_count, Vec::new);
             match self.slots.get(name) {
                 Some(old) if old.iter().any(|s| s.len() != n) => {
@@ -327,8 +333,21 @@ impl<T: Float> Optimizer<T> {
             let old = p.value().clone();
             p.set_value(Tensor::from_vec(w, old.shape())?)?;
             self.retired.push(old);
-            if let Some(old) = self.slots.insert(name.clone(), slots) {
-                self.spare.insert(name.clone(), old);
+            // In the steady state both maps already hold `name`: the values
+            // are swapped in place, and no key is cloned.
+            match self.slots.get_mut(name.as_str()) {
+                Some(current) => {
+                    let old = std::mem::replace(current, slots);
+                    match self.spare.get_mut(name.as_str()) {
+                        Some(spare) => *spare = old,
+                        None => {
+                            self.spare.insert(name.clone(), old);
+                        }
+                    }
+                }
+                None => {
+                    self.slots.insert(name.clone(), slots);
+                }
             }
         }
         self.steps = t;
