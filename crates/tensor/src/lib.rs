@@ -51,7 +51,7 @@ mod tensor;
 pub use element::Float;
 pub use elementwise::sigmoid;
 pub use error::{Result, TensorError};
-pub use matmul::{Gemm, gemm};
+pub use matmul::{Gemm, gemm, gemm_new};
 pub use random::Rng;
 pub use reduce::first_non_finite;
 pub use tensor::Tensor;

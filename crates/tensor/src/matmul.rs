@@ -12,7 +12,7 @@
 //! is bit-identical whatever the number of threads.
 #![allow(unsafe_code)]
 
-use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
 use rayon::prelude::*;
 
 use crate::element::Float;
@@ -165,17 +165,112 @@ pub fn gemm<T: Float>(
         }
         return Ok(());
     }
-    let work = m * n * k;
+    let out = Out {
+        ptr: c.as_mut_ptr(),
+        rs: c.strides()[0],
+        cs: c.strides()[1],
+    };
+    // SAFETY: `out` addresses the elements of `c`, an (m, n) view borrowed
+    // mutably for this whole call, whose elements do not alias each other
+    // nor `a` and `b` (shared views cannot alias a unique one).
+    unsafe { product(alpha, a, b, beta, out, n) };
+    Ok(())
+}
+
+/// `alpha A B` into a new row-major array: [`gemm`] with `beta = 0`, without
+/// first filling the output with zeros (the kernel writes every element, so
+/// the zero-fill was a pass over the output on one thread, before the
+/// threads wrote their blocks). Same threading and bits as [`gemm`].
+///
+/// ```
+/// use ndarray::array;
+/// let a = array![[1.0_f32, 2.0], [3.0, 4.0]];
+/// let c = polyhead_tensor::gemm_new(2.0, a.t(), a.view())?;
+/// assert_eq!(c, array![[20.0, 28.0], [28.0, 40.0]]);
+/// assert!(polyhead_tensor::gemm_new(1.0, a.view(), array![[1.0_f32, 2.0]].view()).is_err());
+/// # Ok::<(), polyhead_tensor::TensorError>(())
+/// ```
+pub fn gemm_new<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+) -> Result<Array2<T>> {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    if k != k2 {
+        return Err(TensorError::Matmul {
+            reason: "inner dimensions differ",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
+    }
+    let len = checked_len("gemm_new", &[m, n], size_of::<T>())?;
+    if len == 0 || k == 0 {
+        return Ok(Array2::from_elem((m, n), T::ZERO));
+    }
+    let mut data: Vec<T> = Vec::with_capacity(len);
+    let out = Out {
+        ptr: data.as_mut_ptr(),
+        rs: n as isize,
+        cs: 1,
+    };
+    // SAFETY: `out` addresses `data`'s allocation of `m * n` elements as a
+    // row-major (m, n) matrix (distinct elements, no alias with the shared
+    // inputs), and `data` outlives the call. With `beta = 0` the kernel
+    // never reads C (matrixmultiply: "if beta is zero, C does not need to
+    // be initialized") and writes every element of each block, and the
+    // blocks cover all rows (or all columns) of C; so all `m * n` elements
+    // are initialized when `product` returns, which makes `set_len` sound.
+    unsafe {
+        product(alpha, a, b, T::ZERO, out, n);
+        data.set_len(len);
+    }
+    Ok(Array2::from_shape_vec((m, n), data).expect("m * n elements"))
+}
+
+/// The output matrix of a product, as the raw kernel takes it: element
+/// `[i, j]` at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+struct Out<T> {
+    ptr: *mut T,
+    rs: isize,
+    cs: isize,
+}
+
+// SAFETY: an `Out` is sent to another thread only by `product`, for one
+// block of the output; the blocks address disjoint elements, and `product`
+// returns (so the buffer is still borrowed) only after every block is done.
+unsafe impl<T: Send> Send for Out<T> {}
+
+/// Runs the product on non-empty, shape-checked operands (`a`: (m, k), `b`:
+/// (k, n) with m, n, k > 0), splitting it over the rayon pool when it is
+/// large enough (see [`gemm`]).
+///
+/// # Safety
+/// `out` must address a writable (m, n) matrix whose elements do not alias
+/// each other nor `a` and `b`, alive until this returns. With `beta != 0`
+/// its elements must be initialized.
+unsafe fn product<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    out: Out<T>,
+    n: usize,
+) {
+    let work = a.nrows() * n * a.ncols();
     let threads = rayon::current_num_threads();
     let awake = crate::parallel::pool_is_awake();
-    if awake && work >= AWAKE_PARALLEL_GEMM_MIN {
-        gemm_split(alpha, a, b, beta, c, threads, true);
-    } else if work >= PARALLEL_GEMM_MIN {
-        gemm_split(alpha, a, b, beta, c, threads, false);
-    } else {
-        gemm_serial(alpha, a, b, beta, c);
+    // SAFETY (all three calls): forwarded from this function's contract.
+    unsafe {
+        if awake && work >= AWAKE_PARALLEL_GEMM_MIN {
+            gemm_split(alpha, a, b, beta, out, threads, true);
+        } else if work >= PARALLEL_GEMM_MIN {
+            gemm_split(alpha, a, b, beta, out, threads, false);
+        } else {
+            gemm_serial(alpha, a, b, beta, out);
+        }
     }
-    Ok(())
 }
 
 /// The block boundaries of a dimension of length `len` cut into up to
@@ -198,41 +293,48 @@ fn block_bounds(len: usize, pieces: usize) -> Vec<usize> {
 /// [`with_awake_pool`](crate::parallel::with_awake_pool) the calling thread
 /// computes the first block and polling workers the others, and the caller
 /// waits without sleeping; elsewhere rayon schedules the blocks.
-fn gemm_split<T: Float>(
+///
+/// # Safety
+/// As for [`product`].
+unsafe fn gemm_split<T: Float>(
     alpha: T,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    c: ArrayViewMut2<'_, T>,
+    out: Out<T>,
     pieces: usize,
     awake: bool,
 ) {
-    let (m, n) = c.dim();
+    let (m, n) = (a.nrows(), b.ncols());
     let split_rows = m >= n;
     let bounds = block_bounds(if split_rows { m } else { n }, pieces);
     let mut blocks = Vec::with_capacity(bounds.len() - 1);
-    let (mut a_rest, mut b_rest, mut c_rest) = (a, b, c);
+    let (mut a_rest, mut b_rest) = (a, b);
     for w in bounds.windows(2).rev() {
         // Peel blocks off the end, so each split point is relative to the
-        // start of what remains.
-        let at = w[0];
+        // start of what remains; the output block starts at row (or column)
+        // `w[0]` of the whole output.
+        let at = w[0] as isize;
         if split_rows {
-            let (a0, a1) = a_rest.split_at(Axis(0), at);
-            let (c0, c1) = c_rest.split_at(Axis(0), at);
-            blocks.push((a1, b_rest, c1));
-            (a_rest, c_rest) = (a0, c0);
+            let (a0, a1) = a_rest.split_at(Axis(0), w[0]);
+            // SAFETY: row `at < m` of the output: inside its allocation.
+            let ptr = unsafe { out.ptr.offset(at * out.rs) };
+            blocks.push((a1, b_rest, Out { ptr, ..out }));
+            a_rest = a0;
         } else {
-            let (b0, b1) = b_rest.split_at(Axis(1), at);
-            let (c0, c1) = c_rest.split_at(Axis(1), at);
-            blocks.push((a_rest, b1, c1));
-            (b_rest, c_rest) = (b0, c0);
+            let (b0, b1) = b_rest.split_at(Axis(1), w[0]);
+            // SAFETY: column `at < n` of the output: inside its allocation.
+            let ptr = unsafe { out.ptr.offset(at * out.cs) };
+            blocks.push((a_rest, b1, Out { ptr, ..out }));
+            b_rest = b0;
         }
     }
+    // SAFETY (each block): a block's output is the (rows of a) x (columns
+    // of b) part of `out`, disjoint from every other block's.
+    let run = |(a, b, out)| unsafe { gemm_serial(alpha, a, b, beta, out) };
     if blocks.len() == 1 {
-        let (a, b, c) = blocks.pop().expect("one block");
-        return gemm_serial(alpha, a, b, beta, c);
+        return run(blocks.pop().expect("one block"));
     }
-    let run = |(a, b, c)| gemm_serial(alpha, a, b, beta, c);
     if awake {
         // The first block (pushed last) runs on the calling thread.
         blocks.reverse();
@@ -242,25 +344,26 @@ fn gemm_split<T: Float>(
     }
 }
 
-/// One kernel call on non-empty, shape-checked views.
-fn gemm_serial<T: Float>(
+/// One kernel call on non-empty, shape-checked operands.
+///
+/// # Safety
+/// As for [`product`], for the (a.nrows(), b.ncols()) matrix `out`.
+unsafe fn gemm_serial<T: Float>(
     alpha: T,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    out: Out<T>,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
     let [rsa, csa] = strides(&a.view());
     let [rsb, csb] = strides(&b.view());
-    let [rsc, csc] = [c.strides()[0], c.strides()[1]];
-    // SAFETY: `a`, `b` and `c` are live ndarray views of shapes (m, k),
-    // (k, n) and (m, n), all non-empty (`gemm` returns early otherwise, and
-    // `gemm_split` never makes an empty block); `as_ptr` is the element at [0, 0]
-    // and every `i*rs + j*cs` within the shape is an element of the view.
-    // `c` is a unique mutable view, so its elements do not alias each other
-    // or the shared views `a` and `b`.
+    // SAFETY: `a` and `b` are live ndarray views of shapes (m, k) and
+    // (k, n), all non-empty (callers return early otherwise, and
+    // `gemm_split` never makes an empty block); `as_ptr` is the element at
+    // [0, 0] and every `i*rs + j*cs` within the shape is an element of the
+    // view. `out` satisfies the kernel's contract for C by this function's.
     unsafe {
         T::gemm_raw(
             m,
@@ -274,9 +377,9 @@ fn gemm_serial<T: Float>(
             rsb,
             csb,
             beta,
-            c.as_mut_ptr(),
-            rsc,
-            csc,
+            out.ptr,
+            out.rs,
+            out.cs,
         );
     }
 }
@@ -313,11 +416,8 @@ impl<T: Float> Tensor<T> {
                 if a.ncols() != b.nrows() {
                     return Err(err("inner dimensions differ"));
                 }
-                let shape = [a.nrows(), b.ncols()];
-                checked_len("matmul", &shape, size_of::<T>())?;
-                let mut out = ndarray::Array2::from_elem(shape, T::ZERO);
-                gemm(T::ONE, a, b, T::ZERO, out.view_mut())?;
-                Ok(Tensor::from_array(out))
+                checked_len("matmul", &[a.nrows(), b.ncols()], size_of::<T>())?;
+                Ok(Tensor::from_array(gemm_new(T::ONE, a, b)?))
             }
             (2 | 3, 2 | 3) => {
                 let a = as_batched(self);

@@ -169,3 +169,51 @@ fn awake_pool_survives_a_panic_in_its_closure() {
     });
     assert_eq!(sum, 4_999_950_000);
 }
+
+/// `gemm_new` (no zero-fill of the output) gives the bits of `gemm` with
+/// `beta = 0` into a buffer full of NaN, on one thread and split over two
+/// (awake and not), for transposed and sliced operands, skinny and empty
+/// shapes and an empty inner dimension (a zero matrix).
+#[test]
+fn gemm_new_matches_gemm_with_beta_zero_on_any_pool() {
+    let shapes = [
+        (128, 784, 64),
+        (784, 128, 64),
+        (1500, 1100, 40),
+        (7, 5, 3),
+        (0, 4, 3),
+        (3, 0, 4),
+        (5, 4, 0),
+    ];
+    for &(m, k, n) in &shapes {
+        let at = filled(k, m, 11); // A = at^T: a transposed view
+        let b_big = filled(k + 3, n + 2, 12);
+        let b = b_big.slice(s![1..k + 1, 2..n + 2]); // a sliced view
+        let nan = Array2::from_elem((m, n), f32::NAN);
+        let want = product(1, at.t(), b, 0.0, &nan);
+        assert!(
+            want.iter().all(|v| v.is_finite()),
+            "beta = 0 must ignore NaN"
+        );
+        for threads in [1, 2] {
+            for awake in [false, true] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| {
+                    let run = || polyhead_tensor::gemm_new(1.5, at.t(), b).unwrap();
+                    if awake { with_awake_pool(run) } else { run() }
+                });
+                assert_eq!(got.dim(), (m, n));
+                assert_same_bits(&want, &got, threads);
+            }
+        }
+    }
+    let err = polyhead_tensor::gemm_new(1.0, filled(2, 3, 1).view(), filled(2, 3, 2).view());
+    assert!(
+        err.unwrap_err()
+            .to_string()
+            .contains("inner dimensions differ")
+    );
+}

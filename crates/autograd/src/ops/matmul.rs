@@ -2,8 +2,8 @@
 //! `dA = G B^T` and `dB = A^T G` by handing transposed *views* to the
 //! strided GEMM: no transposed copy is ever made.
 
-use ndarray::{Array2, Array3, ArrayView3, Axis, Ix3};
-use polyhead_tensor::{Float, Tensor, gemm};
+use ndarray::{Array3, ArrayView3, Axis, Ix3};
+use polyhead_tensor::{Float, Tensor, gemm, gemm_new};
 
 use crate::error::Result;
 use crate::op::{BackwardContext, Op};
@@ -24,14 +24,10 @@ impl<T: Float> Op<T> for MatMul {
             let (a2, b2) = (as_2d(a), as_2d(b));
             let g2 = as_2d(g);
             let da = ctx.grad_for(0, || {
-                let mut da = Array2::from_elem(a2.dim(), T::ZERO);
-                gemm(T::ONE, g2.view(), b2.t(), T::ZERO, da.view_mut())?;
-                Ok(Tensor::from_array(da))
+                Ok(Tensor::from_array(gemm_new(T::ONE, g2.view(), b2.t())?))
             })?;
             let db = ctx.grad_for(1, || {
-                let mut db = Array2::from_elem(b2.dim(), T::ZERO);
-                gemm(T::ONE, a2.t(), g2.view(), T::ZERO, db.view_mut())?;
-                Ok(Tensor::from_array(db))
+                Ok(Tensor::from_array(gemm_new(T::ONE, a2.t(), g2.view())?))
             })?;
             return Ok(vec![da, db]);
         }
