@@ -504,3 +504,84 @@ fn steps_reuse_retired_value_buffers_but_never_held_ones() {
         distinct.len()
     );
 }
+
+/// A large parameter is updated in pieces by the threads of an awake pool.
+/// Each element's update depends only on that element, so three steps of
+/// SGD with momentum, Adam and RMSprop must give the bits of one thread;
+/// the gradient check and the check of the new values scan in pieces too,
+/// and must still name the first bad flat index, wherever it lies.
+#[test]
+fn large_updates_split_over_an_awake_pool_match_one_thread() {
+    use polyhead_tensor::parallel::with_awake_pool;
+    let n = 100_000;
+    let start: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 0.01).collect();
+    let grad: Vec<f32> = (0..n).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
+    let model = |values: Vec<f32>| {
+        Named(vec![(
+            "w".to_string(),
+            Parameter::new(Tensor::from_vec(values, &[n]).unwrap()),
+        )])
+    };
+    fn on_pool<R: Send>(threads: usize, awake: bool, f: impl Fn() -> R + Sync) -> R {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| if awake { with_awake_pool(&f) } else { f() })
+    }
+    let rules: [fn() -> Optimizer<f32>; 3] = [
+        || Sgd::new(0.1).momentum(0.9).build(),
+        || Adam::new(0.01).build(),
+        || RmsProp::new(0.01).build(),
+    ];
+    for (r, rule) in rules.iter().enumerate() {
+        let three_steps = || {
+            let mut m = model(start.clone());
+            let mut opt = rule();
+            let g = Tensor::from_vec(grad.clone(), &[n]).unwrap();
+            for _ in 0..3 {
+                opt.step_with(&mut m, |_, _| Some(g.clone())).unwrap();
+            }
+            m.0[0].1.value().to_vec()
+        };
+        let one: Vec<u32> = on_pool(1, false, three_steps)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        let split: Vec<u32> = on_pool(2, true, three_steps)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(one, split, "rule {r}");
+        assert_ne!(one, start.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+    for bad in [7, n / 2 + 3, n - 5] {
+        let message = |nan_gradient: bool| {
+            let run = || {
+                let mut m = model(start.clone());
+                let mut g = grad.clone();
+                // A NaN gradient, or one whose update overflows to -inf.
+                g[bad] = if nan_gradient { f32::NAN } else { f32::MAX };
+                let g = Tensor::from_vec(g, &[n]).unwrap();
+                let err = Sgd::new(10.0)
+                    .build()
+                    .step_with(&mut m, |_, _| Some(g.clone()))
+                    .unwrap_err();
+                assert_eq!(m.0[0].1.value().to_vec(), start, "a refused step changed w");
+                err.to_string()
+            };
+            (on_pool(1, false, run), on_pool(2, true, run))
+        };
+        let (one, split) = message(true);
+        assert_eq!(one, split);
+        assert_eq!(
+            one,
+            format!(
+                "optimizer: gradient of w is NaN at flat index {bad} (shape [{n}]); the step was not applied"
+            )
+        );
+        let (one, split) = message(false);
+        assert_eq!(one, split);
+        assert!(one.contains(&format!("-inf at flat index {bad})")), "{one}");
+    }
+}

@@ -83,7 +83,10 @@ pub fn with_awake_pool<R>(f: impl FnOnce() -> R) -> R {
 /// work meanwhile if it is a worker), never by sleeping, so it resumes as
 /// soon as the last job ends. Meant for use inside [`with_awake_pool`],
 /// where a worker picks each job up at once (elsewhere a job may wait for
-/// a sleeping worker to wake while the caller spins).
+/// a sleeping worker to wake while the caller spins). While `first` runs,
+/// [`pool_is_awake`] is `false` on the calling thread, as it is on the
+/// workers: the other threads are busy with `rest`, so work inside a piece
+/// does not split again.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,6 +95,8 @@ pub fn with_awake_pool<R>(f: impl FnOnce() -> R) -> R {
 /// with_awake_pool(|| {
 ///     let bump = || { count.fetch_add(1, Ordering::Relaxed); };
 ///     run_all(bump, vec![Box::new(bump), Box::new(bump)]);
+///     // Inside a piece, work does not split again.
+///     run_all(|| assert!(!polyhead_tensor::parallel::pool_is_awake()), vec![]);
 /// });
 /// assert_eq!(count.load(Ordering::Relaxed), 3);
 /// ```
@@ -104,7 +109,11 @@ pub fn run_all<'a>(first: impl FnOnce(), rest: Vec<Box<dyn FnOnce() + Send + 'a>
                 job();
             });
         }
-        first();
+        {
+            let was = AWAKE.with(|a| a.replace(false));
+            let _restore = RestoreOnDrop(was);
+            first();
+        }
         while !finished.iter().all(|f| f.load(Ordering::Acquire)) {
             if rayon::yield_now() != Some(rayon::Yield::Executed) {
                 std::hint::spin_loop();

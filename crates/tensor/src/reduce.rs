@@ -304,6 +304,37 @@ impl<T: Float> Tensor<T> {
 /// assert_eq!(first_non_finite(&[1.0_f64, f64::NAN, f64::INFINITY]), Some(1));
 /// ```
 pub fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    if threads >= 2 && crate::parallel::pool_is_awake() && values.len() >= PARALLEL_SCAN_MIN {
+        // Each thread scans a piece (a gradient whose halves two threads
+        // wrote is read where it sits); the index is looked for only if
+        // some piece is not all finite.
+        let finite = std::sync::atomic::AtomicBool::new(true);
+        crate::parallel::run_each(values.chunks(values.len().div_ceil(threads)), |piece| {
+            if !all_finite(piece) {
+                finite.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        return if finite.into_inner() {
+            None
+        } else {
+            values.iter().position(|v| !v.is_finite())
+        };
+    }
+    if all_finite(values) {
+        None
+    } else {
+        values.iter().position(|v| !v.is_finite())
+    }
+}
+
+/// Scans of at least this many values are split over the threads of an
+/// awake pool.
+const PARALLEL_SCAN_MIN: usize = 1 << 15;
+
+/// `true` if every value is finite: every value times zero is added into 32
+/// running sums, which stay 0 unless a value is NaN or infinite.
+fn all_finite<T: Float>(values: &[T]) -> bool {
     let (chunks, tail) = values.as_chunks::<32>();
     let sums = crate::simd::with_simd(|| {
         let mut sums = [T::ZERO; 32];
@@ -314,11 +345,7 @@ pub fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
         }
         sums
     });
-    if sums.iter().chain(tail).all(|v| v.is_finite()) {
-        None
-    } else {
-        values.iter().position(|v| !v.is_finite())
-    }
+    sums.iter().chain(tail).all(|v| v.is_finite())
 }
 
 fn keep<A>(out: ArrayD<A>, axis: usize, keep_dims: bool) -> ArrayD<A> {

@@ -79,6 +79,70 @@ build_method!(Sgd, Sgd);
 build_method!(Adam, Adam);
 build_method!(RmsProp, RmsProp);
 
+/// Parameters of at least this many elements are updated by all the
+/// threads of an awake pool, each on one piece: the halves of a large
+/// gradient that two threads' GEMM blocks wrote are then mostly read by the
+/// thread whose cache holds them (measured: a 784x64 kernel's update took
+/// longer on two threads than on one when one thread did all of it).
+const PARALLEL_UPDATE_MIN: usize = 1 << 15;
+
+/// `rule`'s update of one parameter (see [`Rule::update`]), split into
+/// pieces over an awake pool when the parameter is large (each element's
+/// update depends only on that element, so the bits do not depend on the
+/// split), and the first index where the new value is not finite.
+fn update<T: Float>(
+    rule: &Rule,
+    old: &[T],
+    w: &mut [T],
+    g: &[T],
+    slots: &mut [Vec<T>],
+    t: u64,
+    lr: f64,
+) -> Option<usize> {
+    let n = w.len();
+    let threads = rayon::current_num_threads();
+    if threads < 2 || !polyhead_tensor::parallel::pool_is_awake() || n < PARALLEL_UPDATE_MIN {
+        // The rules have at most two slots (Adam's moments): on the stack.
+        let mut inline: [&mut [T]; 2] = Default::default();
+        let mut heap: Vec<&mut [T]>;
+        let count = slots.len();
+        let refs: &mut [&mut [T]] = if count <= inline.len() {
+            for (r, s) in inline.iter_mut().zip(slots.iter_mut()) {
+                *r = s;
+            }
+            &mut inline[..count]
+        } else {
+            heap = slots.iter_mut().map(|s| &mut s[..]).collect();
+            &mut heap
+        };
+        rule.update(old, w, g, refs, t, lr);
+        return first_non_finite(w);
+    }
+    let piece = n.div_ceil(threads);
+    let mut slot_pieces: Vec<_> = slots.iter_mut().map(|s| s.chunks_mut(piece)).collect();
+    let pieces: Vec<_> = old
+        .chunks(piece)
+        .zip(w.chunks_mut(piece))
+        .zip(g.chunks(piece))
+        .enumerate()
+        .map(|(k, ((old, w), g))| {
+            let slots: Vec<&mut [T]> = slot_pieces
+                .iter_mut()
+                .map(|s| s.next().expect("slots have the parameter's length"))
+                .collect();
+            (k * piece, old, w, g, slots)
+        })
+        .collect();
+    let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    polyhead_tensor::parallel::run_each(pieces, |(start, old, w, g, mut slots)| {
+        rule.update(old, w, g, &mut slots, t, lr);
+        if let Some(at) = first_non_finite(w) {
+            first_bad.fetch_min(start + at, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Some(first_bad.into_inner()).filter(|&at| at != usize::MAX)
+}
+
 impl<T: Float> Optimizer<T> {
     fn new(rule: Rule, schedule: Schedule) -> Self {
         Optimizer {
@@ -311,13 +375,15 @@ impl<T: Float> Optimizer<T> {
             }
             let value = p.value();
             let mut w = self.staging_buffer(n);
-            match value.view().to_slice() {
-                Some(old) => self.rule.update(old, &mut w, g, &mut slots, t, lr),
-                None => self
-                    .rule
-                    .update(&value.to_vec(), &mut w, g, &mut slots, t, lr),
-            }
-            if let Some(at) = first_non_finite(&w) {
+            let copied;
+            let old = match value.view().to_slice() {
+                Some(old) => old,
+                None => {
+                    copied = value.to_vec();
+                    &copied[..]
+                }
+            };
+            if let Some(at) = update(&self.rule, old, &mut w, g, &mut slots, t, lr) {
                 return Err(LayerError::Invalid {
                     what: "optimizer",
                     message: format!(

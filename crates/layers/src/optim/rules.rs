@@ -378,7 +378,7 @@ impl Rule {
         w_old: &[T],
         w: &mut [T],
         g: &[T],
-        slots: &mut [Vec<T>],
+        slots: &mut [&mut [T]],
         t: u64,
         lr: f64,
     ) {
