@@ -133,15 +133,7 @@ pub fn gemm<T: Float>(
     beta: T,
     mut c: ArrayViewMut2<'_, T>,
 ) -> Result<()> {
-    let (m, k) = a.dim();
-    let (k2, n) = b.dim();
-    if k != k2 {
-        return Err(TensorError::Matmul {
-            reason: "inner dimensions differ",
-            lhs: a.shape().to_vec(),
-            rhs: b.shape().to_vec(),
-        });
-    }
+    let (m, k, n) = product_dims(&a, &b)?;
     if c.dim() != (m, n) {
         return Err(TensorError::Invalid {
             op: "gemm",
@@ -195,15 +187,7 @@ pub fn gemm_new<T: Float>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
 ) -> Result<Array2<T>> {
-    let (m, k) = a.dim();
-    let (k2, n) = b.dim();
-    if k != k2 {
-        return Err(TensorError::Matmul {
-            reason: "inner dimensions differ",
-            lhs: a.shape().to_vec(),
-            rhs: b.shape().to_vec(),
-        });
-    }
+    let (m, k, n) = product_dims(&a, &b)?;
     let len = checked_len("gemm_new", &[m, n], size_of::<T>())?;
     if len == 0 || k == 0 {
         return Ok(Array2::from_elem((m, n), T::ZERO));
@@ -226,6 +210,20 @@ pub fn gemm_new<T: Float>(
         data.set_len(len);
     }
     Ok(Array2::from_shape_vec((m, n), data).expect("m * n elements"))
+}
+
+/// `(m, k, n)` of the product of an (m, k) and a (k2, n) matrix, or an
+/// error naming both shapes when `k != k2`.
+fn product_dims<T>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Result<(usize, usize, usize)> {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim());
+    if k != k2 {
+        return Err(TensorError::Matmul {
+            reason: "inner dimensions differ",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
+    }
+    Ok((m, k, n))
 }
 
 /// The output matrix of a product, as the raw kernel takes it: element

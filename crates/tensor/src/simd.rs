@@ -132,17 +132,12 @@ pub(crate) fn row_sums_4x4_f32(block: &[f32; 16], scale: f32) -> [f32; 4] {
 /// The `f32` override of [`Float::row_sums`](crate::Float::row_sums).
 #[inline(always)]
 pub(crate) fn row_sums_f32(block: &[f32], cols: usize, out: &mut [f32]) {
-    assert_eq!(
-        block.len(),
-        cols * out.len(),
-        "row_sums: block is not out.len() rows of cols"
-    );
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     // SAFETY: SSE is part of x86-64 (and required by the cfg).
     let add = |acc, column| unsafe { std::arch::x86_64::_mm_add_ps(acc, column) };
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
     let add = ();
-    row_folds_f32(block, cols, out, 0.0, add, |acc, v| acc + v);
+    row_folds_f32("row_sums", block, cols, out, 0.0, add, |acc, v| acc + v);
 }
 
 /// The `f32` override of [`Float::row_maxes`](crate::Float::row_maxes).
@@ -150,22 +145,26 @@ pub(crate) fn row_sums_f32(block: &[f32], cols: usize, out: &mut [f32]) {
 /// operand when the comparison is false, NaN included): the scalar rule.
 #[inline(always)]
 pub(crate) fn row_maxes_f32(block: &[f32], cols: usize, out: &mut [f32]) {
-    assert_eq!(
-        block.len(),
-        cols * out.len(),
-        "row_maxes: block is not out.len() rows of cols"
-    );
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     // SAFETY: SSE is part of x86-64 (and required by the cfg).
     let max = |acc, column| unsafe { std::arch::x86_64::_mm_max_ps(column, acc) };
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
     let max = ();
-    row_folds_f32(block, cols, out, f32::NEG_INFINITY, max, |m, v| {
-        if v > m { v } else { m }
-    });
+    row_folds_f32(
+        "row_maxes",
+        block,
+        cols,
+        out,
+        f32::NEG_INFINITY,
+        max,
+        |m, v| {
+            if v > m { v } else { m }
+        },
+    );
 }
 
-/// Folds each row of `block` (rows of `cols`, as many as `out` has) from
+/// Folds each row of `block` (rows of `cols`, as many as `out` has; panics,
+/// naming `op`, if the lengths disagree) from
 /// left to right, starting at `init`, with `scalar`; four rows at a time
 /// with `vector`, which must be `scalar` lane by lane. Each group of four
 /// rows is transposed four columns at a time so that one `vector` step
@@ -175,6 +174,7 @@ pub(crate) fn row_maxes_f32(block: &[f32], cols: usize, out: &mut [f32]) {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
 #[inline(always)]
 fn row_folds_f32(
+    op: &str,
     block: &[f32],
     cols: usize,
     out: &mut [f32],
@@ -182,6 +182,11 @@ fn row_folds_f32(
     vector: impl Fn(std::arch::x86_64::__m128, std::arch::x86_64::__m128) -> std::arch::x86_64::__m128,
     scalar: impl Fn(f32, f32) -> f32,
 ) {
+    assert_eq!(
+        block.len(),
+        cols * out.len(),
+        "{op}: block is not out.len() rows of cols"
+    );
     use std::arch::x86_64::{
         _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_set1_ps, _mm_storeu_ps, _mm_unpackhi_ps,
         _mm_unpacklo_ps,
@@ -193,7 +198,7 @@ fn row_folds_f32(
         let first = 4 * group;
         let p = block[first * cols..].as_ptr();
         // SAFETY: SSE is part of x86-64. `block` holds `rows * cols`
-        // elements (asserted by the callers) and rows `first..first + 4`
+        // elements (asserted above) and rows `first..first + 4`
         // exist, so each 4-lane load at `i * cols + k` (row `first + i`,
         // columns `k..k + 4` with `k + 4 <= full <= cols`) reads inside
         // that row; the store writes `out[first..first + 4]`.
@@ -231,6 +236,7 @@ fn row_folds_f32(
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
 #[inline(always)]
 fn row_folds_f32(
+    op: &str,
     block: &[f32],
     cols: usize,
     out: &mut [f32],
@@ -238,6 +244,11 @@ fn row_folds_f32(
     _vector: (),
     scalar: impl Fn(f32, f32) -> f32,
 ) {
+    assert_eq!(
+        block.len(),
+        cols * out.len(),
+        "{op}: block is not out.len() rows of cols"
+    );
     for (i, o) in out.iter_mut().enumerate() {
         *o = block[i * cols..(i + 1) * cols]
             .iter()
