@@ -76,6 +76,15 @@ fn threaded_gemm_is_bit_identical_to_one_thread() {
             .unwrap();
         assert_same_bits(&one, &wide.slice(s![.., ..;2]).to_owned(), 2);
         assert!(wide.slice(s![.., 1..;2]).iter().all(|&v| v == 0.0));
+        // An output with reversed rows and columns (negative strides): the
+        // blocks are found by offsets from its element [0, 0].
+        let mut reversed = Array2::<f32>::from_elem((m, n), f32::NAN);
+        reversed.invert_axis(ndarray::Axis(0));
+        reversed.invert_axis(ndarray::Axis(1));
+        assert!(reversed.strides().iter().all(|&s| s < 0));
+        pool.install(|| gemm(1.5, at.t(), b.view(), 0.0, reversed.view_mut()))
+            .unwrap();
+        assert_same_bits(&one, &reversed, 2);
     }
 }
 
