@@ -172,14 +172,33 @@ pub fn for_each_piece<T: Send + Sync>(
         input.len(),
         "for_each_piece: slices of different lengths"
     );
-    let threads = rayon::current_num_threads();
-    if threads < 2 || !pool_is_awake() || out.len() < min.max(threads) {
+    let Some(piece) = piece_len(out.len(), min) else {
         return f(out, input);
-    }
-    let piece = out.len().div_ceil(threads);
+    };
     run_each(out.chunks_mut(piece).zip(input.chunks(piece)), |(o, i)| {
         f(o, i)
     });
+}
+
+/// The length of each of the pieces (one per thread) that work on `len`
+/// items should be split into, or `None` to run it whole on the calling
+/// thread: splitting pays only inside [`with_awake_pool`], on two threads
+/// or more, from `min` items (and at least one per thread).
+///
+/// ```
+/// use polyhead_tensor::parallel::{piece_len, pool_is_awake, with_awake_pool};
+/// assert_eq!(piece_len(100_000, 1 << 15), None); // the pool is not awake
+/// with_awake_pool(|| {
+///     let threads = rayon::current_num_threads();
+///     if pool_is_awake() {
+///         assert_eq!(piece_len(100_000, 1 << 15), Some(100_000_usize.div_ceil(threads)));
+///         assert_eq!(piece_len(1_000, 1 << 15), None); // too small
+///     }
+/// });
+/// ```
+pub fn piece_len(len: usize, min: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (threads >= 2 && pool_is_awake() && len >= min.max(threads)).then(|| len.div_ceil(threads))
 }
 
 /// Sets the flag when dropped (also when unwinding from a panic).

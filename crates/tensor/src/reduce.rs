@@ -304,13 +304,12 @@ impl<T: Float> Tensor<T> {
 /// assert_eq!(first_non_finite(&[1.0_f64, f64::NAN, f64::INFINITY]), Some(1));
 /// ```
 pub fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
-    let threads = rayon::current_num_threads();
-    if threads >= 2 && crate::parallel::pool_is_awake() && values.len() >= PARALLEL_SCAN_MIN {
+    if let Some(piece) = crate::parallel::piece_len(values.len(), PARALLEL_SCAN_MIN) {
         // Each thread scans a piece (a gradient whose halves two threads
         // wrote is read where it sits); the index is looked for only if
         // some piece is not all finite.
         let finite = std::sync::atomic::AtomicBool::new(true);
-        crate::parallel::run_each(values.chunks(values.len().div_ceil(threads)), |piece| {
+        crate::parallel::run_each(values.chunks(piece), |piece| {
             if !all_finite(piece) {
                 finite.store(false, std::sync::atomic::Ordering::Relaxed);
             }

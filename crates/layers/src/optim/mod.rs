@@ -99,9 +99,7 @@ fn update<T: Float>(
     t: u64,
     lr: f64,
 ) -> Option<usize> {
-    let n = w.len();
-    let threads = rayon::current_num_threads();
-    if threads < 2 || !polyhead_tensor::parallel::pool_is_awake() || n < PARALLEL_UPDATE_MIN {
+    let Some(piece) = polyhead_tensor::parallel::piece_len(w.len(), PARALLEL_UPDATE_MIN) else {
         // The rules have at most two slots (Adam's moments): on the stack.
         let mut inline: [&mut [T]; 2] = Default::default();
         let mut heap: Vec<&mut [T]>;
@@ -117,8 +115,7 @@ fn update<T: Float>(
         };
         rule.update(old, w, g, refs, t, lr);
         return first_non_finite(w);
-    }
-    let piece = n.div_ceil(threads);
+    };
     let mut slot_pieces: Vec<_> = slots.iter_mut().map(|s| s.chunks_mut(piece)).collect();
     let pieces: Vec<_> = old
         .chunks(piece)
