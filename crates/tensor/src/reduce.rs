@@ -176,8 +176,8 @@ impl<T: Float> Tensor<T> {
     /// is subtracted before exponentiating). A lane that is entirely `-inf`
     /// has no defined softmax and gives NaN, as in NumPy and PyTorch. Along
     /// the last axis of a row-major tensor the exponentials use
-    /// [`Float::exp_slice`] (for `f32` a vectorised polynomial within 1.5
-    /// ulps), elsewhere the element type's `exp`.
+    /// [`Float::exp_slice`] (for `f32` a vectorised polynomial within 1
+    /// ulp), elsewhere the element type's `exp`.
     ///
     /// ```
     /// use polyhead_tensor::Tensor;
@@ -238,7 +238,7 @@ impl<T: Float> Tensor<T> {
     /// The softmax family on a row-major tensor along its last axis, by
     /// blocks of rows: each row's `x - max` (the max as [`argmax_lane`]
     /// picks it) into the output, the exponentials of a whole block in one
-    /// [`Float::exp_slice`] call (vectorised for `f32`, within 1.5 ulps;
+    /// [`Float::exp_slice`] call (vectorised for `f32`, within 1 ulp;
     /// `f64::exp` for `f64`), then `finish(row, exp_row)` turns each
     /// shifted row into its result. `None` for other layouts and axes,
     /// which take the lane path.

@@ -4,8 +4,11 @@
 //! runs on any x86-64 CPU. [`with_simd`] runs a closure compiled a second
 //! time with AVX2 and FMA enabled (eight lanes) when the CPU has them. The
 //! loops inside do the same IEEE operations in the same order either way
-//! (Rust never fuses a multiply and an add on its own), so results are bit
-//! for bit the same; only the number of lanes per instruction changes.
+//! (Rust never fuses a multiply and an add on its own, and an explicit
+//! `mul_add` is one correctly rounded operation on every path: an FMA
+//! instruction here, the C library's `fmaf`/`fma` on the baseline), so
+//! results are bit for bit the same; only the number of lanes per
+//! instruction changes.
 //!
 //! ```
 //! use polyhead_tensor::simd::{SimdLevel, with_simd, with_simd_level};

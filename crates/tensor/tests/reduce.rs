@@ -132,7 +132,7 @@ fn softmax_of_an_all_minus_infinity_row_is_nan_as_documented() {
 /// block path (one vectorised `exp_slice` call per block of rows); other
 /// layouts take the lane path with the scalar `exp`. In f64 (`exp_slice` is
 /// `f64::exp`) the two must agree bit for bit; in f32 they may differ by
-/// the polynomial's error (at most 1.5 ulps per exponential, a few ulps
+/// the polynomial's error (at most 1 ulp per exponential, a few ulps
 /// after the sum and division), checked here at 8 ulps of the result.
 /// Rows with +-1000, -inf and NaN logits and several blocks are included.
 #[test]
