@@ -95,8 +95,8 @@ pub trait Float:
     /// Replaces every element by its exponential. For `f32` this is a
     /// vectorisable polynomial (range reduction by ln 2, a degree-7
     /// polynomial in fused multiply-adds, exponent bits) within 1 ulp of the
-    /// correctly rounded result over the whole range (0.94 at worst, tested
-    /// against `f64::exp` on every input); inputs
+    /// correctly rounded result over the whole range (0.94 at worst against
+    /// `f64::exp`, by an opt-in test of every input); inputs
     /// beyond its range (NaN, infinities, results below `f32::MIN_POSITIVE`)
     /// fall back to `f32::exp`. For `f64` it is `f64::exp`. Either way each
     /// result depends only on its own input, not on the rest of the slice.
@@ -300,10 +300,10 @@ fn ln_slice_f32(values: &mut [f32]) {
 /// Replaces each value `x` by `fast(x)` where `in_range(x)`, else by
 /// `slow(x)`. The common case, every value in range, is one scan and one
 /// loop at the CPU's widest vectors ([`with_simd`](crate::simd::with_simd));
-/// otherwise element by element (compiled for the same instruction set, so
-/// `fast`'s fused multiply-adds stay instructions). Either way a result depends only on its
-/// own input. `in_range` should combine comparisons with `&`, not `&&`
-/// (which branches), so the scan vectorises.
+/// otherwise element by element, compiled for the same instruction set (so
+/// `fast`'s fused multiply-adds stay instructions). Either way a result
+/// depends only on its own input. `in_range` should combine comparisons
+/// with `&`, not `&&` (which branches), so the scan vectorises.
 #[inline(always)]
 fn map_in_range(
     values: &mut [f32],
