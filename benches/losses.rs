@@ -1,8 +1,10 @@
 //! Value-and-gradient throughput of the fused loss kernels (f32): softmax
 //! cross-entropy from logits with integer labels at B x 10 and B x 1000,
-//! with dense (one-hot, label-smoothed) targets at B x 10, and mean squared
-//! error at B x 4, reusing the gradient buffer between calls as a training
-//! loop would. Throughput is in samples (rows) per second.
+//! with dense (one-hot, label-smoothed) targets at B x 10, on logits far
+//! apart (a class masked at -1e9 in every row; logits spread 40 times
+//! wider, so some exponentials are subnormal), and mean squared error at
+//! B x 4, reusing the gradient buffer between calls as a training loop
+//! would. Throughput is in samples (rows) per second.
 //!
 //! Run with `cargo bench --bench losses`.
 
@@ -43,6 +45,46 @@ fn cross_entropy(c: &mut Criterion) {
                 })
             },
         );
+    }
+    group.finish();
+}
+
+/// Cross-entropy 1024 x 10 on ordinary, masked and widely spread logits:
+/// the exponential leaves its vectorised path only for the values that need
+/// `f32::exp` (see `polyhead_tensor::Float::exp_slice`).
+fn cross_entropy_far_logits(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_entropy_far_logits");
+    let loss = SparseCrossEntropy::from_logits();
+    let (batch, classes) = (1024, 10);
+    let ordinary = Tensor::<f32>::rand_normal(&[batch, classes], 0.0, 3.0, 1).unwrap();
+    let mut masked = ordinary.to_vec();
+    masked.iter_mut().step_by(classes).for_each(|v| *v = -1e9);
+    let wide: Vec<f32> = ordinary.to_vec().iter().map(|v| v * 40.0).collect();
+    let mut rng = Rng::new(2);
+    // Labels avoid the masked class 0.
+    let labels: Vec<usize> = (0..batch)
+        .map(|_| 1 + rng.below(classes as u64 - 1) as usize)
+        .collect();
+    let labels = Labels::from_classes(&labels);
+    group.throughput(Throughput::Elements(batch as u64));
+    for (name, logits) in [
+        ("ordinary", ordinary.clone()),
+        (
+            "masked",
+            Tensor::from_vec(masked, &[batch, classes]).unwrap(),
+        ),
+        ("wide", Tensor::from_vec(wide, &[batch, classes]).unwrap()),
+    ] {
+        group.bench_with_input(BenchmarkId::from_parameter(name), &(), |b, _| {
+            let mut grad = None;
+            b.iter(|| {
+                let out = loss
+                    .value_and_grad_into(black_box(&logits), &labels, None, grad.take())
+                    .unwrap();
+                grad = Some(out.grad);
+                out.value
+            })
+        });
     }
     group.finish();
 }
@@ -103,6 +145,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1));
-    targets = cross_entropy, dense_cross_entropy, mse
+    targets = cross_entropy, cross_entropy_far_logits, dense_cross_entropy, mse
 }
 criterion_main!(benches);

@@ -111,6 +111,17 @@ fn f32_exp_slice_is_within_one_ulp() {
     f32::exp_slice(&mut edge);
     assert!(edge[0].is_nan());
     assert_eq!(edge[1..4], [f32::INFINITY, 0.0, (-100.0f32).exp()]);
+    // Below -104 (masked logits) the result underflows to exactly +0, as
+    // f32::exp gives, without leaving the vectorised path.
+    let mut tiny = [-104.001_f32, -1e9, f32::MIN, f32::NEG_INFINITY, 1.0];
+    f32::exp_slice(&mut tiny);
+    for (&x, &got) in [-104.001_f32, -1e9, f32::MIN, f32::NEG_INFINITY]
+        .iter()
+        .zip(&tiny)
+    {
+        assert_eq!(got.to_bits(), x.exp().to_bits(), "x = {x}");
+        assert_eq!(got.to_bits(), 0.0_f32.to_bits(), "x = {x}");
+    }
     let mut alone = [1.0_f32];
     f32::exp_slice(&mut alone);
     assert_eq!(edge[4].to_bits(), alone[0].to_bits());
@@ -118,29 +129,27 @@ fn f32_exp_slice_is_within_one_ulp() {
     assert_eq!(edge[5], 88.7f32.exp());
 }
 
-/// [`f32_exp_slice_is_within_one_ulp`] on every f32 in the
-/// polynomial's range (about 2.2 billion values: about 15 s with
-/// `--release`), when `POLYHEAD_EXHAUSTIVE` is set.
+/// [`f32_exp_slice_is_within_one_ulp`] on every f32 (about 4.3 billion
+/// values: about 25 s with `--release`), when `POLYHEAD_EXHAUSTIVE` is
+/// set: within 1 ulp of `f64::exp` on the polynomial's range, and the bits
+/// of `f32::exp` everywhere else.
 #[test]
-fn f32_exp_slice_exhaustive_error_bound() {
+fn f32_exp_slice_exhaustive() {
     use polyhead_tensor::Float;
     if std::env::var_os("POLYHEAD_EXHAUSTIVE").is_none() {
         return;
     }
-    let (lo, hi) = (-87.3_f32, 88.0_f32);
-    // Every non-negative then every negative bit pattern in range.
-    let ranges = [(0u32, hi.to_bits()), (0x8000_0000, lo.to_bits())];
     let mut worst = (0.0_f64, 0.0_f32);
     let mut chunk = Vec::with_capacity(1 << 16);
-    for (first, last) in ranges {
-        let mut bits = first;
-        while bits <= last {
-            chunk.clear();
-            let end = last.min(bits.saturating_add((1 << 16) - 1));
-            chunk.extend((bits..=end).map(f32::from_bits));
-            let xs = chunk.clone();
-            f32::exp_slice(&mut chunk);
-            for (&x, &g) in xs.iter().zip(&chunk) {
+    let mut first = 0u32;
+    loop {
+        let last = first | ((1 << 16) - 1);
+        chunk.clear();
+        chunk.extend((first..=last).map(f32::from_bits));
+        let xs = chunk.clone();
+        f32::exp_slice(&mut chunk);
+        for (&x, &g) in xs.iter().zip(&chunk) {
+            if (-87.3..=88.0).contains(&x) {
                 let want = (x as f64).exp();
                 let w = want as f32;
                 let ulp = (f32::from_bits(w.to_bits() + 1) - w) as f64;
@@ -148,12 +157,18 @@ fn f32_exp_slice_exhaustive_error_bound() {
                 if err > worst.0 {
                     worst = (err, x);
                 }
+            } else {
+                let want = x.exp();
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                    "exp_slice({x}) = {g}, f32::exp gives {want}"
+                );
             }
-            if end == u32::MAX {
-                break;
-            }
-            bits = end + 1;
         }
+        if last == u32::MAX {
+            break;
+        }
+        first = last + 1;
     }
     eprintln!("exp_slice: worst error {} ulps at x = {}", worst.0, worst.1);
     assert!(
@@ -164,25 +179,59 @@ fn f32_exp_slice_exhaustive_error_bound() {
     );
 }
 
-/// Each element of the f32 `exp_slice` depends on its own input only, so
-/// a kernel may exponentiate a whole block of rows at once and get the
-/// bits it would get row by row.
+/// Each element of the f32 `exp_slice` and `ln_slice` depends on its own
+/// input only, so a kernel may exponentiate a whole block of rows at once
+/// and get the bits it would get row by row: checked on slices that mix
+/// every kind of input, with chunks of the fallback path (256 values) that
+/// hold none, one or many values out of the polynomials' ranges.
 #[test]
-fn f32_exp_slice_results_do_not_depend_on_the_rest_of_the_slice() {
+fn f32_exp_and_ln_slices_do_not_depend_on_the_rest_of_the_slice() {
     use polyhead_tensor::Float;
-    let xs: Vec<f32> = (0..300)
-        .map(|i| match i % 7 {
-            0 => -120.0 + i as f32 * 0.1,
-            1 => f32::NAN,
-            _ => -80.0 + i as f32 * 0.5,
+    let xs: Vec<f32> = (0..2000)
+        .map(|i| match i {
+            // A clean chunk (in range for exp) between dirty ones.
+            512..768 => -60.0 + (i % 97) as f32,
+            _ if i % 7 == 0 => -120.0 + i as f32 * 0.01,
+            _ if i % 11 == 0 => f32::NAN,
+            _ if i % 13 == 0 => -95.0 - (i % 9) as f32,
+            _ if i % 17 == 0 => f32::NEG_INFINITY,
+            _ if i % 19 == 0 => 88.5,
+            _ if i % 23 == 0 => -0.0,
+            _ if i % 29 == 0 => 1e-40,
+            _ => -80.0 + (i % 350) as f32 * 0.5,
         })
         .collect();
-    let mut whole = xs.clone();
-    f32::exp_slice(&mut whole);
-    for (i, &x) in xs.iter().enumerate() {
-        let mut one = [x];
-        f32::exp_slice(&mut one);
-        assert_eq!(one[0].to_bits(), whole[i].to_bits(), "x = {x}");
+    /// A slice function and the standard library's function it replaces.
+    type Pair = (&'static str, fn(&mut [f32]), fn(f32) -> f32);
+    let slices: [Pair; 2] = [
+        ("exp", f32::exp_slice, f32::exp),
+        ("ln", f32::ln_slice, f32::ln),
+    ];
+    for (name, slice_fn, plain) in slices {
+        let mut whole = xs.clone();
+        slice_fn(&mut whole);
+        for (i, &x) in xs.iter().enumerate() {
+            let mut one = [x];
+            slice_fn(&mut one);
+            assert_eq!(one[0].to_bits(), whole[i].to_bits(), "{name}({x}) at {i}");
+            // Outside the polynomials' ranges the result is the standard
+            // library's, bit for bit (NaN stays NaN).
+            let exp_outside = !(-104.0..=88.0).contains(&x) || x < -87.3;
+            let ln_outside = !(f32::MIN_POSITIVE..=f32::MAX).contains(&x);
+            let outside = if name == "exp" {
+                exp_outside
+            } else {
+                ln_outside
+            };
+            if outside {
+                let want = plain(x);
+                assert!(
+                    want.to_bits() == whole[i].to_bits() || (want.is_nan() && whole[i].is_nan()),
+                    "{name}({x}) = {} at {i}, std gives {want}",
+                    whole[i]
+                );
+            }
+        }
     }
 }
 
