@@ -2,16 +2,17 @@
 //! cross-entropy from logits with integer labels at B x 10 and B x 1000,
 //! with dense (one-hot, label-smoothed) targets at B x 10, on logits far
 //! apart (a class masked at -1e9 in every row; logits spread 40 times
-//! wider, so some exponentials are subnormal), and mean squared error at
-//! B x 4, reusing the gradient buffer between calls as a training loop
-//! would. Throughput is in samples (rows) per second.
+//! wider, so some exponentials are subnormal), binary cross-entropy from
+//! logits at B x 10 (a multi-label head), and mean squared error at B x 4,
+//! reusing the gradient buffer between calls as a training loop would.
+//! Throughput is in samples (rows) per second.
 //!
 //! Run with `cargo bench --bench losses`.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use polyhead::losses::{CrossEntropy, Labels, Loss, Mse, SparseCrossEntropy};
+use polyhead::losses::{BinaryCrossEntropy, CrossEntropy, Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::{Rng, Tensor};
 
 fn cross_entropy(c: &mut Criterion) {
@@ -115,6 +116,34 @@ fn dense_cross_entropy(c: &mut Criterion) {
     group.finish();
 }
 
+/// Binary cross-entropy from logits against 0/1 targets, B x 10.
+fn binary_cross_entropy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("binary_cross_entropy_value_and_grad");
+    let loss = BinaryCrossEntropy::from_logits();
+    for batch in [1024, 65536] {
+        let logits = Tensor::<f32>::rand_normal(&[batch, 10], 0.0, 3.0, 1).unwrap();
+        let targets = Tensor::<f32>::rand_uniform(&[batch, 10], 0.0, 1.0, 2)
+            .unwrap()
+            .map(|v| if v > 0.5 { 1.0 } else { 0.0 });
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{batch}x10")),
+            &(),
+            |b, _| {
+                let mut grad = None;
+                b.iter(|| {
+                    let out = loss
+                        .value_and_grad_into(black_box(&logits), &targets, None, grad.take())
+                        .unwrap();
+                    grad = Some(out.grad);
+                    out.value
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn mse(c: &mut Criterion) {
     let mut group = c.benchmark_group("mse_value_and_grad");
     let loss = Mse::new();
@@ -145,6 +174,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1));
-    targets = cross_entropy, cross_entropy_far_logits, dense_cross_entropy, mse
+    targets = cross_entropy, cross_entropy_far_logits, dense_cross_entropy, binary_cross_entropy, mse
 }
 criterion_main!(benches);
