@@ -1,13 +1,13 @@
 //! Binary cross-entropy, from logits or probabilities.
 
-use polyhead_tensor::{Float, Tensor, sigmoid};
+use polyhead_tensor::{Float, Tensor};
 
 use crate::config::{Config, config_builders, run_pointwise};
 use crate::cross_entropy::KERAS_EPSILON;
 use crate::error::{LossError, Result};
 use crate::loss::Loss;
 use crate::reduction::{Convention, LossOutput};
-use crate::units::{Aggregate, softplus};
+use crate::units::{Aggregate, sigmoid_with, softplus_and_sigmoid};
 
 /// Binary cross-entropy, one independent yes/no per element: Keras'
 /// `BinaryCrossentropy`, PyTorch's `binary_cross_entropy` and
@@ -119,18 +119,19 @@ impl BinaryCrossEntropy {
 /// BCE of one logit against target `y`, with positive weight `pw`:
 /// value and derivative.
 pub(crate) fn bce_logit<T: Float>(x: T, y: T, pw: T) -> (T, T) {
+    bce_logit_with(x, y, pw, (-x.abs()).exp())
+}
+
+/// [`bce_logit`] given `e = exp(-|x|)`, the one exponential both the value
+/// and the derivative need (`exp(-|-x|)` is the same number).
+pub(crate) fn bce_logit_with<T: Float>(x: T, y: T, pw: T, e: T) -> (T, T) {
     if pw == T::ONE {
-        (
-            x.max(T::ZERO) - x * y + (-x.abs()).exp().ln_1p(),
-            sigmoid(x) - y,
-        )
+        (x.max(T::ZERO) - x * y + e.ln_1p(), sigmoid_with(x, e) - y)
     } else {
         // -(pw y ln s(x) + (1 - y) ln(1 - s(x))) with ln s(x) = -softplus(-x)
         let k = T::ONE + (pw - T::ONE) * y;
-        (
-            (T::ONE - y) * x + k * softplus(-x),
-            (T::ONE - y) - k * sigmoid(-x),
-        )
+        let (softplus, sigmoid) = softplus_and_sigmoid(-x);
+        ((T::ONE - y) * x + k * softplus, (T::ONE - y) - k * sigmoid)
     }
 }
 

@@ -2,15 +2,15 @@
 //! attention to the examples the model gets wrong.
 
 use ndarray::{ArrayView1, ArrayViewMut1};
-use polyhead_tensor::{Float, Tensor, sigmoid};
+use polyhead_tensor::{Float, Tensor};
 
-use crate::binary_cross_entropy::{bce_keras_probability, bce_logit};
+use crate::binary_cross_entropy::{bce_keras_probability, bce_logit_with};
 use crate::config::{Config, config_builders, run_pointwise};
 use crate::cross_entropy::KERAS_EPSILON;
 use crate::error::{LossError, Result};
 use crate::loss::Loss;
 use crate::reduction::{Convention, LossOutput, finish, same_shape};
-use crate::units::{Aggregate, rowwise};
+use crate::units::{Aggregate, rowwise, sigmoid_with};
 
 /// Binary (sigmoid) focal loss: `alpha_t (1 - p_t)^gamma * BCE`, with
 /// `p = sigmoid(x)`, `p_t = p y + (1 - p)(1 - y)` and
@@ -190,8 +190,9 @@ impl<T: Float> Loss<T> for BinaryFocalLoss {
                 let y = y * (T::ONE - eps) + eps * half;
                 // p and dp/d(pred); the BCE and dBCE/d(pred).
                 let (p, dp, (bce, dbce)) = if from_logits {
-                    let p = sigmoid(x);
-                    (p, p * (T::ONE - p), bce_logit(x, y, T::ONE))
+                    let e = (-x.abs()).exp();
+                    let p = sigmoid_with(x, e);
+                    (p, p * (T::ONE - p), bce_logit_with(x, y, T::ONE, e))
                 } else {
                     (x, T::ONE, bce_keras_probability(x, y))
                 };

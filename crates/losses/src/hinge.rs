@@ -3,14 +3,14 @@
 //! `hinge_embedding_loss` and `soft_margin_loss`.
 
 use ndarray::{ArrayView1, ArrayViewMut1};
-use polyhead_tensor::{Float, Tensor, sigmoid};
+use polyhead_tensor::{Float, Tensor};
 
 use crate::config::{Config, config_builders, run_pointwise};
 use crate::cross_entropy::check_labels;
 use crate::error::{LossError, Result};
 use crate::loss::{Labels, Loss};
 use crate::reduction::{Convention, LossOutput, finish, non_empty, same_shape};
-use crate::units::{Aggregate, rowwise, rowwise_labels, softplus};
+use crate::units::{Aggregate, rowwise, rowwise_labels, softplus_and_sigmoid};
 
 /// Keras turns 0/1 labels into -1/+1 when every label is 0 or 1.
 fn signed_labels<T: Float>(target: &Tensor<T>) -> Tensor<T> {
@@ -601,7 +601,10 @@ impl<T: Float> Loss<T> for SoftMargin {
             target,
             w,
             buffer,
-            |x, y, _| (softplus(-y * x), -y * sigmoid(-y * x)),
+            |x, y, _| {
+                let (softplus, sigmoid) = softplus_and_sigmoid(-y * x);
+                (softplus, -y * sigmoid)
+            },
         )
     }
 }

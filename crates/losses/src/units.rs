@@ -406,9 +406,33 @@ fn reused_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD
     }
 }
 
-/// `ln(1 + e^x)`, exact for any `x` (no overflow, no loss of small values).
-pub(crate) fn softplus<T: Float>(x: T) -> T {
-    x.max(T::ZERO) + (-x.abs()).exp().ln_1p()
+/// Softplus, `ln(1 + e^x)`, given `e = exp(-|x|)`: exact for any `x` (no
+/// overflow, no loss of small values).
+#[inline]
+pub(crate) fn softplus_with<T: Float>(x: T, e: T) -> T {
+    x.max(T::ZERO) + e.ln_1p()
+}
+
+/// [`polyhead_tensor::sigmoid`] of `x` given `e = exp(-|x|)`: the same
+/// operations (`1 / (1 + e^-x)` for `x >= 0`, `e^x / (1 + e^x)` below), so
+/// the same bits, without a second exponential when the caller needs `e`
+/// for something else (the pointwise losses on logits: one library call
+/// fewer per element).
+#[inline]
+pub(crate) fn sigmoid_with<T: Float>(x: T, e: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + e)
+    } else {
+        e / (T::ONE + e)
+    }
+}
+
+/// `(softplus(x), sigmoid(x))` with one exponential, with the bits of the
+/// two computed apart ([`softplus_with`], [`sigmoid_with`]).
+#[inline]
+pub(crate) fn softplus_and_sigmoid<T: Float>(x: T) -> (T, T) {
+    let e = (-x.abs()).exp();
+    (softplus_with(x, e), sigmoid_with(x, e))
 }
 
 /// Prediction elements per parallel task (whole rows, at least one).
@@ -606,4 +630,42 @@ fn for_each_block_of<T: Float, U: Sync>(
         .zip(grad.par_chunks_mut(n))
         .zip(out.par_chunks_mut(no))
         .for_each(|(((p, t), g), o)| block(p, t, g, o));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One exponential for both gives the bits of softplus and sigmoid
+    /// computed apart, each with its own exponential, in f32 and f64.
+    #[test]
+    fn softplus_and_sigmoid_share_an_exponential_with_the_same_bits() {
+        fn check<T: Float>(xs: &[f64]) {
+            for &x in xs {
+                let x = T::from_f64(x);
+                let (softplus, sigmoid) = softplus_and_sigmoid(x);
+                let apart = x.max(T::ZERO) + (-x.abs()).exp().ln_1p();
+                let same = |a: T, b: T| a.to_f64().to_bits() == b.to_f64().to_bits();
+                assert!(
+                    same(softplus, apart) || (softplus.is_nan() && apart.is_nan()),
+                    "softplus({x:?})"
+                );
+                let want = polyhead_tensor::sigmoid(x);
+                assert!(
+                    same(sigmoid, want) || (sigmoid.is_nan() && want.is_nan()),
+                    "sigmoid({x:?})"
+                );
+            }
+        }
+        let xs: Vec<f64> = [
+            0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 17.0, -17.0, 88.0, -88.0, 200.0, -200.0, 800.0,
+            -800.0,
+        ]
+        .into_iter()
+        .chain((-400..=400).map(|i| i as f64 * 0.37))
+        .chain([f64::INFINITY, f64::NEG_INFINITY, f64::NAN])
+        .collect();
+        check::<f32>(&xs);
+        check::<f64>(&xs);
+    }
 }
