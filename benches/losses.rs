@@ -11,9 +11,27 @@
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use polyhead::losses::{BinaryCrossEntropy, CrossEntropy, Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::{Rng, Tensor};
+
+/// Times `loss`'s value and gradient, each call writing into the previous
+/// call's gradient buffer, as a training loop does.
+fn value_and_grad_reusing_buffer<L: Loss<f32>>(
+    b: &mut Bencher<'_>,
+    loss: &L,
+    pred: &Tensor<f32>,
+    target: &L::Target,
+) {
+    let mut grad = None;
+    b.iter(|| {
+        let out = loss
+            .value_and_grad_into(black_box(pred), target, None, grad.take())
+            .unwrap();
+        grad = Some(out.grad);
+        out.value
+    })
+}
 
 fn cross_entropy(c: &mut Criterion) {
     let mut group = c.benchmark_group("cross_entropy_value_and_grad");
@@ -35,16 +53,7 @@ fn cross_entropy(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{batch}x{classes}")),
             &(),
-            |b, _| {
-                let mut grad = None;
-                b.iter(|| {
-                    let out = loss
-                        .value_and_grad_into(black_box(&logits), &labels, None, grad.take())
-                        .unwrap();
-                    grad = Some(out.grad);
-                    out.value
-                })
-            },
+            |b, _| value_and_grad_reusing_buffer(b, &loss, &logits, &labels),
         );
     }
     group.finish();
@@ -77,14 +86,7 @@ fn cross_entropy_far_logits(c: &mut Criterion) {
         ("wide", Tensor::from_vec(wide, &[batch, classes]).unwrap()),
     ] {
         group.bench_with_input(BenchmarkId::from_parameter(name), &(), |b, _| {
-            let mut grad = None;
-            b.iter(|| {
-                let out = loss
-                    .value_and_grad_into(black_box(&logits), &labels, None, grad.take())
-                    .unwrap();
-                grad = Some(out.grad);
-                out.value
-            })
+            value_and_grad_reusing_buffer(b, &loss, &logits, &labels)
         });
     }
     group.finish();
@@ -101,16 +103,7 @@ fn dense_cross_entropy(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{batch}x10")),
             &(),
-            |b, _| {
-                let mut grad = None;
-                b.iter(|| {
-                    let out = loss
-                        .value_and_grad_into(black_box(&logits), &onehot, None, grad.take())
-                        .unwrap();
-                    grad = Some(out.grad);
-                    out.value
-                })
-            },
+            |b, _| value_and_grad_reusing_buffer(b, &loss, &logits, &onehot),
         );
     }
     group.finish();
@@ -129,16 +122,7 @@ fn binary_cross_entropy(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{batch}x10")),
             &(),
-            |b, _| {
-                let mut grad = None;
-                b.iter(|| {
-                    let out = loss
-                        .value_and_grad_into(black_box(&logits), &targets, None, grad.take())
-                        .unwrap();
-                    grad = Some(out.grad);
-                    out.value
-                })
-            },
+            |b, _| value_and_grad_reusing_buffer(b, &loss, &logits, &targets),
         );
     }
     group.finish();
@@ -154,16 +138,7 @@ fn mse(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{batch}x4")),
             &(),
-            |b, _| {
-                let mut grad = None;
-                b.iter(|| {
-                    let out = loss
-                        .value_and_grad_into(black_box(&pred), &target, None, grad.take())
-                        .unwrap();
-                    grad = Some(out.grad);
-                    out.value
-                })
-            },
+            |b, _| value_and_grad_reusing_buffer(b, &loss, &pred, &target),
         );
     }
     group.finish();
