@@ -493,6 +493,8 @@ mod tests {
     /// `mul_add` is a call to the C library's correctly rounded `fmaf`,
     /// gives the bits of `exp_slice`'s vectorised loop (FMA instructions on
     /// a CPU that has them): a CPU without FMA computes the same results.
+    /// It compares the two only in an optimised build (`cargo test
+    /// --release`); unoptimised, `mul_add` is a library call on both sides.
     #[test]
     fn exp_without_fma_instructions_gives_the_same_bits() {
         let n = 100_000;
