@@ -7,7 +7,7 @@ use crate::cross_entropy::KERAS_EPSILON;
 use crate::error::{LossError, Result};
 use crate::loss::Loss;
 use crate::reduction::{Convention, LossOutput};
-use crate::units::{Aggregate, sigmoid_with, softplus_and_sigmoid};
+use crate::units::{Aggregate, sigmoid_with, softplus_with};
 
 /// Binary cross-entropy, one independent yes/no per element: Keras'
 /// `BinaryCrossentropy`, PyTorch's `binary_cross_entropy` and
@@ -129,9 +129,12 @@ pub(crate) fn bce_logit_with<T: Float>(x: T, y: T, pw: T, e: T) -> (T, T) {
         (x.max(T::ZERO) - x * y + e.ln_1p(), sigmoid_with(x, e) - y)
     } else {
         // -(pw y ln s(x) + (1 - y) ln(1 - s(x))) with ln s(x) = -softplus(-x)
+        // (softplus and sigmoid of -x, whose exp(-|-x|) is `e` too).
         let k = T::ONE + (pw - T::ONE) * y;
-        let (softplus, sigmoid) = softplus_and_sigmoid(-x);
-        ((T::ONE - y) * x + k * softplus, (T::ONE - y) - k * sigmoid)
+        (
+            (T::ONE - y) * x + k * softplus_with(-x, e),
+            (T::ONE - y) - k * sigmoid_with(-x, e),
+        )
     }
 }
 
