@@ -254,14 +254,22 @@ fn train_row(quick: bool, batch: usize) -> Row {
     }
 }
 
-/// Runs the benchmark; `args` are `--quick` and `--filter NAME[,NAME]`.
-pub fn run(args: &[String]) -> Result<(), String> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let filter: Option<Vec<String>> = args
-        .iter()
-        .position(|a| a == "--filter")
-        .and_then(|i| args.get(i + 1))
-        .map(|f| f.split(',').map(str::to_string).collect());
+/// The workloads `--filter` can select.
+pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train"];
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// A reduced set that runs in seconds.
+    pub quick: bool,
+    /// Only these workloads (every one when `None`).
+    pub filter: Option<Vec<String>>,
+}
+
+/// Runs the benchmark.
+pub fn run(options: &Options) -> Result<(), String> {
+    let quick = options.quick;
+    let filter = &options.filter;
     let wants = |w: &str| filter.as_ref().is_none_or(|f| f.iter().any(|x| x == w));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(

@@ -1,5 +1,5 @@
 //! `cargo xtask conformance FILE...`: runs every case of a fixture file
-//! (schema `polyhead-fixtures/losses/v1`, see `shared/fixtures/FORMAT.md`)
+//! (schema `polyhead-fixtures/losses/v1`, see `fixtures/README.md`)
 //! through polyhead and compares value and gradient.
 //!
 //! A case is mapped to polyhead's API by its framework loss name, options,
@@ -31,6 +31,29 @@ pub struct CaseOutcome {
 /// Recommended float64 tolerance (FORMAT.md): `|a - b| <= 1e-10 |b| + 1e-12`.
 const RTOL: f64 = 1e-10;
 const ATOL: f64 = 1e-12;
+
+/// Every fixture file in `dir` that holds cases (setup files are read
+/// through the variant files that name them), sorted by name.
+pub fn repository_fixture_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let is_setup = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .is_some_and(|s| s.ends_with("_setup"));
+        if is_json && !is_setup {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{}: no fixture files", dir.display()));
+    }
+    Ok(files)
+}
 
 /// Runs every case of a fixture file: a loss file, or a multi-output
 /// variant file (whose setup file must sit beside it).
@@ -528,7 +551,7 @@ mod tests {
 
     fn fixture_path(name: &str) -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures")
+            .join("../fixtures")
             .join(name)
     }
 
@@ -613,5 +636,58 @@ mod tests {
                 .unwrap()
                 .starts_with("polyhead lacks option(s) [\"swap\"]")
         );
+    }
+
+    /// `cargo xtask conformance` with no arguments: every case file of the
+    /// repository's `fixtures/` passes (the losses, and each multi-output
+    /// variant with its setup file beside it).
+    #[test]
+    fn every_fixture_file_of_the_repository_passes() {
+        let dir = fixture_path("");
+        let files = repository_fixture_files(&dir).unwrap();
+        assert!(files.len() >= 6, "{files:?}");
+        let mut passed = 0;
+        for file in &files {
+            let json: Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            for o in run_file(file, &json).unwrap() {
+                assert!(
+                    o.failure.is_none(),
+                    "{}: {}: {:?}",
+                    file.display(),
+                    o.id,
+                    o.failure
+                );
+                passed += 1;
+            }
+        }
+        assert!(passed >= 759, "only {passed} cases");
+    }
+
+    /// The copies in `fixtures/` are byte-identical to the files listed in
+    /// `fixtures/SHA256SUMS` (the digests of the framework-computed
+    /// originals), and every JSON file there is listed.
+    #[test]
+    fn repository_fixtures_match_their_recorded_digests() {
+        use sha2::Digest;
+        let dir = fixture_path("");
+        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+        let mut listed = std::collections::BTreeSet::new();
+        for line in sums.lines() {
+            let (digest, name) = line.split_once("  ").expect("`DIGEST  NAME` lines");
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            let actual: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(actual, digest, "{name} differs from the recorded original");
+            listed.insert(name.to_string());
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".json") {
+                assert!(listed.contains(&name), "{name} is not in SHA256SUMS");
+            }
+        }
     }
 }

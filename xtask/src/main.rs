@@ -1,6 +1,8 @@
 //! Repository automation for polyhead, run as `cargo xtask <command>`
 //! (the alias lives in `.cargo/config.toml`).
 
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 #[global_allocator]
@@ -9,99 +11,217 @@ static ALLOCATOR: bench::CountingAlloc = bench::CountingAlloc;
 mod bench;
 mod conformance;
 mod conformance_multi;
+mod load;
 
 const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  ci                    run what CI runs: fmt check, clippy -D warnings, the tests
-  conformance FILE...   check polyhead against reference fixture files (see
-                        shared/fixtures/FORMAT.md); prints each failing case
-                        and ends with `N passed, N failed`
+  ci                    run what CI runs (`bash .ci/run`): fmt check, clippy
+                        -D warnings, then, in a fresh clone of HEAD with nothing
+                        beside it, the tests, the main job and `bench --quick`
+  conformance [FILE...] check polyhead against reference fixture files (schema:
+                        fixtures/README.md); with no FILE, every fixture file of
+                        the repository's fixtures/; prints each failing case and
+                        ends with `N passed, N failed`
   bench [--quick] [--filter ce,mse,multi,train]
                         loss and training throughput against the machine's
                         bandwidth and GEMM rate; writes target/bench/bench.json
+  test-under-load [--runs N]
+                        run `cargo test --workspace` N times in a row (default 5)
+                        while busy threads keep every core loaded; stops at the
+                        first failing run
   help                  print this message
 ";
 
+/// A command-line mistake: printed with the help text, exit code 2.
+struct Usage(String);
+
+impl From<lexopt::Error> for Usage {
+    fn from(e: lexopt::Error) -> Self {
+        Usage(e.to_string())
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("ci") => run_all(&[
-            &["fmt", "--all", "--check"],
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            &["test", "--workspace"],
-        ]),
-        Some("conformance") => conformance_command(&args[1..]),
-        Some("bench") if cfg!(debug_assertions) => {
-            // Benchmarks need optimised code: run this command again in release.
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let status = Command::new(cargo)
-                .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
-                .args(&args)
-                .status();
-            match status {
-                Ok(s) if s.success() => ExitCode::SUCCESS,
-                _ => ExitCode::FAILURE,
-            }
-        }
-        Some("bench") => match bench::run(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask bench: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        None | Some("help" | "--help" | "-h") => {
-            print!("{HELP}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("xtask: unknown command `{other}`\n\n{HELP}");
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(code) => code,
+        Err(Usage(message)) => {
+            eprintln!("xtask: {message}\n\n{HELP}");
             ExitCode::from(2)
         }
     }
 }
 
-/// Runs each cargo invocation in turn, stopping at the first failure.
-fn run_all(invocations: &[&[&str]]) -> ExitCode {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    for args in invocations {
-        eprintln!("xtask: cargo {}", args.join(" "));
-        match Command::new(&cargo).args(*args).status() {
-            Ok(status) if status.success() => {}
-            Ok(status) => {
-                eprintln!("xtask: cargo {} failed ({status})", args.join(" "));
-                return ExitCode::FAILURE;
+fn run(args: Vec<OsString>) -> Result<ExitCode, Usage> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args.clone());
+    let command = match parser.next()? {
+        None => return Ok(help()),
+        Some(Value(command)) => command.string()?,
+        Some(Long("help") | Short('h')) => return Ok(help()),
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    match command.as_str() {
+        "help" => {
+            no_more(&mut parser)?;
+            Ok(help())
+        }
+        "ci" => {
+            no_more(&mut parser)?;
+            Ok(ci())
+        }
+        "conformance" => {
+            let mut files = Vec::new();
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Value(file) => files.push(PathBuf::from(file)),
+                    other => return Err(other.unexpected().into()),
+                }
             }
+            Ok(conformance_command(files))
+        }
+        "bench" => {
+            let options = bench_options(&mut parser)?;
+            if cfg!(debug_assertions) {
+                // Benchmarks need optimised code: run this command again in release.
+                return Ok(cargo(
+                    &[
+                        &["run", "--quiet", "--release", "--package", "xtask", "--"],
+                        &args
+                            .iter()
+                            .map(|a| a.to_str().unwrap_or_default())
+                            .collect::<Vec<_>>(),
+                    ]
+                    .concat(),
+                ));
+            }
+            Ok(match bench::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtask bench: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        "test-under-load" => {
+            let mut runs = 5usize;
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("runs") => {
+                        runs = parser.value()?.parse()?;
+                        if runs == 0 {
+                            return Err(Usage("--runs takes a count of at least 1".into()));
+                        }
+                    }
+                    other => return Err(other.unexpected().into()),
+                }
+            }
+            Ok(load::test_under_load(runs))
+        }
+        other => Err(Usage(format!("unknown command `{other}`"))),
+    }
+}
+
+fn help() -> ExitCode {
+    print!("{HELP}");
+    ExitCode::SUCCESS
+}
+
+/// Rejects anything after a command that takes no arguments.
+fn no_more(parser: &mut lexopt::Parser) -> Result<(), Usage> {
+    match parser.next()? {
+        None => Ok(()),
+        Some(arg) => Err(arg.unexpected().into()),
+    }
+}
+
+/// `--quick` and `--filter NAME[,NAME]`; anything else is an error.
+fn bench_options(parser: &mut lexopt::Parser) -> Result<bench::Options, Usage> {
+    use lexopt::prelude::*;
+    let mut options = bench::Options::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("quick") => options.quick = true,
+            Long("filter") => {
+                let names: String = parser.value()?.string()?;
+                let names: Vec<String> = names.split(',').map(str::to_string).collect();
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !bench::WORKLOADS.contains(&n.as_str()))
+                {
+                    return Err(Usage(format!(
+                        "--filter: unknown workload `{bad}` (workloads: {})",
+                        bench::WORKLOADS.join(",")
+                    )));
+                }
+                options.filter = Some(names);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(options)
+}
+
+/// The repository's root (xtask lives one level below it).
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the repository")
+        .to_path_buf()
+}
+
+/// `cargo xtask ci` is `.ci/run`: one list of CI steps, kept there.
+fn ci() -> ExitCode {
+    let script = repository_root().join(".ci/run");
+    eprintln!("xtask: bash {}", script.display());
+    status_code(Command::new("bash").arg(&script).status(), "bash .ci/run")
+}
+
+/// Runs cargo with `args`, passing its exit status on.
+fn cargo(args: &[&str]) -> ExitCode {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    status_code(
+        Command::new(cargo).args(args).status(),
+        &format!("cargo {}", args.join(" ")),
+    )
+}
+
+fn status_code(status: std::io::Result<std::process::ExitStatus>, what: &str) -> ExitCode {
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("xtask: {what} failed ({s})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xtask: could not run {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every case of each fixture file (every case file of the
+/// repository's `fixtures/` when none is named); exits non-zero if any
+/// case fails.
+fn conformance_command(mut files: Vec<PathBuf>) -> ExitCode {
+    if files.is_empty() {
+        match conformance::repository_fixture_files(&repository_root().join("fixtures")) {
+            Ok(found) => files = found,
             Err(e) => {
-                eprintln!("xtask: could not run cargo: {e}");
+                println!("FAIL fixtures: {e}");
+                println!("0 passed, 1 failed");
                 return ExitCode::FAILURE;
             }
         }
     }
-    ExitCode::SUCCESS
-}
-
-/// Runs every case of each fixture file; exits non-zero if any case fails.
-fn conformance_command(files: &[String]) -> ExitCode {
-    if files.is_empty() {
-        eprintln!("xtask conformance: name at least one fixture file");
-        return ExitCode::from(2);
-    }
     let (mut passed, mut failed) = (0usize, 0usize);
-    for file in files {
+    for file in &files {
+        let shown = file.display();
         let parsed = std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
             .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-            .and_then(|json| conformance::run_file(std::path::Path::new(file), &json));
+            .and_then(|json| conformance::run_file(file, &json));
         match parsed {
             Ok(outcomes) => {
                 for o in outcomes {
@@ -109,14 +229,14 @@ fn conformance_command(files: &[String]) -> ExitCode {
                         None => passed += 1,
                         Some(f) => {
                             failed += 1;
-                            println!("FAIL {file} {}: {f}", o.id);
+                            println!("FAIL {shown} {}: {f}", o.id);
                         }
                     }
                 }
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL {file}: {e}");
+                println!("FAIL {shown}: {e}");
             }
         }
     }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use polyhead_autograd::{Parameter, Tape};
 use polyhead_layers::*;
@@ -289,63 +288,134 @@ const SAVE_LOOP_ENV: &str = "POLYHEAD_TEST_SAVE_LOOP";
 
 /// Not a test on its own: when the environment names a file, saves a large
 /// model there over and over, every parameter equal to the iteration
-/// number, until killed (or for at most 10 seconds).
+/// number, and prints each number once its save is complete. It stops when
+/// it is killed, when nobody reads its output any more, or after 100000
+/// saves.
 #[test]
 fn helper_save_loop() {
+    use std::io::Write;
     let Ok(path) = std::env::var(SAVE_LOOP_ENV) else {
         return;
     };
     let mut m = named::<f32>(&[("big", &[512, 1024]), ("small", &[7])]);
-    let start = Instant::now();
-    let mut k = 1.0_f32;
-    while start.elapsed() < Duration::from_secs(10) {
+    let mut out = std::io::stdout().lock();
+    for k in 1..=100_000_u32 {
         for (_, p) in &mut m.0 {
             let shape = p.value().shape().to_vec();
-            p.set_value(Tensor::full(&shape, k).unwrap()).unwrap();
+            p.set_value(Tensor::full(&shape, k as f32).unwrap())
+                .unwrap();
         }
         save_checkpoint(&path, &m, None).unwrap();
-        k += 1.0;
+        if writeln!(out, "{k}").and_then(|()| out.flush()).is_err() {
+            return;
+        }
     }
 }
 
+/// Loads the checkpoint and returns the one value every parameter holds,
+/// failing if the file is incomplete or mixes two saves.
+fn load_uniform(path: &std::path::Path, m: &mut Named<f32>, when: &str) -> f32 {
+    load_checkpoint(path, m, None)
+        .unwrap_or_else(|e| panic!("{when}: a reader saw an incomplete checkpoint: {e}"));
+    let values: Vec<f32> = m.0.iter().flat_map(|(_, p)| p.value().to_vec()).collect();
+    assert!(
+        values.iter().all(|&v| v == values[0]),
+        "{when}: mixed iterations in one checkpoint"
+    );
+    values[0]
+}
+
+/// A child process saves over and over while this process reads the file;
+/// the child is killed at a random point between two observed saves. No
+/// clock is involved: each round waits until the child has reported a
+/// random number (1 to 4) of complete saves, then looks at the file a random
+/// number of times more (0 to 19999, about one save's time) before the kill, so the kill lands at a different
+/// point of a later save each round however busy the machine is.
 #[test]
 fn readers_during_saves_and_kills_midway_always_see_a_complete_checkpoint() {
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
     let dir = TempDir::new("kill");
     let path = dir.file("m.safetensors");
     let mut m = named::<f32>(&[("big", &[512, 1024]), ("small", &[7])]);
-    save_checkpoint(&path, &m, None).unwrap(); // all ones: iteration "0"
+    save_checkpoint(&path, &m, None).unwrap(); // all ones
+    let complete_len = std::fs::metadata(&path).unwrap().len();
     let mut rng = Rng::new(2026);
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..10 {
+    for round in 0..10 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "helper_save_loop", "--test-threads=1", "--quiet"])
             .env(SAVE_LOOP_ENV, &path)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // While the child saves, a reader must only ever see complete
-        // checkpoints (a non-atomic writer shows truncated files here).
-        let until = Instant::now() + Duration::from_millis(20 + rng.below(120));
-        while Instant::now() < until {
-            load_checkpoint(&path, &mut m, None).expect("a reader saw an incomplete checkpoint");
-            let values: Vec<f32> = m.0.iter().flat_map(|(_, p)| p.value().to_vec()).collect();
-            assert!(
-                values.iter().all(|&v| v == values[0]),
-                "mixed iterations in one checkpoint"
+        // The child's report of complete saves: the libtest harness's own
+        // lines are not numbers and are passed over.
+        let completed = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let stdout = child.stdout.take().unwrap();
+            let (completed, closed) = (Arc::clone(&completed), Arc::clone(&closed));
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(k) = line.trim().parse::<u64>() {
+                        completed.store(k, Ordering::SeqCst);
+                    }
+                }
+                closed.store(true, Ordering::SeqCst);
+            })
+        };
+        let saves_before_kill = 1 + rng.below(4);
+        let reads_after_that = rng.below(20_000);
+        let (mut reads_since, mut loaded_at) = (0, u64::MAX);
+        loop {
+            // While the child saves, a reader must only ever see complete
+            // checkpoints. Every save has the same size, so a look at the
+            // length (a few microseconds) catches a non-atomic writer's
+            // truncated file in the fraction of a millisecond it exists;
+            // the whole file is loaded once per reported save.
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(
+                len, complete_len,
+                "while saving: a reader saw an incomplete checkpoint"
             );
+            let done = completed.load(Ordering::SeqCst);
+            if done != loaded_at {
+                load_uniform(&path, &mut m, "while saving");
+                loaded_at = done;
+            }
+            if done >= saves_before_kill {
+                if reads_since == reads_after_that {
+                    break;
+                }
+                reads_since += 1;
+            } else if closed.load(Ordering::SeqCst) {
+                panic!("round {round}: the saving child stopped after {done} saves");
+            }
         }
+        let reported_before_kill = completed.load(Ordering::SeqCst);
         child.kill().unwrap();
         child.wait().unwrap();
-        load_checkpoint(&path, &mut m, None).expect("the last complete checkpoint must load");
-        // Every value comes from one save: a complete, consistent file.
-        let values: Vec<f32> = m.0.iter().flat_map(|(_, p)| p.value().to_vec()).collect();
+        reader.join().unwrap();
+        let reported = completed.load(Ordering::SeqCst);
+        // Every value comes from one save: a complete, consistent file,
+        // at least as late as the last save reported before the kill and
+        // at most the one after the last reported (complete, killed
+        // before it could say so).
+        let v = load_uniform(&path, &mut m, "after the kill") as u64;
         assert!(
-            values.iter().all(|&v| v == values[0]),
-            "mixed iterations in one checkpoint"
+            (reported_before_kill..=reported + 1).contains(&v),
+            "round {round}: the file holds save {v}; saves {reported_before_kill} to {reported} were reported"
         );
-        seen.insert(values[0] as u64);
+        seen.insert(v);
     }
-    // The child really was overwriting the file while being killed.
-    assert!(seen.len() > 1, "the saves never completed: {seen:?}");
+    // The kills landed at different points of the child's saves.
+    assert!(
+        seen.len() > 1,
+        "every round ended on the same save: {seen:?}"
+    );
 }

@@ -1,5 +1,5 @@
 //! Optimizer updates against hand-computed values and against Keras' own
-//! steps recorded in `../shared/fixtures/` (SGD and Adam on the
+//! steps recorded in the repository's `fixtures/` (SGD and Adam on the
 //! multi-output model, fed the recorded gradients).
 
 use std::collections::HashMap;
@@ -318,7 +318,7 @@ fn a_transposed_gradient_updates_like_its_row_major_copy() {
 
 fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../fixtures")
         .join(name);
     serde_json::from_str(
         &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
