@@ -85,16 +85,10 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, Usage> {
             let options = bench_options(&mut parser)?;
             if cfg!(debug_assertions) {
                 // Benchmarks need optimised code: run this command again in release.
-                return Ok(cargo(
-                    &[
-                        &["run", "--quiet", "--release", "--package", "xtask", "--"],
-                        &args
-                            .iter()
-                            .map(|a| a.to_str().unwrap_or_default())
-                            .collect::<Vec<_>>(),
-                    ]
-                    .concat(),
-                ));
+                let mut cargo_args =
+                    vec!["run", "--quiet", "--release", "--package", "xtask", "--"];
+                cargo_args.extend(args.iter().filter_map(|a| a.to_str()));
+                return Ok(cargo(&cargo_args));
             }
             Ok(match bench::run(&options) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -339,3 +339,46 @@ fn mismatched_sample_counts_are_errors() {
         "targets disagree on the number of samples: [(\"class\", 32), (\"value\", 31)]"
     );
 }
+
+/// A name first logged in a later epoch (`skipped_steps` appears from the
+/// epoch where a step was first skipped) gets its own column; earlier rows
+/// have an empty cell there and no value moves under another name.
+#[test]
+fn csv_logger_keeps_columns_when_a_name_appears_in_a_later_epoch() {
+    use polyhead::weighting::Weighting;
+    use polyhead::{Callback, History, TrainContext};
+    let dir = std::env::temp_dir().join(format!("polyhead-csv-late-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("log.csv");
+    let mut model = net(3);
+    let mut optimizer = Sgd::new(0.1).build();
+    let mut weighting = Weighting::Fixed;
+    let mut loss_weights = NetLossWeights::default();
+    let history = History::default();
+    let mut logger = CsvLogger::new(&path);
+    let epochs: [&[(&str, f64)]; 3] = [
+        &[("loss", 1.5), ("weight_class", 1.0)],
+        &[
+            ("loss", 1.25),
+            ("skipped_steps", 2.0),
+            ("weight_class", 1.0),
+        ],
+        &[("loss", 1.0), ("weight_class", 0.5)],
+    ];
+    for (epoch, logs) in epochs.iter().enumerate() {
+        let logs: Vec<(String, f64)> = logs.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        let mut ctx = TrainContext {
+            model: &mut model,
+            optimizer: &mut optimizer,
+            weighting: &mut weighting,
+            loss_weights: &mut loss_weights,
+            history: &history,
+        };
+        Callback::<Net, f32>::on_epoch_end(&mut logger, epoch, &logs, &mut ctx).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "epoch,loss,weight_class,skipped_steps\n1,1.5,1,\n2,1.25,1,2\n3,1,0.5,\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

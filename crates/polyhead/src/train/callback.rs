@@ -1,7 +1,6 @@
 //! Callbacks: code that runs at epoch boundaries, with access to the model,
 //! the optimizer, the loss weights and the history.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use polyhead_layers::{Optimizer, save_checkpoint};
@@ -424,7 +423,13 @@ impl<M: MultiOutput<T>, T: Float, F: FnMut(usize) -> f64> Callback<M, T> for Los
     }
 }
 
-/// Appends each epoch's logs to a CSV file (a header first).
+/// Writes the epochs' logs to a CSV file, as Keras' `CSVLogger`: a header
+/// `epoch,<names...>`, then one row per epoch. The columns are every name
+/// logged so far, in first-seen order; a name an epoch did not log (say
+/// `skipped_steps`, logged from the epoch where a step was first skipped)
+/// is an empty cell, so no value ever lands under another name's column.
+/// The file is rewritten whole after each epoch, through a temporary file
+/// and a rename, so it is never half-written.
 ///
 /// ```
 /// let log = polyhead::CsvLogger::new("training.csv");
@@ -433,7 +438,7 @@ impl<M: MultiOutput<T>, T: Float, F: FnMut(usize) -> f64> Callback<M, T> for Los
 #[derive(Debug)]
 pub struct CsvLogger {
     path: PathBuf,
-    file: Option<std::fs::File>,
+    epochs: History,
 }
 
 impl CsvLogger {
@@ -446,7 +451,7 @@ impl CsvLogger {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CsvLogger {
             path: path.into(),
-            file: None,
+            epochs: History::default(),
         }
     }
 }
@@ -454,22 +459,23 @@ impl CsvLogger {
 impl<M: MultiOutput<T>, T: Float> Callback<M, T> for CsvLogger {
     fn on_epoch_end(
         &mut self,
-        epoch: usize,
+        _epoch: usize,
         logs: &[(String, f64)],
         _: &mut TrainContext<'_, M, T>,
     ) -> Result<Control> {
+        self.epochs.push_epoch(logs);
         let io =
             |e: std::io::Error| Error::Other(format!("csv logger {}: {e}", self.path.display()));
-        if self.file.is_none() {
-            let mut f = std::fs::File::create(&self.path).map_err(io)?;
-            let header: Vec<&str> = logs.iter().map(|(n, _)| n.as_str()).collect();
-            writeln!(f, "epoch,{}", header.join(",")).map_err(io)?;
-            self.file = Some(f);
-        }
-        let f = self.file.as_mut().expect("opened");
-        let row: Vec<String> = logs.iter().map(|(_, v)| v.to_string()).collect();
-        writeln!(f, "{},{}", epoch + 1, row.join(",")).map_err(io)?;
-        f.flush().map_err(io)?;
+        let file_name = self
+            .path
+            .file_name()
+            .ok_or_else(|| io(std::io::Error::other("the path names no file")))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(".tmp");
+        let tmp = self.path.with_file_name(tmp_name);
+        std::fs::write(&tmp, self.epochs.to_csv()).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
         Ok(Control::Continue)
     }
 }

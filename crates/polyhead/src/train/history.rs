@@ -22,6 +22,9 @@ use crate::train::raster::Canvas;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     series: Vec<(String, Vec<f64>)>,
+    /// Per series, whether each epoch logged it (a name first logged late,
+    /// or missing from an epoch, is padded with NaN in `series`).
+    logged: Vec<Vec<bool>>,
     epochs: usize,
 }
 
@@ -36,19 +39,26 @@ impl History {
     /// ```
     pub fn push_epoch(&mut self, logs: &[(String, f64)]) {
         for (name, value) in logs {
-            match self.series.iter_mut().find(|(n, _)| n == name) {
-                Some((_, values)) => values.push(*value),
+            match self.series.iter().position(|(n, _)| n == name) {
+                Some(i) => {
+                    self.series[i].1.push(*value);
+                    self.logged[i].push(true);
+                }
                 None => {
                     // A name first seen late is padded with NaN for earlier epochs.
                     let mut values = vec![f64::NAN; self.epochs];
                     values.push(*value);
                     self.series.push((name.clone(), values));
+                    let mut logged = vec![false; self.epochs];
+                    logged.push(true);
+                    self.logged.push(logged);
                 }
             }
         }
         self.epochs += 1;
-        for (_, values) in &mut self.series {
+        for ((_, values), logged) in self.series.iter_mut().zip(&mut self.logged) {
             values.resize(self.epochs, f64::NAN);
+            logged.resize(self.epochs, false);
         }
     }
 
@@ -113,28 +123,38 @@ impl History {
         serde_json::Value::Object(map).to_string()
     }
 
-    /// The history as CSV: a header `epoch,<names...>`, then one row per epoch.
+    /// The history as CSV (RFC 4180, through the `csv` crate): a header
+    /// `epoch,<names...>` with every name ever logged, then one row per
+    /// epoch; a name an epoch did not log is an empty cell.
     ///
     /// ```
     /// let mut h = polyhead::History::default();
     /// h.push_epoch(&[("loss".into(), 2.0)]);
-    /// assert_eq!(h.to_csv(), "epoch,loss\n1,2\n");
+    /// h.push_epoch(&[("loss".into(), 1.0), ("skipped_steps".into(), 3.0)]);
+    /// assert_eq!(h.to_csv(), "epoch,loss,skipped_steps\n1,2,\n2,1,3\n");
     /// ```
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("epoch");
-        for (n, _) in &self.series {
-            out.push(',');
-            out.push_str(n);
-        }
-        out.push('\n');
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let header = std::iter::once("epoch").chain(self.series.iter().map(|(n, _)| n.as_str()));
+        // Writing into memory cannot fail.
+        out.write_record(header).expect("in-memory CSV");
         for e in 0..self.epochs {
-            let _ = write!(out, "{}", e + 1);
-            for (_, v) in &self.series {
-                let _ = write!(out, ",{}", v[e]);
-            }
-            out.push('\n');
+            let row = std::iter::once((e + 1).to_string()).chain(
+                self.series
+                    .iter()
+                    .zip(&self.logged)
+                    .map(|((_, v), logged)| {
+                        if logged[e] {
+                            v[e].to_string()
+                        } else {
+                            String::new()
+                        }
+                    }),
+            );
+            out.write_record(row).expect("in-memory CSV");
         }
-        out
+        String::from_utf8(out.into_inner().expect("in-memory CSV"))
+            .expect("UTF-8 names and numbers")
     }
 
     /// Writes [`History::to_json`] to a file.
