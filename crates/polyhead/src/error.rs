@@ -35,6 +35,22 @@ pub enum Error {
         /// What went wrong there.
         source: Box<Error>,
     },
+    /// The loss weights give a different number of weights than there are
+    /// losses to weigh (a hand-written `LossWeights` or `MultiOutput`
+    /// whose lists disagree).
+    #[error(
+        "{context}: {losses} loss(es) ({names}) but {weights} loss weight(s); give one weight per loss, in the order of `MultiOutput::LOSSES`"
+    )]
+    LossWeightCount {
+        /// Where the mismatch was found.
+        context: &'static str,
+        /// The number of losses.
+        losses: usize,
+        /// Their names, comma-separated.
+        names: String,
+        /// The number of weights given.
+        weights: usize,
+    },
     /// Anything else, described.
     #[error("{0}")]
     Other(String),

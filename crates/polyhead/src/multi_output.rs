@@ -198,7 +198,15 @@ pub trait MultiOutput<T: Float>: Module<T> {
     ) -> Result<TotalLoss<'t, T>> {
         let parts = self.head_losses(outputs, targets)?;
         let values = weights.values();
-        let n = parts.len().min(values.len());
+        if parts.len() != values.len() {
+            return Err(crate::Error::LossWeightCount {
+                context: "weighted_loss",
+                losses: parts.len(),
+                names: Self::LOSSES.join(", "),
+                weights: values.len(),
+            });
+        }
+        let n = parts.len();
         let Some(first) = parts.first() else {
             return Err(crate::Error::Other(
                 "the model has no loss to train on: give some #[head] a `loss = ...`".into(),

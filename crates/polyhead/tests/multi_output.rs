@@ -417,3 +417,133 @@ proptest! {
         let _ = GradcheckOptions::default();
     }
 }
+
+mod loss_weight_count {
+    //! A hand-written model whose loss weights are one short of its losses:
+    //! the weighted total and `fit` both refuse it instead of dropping the
+    //! unweighted loss.
+    use polyhead::autograd::{Parameter, Tape, Var};
+    use polyhead::prelude::*;
+    use polyhead::tensor::Rng;
+    use polyhead::{LossWeights, Progress};
+
+    #[derive(MultiOutput)]
+    struct Two {
+        #[head(loss = Mse::new())]
+        a: Dense,
+        #[head(loss = Mse::new())]
+        b: Dense,
+    }
+
+    /// One weight for a model with two losses.
+    #[derive(Clone, Default)]
+    struct OneWeight;
+
+    impl LossWeights for OneWeight {
+        fn names(&self) -> &'static [&'static str] {
+            &["a"]
+        }
+        fn values(&self) -> Vec<f64> {
+            vec![1.0]
+        }
+        fn set(&mut self, _: &str, _: f64) -> polyhead::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Short(Two);
+
+    impl Module<f32> for Short {
+        fn forward<'t>(&self, x: Var<'t, f32>) -> polyhead::layers::Result<Var<'t, f32>> {
+            self.0.a.forward(x)
+        }
+        fn visit_parameters<'a>(
+            &'a self,
+            prefix: &str,
+            f: &mut dyn FnMut(String, &'a Parameter<f32>),
+        ) {
+            self.0.visit_parameters(prefix, f)
+        }
+        fn visit_parameters_mut<'a>(
+            &'a mut self,
+            prefix: &str,
+            f: &mut dyn FnMut(String, &'a mut Parameter<f32>),
+        ) {
+            self.0.visit_parameters_mut(prefix, f)
+        }
+    }
+
+    impl MultiOutput<f32> for Short {
+        type Outputs<V> = TwoOutputs<V>;
+        type Targets = TwoTargets<f32>;
+        type LossWeights = OneWeight;
+        const HEADS: &'static [&'static str] = Two::HEADS;
+        const LOSSES: &'static [&'static str] = Two::LOSSES;
+        const TRUNK: Option<&'static str> = None;
+        fn forward_with_features<'t>(
+            &self,
+            x: Var<'t, f32>,
+        ) -> polyhead::Result<(Option<Var<'t, f32>>, TwoOutputs<Var<'t, f32>>)> {
+            self.0.forward_with_features(x)
+        }
+        fn head_values<'t>(
+            outputs: &Self::Outputs<Var<'t, f32>>,
+        ) -> Vec<(&'static str, Var<'t, f32>)> {
+            Two::head_values(outputs)
+        }
+        fn head_losses<'t>(
+            &self,
+            outputs: &Self::Outputs<Var<'t, f32>>,
+            targets: &TwoTargets<f32>,
+        ) -> polyhead::Result<Vec<Var<'t, f32>>> {
+            self.0.head_losses(outputs, targets)
+        }
+    }
+
+    fn model() -> Short {
+        let mut rng = Rng::new(5);
+        Short(Two {
+            a: Dense::new(3, 1, &mut rng).unwrap(),
+            b: Dense::new(3, 1, &mut rng).unwrap(),
+        })
+    }
+
+    const MESSAGE: &str = "2 loss(es) (a, b) but 1 loss weight(s); give one weight per loss, in the order of `MultiOutput::LOSSES`";
+
+    #[test]
+    fn weighted_loss_refuses_loss_weights_of_another_length() {
+        let m = model();
+        let x = Tensor::<f32>::ones(&[4, 3]).unwrap();
+        let t = TwoTargets::new(
+            Tensor::zeros(&[4, 1]).unwrap(),
+            Tensor::zeros(&[4, 1]).unwrap(),
+        );
+        let tape = Tape::new();
+        let out = m.forward_heads(tape.constant(x)).unwrap();
+        let err = m.weighted_loss(&out, &t, &OneWeight).unwrap_err();
+        assert!(matches!(
+            err,
+            polyhead::Error::LossWeightCount {
+                losses: 2,
+                weights: 1,
+                ..
+            }
+        ));
+        assert_eq!(err.to_string(), format!("weighted_loss: {MESSAGE}"));
+    }
+
+    #[test]
+    fn fit_refuses_loss_weights_of_another_length() {
+        let mut m = model();
+        let x = Tensor::<f32>::ones(&[4, 3]).unwrap();
+        let t = TwoTargets::new(
+            Tensor::zeros(&[4, 1]).unwrap(),
+            Tensor::zeros(&[4, 1]).unwrap(),
+        );
+        let err = Trainer::<Short, f32>::new(Sgd::new(0.1).build())
+            .progress(Progress::Silent)
+            .fit(&mut m, &x, &t)
+            .unwrap_err();
+        assert_eq!(err.to_string(), format!("loss weighting: {MESSAGE}"));
+    }
+}

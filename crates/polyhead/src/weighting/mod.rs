@@ -356,12 +356,28 @@ impl<T: Float> Weighting<T> {
         shared: &[(String, ParamId)],
         all_params: &[ParamId],
     ) -> Result<StepResult<T>> {
+        if parts.len() != user.len() || parts.len() != names.len() {
+            return Err(Error::LossWeightCount {
+                context: "loss weighting",
+                losses: parts.len(),
+                names: names.join(", "),
+                weights: user.len(),
+            });
+        }
         self.ensure_state(names)?;
         let values: Vec<f64> = parts.iter().map(|&p| var_value(p)).collect::<Result<_>>()?;
         let weights = self.effective(user, &values, names);
         // One recorded op for the weighted total (as `weighted_loss` does).
         let weighted_sum = |w: &[f64]| -> Result<Var<'t, T>> {
-            let n = parts.len().min(w.len());
+            if parts.len() != w.len() {
+                return Err(Error::LossWeightCount {
+                    context: "loss weighting",
+                    losses: parts.len(),
+                    names: names.join(", "),
+                    weights: w.len(),
+                });
+            }
+            let n = parts.len();
             if n == 0 {
                 return Err(Error::Other("no losses to weigh".into()));
             }
