@@ -187,26 +187,24 @@ fn parse_head(attr: &Attribute, errors: &mut Errors) -> Option<HeadLoss> {
     let (mut loss, mut weight, mut target) = (None, None, None);
     let result = attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("loss") {
-            loss = Some(meta.value()?.parse::<Expr>()?);
+            let expr = value(&meta, "loss = <loss expression>")?.parse::<Expr>()?;
+            given_once(&mut loss, expr, &meta.path, "#[head]", errors);
         } else if meta.path.is_ident("weight") {
-            let expr: Expr = meta.value()?.parse()?;
-            weight = Some((number(&expr, errors), expr));
+            let expr: Expr = value(&meta, "weight = <number>")?.parse()?;
+            let parsed = (number(&expr, errors), expr);
+            given_once(&mut weight, parsed, &meta.path, "#[head]", errors);
         } else if meta.path.is_ident("target") {
-            target = Some(meta.value()?.parse::<Type>()?);
+            let ty = value(&meta, "target = <type>")?.parse::<Type>()?;
+            given_once(&mut target, ty, &meta.path, "#[head]", errors);
         } else {
-            let key = meta
-                .path
-                .get_ident()
-                .map(|i| i.to_string())
-                .unwrap_or_default();
             errors.at(
                 &meta.path,
-                format!("unknown key `{key}` in #[head]; expected `loss`, `weight` or `target`"),
+                format!(
+                    "unknown key `{}` in #[head]; expected `loss`, `weight` or `target`",
+                    key_name(&meta.path)
+                ),
             );
-            // Skip its value so the other keys are still read.
-            if meta.input.peek(syn::Token![=]) {
-                meta.value()?.parse::<Expr>()?;
-            }
+            skip_value(&meta)?;
         }
         Ok(())
     });
@@ -307,28 +305,46 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Term>, O
     for attr in attrs.iter().filter(|a| a.path().is_ident("multi_output")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("element") {
-                element = Some(meta.value()?.parse::<Type>()?);
+                let ty = value(&meta, "element = <type>")?.parse::<Type>()?;
+                given_once(&mut element, ty, &meta.path, "#[multi_output]", errors);
                 return Ok(());
             }
             if !meta.path.is_ident("term") {
-                errors.at(&meta.path, "unknown key in #[multi_output]; expected `element = <type>` or `term(name = \"...\", weight = ..., with = path)`");
-                return Ok(());
+                errors.at(
+                    &meta.path,
+                    format!(
+                        "unknown key `{}` in #[multi_output]; expected `element = <type>` or `term(name = \"...\", weight = ..., with = path)`",
+                        key_name(&meta.path)
+                    ),
+                );
+                return skip_value(&meta);
             }
             let (mut name, mut weight, mut with) = (None, None, None);
             let span = meta.path.span();
             meta.parse_nested_meta(|inner| {
                 if inner.path.is_ident("name") {
-                    name = Some(inner.value()?.parse::<LitStr>()?);
+                    let lit = value(&inner, "name = \"...\"")?.parse::<LitStr>()?;
+                    given_once(&mut name, lit, &inner.path, "term(...)", errors);
                 } else if inner.path.is_ident("weight") {
-                    let expr: Expr = inner.value()?.parse()?;
-                    weight = number(&expr, errors);
+                    let expr: Expr = value(&inner, "weight = <number>")?.parse()?;
+                    let parsed = number(&expr, errors);
+                    given_once(&mut weight, parsed, &inner.path, "term(...)", errors);
                 } else if inner.path.is_ident("with") {
-                    with = Some(inner.value()?.parse::<Path>()?);
+                    let path = value(&inner, "with = path::to::function")?.parse::<Path>()?;
+                    given_once(&mut with, path, &inner.path, "term(...)", errors);
                 } else {
-                    errors.at(&inner.path, "unknown key in term(...); expected `name`, `weight` or `with`");
+                    errors.at(
+                        &inner.path,
+                        format!(
+                            "unknown key `{}` in term(...); expected `name`, `weight` or `with`",
+                            key_name(&inner.path)
+                        ),
+                    );
+                    skip_value(&inner)?;
                 }
                 Ok(())
             })?;
+            let weight = weight.flatten();
             if let Some(n) = &name
                 && syn::parse_str::<Ident>(&n.value()).is_err()
             {
@@ -350,4 +366,54 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Term>, O
         }
     }
     (terms, element)
+}
+
+/// Stores a key's value, or reports a key given twice (at its second
+/// occurrence) and keeps the first.
+fn given_once<V>(slot: &mut Option<V>, value: V, key: &Path, place: &str, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.at(
+            key,
+            format!("`{}` is given twice in {place}; keep one", key_name(key)),
+        );
+    } else {
+        *slot = Some(value);
+    }
+}
+
+/// A key as written (`wieght`, or `a::b` for a path).
+fn key_name(path: &Path) -> String {
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// The value after `key =`, or an error at the key saying how to write it.
+fn value<'a>(
+    meta: &'a syn::meta::ParseNestedMeta<'a>,
+    form: &str,
+) -> syn::Result<&'a syn::parse::ParseBuffer<'a>> {
+    if meta.input.peek(syn::Token![=]) {
+        meta.value()
+    } else {
+        Err(syn::Error::new_spanned(
+            &meta.path,
+            format!("`{}` needs a value: write `{form}`", key_name(&meta.path)),
+        ))
+    }
+}
+
+/// Reads past an unknown key's value (`= expr` or `(...)`), so the keys
+/// after it are still read and its value causes no second error.
+fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<proc_macro2::TokenStream>()?;
+    }
+    Ok(())
 }

@@ -78,7 +78,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             _ => quote_spanned!(expr.span()=> &(#expr)),
         };
         quote_spanned! {expr.span()=>
-            ::polyhead::__private::head_loss::<#elem, _>(
+            ::polyhead::__private::head_loss::<#elem, _, _>(
                 #label,
                 #loss,
                 __outputs.#ident,

@@ -16,14 +16,15 @@ pub use polyhead_tensor::Float as FloatTrait;
 /// Records head `name`'s loss on its output. A 0/1 `mask` (per sample)
 /// turns the loss into the mean over unmasked samples (0 when all are
 /// masked), by rescaling the sample weights by `batch / sum(mask)`.
-pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized>(
+pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized, G: HeadTarget<L::Target> + ?Sized>(
     name: &'static str,
     loss: &L,
     pred: Var<'t, T>,
-    target: &L::Target,
+    target: &G,
     sample_weight: Option<&Tensor<T>>,
     mask: Option<&Tensor<T>>,
 ) -> Result<Var<'t, T>> {
+    let target = target.as_wanted();
     let weight = match mask {
         None => sample_weight.cloned(),
         Some(mask) => {
@@ -48,6 +49,24 @@ pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized>(
     };
     loss.record(pred, target, weight.as_ref())
         .map_err(|e| Error::in_part(name, e))
+}
+
+/// A head's target type is the one its loss takes. Only `W` itself
+/// implements it; the trait exists so that a mismatch explains itself.
+#[diagnostic::on_unimplemented(
+    message = "this head's loss takes targets of type `{Wanted}`, but the head's targets are `{Self}`",
+    label = "this loss needs `{Wanted}` targets",
+    note = "name the target type in the head's attribute: `#[head(loss = ..., target = {Wanted})]` (without `target = ...` a head's target is a `Tensor`)"
+)]
+pub trait HeadTarget<Wanted: ?Sized> {
+    /// The target, as the loss takes it.
+    fn as_wanted(&self) -> &Wanted;
+}
+
+impl<W: ?Sized> HeadTarget<W> for W {
+    fn as_wanted(&self) -> &W {
+        self
+    }
 }
 
 /// Records a loss term computed by a user function, with its name in errors.
