@@ -29,8 +29,31 @@ use syn::{DeriveInput, parse_macro_input};
 #[proc_macro_derive(MultiOutput, attributes(trunk, head, multi_output))]
 pub fn derive_multi_output(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    match ast::parse(&input) {
-        Ok(model) => expand::expand(&model).into(),
-        Err(errors) => errors.to_compile_error().into(),
+    derive(&input).into()
+}
+
+/// The derive on `proc_macro2` tokens: the expansion, or every error.
+fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
+    match ast::parse(input) {
+        Ok(model) => expand::expand(&model),
+        Err(errors) => errors.to_compile_error(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The expansion of the documented example model, pretty-printed, is
+    /// `tests/expand/digit_locator.expanded.rs`, which `polyhead`'s
+    /// `MultiOutput` docs show. After an intended change of the generated
+    /// code, regenerate it with
+    /// `UPDATE_EXPECT=1 cargo test -p polyhead-derive`.
+    #[test]
+    fn the_documented_expansion_is_the_real_one() {
+        let input: syn::DeriveInput =
+            syn::parse_str(include_str!("../tests/expand/digit_locator.rs"))
+                .expect("the example model parses");
+        let file: syn::File = syn::parse2(super::derive(&input)).expect("the expansion is items");
+        expect_test::expect_file!["../tests/expand/digit_locator.expanded.rs"]
+            .assert_eq(&prettyplease::unparse(&file));
     }
 }

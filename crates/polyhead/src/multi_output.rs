@@ -98,50 +98,22 @@ pub fn check_weight(name: &str, value: f64) -> Result<()> {
 ///
 /// # What it expands to
 ///
-/// For the struct above (abridged; every path in the real expansion is
-/// fully qualified through `::polyhead`):
+/// For the struct above, this is the derive's whole output, pretty-printed
+/// (the file is a snapshot test of `polyhead-derive`, so it is always the
+/// real expansion). In short: `<Name>Outputs<V>` (one value per head, with
+/// `NAMES`, `into_tuple`, `map`, `iter`), `<Name>Targets<T>` (a target per
+/// head with a loss, plus optional sample weights and masks),
+/// `<Name>LossWeights` (the default weights, changeable at run time), and
+/// the impls of `MultiOutput` (`forward_with_features`, `head_values`,
+/// `head_losses`, `HEADS`, `LOSSES`, `TRUNK`) and `Module` (parameters
+/// named `<field>.<name>`). Every path is fully qualified through
+/// `::polyhead`.
 ///
-/// ```text
-/// pub struct DigitLocatorOutputs<V> { pub class: V, pub bbox: V, pub embedding: V }
-/// impl<V> DigitLocatorOutputs<V> {
-///     pub const NAMES: [&str; 3];
-///     pub fn into_tuple(self) -> (V, V, V);
-///     pub fn map<U>(self, f: impl FnMut(&'static str, V) -> U) -> DigitLocatorOutputs<U>;
-///     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &V)>;
-/// }   // plus From<..> for (V, V, V) and IntoIterator<Item = (&'static str, V)>
-///
-/// pub struct DigitLocatorTargets<T: Float> {
-///     pub class: Tensor<T>, pub bbox: Tensor<T>,            // heads with a loss
-///     pub sample_weights: DigitLocatorOutputs<Option<Tensor<T>>>,
-///     pub masks: DigitLocatorOutputs<Option<Tensor<T>>>,
-/// }
-/// impl<T: Float> DigitLocatorTargets<T> {
-///     pub fn new(class: Tensor<T>, bbox: Tensor<T>) -> Self;
-///     pub fn class_sample_weight(self, w: Tensor<T>) -> Self;   // and bbox_...
-///     pub fn class_mask(self, mask: Tensor<T>) -> Self;         // and bbox_...
-/// }
-///
-/// pub struct DigitLocatorLossWeights { pub class: f64, pub bbox: f64 }  // Default: 1.0, 0.5
-/// impl LossWeights for DigitLocatorLossWeights { .. }
-///
-/// impl MultiOutput<f32> for DigitLocator {
-///     type Outputs<V> = DigitLocatorOutputs<V>;
-///     type Targets = DigitLocatorTargets<f32>;
-///     type LossWeights = DigitLocatorLossWeights;
-///     const HEADS = &["class", "bbox", "embedding"];
-///     const LOSSES = &["class", "bbox"];
-///     fn forward_heads(&self, x) {
-///         let features = self.body.forward(x)?;
-///         Ok(DigitLocatorOutputs { class: self.class.forward(features)?, .. })
-///     }
-///     fn head_losses(&self, outputs, targets) {
-///         Ok(vec![head_loss("class", &CrossEntropy::from_logits(), outputs.class, &targets.class, ..)?, ..])
-///     }
-/// }
-/// impl Module<f32> for DigitLocator {   // parameters: body.0.kernel, class.kernel, ...
-///     fn forward(&self, x) { /* all heads concatenated on the last axis */ }
-/// }
-/// ```
+#[doc = concat!(
+    "```rust,ignore\n",
+    include_str!("../../derive/tests/expand/digit_locator.expanded.rs"),
+    "```"
+)]
 ///
 /// Errors in the attributes are reported at the offending token, all at
 /// once (see `tests/ui/` for every case and its message).
