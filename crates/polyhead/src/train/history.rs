@@ -203,8 +203,8 @@ impl History {
         svg.0
     }
 
-    /// The same plot as [`History::to_svg`], as a PNG image (drawn with a
-    /// built-in bitmap font; the bytes are identical on every machine).
+    /// The same plot as [`History::to_svg`], as a PNG image (text in the
+    /// DejaVu Sans font shipped with the crate).
     ///
     /// ```
     /// let mut h = polyhead::History::default();
@@ -323,12 +323,8 @@ impl Surface for Svg {
 
 impl Surface for Canvas {
     fn text(&mut self, x: f64, y: f64, s: &str, end: bool) {
-        let x = if end {
-            x - 6.0 * s.chars().count() as f64
-        } else {
-            x
-        };
-        Canvas::text(self, x, y - 8.0, s, [40, 40, 40]);
+        let x = if end { x - Canvas::text_width(s) } else { x };
+        Canvas::text(self, x, y, s, [40, 40, 40]);
     }
     fn frame(&mut self, x: f64, y: f64, w: f64, h: f64) {
         let g = [150, 150, 150];
@@ -413,4 +409,44 @@ fn panel(
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes)
         .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PNG, decoded: its size, the first curve's colour along the
+    /// loss panel where the data puts it, and text ink in the title row.
+    #[test]
+    fn the_png_plot_decodes_and_shows_its_curves_and_text() {
+        let mut h = History::default();
+        for e in 0..4 {
+            h.push_epoch(&[("loss".into(), 1.0 - 0.25 * e as f64)]);
+        }
+        let png = h.to_png();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png.as_slice()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut rgb).unwrap();
+        assert_eq!((info.width, info.height), (WIDTH as u32, HEIGHT as u32));
+        let at = |x: f64, y: f64| {
+            let i = ((y.round() as usize) * WIDTH as usize + x.round() as usize) * 3;
+            [rgb[i], rgb[i + 1], rgb[i + 2]]
+        };
+        // The loss panel spans x 60..470, y 30..380; the loss falls
+        // linearly from its maximum (top) to its minimum (bottom).
+        let (left, right, top, bottom) =
+            (60.0, 10.0 + WIDTH / 2.0 - 20.0 - 10.0, 30.0, HEIGHT - 40.0);
+        for k in 1..4 {
+            let t = k as f64 / 4.0;
+            let (x, y) = (left + (right - left) * t, top + (bottom - top) * t);
+            assert_eq!(at(x, y), COLORS[0], "curve pixel at ({x}, {y})");
+        }
+        // The title "losses" is inked in the band above the panel.
+        let inked = (5..28)
+            .flat_map(|y| (60..110).map(move |x| (x, y)))
+            .filter(|&(x, y)| at(f64::from(x), f64::from(y))[0] < 128)
+            .count();
+        assert!(inked > 20, "{inked} inked pixels in the title");
+    }
 }

@@ -1,62 +1,24 @@
-//! A tiny raster canvas and PNG encoder for the History plot: lines, boxes
-//! and 5x7 bitmap text into an RGB buffer, written as a PNG with stored
-//! (uncompressed) deflate blocks. No font files, no dependencies, and the
-//! same bytes on every machine.
+//! A small raster canvas for the History plot: lines and boxes into an RGB
+//! buffer, anti-aliased text from the DejaVu Sans font shipped in
+//! `assets/fonts/` (rasterised by `ab_glyph`), encoded by the `png` crate.
+
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+
+/// DejaVu Sans (see `assets/fonts/README.md` for its license).
+const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// The plot's text size in pixels.
+const TEXT_PX: f32 = 12.0;
+
+fn font() -> FontRef<'static> {
+    FontRef::try_from_slice(FONT_BYTES).expect("the shipped font parses")
+}
 
 /// An RGB image.
 pub(crate) struct Canvas {
     width: usize,
     height: usize,
     rgb: Vec<u8>,
-}
-
-/// 5x7 glyphs: rows of 5 bits, most significant bit on the left.
-fn glyph(c: char) -> [u8; 7] {
-    match c.to_ascii_lowercase() {
-        '0' => [14, 17, 19, 21, 25, 17, 14],
-        '1' => [4, 12, 4, 4, 4, 4, 14],
-        '2' => [14, 17, 1, 2, 4, 8, 31],
-        '3' => [30, 1, 1, 14, 1, 1, 30],
-        '4' => [2, 6, 10, 18, 31, 2, 2],
-        '5' => [31, 16, 30, 1, 1, 17, 14],
-        '6' => [6, 8, 16, 30, 17, 17, 14],
-        '7' => [31, 1, 2, 4, 8, 8, 8],
-        '8' => [14, 17, 17, 14, 17, 17, 14],
-        '9' => [14, 17, 17, 15, 1, 2, 12],
-        'a' => [0, 0, 14, 1, 15, 17, 15],
-        'b' => [16, 16, 30, 17, 17, 17, 30],
-        'c' => [0, 0, 14, 16, 16, 17, 14],
-        'd' => [1, 1, 15, 17, 17, 17, 15],
-        'e' => [0, 0, 14, 17, 31, 16, 14],
-        'f' => [6, 9, 8, 28, 8, 8, 8],
-        'g' => [0, 15, 17, 17, 15, 1, 14],
-        'h' => [16, 16, 22, 25, 17, 17, 17],
-        'i' => [4, 0, 12, 4, 4, 4, 14],
-        'j' => [2, 0, 6, 2, 2, 18, 12],
-        'k' => [16, 16, 18, 20, 24, 20, 18],
-        'l' => [12, 4, 4, 4, 4, 4, 14],
-        'm' => [0, 0, 26, 21, 21, 17, 17],
-        'n' => [0, 0, 22, 25, 17, 17, 17],
-        'o' => [0, 0, 14, 17, 17, 17, 14],
-        'p' => [0, 0, 30, 17, 30, 16, 16],
-        'q' => [0, 0, 15, 17, 15, 1, 1],
-        'r' => [0, 0, 22, 25, 16, 16, 16],
-        's' => [0, 0, 15, 16, 14, 1, 30],
-        't' => [8, 8, 28, 8, 8, 9, 6],
-        'u' => [0, 0, 17, 17, 17, 19, 13],
-        'v' => [0, 0, 17, 17, 17, 10, 4],
-        'w' => [0, 0, 17, 17, 21, 21, 10],
-        'x' => [0, 0, 17, 10, 4, 10, 17],
-        'y' => [0, 0, 17, 17, 15, 1, 14],
-        'z' => [0, 0, 31, 2, 4, 8, 31],
-        '_' => [0, 0, 0, 0, 0, 0, 31],
-        '.' => [0, 0, 0, 0, 0, 12, 12],
-        '-' => [0, 0, 0, 31, 0, 0, 0],
-        ':' => [0, 12, 12, 0, 12, 12, 0],
-        '(' => [2, 4, 8, 8, 8, 4, 2],
-        ')' => [8, 4, 2, 2, 2, 4, 8],
-        _ => [0; 7],
-    }
 }
 
 impl Canvas {
@@ -102,104 +64,132 @@ impl Canvas {
         }
     }
 
-    /// Text with its top-left corner at `(x, y)`, scaled by 1 (5x7 glyphs).
+    /// The width in pixels of `s` in the plot's font.
+    pub(crate) fn text_width(s: &str) -> f64 {
+        let font = font();
+        let scaled = font.as_scaled(PxScale::from(TEXT_PX));
+        let mut width = 0.0;
+        let mut previous = None;
+        for c in s.chars() {
+            let id = scaled.glyph_id(c);
+            if let Some(p) = previous {
+                width += scaled.kern(p, id);
+            }
+            width += scaled.h_advance(id);
+            previous = Some(id);
+        }
+        f64::from(width)
+    }
+
+    /// Text whose baseline starts at `(x, y)`, anti-aliased (each pixel
+    /// blended towards `color` by the glyph's coverage).
     pub(crate) fn text(&mut self, x: f64, y: f64, s: &str, color: [u8; 3]) {
-        for (k, c) in s.chars().enumerate() {
-            let rows = glyph(c);
-            for (r, bits) in rows.iter().enumerate() {
-                for col in 0..5 {
-                    if bits & (16 >> col) != 0 {
-                        self.put(x as i64 + 6 * k as i64 + col, y as i64 + r as i64, color);
-                    }
-                }
+        let font = font();
+        let scaled = font.as_scaled(PxScale::from(TEXT_PX));
+        let mut pen = x as f32;
+        let mut previous = None;
+        for c in s.chars() {
+            let id = scaled.glyph_id(c);
+            if let Some(p) = previous {
+                pen += scaled.kern(p, id);
+            }
+            let glyph = id.with_scale_and_position(TEXT_PX, ab_glyph::point(pen, y as f32));
+            pen += scaled.h_advance(id);
+            previous = Some(id);
+            let Some(outline) = font.outline_glyph(glyph) else {
+                continue; // a space
+            };
+            let bounds = outline.px_bounds();
+            outline.draw(|gx, gy, coverage| {
+                let (px, py) = (
+                    bounds.min.x as i64 + i64::from(gx),
+                    bounds.min.y as i64 + i64::from(gy),
+                );
+                self.blend(px, py, color, coverage);
+            });
+        }
+    }
+
+    fn blend(&mut self, x: i64, y: i64, color: [u8; 3], coverage: f32) {
+        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
+            let i = (y as usize * self.width + x as usize) * 3;
+            let a = coverage.clamp(0.0, 1.0);
+            for (dst, &src) in self.rgb[i..i + 3].iter_mut().zip(&color) {
+                *dst = (f32::from(*dst) * (1.0 - a) + f32::from(src) * a).round() as u8;
             }
         }
     }
 
-    /// The image as PNG bytes (RGB, 8 bits, no filter, stored deflate).
+    /// The image as PNG bytes (8-bit RGB), encoded by the `png` crate.
     pub(crate) fn png(&self) -> Vec<u8> {
-        let mut raw = Vec::with_capacity((self.width * 3 + 1) * self.height);
-        for row in self.rgb.chunks(self.width * 3) {
-            raw.push(0); // filter type: none
-            raw.extend_from_slice(row);
-        }
-        let mut zlib = vec![0x78, 0x01];
-        let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-        for (i, block) in blocks.iter().enumerate() {
-            zlib.push(u8::from(i + 1 == blocks.len()));
-            let len = block.len() as u16;
-            zlib.extend_from_slice(&len.to_le_bytes());
-            zlib.extend_from_slice(&(!len).to_le_bytes());
-            zlib.extend_from_slice(block);
-        }
-        zlib.extend_from_slice(&adler32(&raw).to_be_bytes());
-        let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&(self.width as u32).to_be_bytes());
-        ihdr.extend_from_slice(&(self.height as u32).to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-        chunk(&mut out, b"IHDR", &ihdr);
-        chunk(&mut out, b"IDAT", &zlib);
-        chunk(&mut out, b"IEND", &[]);
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        // Encoding into memory fails only for a buffer of the wrong size,
+        // which `Canvas` never holds.
+        let mut writer = encoder.write_header().expect("in-memory PNG header");
+        writer
+            .write_image_data(&self.rgb)
+            .expect("in-memory PNG data");
+        writer.finish().expect("in-memory PNG");
         out
     }
-}
 
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let crc = crc32(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-}
-
-/// CRC-32 (IEEE), as PNG chunks use it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
+    /// The colour of pixel `(x, y)` (tests).
+    #[cfg(test)]
+    fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
-    !crc
-}
-
-/// Adler-32, the zlib stream's checksum.
-fn adler32(bytes: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in bytes {
-        a = (a + u32::from(x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    (b << 16) | a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn checksums_match_their_standard_check_values() {
-        // The standard check values for "123456789".
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(adler32(b"123456789"), 0x091E_01DE);
+    /// Decodes PNG bytes into (width, height, RGB).
+    fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, buf)
     }
 
     #[test]
-    fn a_png_has_the_signature_header_and_size() {
-        let mut c = Canvas::new(3, 2);
-        c.line((0.0, 0.0), (2.0, 1.0), [255, 0, 0], 1, false);
-        let png = c.png();
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(&png[12..16], b"IHDR");
-        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 3);
-        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 2);
-        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82])); // IEND's CRC
+    fn the_png_decodes_to_the_canvas_pixels() {
+        let mut c = Canvas::new(7, 5);
+        c.line((0.0, 2.0), (6.0, 2.0), [255, 0, 0], 1, false);
+        let (w, h, rgb) = decode(&c.png());
+        assert_eq!((w, h), (7, 5));
+        assert_eq!(rgb, c.rgb);
+        assert_eq!(&rgb[(2 * 7 + 3) * 3..(2 * 7 + 4) * 3], &[255, 0, 0]);
+        assert_eq!(&rgb[..3], &[255, 255, 255]);
+    }
+
+    #[test]
+    fn text_is_drawn_anti_aliased_where_the_font_puts_it() {
+        let mut c = Canvas::new(80, 20);
+        c.text(2.0, 14.0, "loss", [0, 0, 0]);
+        let inked: Vec<(usize, usize, u8)> = (0..20)
+            .flat_map(|y| (0..80).map(move |x| (x, y)))
+            .map(|(x, y)| (x, y, c.pixel(x, y)[0]))
+            .filter(|&(_, _, v)| v < 255)
+            .collect();
+        // Ink only between the pen's start and the text's width, above the
+        // baseline (no descenders in "loss").
+        let width = Canvas::text_width("loss");
+        assert!(width > 15.0 && width < 40.0, "{width}");
+        assert!(
+            inked
+                .iter()
+                .all(|&(x, y, _)| x >= 2 && (x as f64) <= 3.0 + width && y <= 14)
+        );
+        // Solid stems and grey edges: anti-aliased, not a bitmap font.
+        assert!(inked.iter().any(|&(_, _, v)| v < 40));
+        assert!(inked.iter().any(|&(_, _, v)| v > 80 && v < 200));
     }
 }
