@@ -107,6 +107,15 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     };
     let visit_ref = visit(false);
     let visit_mut = visit(true);
+    let visit_buffers = model
+        .trunk
+        .iter()
+        .chain(model.heads.iter().map(|h| &h.part))
+        .map(|p| {
+            let ident = p.ident;
+            let prefix = format!("{ident}.");
+            quote!(::polyhead::layers::Module::<#elem>::visit_buffers(&self.#ident, &::std::format!("{}{}", prefix, #prefix), f);)
+        });
     let set_training = model
         .trunk
         .iter()
@@ -187,6 +196,14 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
 
             fn set_training(&mut self, training: bool) {
                 #(#set_training)*
+            }
+
+            fn visit_buffers<'__a>(
+                &'__a self,
+                prefix: &str,
+                f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a ::polyhead::layers::Buffer<#elem>),
+            ) {
+                #(#visit_buffers)*
             }
         }
     }

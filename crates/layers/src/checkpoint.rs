@@ -91,16 +91,9 @@ pub fn save_checkpoint<T: Float>(
     optimizer: Option<&Optimizer<T>>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = model
-        .parameters()
+    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = stored_values(model)
         .into_iter()
-        .map(|(name, p)| {
-            (
-                name,
-                p.value().shape().to_vec(),
-                encode(&p.value().to_vec()),
-            )
-        })
+        .map(|(name, value)| (name, value.shape().to_vec(), encode(&value.to_vec())))
         .collect();
     let shapes: HashMap<String, Vec<usize>> = named
         .iter()
@@ -232,9 +225,9 @@ fn load_from<T: Float>(
 
     let mut problems = Vec::new();
     let mut values: Vec<(String, Vec<usize>, Vec<T>)> = Vec::new();
-    let params = model.parameters();
-    for (name, p) in &params {
-        let want_shape = p.value().shape();
+    let params = stored_values(model);
+    for (name, value) in &params {
+        let want_shape = value.shape();
         match stored.get(name) {
             None => problems.push(format!(
                 "{name}: missing from the file (the model has shape {want_shape:?})"
@@ -248,7 +241,15 @@ fn load_from<T: Float>(
                 "{name}: shape {:?} in the file, {want_shape:?} in the model",
                 v.shape()
             )),
-            Some(v) => values.push((name.clone(), want_shape.to_vec(), decode(v.data()))),
+            Some(v) => {
+                let data: Vec<T> = decode(v.data());
+                match data.iter().position(|x| !x.is_finite()) {
+                    Some(i) => {
+                        problems.push(format!("{name}: holds {:?} at flat index {i}", data[i]))
+                    }
+                    None => values.push((name.clone(), want_shape.to_vec(), data)),
+                }
+            }
         }
     }
     let known: std::collections::HashSet<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
@@ -310,9 +311,30 @@ fn load_from<T: Float>(
     }
     let mut by_name: HashMap<String, (Vec<usize>, Vec<T>)> =
         values.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
+    for (name, b) in model.buffers() {
+        let (shape, v) = by_name.remove(&name).expect("validated above");
+        b.set_value(Tensor::from_vec(v, &shape)?)?;
+    }
     for (name, p) in model.parameters_mut() {
         let (shape, v) = by_name.remove(&name).expect("validated above");
         p.set_value(Tensor::from_vec(v, &shape)?)?;
     }
     Ok(())
+}
+
+/// What a checkpoint holds of a model: every parameter, then every buffer
+/// (state that is not trained), by name.
+fn stored_values<T: Float>(model: &dyn Module<T>) -> Vec<(String, Tensor<T>)> {
+    let mut values: Vec<(String, Tensor<T>)> = model
+        .parameters()
+        .into_iter()
+        .map(|(name, p)| (name, p.value().clone()))
+        .collect();
+    values.extend(
+        model
+            .buffers()
+            .into_iter()
+            .map(|(name, b)| (name, b.value())),
+    );
+    values
 }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod activation;
+mod buffer;
 mod checkpoint;
 mod dense;
 mod dropout;
@@ -49,6 +50,7 @@ mod optim;
 mod sequential;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
+pub use buffer::Buffer;
 pub use checkpoint::{load_checkpoint, load_checkpoint_bytes, save_checkpoint};
 pub use dense::{Dense, DenseBuilder};
 pub use dropout::Dropout;

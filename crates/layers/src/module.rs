@@ -4,6 +4,7 @@
 use polyhead_autograd::{Parameter, Var};
 use polyhead_tensor::Float;
 
+use crate::buffer::Buffer;
 use crate::error::Result;
 
 /// A layer or a model: a forward pass recorded on the input's tape, and its
@@ -66,6 +67,35 @@ pub trait Module<T: Float> {
         let _ = training;
     }
 
+    /// Calls `f` with each [`Buffer`] (state that is not trained, such as
+    /// batch normalization's moving statistics) and its dotted name, in the
+    /// same namespace as the parameters. Checkpoints save and restore
+    /// buffers; optimizers never see them. Layers without state keep this
+    /// default, which lists none; containers pass `prefix` on as for
+    /// parameters.
+    ///
+    /// ```
+    /// use polyhead_layers::{Dense, Module};
+    /// let dense = Dense::<f32>::new(2, 3, &mut polyhead_tensor::Rng::new(0))?;
+    /// assert!(dense.buffers().is_empty());
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    fn visit_buffers<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Buffer<T>)) {
+        let _ = (prefix, f);
+    }
+
+    /// Every buffer with its dotted name, in visiting order.
+    ///
+    /// ```
+    /// use polyhead_layers::{Module, Sequential};
+    /// assert!(Sequential::<f32>::new().buffers().is_empty());
+    /// ```
+    fn buffers(&self) -> Vec<(String, &Buffer<T>)> {
+        let mut out = Vec::new();
+        self.visit_buffers("", &mut |name, b| out.push((name, b)));
+        out
+    }
+
     /// Every parameter with its dotted name.
     fn parameters(&self) -> Vec<(String, &Parameter<T>)> {
         let mut out = Vec::new();
@@ -107,5 +137,8 @@ impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     }
     fn set_training(&mut self, training: bool) {
         (**self).set_training(training)
+    }
+    fn visit_buffers<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Buffer<T>)) {
+        (**self).visit_buffers(prefix, f)
     }
 }

@@ -3,6 +3,7 @@
 use polyhead_autograd::{Parameter, Var};
 use polyhead_tensor::Float;
 
+use crate::buffer::Buffer;
 use crate::error::Result;
 use crate::module::Module;
 
@@ -103,6 +104,12 @@ impl<T: Float> Module<T> for Sequential<T> {
     fn set_training(&mut self, training: bool) {
         for layer in &mut self.layers {
             layer.set_training(training);
+        }
+    }
+
+    fn visit_buffers<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Buffer<T>)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_buffers(&format!("{prefix}{i}."), f);
         }
     }
 }

@@ -419,3 +419,143 @@ fn readers_during_saves_and_kills_midway_always_see_a_complete_checkpoint() {
         "every round ended on the same save: {seen:?}"
     );
 }
+
+/// A user's own layer with state that is not trained: a learnable scale
+/// and a running count kept in a `Buffer`, updated by `forward` in
+/// training mode.
+struct Counting {
+    scale: Parameter<f32>,
+    seen: Buffer<f32>,
+    training: bool,
+}
+
+impl Counting {
+    fn new(scale: f32, seen: &[f32]) -> Self {
+        Counting {
+            scale: Parameter::new(Tensor::full(&[1], scale).unwrap()),
+            seen: Buffer::new(Tensor::from_vec(seen.to_vec(), &[seen.len()]).unwrap()),
+            training: true,
+        }
+    }
+}
+
+impl Module<f32> for Counting {
+    fn forward<'t>(
+        &self,
+        x: polyhead_autograd::Var<'t, f32>,
+    ) -> Result<polyhead_autograd::Var<'t, f32>> {
+        if self.training {
+            let seen = self.seen.value().add_scalar(1.0);
+            self.seen.set_value(seen)?;
+        }
+        Ok(x.mul(x.tape().param(&self.scale))?)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<f32>)) {
+        f(format!("{prefix}scale"), &self.scale);
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<f32>),
+    ) {
+        f(format!("{prefix}scale"), &mut self.scale);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+    fn visit_buffers<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Buffer<f32>)) {
+        f(format!("{prefix}seen"), &self.seen);
+    }
+}
+
+#[test]
+fn buffers_are_saved_and_restored_and_optimizers_leave_them_alone() {
+    let dir = TempDir::new("buffers");
+    let path = dir.file("m.safetensors");
+    let mut model = Sequential::new().push(Counting::new(2.0, &[0.0, 10.0]));
+    assert_eq!(model.buffers().len(), 1);
+    assert_eq!(model.buffers()[0].0, "0.seen");
+    // Training-mode forwards update the buffer; an optimizer step moves
+    // the parameter only.
+    let mut opt = Sgd::new(0.5).build();
+    for _ in 0..3 {
+        let tape = Tape::new();
+        let y = model
+            .forward(tape.constant(Tensor::ones(&[1]).unwrap()))
+            .unwrap();
+        let grads = tape.backward(y.sum_all()).unwrap();
+        opt.step(&mut model, &grads).unwrap();
+    }
+    assert_eq!(model.buffers()[0].1.value().to_vec(), vec![3.0, 13.0]);
+    assert_eq!(model.parameters()[0].1.value().to_vec(), vec![0.5]);
+    model.set_training(false);
+    let tape = Tape::new();
+    model
+        .forward(tape.constant(Tensor::ones(&[1]).unwrap()))
+        .unwrap();
+    assert_eq!(
+        model.buffers()[0].1.value().to_vec(),
+        vec![3.0, 13.0],
+        "inference changes nothing"
+    );
+
+    save_checkpoint(&path, &model, None).unwrap();
+    let mut fresh = Sequential::new().push(Counting::new(7.0, &[0.0, 0.0]));
+    load_checkpoint(&path, &mut fresh, None).unwrap();
+    assert_eq!(fresh.buffers()[0].1.value().to_vec(), vec![3.0, 13.0]);
+    assert_eq!(fresh.parameters()[0].1.value().to_vec(), vec![0.5]);
+
+    // A checkpoint without the buffer, or with it misshaped, is refused
+    // whole: nothing is loaded.
+    let without = dir.file("without.safetensors");
+    save_checkpoint(
+        &without,
+        &Sequential::new().push(Dense::<f32>::new(1, 1, &mut Rng::new(0)).unwrap()),
+        None,
+    )
+    .unwrap();
+    let mut target = Sequential::new().push(Counting::new(7.0, &[1.0, 2.0]));
+    let err = load_checkpoint(&without, &mut target, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0.seen: missing from the file (the model has shape [2])"),
+        "{err}"
+    );
+    assert_eq!(target.buffers()[0].1.value().to_vec(), vec![1.0, 2.0]);
+    let mut three = Sequential::new().push(Counting::new(7.0, &[1.0, 2.0, 3.0]));
+    let err = load_checkpoint(&path, &mut three, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0.seen: shape [2] in the file, [3] in the model"),
+        "{err}"
+    );
+    assert_eq!(
+        three.parameters()[0].1.value().to_vec(),
+        vec![7.0],
+        "nothing loaded"
+    );
+}
+
+#[test]
+fn a_checkpoint_holding_nan_is_refused_naming_the_value() {
+    let dir = TempDir::new("nan-buffer");
+    let path = dir.file("m.safetensors");
+    let model = Sequential::new().push(Counting::new(2.0, &[0.0, 1.0]));
+    save_checkpoint(&path, &model, None).unwrap();
+    // Corrupt the buffer's second value in the file's bytes: it is the
+    // last tensor's last four bytes (safetensors stores data after the
+    // header, in name order: `0.scale` then `0.seen`).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let mut target = Sequential::new().push(Counting::new(5.0, &[4.0, 4.0]));
+    let err = load_checkpoint(&path, &mut target, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("0.seen: holds NaN at flat index 1"), "{err}");
+    assert_eq!(target.parameters()[0].1.value().to_vec(), vec![5.0]);
+    assert_eq!(target.buffers()[0].1.value().to_vec(), vec![4.0, 4.0]);
+}

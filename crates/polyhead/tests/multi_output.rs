@@ -547,3 +547,75 @@ mod loss_weight_count {
         assert_eq!(err.to_string(), format!("loss weighting: {MESSAGE}"));
     }
 }
+
+mod buffers_in_a_derived_model {
+    //! A derived model lists its parts' buffers under `<field>.<name>`, so
+    //! checkpoints keep a user's layer's state that is not trained.
+    use polyhead::autograd::{Parameter, Var};
+    use polyhead::layers::Buffer;
+    use polyhead::prelude::*;
+    use polyhead::tensor::Rng;
+
+    /// The identity, counting the training-mode batches it has seen.
+    struct Counter {
+        seen: Buffer<f32>,
+    }
+
+    impl Module<f32> for Counter {
+        fn forward<'t>(&self, x: Var<'t, f32>) -> polyhead::layers::Result<Var<'t, f32>> {
+            self.seen.set_value(self.seen.value().add_scalar(1.0))?;
+            Ok(x)
+        }
+        fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<f32>)) {}
+        fn visit_parameters_mut<'a>(
+            &'a mut self,
+            _: &str,
+            _: &mut dyn FnMut(String, &'a mut Parameter<f32>),
+        ) {
+        }
+        fn visit_buffers<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Buffer<f32>)) {
+            f(format!("{prefix}seen"), &self.seen);
+        }
+    }
+
+    #[derive(MultiOutput)]
+    struct Counted {
+        #[trunk]
+        body: Sequential,
+        #[head(loss = Mse::new())]
+        out: Dense,
+    }
+
+    fn model(start: f32) -> Counted {
+        let mut rng = Rng::new(1);
+        Counted {
+            body: Sequential::new()
+                .push(Dense::new(2, 3, &mut rng).unwrap())
+                .push(Counter {
+                    seen: Buffer::new(Tensor::full(&[1], start).unwrap()),
+                }),
+            out: Dense::new(3, 1, &mut rng).unwrap(),
+        }
+    }
+
+    #[test]
+    fn buffers_are_named_by_field_and_survive_a_checkpoint() {
+        let m = model(0.0);
+        let names: Vec<String> = m.buffers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["body.1.seen"]);
+        let tape = polyhead::autograd::Tape::new();
+        m.forward_heads(tape.constant(Tensor::ones(&[4, 2]).unwrap()))
+            .unwrap();
+        m.forward_heads(tape.constant(Tensor::ones(&[4, 2]).unwrap()))
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "polyhead-derived-buffers-{}.safetensors",
+            std::process::id()
+        ));
+        polyhead::layers::save_checkpoint(&path, &m, None).unwrap();
+        let mut other = model(40.0);
+        polyhead::layers::load_checkpoint(&path, &mut other, None).unwrap();
+        assert_eq!(other.buffers()[0].1.value().to_vec(), vec![2.0]);
+        let _ = std::fs::remove_file(&path);
+    }
+}

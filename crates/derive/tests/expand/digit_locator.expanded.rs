@@ -364,4 +364,29 @@ where
         ::polyhead::layers::Module::<f32>::set_training(&mut self.bbox, training);
         ::polyhead::layers::Module::<f32>::set_training(&mut self.embedding, training);
     }
+    fn visit_buffers<'__a>(
+        &'__a self,
+        prefix: &str,
+        f: &mut dyn ::core::ops::FnMut(
+            ::std::string::String,
+            &'__a ::polyhead::layers::Buffer<f32>,
+        ),
+    ) {
+        ::polyhead::layers::Module::<
+            f32,
+        >::visit_buffers(&self.body, &::std::format!("{}{}", prefix, "body."), f);
+        ::polyhead::layers::Module::<
+            f32,
+        >::visit_buffers(&self.class, &::std::format!("{}{}", prefix, "class."), f);
+        ::polyhead::layers::Module::<
+            f32,
+        >::visit_buffers(&self.bbox, &::std::format!("{}{}", prefix, "bbox."), f);
+        ::polyhead::layers::Module::<
+            f32,
+        >::visit_buffers(
+            &self.embedding,
+            &::std::format!("{}{}", prefix, "embedding."),
+            f,
+        );
+    }
 }
