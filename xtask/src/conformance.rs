@@ -63,6 +63,7 @@ pub fn run_file(path: &std::path::Path, json: &Value) -> Result<Vec<CaseOutcome>
         "polyhead-fixtures/multi_output_variant/v1" => {
             crate::conformance_multi::run_variant_file(path, json)
         }
+        "polyhead-fixtures/layers/v1" => crate::conformance_layers::run_layer_file(json),
         "polyhead-fixtures/multi_output_setup/v1" => {
             Err("a setup file has no cases; pass the variant files that name it".into())
         }

@@ -71,12 +71,17 @@ fn loss<T: Float>(name: &str, head_activation: &str) -> Result<BoxedLoss<T>, Str
 
 /// FORMAT.md's tolerances: float32 arrays `|a-b| <= 2e-5|b| + 2e-6 max|b|`,
 /// scalars relative 1e-5; float64 `|a-b| <= 1e-10|b| + 1e-12`.
-struct Rule {
-    f64: bool,
+pub(crate) struct Rule {
+    pub(crate) f64: bool,
 }
 
 impl Rule {
-    fn array<T: Float>(&self, what: &str, got: &Tensor<T>, want: &Value) -> Result<(), String> {
+    pub(crate) fn array<T: Float>(
+        &self,
+        what: &str,
+        got: &Tensor<T>,
+        want: &Value,
+    ) -> Result<(), String> {
         let want: Tensor<f64> = array(want, what)?;
         if got.shape() != want.shape() {
             return Err(format!(

@@ -10,6 +10,7 @@ static ALLOCATOR: bench::CountingAlloc = bench::CountingAlloc;
 
 mod bench;
 mod conformance;
+mod conformance_layers;
 mod conformance_multi;
 mod load;
 

@@ -38,6 +38,7 @@
 mod activation;
 mod buffer;
 mod checkpoint;
+mod conv;
 mod dense;
 mod dropout;
 mod embedding;
@@ -52,6 +53,7 @@ mod sequential;
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
 pub use buffer::Buffer;
 pub use checkpoint::{load_checkpoint, load_checkpoint_bytes, save_checkpoint};
+pub use conv::{Conv1D, Conv1DBuilder, Conv2D, Conv2DBuilder, Padding};
 pub use dense::{Dense, DenseBuilder};
 pub use dropout::Dropout;
 pub use embedding::Embedding;

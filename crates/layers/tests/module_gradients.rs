@@ -128,6 +128,37 @@ proptest! {
     }
 
     #[test]
+    fn conv2d_with_any_geometry(
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
+        dh in 1usize..3, dw in 1usize..3, same in any::<bool>(), groups in 1usize..3,
+        group_in in 1usize..3, group_out in 1usize..3, bias in any::<bool>(),
+        act in activation(), seed in any::<u64>(),
+    ) {
+        let (cin, filters) = (groups * group_in, groups * group_out);
+        let padding = if same { Padding::Same } else { Padding::Valid };
+        let mut conv = Conv2D::<f64>::builder(cin, filters, [kh, kw])
+            .strides([sh, sw]).dilation_rate([dh, dw]).padding(padding)
+            .groups(groups).use_bias(bias).activation(act)
+            .build(&mut Rng::new(seed)).unwrap();
+        // Big enough for any valid window: (k - 1) * d + 1 <= 5.
+        let x = Tensor::rand_normal(&[2, 5, 6, cin], 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut conv, &x, seed)?;
+    }
+
+    #[test]
+    fn conv1d_with_any_geometry(
+        k in 1usize..4, stride in 1usize..3, dilation in 1usize..3, padding in 0usize..3,
+        groups in 1usize..3, group_in in 1usize..3, seed in any::<u64>(),
+    ) {
+        let padding = [Padding::Valid, Padding::Same, Padding::Causal][padding];
+        let mut conv = Conv1D::<f64>::builder(groups * group_in, groups * 2, k)
+            .strides(stride).dilation_rate(dilation).padding(padding).groups(groups)
+            .build(&mut Rng::new(seed)).unwrap();
+        let x = Tensor::rand_normal(&[2, 7, groups * group_in], 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut conv, &x, seed)?;
+    }
+
+    #[test]
     fn dense_on_3d_and_4d_inputs(seed in any::<u64>(), four in any::<bool>()) {
         let mut dense = Dense::<f64>::new(3, 2, &mut Rng::new(seed)).unwrap();
         let shape: Vec<usize> = if four { vec![2, 2, 1, 3] } else { vec![2, 2, 3] };
@@ -265,4 +296,46 @@ fn layer_shape_errors_say_what_was_expected() {
     );
     let scalar = tape.constant(Tensor::scalar(1.0));
     assert!(Flatten.forward(scalar).is_err());
+}
+
+#[test]
+fn convolution_mistakes_are_errors_naming_the_layer_and_the_rule() {
+    let mut rng = Rng::new(3);
+    let tape = Tape::<f32>::new();
+    let conv = Conv2D::<f32>::builder(2, 4, [3, 3]).build(&mut rng).unwrap();
+    let err = |r: Result<polyhead_autograd::Var<'_, f32>>| r.unwrap_err().to_string();
+    assert_eq!(
+        err(conv.forward(tape.constant(Tensor::ones(&[2, 5, 2]).unwrap()))),
+        "conv2d: input must be [batch, height, width, channels], got shape [2, 5, 2]"
+    );
+    assert_eq!(
+        err(conv.forward(tape.constant(Tensor::ones(&[1, 5, 5, 3]).unwrap()))),
+        "conv2d: input has 3 channels (last axis of [1, 5, 5, 3]), the layer expects 2"
+    );
+    assert_eq!(
+        err(conv.forward(tape.constant(Tensor::ones(&[1, 2, 5, 2]).unwrap()))),
+        "conv2d: a window of 3 (kernel 3, dilation 1) does not fit an axis of 2 with padding `valid`"
+    );
+    let build = |b: Conv2DBuilder<f32>| b.build(&mut Rng::new(0)).unwrap_err().to_string();
+    assert_eq!(
+        build(Conv2D::builder(2, 4, [3, 3]).strides([0, 1])),
+        "conv2d: strides must be at least 1, got [0, 1]"
+    );
+    assert_eq!(
+        build(Conv2D::builder(2, 4, [3, 3]).dilation_rate([1, 0])),
+        "conv2d: dilation_rate must be at least 1, got [1, 0]"
+    );
+    assert_eq!(
+        build(Conv2D::builder(2, 4, [3, 3]).groups(0)),
+        "conv2d: groups = 0 must divide the input channels (2) and the filters (4)"
+    );
+    assert_eq!(
+        build(Conv2D::builder(2, 4, [3, 3]).padding(Padding::Causal)),
+        "conv2d: padding `causal` is for 1-D convolutions only"
+    );
+    let conv1 = Conv1D::<f32>::builder(2, 2, 3).build(&mut rng).unwrap();
+    assert_eq!(
+        err(conv1.forward(tape.constant(Tensor::ones(&[1, 0, 2]).unwrap()))),
+        "conv1d: a window of 3 (kernel 3, dilation 1) does not fit an axis of 0 with padding `valid`"
+    );
 }

@@ -1,0 +1,756 @@
+//! Convolution over one or two spatial axes, channels last (Keras'
+//! layout): the geometry of windows and padding, the im2col / col2im
+//! kernels, and the recorded op whose backward sits beside its forward.
+//!
+//! A convolution is a product: each output position's window of the input
+//! (`kh * kw * C/groups` values, gathered by [`im2col`]) times the kernel
+//! reshaped to `[kh * kw * C/groups, F]`, one product per group through the
+//! tensor crate's GEMM. Backward is two more products: the kernel's
+//! gradient `patches^T G`, and the patches' gradient `G K^T`, which
+//! [`col2im`] adds back onto the input positions they came from.
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Slice};
+use polyhead_autograd::{BackwardContext, Op, Parameter, Var};
+use polyhead_tensor::{Float, Rng, Tensor, gemm};
+
+use crate::activation::Activation;
+use crate::error::{LayerError, Result};
+use crate::initializer::Initializer;
+use crate::module::{Module, child};
+
+/// How a convolution or pooling window treats the input's borders (Keras'
+/// `padding`).
+///
+/// ```
+/// use polyhead_layers::Padding;
+/// assert_eq!(Padding::Same.output_len(8, 3, 2, 1).unwrap(), (4, 0)); // 0 before, 1 after
+/// assert_eq!(Padding::Valid.output_len(8, 3, 2, 1).unwrap(), (3, 0));
+/// assert_eq!(Padding::Causal.output_len(8, 3, 1, 2).unwrap(), (8, 4));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: windows lie inside the input.
+    Valid,
+    /// `ceil(n / stride)` outputs; the total padding is split with the
+    /// extra element at the end (TensorFlow's rule).
+    Same,
+    /// `(k - 1) * dilation` zeros before, none after (1-D only).
+    Causal,
+}
+
+impl Padding {
+    /// The number of outputs and the padding before the first element for
+    /// an axis of `n` elements, a window of `k`, `stride` and `dilation`;
+    /// an error if a `valid` window does not fit.
+    pub fn output_len(
+        self,
+        n: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> std::result::Result<(usize, usize), String> {
+        if k == 0 || stride == 0 || dilation == 0 {
+            return Err(format!(
+                "kernel size, stride and dilation must be at least 1 (got {k}, {stride}, {dilation})"
+            ));
+        }
+        let span = (k - 1) * dilation + 1;
+        match self {
+            Padding::Valid => {
+                if span > n {
+                    Err(format!(
+                        "a window of {span} (kernel {k}, dilation {dilation}) does not fit an axis of {n} with padding `valid`"
+                    ))
+                } else {
+                    Ok(((n - span) / stride + 1, 0))
+                }
+            }
+            Padding::Same => {
+                let out = n.div_ceil(stride);
+                let total = ((out.max(1) - 1) * stride + span).saturating_sub(n);
+                Ok((out, total / 2))
+            }
+            Padding::Causal => {
+                let before = span - 1;
+                Ok(((n + before - span) / stride + 1, before))
+            }
+        }
+    }
+}
+
+/// One spatial axis of a convolution: input length, kernel, stride,
+/// dilation, padding before, output length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Axis {
+    pub n: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub before: usize,
+    pub out: usize,
+}
+
+impl Axis {
+    pub(crate) fn new(
+        n: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding,
+        layer: &'static str,
+    ) -> Result<Self> {
+        let (out, before) = padding
+            .output_len(n, k, stride, dilation)
+            .map_err(|message| LayerError::Shape { layer, message })?;
+        Ok(Axis {
+            n,
+            k,
+            stride,
+            dilation,
+            before,
+            out,
+        })
+    }
+
+    /// The input index read by output `o` at kernel tap `t`, if inside.
+    #[inline(always)]
+    fn source(&self, o: usize, t: usize) -> Option<usize> {
+        (o * self.stride + t * self.dilation)
+            .checked_sub(self.before)
+            .filter(|&i| i < self.n)
+    }
+}
+
+/// The shape of a 2-D convolution over `[B, H, W, C]` (1-D is `H = 1`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub batch: usize,
+    pub h: Axis,
+    pub w: Axis,
+    pub channels: usize,
+    pub groups: usize,
+    pub filters: usize,
+}
+
+impl Geometry {
+    fn group_channels(&self) -> usize {
+        self.channels / self.groups
+    }
+    fn patch_len(&self) -> usize {
+        self.h.k * self.w.k * self.group_channels()
+    }
+    fn rows(&self) -> usize {
+        self.batch * self.h.out * self.w.out
+    }
+}
+
+/// The windows of group `g` as rows: `[B * Ho * Wo, kh * kw * C/groups]`,
+/// columns in kernel order (tap row, tap column, channel); padding reads 0.
+fn im2col<T: Float>(x: &[T], geo: &Geometry, g: usize) -> Array2<T> {
+    let (cg, c) = (geo.group_channels(), geo.channels);
+    let mut patches = Array2::from_elem((geo.rows(), geo.patch_len()), T::ZERO);
+    let slice = patches.as_slice_mut().expect("a new array is contiguous");
+    let mut row = 0;
+    for b in 0..geo.batch {
+        for oh in 0..geo.h.out {
+            for ow in 0..geo.w.out {
+                let dst = &mut slice[row * geo.patch_len()..(row + 1) * geo.patch_len()];
+                for th in 0..geo.h.k {
+                    let Some(ih) = geo.h.source(oh, th) else {
+                        continue;
+                    };
+                    for tw in 0..geo.w.k {
+                        let Some(iw) = geo.w.source(ow, tw) else {
+                            continue;
+                        };
+                        let src = ((b * geo.h.n + ih) * geo.w.n + iw) * c + g * cg;
+                        let at = (th * geo.w.k + tw) * cg;
+                        dst[at..at + cg].copy_from_slice(&x[src..src + cg]);
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+    patches
+}
+
+/// The mirror of [`im2col`]: adds each patch value back onto the input
+/// position it was read from (positions read by several windows sum).
+fn col2im<T: Float>(patches: ArrayView2<'_, T>, geo: &Geometry, g: usize, dx: &mut [T]) {
+    let (cg, c) = (geo.group_channels(), geo.channels);
+    let mut row = 0;
+    for b in 0..geo.batch {
+        for oh in 0..geo.h.out {
+            for ow in 0..geo.w.out {
+                let src = patches.row(row);
+                for th in 0..geo.h.k {
+                    let Some(ih) = geo.h.source(oh, th) else {
+                        continue;
+                    };
+                    for tw in 0..geo.w.k {
+                        let Some(iw) = geo.w.source(ow, tw) else {
+                            continue;
+                        };
+                        let dst = ((b * geo.h.n + ih) * geo.w.n + iw) * c + g * cg;
+                        let at = (th * geo.w.k + tw) * cg;
+                        for k in 0..cg {
+                            dx[dst + k] += src[at + k];
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// The columns of filter group `g` (of `fg` filters each).
+fn group(g: usize, fg: usize) -> Slice {
+    Slice::from(g * fg..(g + 1) * fg)
+}
+
+/// The recorded convolution: inputs `x [B, H, W, C]` and `kernel [kh, kw,
+/// C/groups, F]`, output `[B, Ho, Wo, F]` (no bias, no activation: those
+/// are recorded after it).
+pub(crate) struct ConvOp {
+    pub geo: Geometry,
+}
+
+impl ConvOp {
+    fn kernel_matrix<'a, T: Float>(&self, kernel: &'a Tensor<T>) -> ArrayView2<'a, T> {
+        let k = self.geo.h.k * self.geo.w.k * self.geo.group_channels();
+        ArrayView2::from_shape(
+            (k, self.geo.filters),
+            kernel.as_slice().expect("a parameter is contiguous"),
+        )
+        .expect("kernel shape checked by the layer")
+    }
+
+    fn contiguous<T: Float>(t: &Tensor<T>) -> std::borrow::Cow<'_, [T]> {
+        match t.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(t.to_vec()),
+        }
+    }
+}
+
+impl<T: Float> Op<T> for ConvOp {
+    fn name(&self) -> &'static str {
+        "conv"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> polyhead_autograd::Result<Tensor<T>> {
+        let geo = self.geo;
+        let x = Self::contiguous(inputs[0]);
+        let kernel = inputs[1].to_contiguous();
+        let k = self.kernel_matrix(&kernel);
+        let fg = geo.filters / geo.groups;
+        let mut y = Array2::from_elem((geo.rows(), geo.filters), T::ZERO);
+        for g in 0..geo.groups {
+            let patches = im2col(&x, &geo, g);
+            gemm(
+                T::ONE,
+                patches.view(),
+                k.slice_axis(ndarray::Axis(1), group(g, fg)),
+                T::ZERO,
+                y.slice_axis_mut(ndarray::Axis(1), group(g, fg)),
+            )?;
+        }
+        Ok(Tensor::from_array(y).reshape(&[geo.batch, geo.h.out, geo.w.out, geo.filters])?)
+    }
+
+    fn backward(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+    ) -> polyhead_autograd::Result<Vec<Option<Tensor<T>>>> {
+        let geo = self.geo;
+        let fg = geo.filters / geo.groups;
+        let grad = ctx.grad_output.to_contiguous();
+        let gy = ArrayView2::from_shape(
+            (geo.rows(), geo.filters),
+            grad.as_slice().expect("contiguous"),
+        )
+        .expect("the output's shape");
+        let x = Self::contiguous(ctx.inputs[0]);
+        let kernel = ctx.inputs[1].to_contiguous();
+        let k = self.kernel_matrix(&kernel);
+        let dx = ctx.grad_for(0, || {
+            let mut dx = vec![T::ZERO; x.len()];
+            for g in 0..geo.groups {
+                let dpatches = polyhead_tensor::gemm_new(
+                    T::ONE,
+                    gy.slice_axis(ndarray::Axis(1), group(g, fg)),
+                    k.slice_axis(ndarray::Axis(1), group(g, fg)).t(),
+                )?;
+                col2im(dpatches.view(), &geo, g, &mut dx);
+            }
+            Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
+        })?;
+        let dk = ctx.grad_for(1, || {
+            let mut dk = Array2::from_elem((geo.patch_len(), geo.filters), T::ZERO);
+            for g in 0..geo.groups {
+                let patches = im2col(&x, &geo, g);
+                let target: ArrayViewMut2<'_, T> =
+                    dk.slice_axis_mut(ndarray::Axis(1), group(g, fg));
+                gemm(
+                    T::ONE,
+                    patches.t(),
+                    gy.slice_axis(ndarray::Axis(1), group(g, fg)),
+                    T::ZERO,
+                    target,
+                )?;
+            }
+            Ok(Tensor::from_array(dk).reshape(ctx.inputs[1].shape())?)
+        })?;
+        Ok(vec![dx, dk])
+    }
+}
+
+/// The parts Conv1D and Conv2D share: parameters, options, the recorded
+/// op, bias and activation.
+#[derive(Debug, Clone)]
+struct ConvCore<T: Float> {
+    kernel: Parameter<T>,
+    bias: Option<Parameter<T>>,
+    strides: [usize; 2],
+    dilation: [usize; 2],
+    padding: Padding,
+    groups: usize,
+    activation: Activation,
+    layer: &'static str,
+}
+
+impl<T: Float> ConvCore<T> {
+    /// The kernel parameter has Keras' shape (`[k, C/groups, F]` in 1-D,
+    /// `[kh, kw, C/groups, F]` in 2-D).
+    fn new(
+        layer: &'static str,
+        spec: &ConvSpec,
+        kernel_shape: &[usize],
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let invalid = |message: String| LayerError::Invalid {
+            what: layer,
+            message,
+        };
+        if spec.in_channels == 0 || spec.filters == 0 {
+            return Err(invalid(format!(
+                "input channels and filters must be at least 1 (got {} and {})",
+                spec.in_channels, spec.filters
+            )));
+        }
+        if spec.groups == 0
+            || !spec.in_channels.is_multiple_of(spec.groups)
+            || !spec.filters.is_multiple_of(spec.groups)
+        {
+            return Err(invalid(format!(
+                "groups = {} must divide the input channels ({}) and the filters ({})",
+                spec.groups, spec.in_channels, spec.filters
+            )));
+        }
+        for (what, values) in [
+            ("kernel size", spec.kernel),
+            ("strides", spec.strides),
+            ("dilation_rate", spec.dilation),
+        ] {
+            if values.contains(&0) {
+                return Err(invalid(format!(
+                    "{what} must be at least 1, got {values:?}"
+                )));
+            }
+        }
+        if spec.padding == Padding::Causal && spec.kernel[0] != 1 {
+            return Err(invalid(
+                "padding `causal` is for 1-D convolutions only".into(),
+            ));
+        }
+        let taps = spec.kernel[0] * spec.kernel[1];
+        let fan_in = taps * spec.in_channels / spec.groups;
+        let fan_out = taps * spec.filters / spec.groups;
+        let kernel = Initializer::GlorotUniform.init::<T>(kernel_shape, fan_in, fan_out, rng)?;
+        Ok(ConvCore {
+            kernel: Parameter::new(kernel),
+            bias: if spec.use_bias {
+                Some(Parameter::new(Tensor::zeros(&[spec.filters])?))
+            } else {
+                None
+            },
+            strides: spec.strides,
+            dilation: spec.dilation,
+            padding: spec.padding,
+            groups: spec.groups,
+            activation: spec.activation,
+            layer,
+        })
+    }
+
+    fn filters(&self) -> usize {
+        *self
+            .kernel
+            .value()
+            .shape()
+            .last()
+            .expect("a kernel has axes")
+    }
+
+    fn in_channels(&self) -> usize {
+        self.kernel.value().shape()[self.kernel.value().ndim() - 2] * self.groups
+    }
+
+    /// `x4` is `[B, H, W, C]`; `kernel_hw` the kernel's spatial size.
+    fn forward<'t>(&self, x4: Var<'t, T>, kernel_hw: [usize; 2]) -> Result<Var<'t, T>> {
+        let shape = x4.shape();
+        let (batch, h, w, c) = (shape[0], shape[1], shape[2], shape[3]);
+        if c != self.in_channels() {
+            return Err(LayerError::Shape {
+                layer: self.layer,
+                message: format!(
+                    "input has {c} channels (last axis of {shape:?}), the layer expects {}",
+                    self.in_channels()
+                ),
+            });
+        }
+        let geo = Geometry {
+            batch,
+            h: Axis::new(
+                h,
+                kernel_hw[0],
+                self.strides[0],
+                self.dilation[0],
+                if kernel_hw[0] == 1 && self.padding == Padding::Causal {
+                    Padding::Valid
+                } else {
+                    self.padding
+                },
+                self.layer,
+            )?,
+            w: Axis::new(
+                w,
+                kernel_hw[1],
+                self.strides[1],
+                self.dilation[1],
+                self.padding,
+                self.layer,
+            )?,
+            channels: c,
+            groups: self.groups,
+            filters: self.filters(),
+        };
+        let tape = x4.tape();
+        let y = tape.apply(ConvOp { geo }, &[x4, tape.param(&self.kernel)])?;
+        let y = match &self.bias {
+            Some(b) => y.add(tape.param(b))?,
+            None => y,
+        };
+        self.activation.apply(y)
+    }
+
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        f(child(prefix, "kernel"), &self.kernel);
+        if let Some(b) = &self.bias {
+            f(child(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Parameter<T>)) {
+        f(child(prefix, "kernel"), &mut self.kernel);
+        if let Some(b) = &mut self.bias {
+            f(child(prefix, "bias"), b);
+        }
+    }
+}
+
+/// A convolution's options, as Keras names them (shared by the builders).
+#[derive(Debug, Clone, Copy)]
+struct ConvSpec {
+    in_channels: usize,
+    filters: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilation: [usize; 2],
+    padding: Padding,
+    groups: usize,
+    use_bias: bool,
+    activation: Activation,
+}
+
+impl ConvSpec {
+    fn new(in_channels: usize, filters: usize, kernel: [usize; 2]) -> Self {
+        ConvSpec {
+            in_channels,
+            filters,
+            kernel,
+            strides: [1, 1],
+            dilation: [1, 1],
+            padding: Padding::Valid,
+            groups: 1,
+            use_bias: true,
+            activation: Activation::Linear,
+        }
+    }
+}
+
+/// Keras' `Conv2D` on channels-last input `[B, H, W, C]`: kernel `[kh, kw,
+/// C/groups, filters]`, bias `[filters]`, output `[B, Ho, Wo, filters]`.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Activation, Conv2D, Module, Padding};
+/// use polyhead_tensor::{Rng, Tensor};
+/// let conv = Conv2D::<f32>::builder(1, 16, [3, 3])
+///     .padding(Padding::Same)
+///     .activation(Activation::Relu)
+///     .build(&mut Rng::new(0))?;
+/// let tape = Tape::new();
+/// let y = conv.forward(tape.constant(Tensor::ones(&[2, 28, 28, 1])?))?;
+/// assert_eq!(y.shape(), vec![2, 28, 28, 16]);
+/// // Mistakes are errors naming the layer and the rule:
+/// let err = conv.forward(tape.constant(Tensor::ones(&[2, 28, 28, 3])?)).unwrap_err();
+/// assert_eq!(err.to_string(), "conv2d: input has 3 channels (last axis of [2, 28, 28, 3]), the layer expects 1");
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv2D<T: Float = f32> {
+    core: ConvCore<T>,
+}
+
+/// Builds a [`Conv2D`] (see [`Conv2D::builder`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2DBuilder<T: Float = f32> {
+    spec: ConvSpec,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> Conv2D<T> {
+    /// A builder for a convolution from `in_channels` to `filters` channels
+    /// with a `kernel` of `[kh, kw]`: stride 1, no dilation, `valid`
+    /// padding, one group, a bias, no activation (Keras' defaults).
+    ///
+    /// ```
+    /// let b = polyhead_layers::Conv2D::<f32>::builder(3, 8, [3, 3]).strides([2, 2]).groups(1);
+    /// # let _ = b;
+    /// ```
+    pub fn builder(in_channels: usize, filters: usize, kernel: [usize; 2]) -> Conv2DBuilder<T> {
+        Conv2DBuilder {
+            element: std::marker::PhantomData,
+            spec: ConvSpec::new(in_channels, filters, kernel),
+        }
+    }
+
+    /// The kernel `[kh, kw, C/groups, filters]`.
+    ///
+    /// ```
+    /// let c = polyhead_layers::Conv2D::<f32>::builder(4, 6, [3, 2]).groups(2).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(c.kernel().value().shape(), &[3, 2, 2, 6]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn kernel(&self) -> &Parameter<T> {
+        &self.core.kernel
+    }
+
+    /// The bias `[filters]`, if the layer has one.
+    ///
+    /// ```
+    /// let c = polyhead_layers::Conv2D::<f32>::builder(1, 2, [3, 3]).use_bias(false).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert!(c.bias().is_none());
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn bias(&self) -> Option<&Parameter<T>> {
+        self.core.bias.as_ref()
+    }
+}
+
+macro_rules! conv_builder_options {
+    ($builder:ident, $dims:ty, $to2:expr) => {
+        impl<T: Float> $builder<T> {
+            /// The step between windows along each spatial axis (Keras'
+            /// `strides`).
+            pub fn strides(mut self, strides: $dims) -> Self {
+                self.spec.strides = $to2(strides);
+                self
+            }
+            /// The spacing between kernel taps (Keras' `dilation_rate`).
+            pub fn dilation_rate(mut self, dilation: $dims) -> Self {
+                self.spec.dilation = $to2(dilation);
+                self
+            }
+            /// `valid` (the default), `same` or (1-D) `causal`.
+            pub fn padding(mut self, padding: Padding) -> Self {
+                self.spec.padding = padding;
+                self
+            }
+            /// Split channels and filters into this many groups (Keras'
+            /// `groups`): filter group j sees input group j only.
+            pub fn groups(mut self, groups: usize) -> Self {
+                self.spec.groups = groups;
+                self
+            }
+            /// Whether the layer adds a bias (default true).
+            pub fn use_bias(mut self, use_bias: bool) -> Self {
+                self.spec.use_bias = use_bias;
+                self
+            }
+            /// The activation applied after the bias (default linear).
+            pub fn activation(mut self, activation: Activation) -> Self {
+                self.spec.activation = activation;
+                self
+            }
+        }
+    };
+}
+
+conv_builder_options!(Conv2DBuilder, [usize; 2], |d: [usize; 2]| d);
+conv_builder_options!(Conv1DBuilder, usize, |d: usize| [1, d]);
+
+impl<T: Float> Conv2DBuilder<T> {
+    /// The layer, its kernel drawn Glorot-uniform from `rng` and its bias
+    /// zero; an error for options that cannot work together.
+    ///
+    /// ```
+    /// let err = polyhead_layers::Conv2D::<f32>::builder(3, 4, [3, 3]).groups(2).build(&mut polyhead_tensor::Rng::new(0)).unwrap_err();
+    /// assert_eq!(err.to_string(), "conv2d: groups = 2 must divide the input channels (3) and the filters (4)");
+    /// ```
+    pub fn build(self, rng: &mut Rng) -> Result<Conv2D<T>> {
+        let s = self.spec;
+        if s.padding == Padding::Causal {
+            return Err(LayerError::Invalid {
+                what: "conv2d",
+                message: "padding `causal` is for 1-D convolutions only".into(),
+            });
+        }
+        let shape = [
+            s.kernel[0],
+            s.kernel[1],
+            s.in_channels / s.groups.max(1),
+            s.filters,
+        ];
+        Ok(Conv2D {
+            core: ConvCore::new("conv2d", &s, &shape, rng)?,
+        })
+    }
+}
+
+impl<T: Float> Module<T> for Conv2D<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        if x.shape().len() != 4 {
+            return Err(LayerError::Shape {
+                layer: "conv2d",
+                message: format!(
+                    "input must be [batch, height, width, channels], got shape {:?}",
+                    x.shape()
+                ),
+            });
+        }
+        let k = self.core.kernel.value().shape();
+        let hw = [k[0], k[1]];
+        self.core.forward(x, hw)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        self.core.visit(prefix, f);
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        self.core.visit_mut(prefix, f);
+    }
+}
+
+/// Keras' `Conv1D` on channels-last sequences `[B, L, C]`: kernel `[k,
+/// C/groups, filters]`, bias `[filters]`, output `[B, Lo, filters]`;
+/// `causal` padding puts `(k - 1) * dilation` zeros before the sequence.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Conv1D, Module, Padding};
+/// use polyhead_tensor::{Rng, Tensor};
+/// let conv = Conv1D::<f32>::builder(4, 8, 3).padding(Padding::Causal).build(&mut Rng::new(0))?;
+/// let tape = Tape::new();
+/// assert_eq!(conv.forward(tape.constant(Tensor::ones(&[2, 10, 4])?))?.shape(), vec![2, 10, 8]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv1D<T: Float = f32> {
+    core: ConvCore<T>,
+}
+
+/// Builds a [`Conv1D`] (see [`Conv1D::builder`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv1DBuilder<T: Float = f32> {
+    spec: ConvSpec,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> Conv1D<T> {
+    /// A builder for a convolution from `in_channels` to `filters` channels
+    /// with a kernel of `kernel` steps (Keras' defaults otherwise).
+    ///
+    /// ```
+    /// let b = polyhead_layers::Conv1D::<f32>::builder(3, 8, 5).strides(2);
+    /// # let _ = b;
+    /// ```
+    pub fn builder(in_channels: usize, filters: usize, kernel: usize) -> Conv1DBuilder<T> {
+        Conv1DBuilder {
+            element: std::marker::PhantomData,
+            spec: ConvSpec::new(in_channels, filters, [1, kernel]),
+        }
+    }
+
+    /// The kernel `[k, C/groups, filters]`.
+    ///
+    /// ```
+    /// let c = polyhead_layers::Conv1D::<f32>::builder(4, 6, 3).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(c.kernel().value().shape(), &[3, 4, 6]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn kernel(&self) -> &Parameter<T> {
+        &self.core.kernel
+    }
+}
+
+impl<T: Float> Conv1DBuilder<T> {
+    /// The layer, its kernel drawn Glorot-uniform from `rng` and its bias
+    /// zero; an error for options that cannot work together.
+    ///
+    /// ```
+    /// let err = polyhead_layers::Conv1D::<f32>::builder(2, 2, 0).build(&mut polyhead_tensor::Rng::new(0)).unwrap_err();
+    /// assert_eq!(err.to_string(), "conv1d: kernel size must be at least 1, got [1, 0]");
+    /// ```
+    pub fn build(self, rng: &mut Rng) -> Result<Conv1D<T>> {
+        let s = self.spec;
+        let shape = [s.kernel[1], s.in_channels / s.groups.max(1), s.filters];
+        Ok(Conv1D {
+            core: ConvCore::new("conv1d", &s, &shape, rng)?,
+        })
+    }
+}
+
+impl<T: Float> Module<T> for Conv1D<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let shape = x.shape();
+        if shape.len() != 3 {
+            return Err(LayerError::Shape {
+                layer: "conv1d",
+                message: format!("input must be [batch, steps, channels], got shape {shape:?}"),
+            });
+        }
+        let k = self.core.kernel.value().shape()[0];
+        let y = self
+            .core
+            .forward(x.reshape(&[shape[0], 1, shape[1], shape[2]])?, [1, k])?;
+        let out = y.shape();
+        Ok(y.reshape(&[out[0], out[2], out[3]])?)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        self.core.visit(prefix, f);
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        self.core.visit_mut(prefix, f);
+    }
+}

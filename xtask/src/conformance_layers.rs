@@ -1,0 +1,182 @@
+//! `cargo xtask conformance` on layer fixture files (schema
+//! `polyhead-fixtures/layers/v1`): each case builds the polyhead layer from
+//! the case's Keras `config`, loads its `weights`, and compares the output,
+//! the input's gradient and every weight's gradient under the cotangent
+//! `upstream`. A layer or option polyhead does not have yet is a failure
+//! that says so, never a pass.
+
+use polyhead::autograd::{Parameter, Tape};
+use polyhead::layers::{Activation, Conv1D, Conv2D, Module, Padding};
+use polyhead::tensor::{Float, Rng, Tensor};
+use serde_json::Value;
+
+use crate::conformance::{CaseOutcome, array};
+use crate::conformance_multi::Rule;
+
+/// Runs every case of a layer fixture file.
+pub fn run_layer_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
+    let cases = json["cases"].as_array().ok_or("no `cases` array")?;
+    let f64_file = json["dtype"] == "float64";
+    Ok(cases
+        .iter()
+        .map(|case| CaseOutcome {
+            id: case["id"].as_str().unwrap_or("?").to_string(),
+            failure: if f64_file {
+                run_case::<f64>(case, &Rule { f64: true })
+            } else {
+                run_case::<f32>(case, &Rule { f64: false })
+            }
+            .err(),
+        })
+        .collect())
+}
+
+/// An integer or a list of integers (Keras accepts both), as `[a, b]`.
+fn pair(v: &Value, default: usize) -> Result<[usize; 2], String> {
+    match v {
+        Value::Null => Ok([default, default]),
+        Value::Number(n) => {
+            let n = n.as_u64().ok_or("not a count")? as usize;
+            Ok([n, n])
+        }
+        Value::Array(a) if a.len() == 2 => Ok([
+            a[0].as_u64().ok_or("not a count")? as usize,
+            a[1].as_u64().ok_or("not a count")? as usize,
+        ]),
+        Value::Array(a) if a.len() == 1 => {
+            let n = a[0].as_u64().ok_or("not a count")? as usize;
+            Ok([n, n])
+        }
+        other => Err(format!("unexpected size {other}")),
+    }
+}
+
+fn padding(config: &Value) -> Result<Padding, String> {
+    match config["padding"].as_str().unwrap_or("valid") {
+        "valid" => Ok(Padding::Valid),
+        "same" => Ok(Padding::Same),
+        "causal" => Ok(Padding::Causal),
+        other => Err(format!("unknown padding {other:?}")),
+    }
+}
+
+fn activation(config: &Value) -> Result<Activation, String> {
+    match config["activation"].as_str().unwrap_or("linear") {
+        "linear" => Ok(Activation::Linear),
+        "relu" => Ok(Activation::Relu),
+        "tanh" => Ok(Activation::Tanh),
+        "sigmoid" => Ok(Activation::Sigmoid),
+        other => Err(format!("polyhead has no activation {other:?} here")),
+    }
+}
+
+/// Refuses a config key this runner does not map, so nothing is ignored.
+fn known_keys(config: &Value, keys: &[&str]) -> Result<(), String> {
+    let unknown: Vec<&String> = config
+        .as_object()
+        .map(|o| o.keys().filter(|k| !keys.contains(&k.as_str())).collect())
+        .unwrap_or_default();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("polyhead lacks config option(s) {unknown:?}"))
+    }
+}
+
+fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
+    let layer = case["layer"].as_str().unwrap_or("?");
+    let config = &case["config"];
+    let x: Tensor<T> = array(&case["x"], "x")?;
+    let conv_keys = [
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "dilation_rate",
+        "groups",
+        "use_bias",
+        "activation",
+    ];
+    let mut module: Box<dyn Module<T>> = match layer {
+        "Conv2D" | "Conv1D" => {
+            known_keys(config, &conv_keys)?;
+            let filters = config["filters"].as_u64().ok_or("no filters")? as usize;
+            let kernel = pair(&config["kernel_size"], 1)?;
+            let strides = pair(&config["strides"], 1)?;
+            let dilation = pair(&config["dilation_rate"], 1)?;
+            let groups = config["groups"].as_u64().unwrap_or(1) as usize;
+            let use_bias = config["use_bias"].as_bool().unwrap_or(true);
+            let cin = *x.shape().last().ok_or("x has no axes")?;
+            let mut rng = Rng::new(0);
+            if layer == "Conv2D" {
+                Box::new(
+                    Conv2D::<T>::builder(cin, filters, kernel)
+                        .strides(strides)
+                        .dilation_rate(dilation)
+                        .padding(padding(config)?)
+                        .groups(groups)
+                        .use_bias(use_bias)
+                        .activation(activation(config)?)
+                        .build(&mut rng)
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                Box::new(
+                    Conv1D::<T>::builder(cin, filters, kernel[0])
+                        .strides(strides[0])
+                        .dilation_rate(dilation[0])
+                        .padding(padding(config)?)
+                        .groups(groups)
+                        .use_bias(use_bias)
+                        .activation(activation(config)?)
+                        .build(&mut rng)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        }
+        other => return Err(format!("polyhead has no layer {other:?} yet")),
+    };
+    // Load the case's weights by name, every one of them.
+    let weights = case["weights"].as_object().ok_or("no weights")?;
+    let mut names: Vec<String> = Vec::new();
+    for (name, p) in module.parameters_mut() {
+        let value: Tensor<T> = array(
+            weights
+                .get(&name)
+                .ok_or(format!("the case has no weight {name}"))?,
+            &name,
+        )?;
+        p.set_value(value).map_err(|e| format!("{name}: {e}"))?;
+        names.push(name);
+    }
+    if let Some(extra) = weights.keys().find(|k| !names.contains(k)) {
+        return Err(format!("the layer has no weight {extra}"));
+    }
+    let tape = Tape::new();
+    let xv = tape.leaf(x);
+    let y = module.forward(xv).map_err(|e| e.to_string())?;
+    rule.array("y", &y.value(), &case["y"])?;
+    let upstream: Tensor<T> = array(&case["upstream"], "upstream")?;
+    let objective = y
+        .mul(tape.constant(upstream))
+        .map_err(|e| e.to_string())?
+        .sum_all();
+    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
+    rule.array(
+        "grad_x",
+        &grads.wrt(xv).map_err(|e| e.to_string())?,
+        &case["grad_x"],
+    )?;
+    let params: Vec<(String, &Parameter<T>)> = module.parameters();
+    for (name, p) in params {
+        let g = grads
+            .by_id(p.id())
+            .ok_or(format!("no gradient for {name}"))?;
+        rule.array(
+            &format!("grad_weights.{name}"),
+            g,
+            &case["grad_weights"][&name],
+        )?;
+    }
+    Ok(())
+}
