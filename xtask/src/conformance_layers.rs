@@ -6,7 +6,9 @@
 //! that says so, never a pass.
 
 use polyhead::autograd::{Parameter, Tape};
-use polyhead::layers::{Activation, Conv1D, Conv2D, Module, Padding};
+use polyhead::layers::{
+    Activation, Conv1D, Conv2D, GlobalPooling, MaxPooling1D, Module, Padding, Pooling2D,
+};
 use polyhead::tensor::{Float, Rng, Tensor};
 use serde_json::Value;
 
@@ -133,6 +135,47 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
                         .map_err(|e| e.to_string())?,
                 )
             }
+        }
+        "MaxPooling2D" | "AveragePooling2D" => {
+            known_keys(config, &["pool_size", "strides", "padding"])?;
+            let pool = pair(&config["pool_size"], 2)?;
+            let strides = if config["strides"].is_null() {
+                pool
+            } else {
+                pair(&config["strides"], 1)?
+            };
+            let base = if layer == "MaxPooling2D" {
+                Pooling2D::max(pool)
+            } else {
+                Pooling2D::average(pool)
+            };
+            Box::new(base.strides(strides).padding(padding(config)?))
+        }
+        "MaxPooling1D" => {
+            known_keys(config, &["pool_size", "strides", "padding"])?;
+            let pool = pair(&config["pool_size"], 2)?[0];
+            let strides = if config["strides"].is_null() {
+                pool
+            } else {
+                pair(&config["strides"], 1)?[0]
+            };
+            Box::new(
+                MaxPooling1D::new(pool)
+                    .strides(strides)
+                    .padding(padding(config)?),
+            )
+        }
+        "GlobalAveragePooling1D" | "GlobalAveragePooling2D" | "GlobalMaxPooling2D" => {
+            known_keys(config, &["keepdims"])?;
+            if !case["mask"].is_null() {
+                return Err("polyhead has no masks yet (sequence issue)".into());
+            }
+            let base = match layer {
+                "GlobalAveragePooling1D" => GlobalPooling::average_1d(),
+                "GlobalAveragePooling2D" => GlobalPooling::average_2d(),
+                _ => GlobalPooling::max_2d(),
+            };
+            Box::new(base.keepdims(config["keepdims"].as_bool().unwrap_or(false)))
         }
         other => return Err(format!("polyhead has no layer {other:?} yet")),
     };

@@ -114,7 +114,7 @@ impl Axis {
 
     /// The input index read by output `o` at kernel tap `t`, if inside.
     #[inline(always)]
-    fn source(&self, o: usize, t: usize) -> Option<usize> {
+    pub(crate) fn source(&self, o: usize, t: usize) -> Option<usize> {
         (o * self.stride + t * self.dilation)
             .checked_sub(self.before)
             .filter(|&i| i < self.n)

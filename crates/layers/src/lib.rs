@@ -48,6 +48,7 @@ mod initializer;
 mod layer_norm;
 mod module;
 mod optim;
+mod pooling;
 mod sequential;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
@@ -63,4 +64,5 @@ pub use initializer::Initializer;
 pub use layer_norm::LayerNorm;
 pub use module::Module;
 pub use optim::{Adam, Optimizer, OptimizerConvention, RmsProp, Schedule, Sgd};
+pub use pooling::{GlobalPooling, MaxPooling1D, Pooling2D};
 pub use sequential::Sequential;

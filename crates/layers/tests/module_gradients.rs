@@ -159,6 +159,29 @@ proptest! {
     }
 
     #[test]
+    fn pooling_with_any_windows(
+        ph in 1usize..4, pw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
+        same in any::<bool>(), max in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let padding = if same { Padding::Same } else { Padding::Valid };
+        let base = if max { Pooling2D::max([ph, pw]) } else { Pooling2D::average([ph, pw]) };
+        let mut pool = base.strides([sh, sw]).padding(padding);
+        // Distinct values (no ties), so max pooling is differentiable.
+        let x = Tensor::from_vec(
+            (0..2 * 5 * 6 * 2).map(|i| ((i * 37 % 101) as f64) / 10.0 + (seed % 7) as f64).collect(),
+            &[2, 5, 6, 2],
+        ).unwrap();
+        check_parameters(&mut pool, &x, seed)?;
+        let mut pool1 = MaxPooling1D::new(ph).strides(sh).padding(padding);
+        let x1 = x.reshape(&[2, 30, 2]).unwrap();
+        check_parameters(&mut pool1, &x1, seed)?;
+        for mut global in [GlobalPooling::average_1d(), GlobalPooling::average_2d(), GlobalPooling::max_2d().keepdims(true)] {
+            let input = if global == GlobalPooling::average_1d() { &x1 } else { &x };
+            check_parameters(&mut global, input, seed)?;
+        }
+    }
+
+    #[test]
     fn dense_on_3d_and_4d_inputs(seed in any::<u64>(), four in any::<bool>()) {
         let mut dense = Dense::<f64>::new(3, 2, &mut Rng::new(seed)).unwrap();
         let shape: Vec<usize> = if four { vec![2, 2, 1, 3] } else { vec![2, 2, 3] };
@@ -302,7 +325,9 @@ fn layer_shape_errors_say_what_was_expected() {
 fn convolution_mistakes_are_errors_naming_the_layer_and_the_rule() {
     let mut rng = Rng::new(3);
     let tape = Tape::<f32>::new();
-    let conv = Conv2D::<f32>::builder(2, 4, [3, 3]).build(&mut rng).unwrap();
+    let conv = Conv2D::<f32>::builder(2, 4, [3, 3])
+        .build(&mut rng)
+        .unwrap();
     let err = |r: Result<polyhead_autograd::Var<'_, f32>>| r.unwrap_err().to_string();
     assert_eq!(
         err(conv.forward(tape.constant(Tensor::ones(&[2, 5, 2]).unwrap()))),

@@ -1,0 +1,436 @@
+//! Pooling, channels last: max and average over windows placed like
+//! convolution windows (Keras' `MaxPooling1D/2D`, `AveragePooling2D`), and
+//! the global poolings over every position.
+//!
+//! Window rules (Keras): `strides` default to the pool size; `same`
+//! padding never wins a max (it is not a value) and is not counted by an
+//! average, which divides by the number of real elements in its window.
+//! Max-pool backward sends a window's gradient to ONE element: the first
+//! maximal element in row-major window order (the element with the
+//! smallest row, then column, among those equal to the maximum), as
+//! TensorFlow and JAX do; overlapping windows add their gradients.
+
+use polyhead_autograd::{BackwardContext, Op, Parameter, Var};
+use polyhead_tensor::{Float, Tensor};
+
+use crate::conv::{Axis, Padding};
+use crate::error::{LayerError, Result};
+use crate::module::Module;
+
+/// Max or average.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Max,
+    Average,
+}
+
+/// The recorded pooling over `[B, H, W, C]`.
+struct PoolOp {
+    kind: Kind,
+    batch: usize,
+    h: Axis,
+    w: Axis,
+    channels: usize,
+    /// Max: for each output element, the flat input index it came from.
+    winners: Vec<usize>,
+}
+
+impl PoolOp {
+    /// Calls `f(output index, input index)` for every real input element of
+    /// every window, in row-major window order.
+    fn each_window(&self, mut f: impl FnMut(usize, usize)) {
+        let c = self.channels;
+        for b in 0..self.batch {
+            for oh in 0..self.h.out {
+                for ow in 0..self.w.out {
+                    let out_base = ((b * self.h.out + oh) * self.w.out + ow) * c;
+                    for th in 0..self.h.k {
+                        let Some(ih) = self.h.source(oh, th) else {
+                            continue;
+                        };
+                        for tw in 0..self.w.k {
+                            let Some(iw) = self.w.source(ow, tw) else {
+                                continue;
+                            };
+                            let in_base = ((b * self.h.n + ih) * self.w.n + iw) * c;
+                            for ch in 0..c {
+                                f(out_base + ch, in_base + ch);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn out_shape(&self) -> [usize; 4] {
+        [self.batch, self.h.out, self.w.out, self.channels]
+    }
+}
+
+impl<T: Float> Op<T> for PoolOp {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Max => "max_pooling",
+            Kind::Average => "average_pooling",
+        }
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> polyhead_autograd::Result<Tensor<T>> {
+        let x = inputs[0].to_contiguous();
+        let x = x.as_slice().expect("contiguous");
+        let n: usize = self.out_shape().iter().product();
+        let y = match self.kind {
+            Kind::Max => {
+                let mut best: Vec<Option<usize>> = vec![None; n];
+                self.each_window(|o, i| {
+                    // Strictly greater: ties keep the first in window order.
+                    if best[o].is_none_or(|b| x[i] > x[b]) {
+                        best[o] = Some(i);
+                    }
+                });
+                self.winners = best
+                    .into_iter()
+                    .map(|b| b.expect("every window holds a real element"))
+                    .collect();
+                self.winners.iter().map(|&i| x[i]).collect()
+            }
+            Kind::Average => {
+                let mut sums = vec![T::ZERO; n];
+                let mut counts = vec![0usize; n];
+                self.each_window(|o, i| {
+                    sums[o] += x[i];
+                    counts[o] += 1;
+                });
+                sums.iter()
+                    .zip(&counts)
+                    .map(|(&s, &k)| s / T::from_f64(k as f64))
+                    .collect()
+            }
+        };
+        Ok(Tensor::from_vec(y, &self.out_shape())?)
+    }
+
+    fn backward(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+    ) -> polyhead_autograd::Result<Vec<Option<Tensor<T>>>> {
+        let dx = ctx.grad_for(0, || {
+            let g = ctx.grad_output.to_contiguous();
+            let g = g.as_slice().expect("contiguous");
+            let mut dx = vec![T::ZERO; ctx.inputs[0].len()];
+            match self.kind {
+                Kind::Max => {
+                    for (o, &i) in self.winners.iter().enumerate() {
+                        dx[i] += g[o];
+                    }
+                }
+                Kind::Average => {
+                    let mut counts = vec![0usize; g.len()];
+                    self.each_window(|o, _| counts[o] += 1);
+                    self.each_window(|o, i| dx[i] += g[o] / T::from_f64(counts[o] as f64));
+                }
+            }
+            Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
+        })?;
+        Ok(vec![dx])
+    }
+}
+
+/// Window settings shared by the pooling layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Windows {
+    pool: [usize; 2],
+    strides: [usize; 2],
+    padding: Padding,
+}
+
+impl Windows {
+    fn check(&self, layer: &'static str) -> Result<()> {
+        if self.pool.contains(&0) || self.strides.contains(&0) {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: format!(
+                    "pool size and strides must be at least 1, got {:?} and {:?}",
+                    self.pool, self.strides
+                ),
+            });
+        }
+        if self.padding == Padding::Causal {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: "pooling takes padding `valid` or `same`".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Pools `x4` (`[B, H, W, C]`).
+    fn apply<'t, T: Float>(
+        &self,
+        kind: Kind,
+        x4: Var<'t, T>,
+        layer: &'static str,
+    ) -> Result<Var<'t, T>> {
+        let s = x4.shape();
+        let h = Axis::new(s[1], self.pool[0], self.strides[0], 1, self.padding, layer)?;
+        let w = Axis::new(s[2], self.pool[1], self.strides[1], 1, self.padding, layer)?;
+        let op = PoolOp {
+            kind,
+            batch: s[0],
+            h,
+            w,
+            channels: s[3],
+            winners: Vec::new(),
+        };
+        Ok(x4.apply(op)?)
+    }
+}
+
+fn rank_error(layer: &'static str, expected: &str, shape: &[usize]) -> LayerError {
+    LayerError::Shape {
+        layer,
+        message: format!("input must be {expected}, got shape {shape:?}"),
+    }
+}
+
+macro_rules! no_parameters {
+    () => {
+        fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<T>)) {}
+        fn visit_parameters_mut<'a>(
+            &'a mut self,
+            _: &str,
+            _: &mut dyn FnMut(String, &'a mut Parameter<T>),
+        ) {
+        }
+    };
+}
+
+/// Keras' `MaxPooling2D` / `AveragePooling2D` on `[B, H, W, C]`.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Module, Padding, Pooling2D};
+/// use polyhead_tensor::Tensor;
+/// let pool = Pooling2D::max([2, 2]);
+/// let tape = Tape::new();
+/// let x = Tensor::<f32>::from_vec((0..16).map(|v| v as f32).collect(), &[1, 4, 4, 1])?;
+/// let y = pool.forward(tape.constant(x))?;
+/// assert_eq!(y.value().to_vec(), vec![5.0, 7.0, 13.0, 15.0]);
+/// let avg = Pooling2D::average([3, 3]).strides([1, 1]).padding(Padding::Same);
+/// assert_eq!(avg.forward(tape.constant(Tensor::<f32>::ones(&[1, 4, 4, 1])?))?.value().to_vec(), vec![1.0; 16]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling2D {
+    kind: Kind,
+    windows: Windows,
+}
+
+impl Pooling2D {
+    /// Max pooling over windows of `pool` (strides = `pool`, `valid`).
+    pub fn max(pool: [usize; 2]) -> Self {
+        Pooling2D {
+            kind: Kind::Max,
+            windows: Windows {
+                pool,
+                strides: pool,
+                padding: Padding::Valid,
+            },
+        }
+    }
+
+    /// Average pooling over windows of `pool` (strides = `pool`, `valid`).
+    pub fn average(pool: [usize; 2]) -> Self {
+        Pooling2D {
+            kind: Kind::Average,
+            ..Pooling2D::max(pool)
+        }
+    }
+
+    /// The step between windows.
+    pub fn strides(mut self, strides: [usize; 2]) -> Self {
+        self.windows.strides = strides;
+        self
+    }
+
+    /// `valid` or `same`.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.windows.padding = padding;
+        self
+    }
+
+    fn layer(&self) -> &'static str {
+        match self.kind {
+            Kind::Max => "max_pooling2d",
+            Kind::Average => "average_pooling2d",
+        }
+    }
+}
+
+impl<T: Float> Module<T> for Pooling2D {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let layer = self.layer();
+        self.windows.check(layer)?;
+        if x.shape().len() != 4 {
+            return Err(rank_error(
+                layer,
+                "[batch, height, width, channels]",
+                &x.shape(),
+            ));
+        }
+        self.windows.apply(self.kind, x, layer)
+    }
+    no_parameters!();
+}
+
+/// Keras' `MaxPooling1D` on `[B, L, C]`.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{MaxPooling1D, Module};
+/// use polyhead_tensor::Tensor;
+/// let tape = Tape::new();
+/// let x = Tensor::<f32>::from_vec(vec![1.0, 3.0, 2.0, 0.0, 5.0], &[1, 5, 1])?;
+/// let y = MaxPooling1D::new(2).forward(tape.constant(x))?;
+/// assert_eq!(y.value().to_vec(), vec![3.0, 2.0]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPooling1D {
+    windows: Windows,
+}
+
+impl MaxPooling1D {
+    /// Windows of `pool` steps (strides = `pool`, `valid`).
+    pub fn new(pool: usize) -> Self {
+        MaxPooling1D {
+            windows: Windows {
+                pool: [1, pool],
+                strides: [1, pool],
+                padding: Padding::Valid,
+            },
+        }
+    }
+
+    /// The step between windows.
+    pub fn strides(mut self, strides: usize) -> Self {
+        self.windows.strides = [1, strides];
+        self
+    }
+
+    /// `valid` or `same`.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.windows.padding = padding;
+        self
+    }
+}
+
+impl<T: Float> Module<T> for MaxPooling1D {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let layer = "max_pooling1d";
+        self.windows.check(layer)?;
+        let s = x.shape();
+        if s.len() != 3 {
+            return Err(rank_error(layer, "[batch, steps, channels]", &s));
+        }
+        let y = self
+            .windows
+            .apply(Kind::Max, x.reshape(&[s[0], 1, s[1], s[2]])?, layer)?;
+        let o = y.shape();
+        Ok(y.reshape(&[o[0], o[2], o[3]])?)
+    }
+    no_parameters!();
+}
+
+/// Keras' global poolings: the average or maximum over every position of
+/// `[B, L, C]` (1-D) or `[B, H, W, C]` (2-D), giving `[B, C]` (or, with
+/// `keepdims`, the pooled axes kept as size 1).
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{GlobalPooling, Module};
+/// use polyhead_tensor::Tensor;
+/// let tape = Tape::new();
+/// let x = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 6.0], &[1, 2, 2, 1])?;
+/// assert_eq!(GlobalPooling::average_2d().forward(tape.constant(x.clone()))?.value().to_vec(), vec![3.0]);
+/// assert_eq!(GlobalPooling::max_2d().keepdims(true).forward(tape.constant(x))?.shape(), vec![1, 1, 1, 1]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalPooling {
+    kind: Kind,
+    spatial_axes: usize,
+    keepdims: bool,
+}
+
+impl GlobalPooling {
+    /// `GlobalAveragePooling1D` over `[B, L, C]`.
+    pub fn average_1d() -> Self {
+        GlobalPooling {
+            kind: Kind::Average,
+            spatial_axes: 1,
+            keepdims: false,
+        }
+    }
+    /// `GlobalAveragePooling2D` over `[B, H, W, C]`.
+    pub fn average_2d() -> Self {
+        GlobalPooling {
+            spatial_axes: 2,
+            ..GlobalPooling::average_1d()
+        }
+    }
+    /// `GlobalMaxPooling2D` over `[B, H, W, C]`.
+    pub fn max_2d() -> Self {
+        GlobalPooling {
+            kind: Kind::Max,
+            ..GlobalPooling::average_2d()
+        }
+    }
+    /// Keep the pooled axes as size 1 (Keras' `keepdims`).
+    pub fn keepdims(mut self, keepdims: bool) -> Self {
+        self.keepdims = keepdims;
+        self
+    }
+}
+
+impl<T: Float> Module<T> for GlobalPooling {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let (layer, expected) = match (self.kind, self.spatial_axes) {
+            (Kind::Average, 1) => ("global_average_pooling1d", "[batch, steps, channels]"),
+            (Kind::Average, _) => (
+                "global_average_pooling2d",
+                "[batch, height, width, channels]",
+            ),
+            (Kind::Max, _) => ("global_max_pooling2d", "[batch, height, width, channels]"),
+        };
+        let s = x.shape();
+        if s.len() != self.spatial_axes + 2 {
+            return Err(rank_error(layer, expected, &s));
+        }
+        let positions: usize = s[1..s.len() - 1].iter().product();
+        if positions == 0 {
+            return Err(LayerError::Shape {
+                layer,
+                message: format!("input has no positions to pool (shape {s:?})"),
+            });
+        }
+        // One axis of every position, then the reduction over it; the
+        // max's backward goes to the first maximal position (row-major).
+        let (batch, c) = (s[0], s[s.len() - 1]);
+        let flat = x.reshape(&[batch, positions, c])?;
+        let y = match self.kind {
+            Kind::Average => flat.mean_axis(1, false)?,
+            Kind::Max => flat.max_axis(1, false)?,
+        };
+        if self.keepdims {
+            let mut kept = vec![batch];
+            kept.extend(std::iter::repeat_n(1, self.spatial_axes));
+            kept.push(c);
+            Ok(y.reshape(&kept)?)
+        } else {
+            Ok(y)
+        }
+    }
+    no_parameters!();
+}
