@@ -7,7 +7,8 @@
 
 use polyhead::autograd::{Parameter, Tape};
 use polyhead::layers::{
-    Activation, Conv1D, Conv2D, GlobalPooling, MaxPooling1D, Module, Padding, Pooling2D,
+    Activation, BatchNormalization, Conv1D, Conv2D, GlobalPooling, MaxPooling1D, Module,
+    MovingStatistics, Padding, Pooling2D,
 };
 use polyhead::tensor::{Float, Rng, Tensor};
 use serde_json::Value;
@@ -177,6 +178,21 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
             };
             Box::new(base.keepdims(config["keepdims"].as_bool().unwrap_or(false)))
         }
+        "BatchNormalization" => {
+            known_keys(config, &["momentum", "epsilon", "center", "scale"])?;
+            let c = *x.shape().last().ok_or("x has no axes")?;
+            let mut bn = BatchNormalization::<T>::new(c)
+                .map_err(|e| e.to_string())?
+                .epsilon(config["epsilon"].as_f64().unwrap_or(1e-3))
+                .moving_statistics(MovingStatistics {
+                    keep: config["momentum"].as_f64().unwrap_or(0.99),
+                    unbiased_variance: false,
+                })
+                .center(config["center"].as_bool().unwrap_or(true))
+                .scale(config["scale"].as_bool().unwrap_or(true));
+            bn.set_training(case["training"].as_bool().unwrap_or(false));
+            Box::new(bn)
+        }
         other => return Err(format!("polyhead has no layer {other:?} yet")),
     };
     // Load the case's weights by name, every one of them.
@@ -190,6 +206,16 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
             &name,
         )?;
         p.set_value(value).map_err(|e| format!("{name}: {e}"))?;
+        names.push(name);
+    }
+    for (name, b) in module.buffers() {
+        let value: Tensor<T> = array(
+            weights
+                .get(&name)
+                .ok_or(format!("the case has no weight {name}"))?,
+            &name,
+        )?;
+        b.set_value(value).map_err(|e| format!("{name}: {e}"))?;
         names.push(name);
     }
     if let Some(extra) = weights.keys().find(|k| !names.contains(k)) {

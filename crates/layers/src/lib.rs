@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod activation;
+mod batch_norm;
 mod buffer;
 mod checkpoint;
 mod conv;
@@ -52,6 +53,7 @@ mod pooling;
 mod sequential;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
+pub use batch_norm::{BatchNormalization, MovingStatistics};
 pub use buffer::Buffer;
 pub use checkpoint::{load_checkpoint, load_checkpoint_bytes, save_checkpoint};
 pub use conv::{Conv1D, Conv1DBuilder, Conv2D, Conv2DBuilder, Padding};

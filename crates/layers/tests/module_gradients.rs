@@ -182,6 +182,23 @@ proptest! {
     }
 
     #[test]
+    fn batch_normalization_in_both_modes(
+        training in any::<bool>(), center in any::<bool>(), scale in any::<bool>(),
+        four in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let mut bn = BatchNormalization::<f64>::new(3).unwrap().center(center).scale(scale);
+        // Non-default gamma, beta and moving statistics.
+        for (i, (_, p)) in bn.parameters_mut().into_iter().enumerate() {
+            p.set_value(Tensor::rand_uniform(&[3], 0.5, 1.5, seed ^ (i as u64 + 7)).unwrap()).unwrap();
+        }
+        bn.moving_variance().set_value(Tensor::rand_uniform(&[3], 0.5, 2.0, seed ^ 3).unwrap()).unwrap();
+        bn.set_training(training);
+        let shape: Vec<usize> = if four { vec![2, 3, 2, 3] } else { vec![5, 3] };
+        let x = Tensor::rand_normal(&shape, 0.5, 2.0, seed ^ 1).unwrap();
+        check_parameters(&mut bn, &x, seed)?;
+    }
+
+    #[test]
     fn dense_on_3d_and_4d_inputs(seed in any::<u64>(), four in any::<bool>()) {
         let mut dense = Dense::<f64>::new(3, 2, &mut Rng::new(seed)).unwrap();
         let shape: Vec<usize> = if four { vec![2, 2, 1, 3] } else { vec![2, 2, 3] };
@@ -362,5 +379,26 @@ fn convolution_mistakes_are_errors_naming_the_layer_and_the_rule() {
     assert_eq!(
         err(conv1.forward(tape.constant(Tensor::ones(&[1, 0, 2]).unwrap()))),
         "conv1d: a window of 3 (kernel 3, dilation 1) does not fit an axis of 0 with padding `valid`"
+    );
+}
+
+#[test]
+fn batch_normalization_refuses_non_finite_statistics_and_wrong_channels() {
+    let bn = BatchNormalization::<f32>::new(2).unwrap();
+    let tape = Tape::<f32>::new();
+    let x = Tensor::from_vec(vec![1.0, f32::INFINITY, 2.0, 3.0], &[2, 2]).unwrap();
+    let err = bn.forward(tape.constant(x)).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "batch_normalization: the batch's statistics of channel 1 are not finite (mean inf, variance NaN); the moving statistics are unchanged"
+    );
+    assert_eq!(bn.moving_mean().value().to_vec(), vec![0.0, 0.0]);
+    let err = bn
+        .forward(tape.constant(Tensor::ones(&[2, 3]).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "batch_normalization: input must be [batch, ..., 2] (channels last), got shape [2, 3]"
     );
 }
