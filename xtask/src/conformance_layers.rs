@@ -25,9 +25,9 @@ pub fn run_layer_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
         .map(|case| CaseOutcome {
             id: case["id"].as_str().unwrap_or("?").to_string(),
             failure: if f64_file {
-                run_case::<f64>(case, &Rule { f64: true })
+                run_case::<f64>(case, &Rule::standard(true))
             } else {
-                run_case::<f32>(case, &Rule { f64: false })
+                run_case::<f32>(case, &Rule::standard(false))
             }
             .err(),
         })

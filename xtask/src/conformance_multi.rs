@@ -9,7 +9,10 @@ use std::path::Path;
 
 use polyhead::MultiOutput;
 use polyhead::autograd::Tape;
-use polyhead::layers::{Activation, Adam, Dense, Module, Optimizer, Sgd};
+use polyhead::layers::{
+    Activation, Adam, BatchNormalization, Conv2D, Dense, GlobalPooling, Module, Optimizer, Padding,
+    Pooling2D, Sequential, Sgd,
+};
 use polyhead::losses::{CrossEntropy, Loss, Mse, closure_loss};
 use polyhead::prelude::LossWeights;
 use polyhead::tensor::{Float, Tensor};
@@ -19,12 +22,13 @@ use crate::conformance::{CaseOutcome, array};
 
 type BoxedLoss<T> = Box<dyn Loss<T, Target = Tensor<T>>>;
 
-/// The fixture's architecture: `hidden` (the trunk) feeding `class` and
-/// `bbox`, each loss chosen at run time from the file.
+/// The fixture's architecture: a chain of layers from the input (the
+/// trunk, built from the setup file's layer list) feeding the `class` and
+/// `bbox` heads, each loss chosen at run time from the file.
 #[derive(MultiOutput)]
 struct FixtureModel<T: Float> {
     #[trunk]
-    hidden: Dense<T>,
+    body: Sequential<T>,
     #[head(loss = self.class_loss, weight = 1.0)]
     class: Dense<T>,
     #[head(loss = self.bbox_loss, weight = 0.5)]
@@ -72,7 +76,50 @@ fn loss<T: Float>(name: &str, head_activation: &str) -> Result<BoxedLoss<T>, Str
 /// FORMAT.md's tolerances: float32 arrays `|a-b| <= 2e-5|b| + 2e-6 max|b|`,
 /// scalars relative 1e-5; float64 `|a-b| <= 1e-10|b| + 1e-12`.
 pub(crate) struct Rule {
-    pub(crate) f64: bool,
+    f64: bool,
+    f32: F32Rule,
+}
+
+impl Rule {
+    /// FORMAT's rules for float64 or float32 files.
+    pub(crate) fn standard(f64: bool) -> Self {
+        Rule {
+            f64,
+            f32: F32Rule {
+                rel: 2e-5,
+                scale: 2e-6,
+            },
+        }
+    }
+}
+
+/// A float32 array rule `|a - b| <= rel |b| + scale max|b|`.
+#[derive(Clone, Copy)]
+struct F32Rule {
+    rel: f64,
+    scale: f64,
+}
+
+/// The variant's own float32 rule (`tolerance.float32_rule`, e.g. "per
+/// array |a - b| <= 1e-4 * |b| + 2e-5 * max|b| ..."), else FORMAT's.
+fn f32_rule(variant: &Value) -> Result<F32Rule, String> {
+    let Some(text) = variant["tolerance"]["float32_rule"].as_str() else {
+        return Ok(F32Rule {
+            rel: 2e-5,
+            scale: 2e-6,
+        });
+    };
+    let parse = || -> Option<F32Rule> {
+        let rhs = text.split("<=").nth(1)?;
+        let mut numbers = rhs
+            .split('*')
+            .filter_map(|part| part.split_whitespace().last()?.parse::<f64>().ok());
+        Some(F32Rule {
+            rel: numbers.next()?,
+            scale: numbers.next()?,
+        })
+    };
+    parse().ok_or(format!("cannot read the float32 rule {text:?}"))
 }
 
 impl Rule {
@@ -98,7 +145,7 @@ impl Rule {
             let tol = if self.f64 {
                 1e-10 * b.abs() + 1e-12
             } else {
-                2e-5 * b.abs() + 2e-6 * scale
+                self.f32.rel * b.abs() + self.f32.scale * scale
             };
             let excess = (g - b).abs() - tol;
             if (excess > 0.0 || excess.is_nan()) && worst.is_none_or(|(_, _, _, e)| excess > e) {
@@ -145,43 +192,114 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
     let variant_name = variant["variant"].as_str().unwrap_or("?").to_string();
     let rule = Rule {
         f64: T::NAME == "f64",
+        f32: f32_rule(variant)?,
     };
-    let layers: BTreeMap<String, &Value> = setup["model"]["layers"]
+    let layer_list = setup["model"]["layers"]
         .as_array()
-        .ok_or("setup: no model.layers")?
+        .ok_or("setup: no model.layers")?;
+    let layers: BTreeMap<String, &Value> = layer_list
         .iter()
         .map(|l| (l["name"].as_str().unwrap_or("").to_string(), l))
         .collect();
-    let shape_ok = layers.len() == 3
-        && layers.get("hidden").is_some_and(|l| l["input"] == "input")
-        && ["class", "bbox"]
-            .iter()
-            .all(|h| layers.get(*h).is_some_and(|l| l["input"] == "hidden"));
-    if !shape_ok {
-        return Err(
-            "unsupported architecture: expected a `hidden` trunk feeding `class` and `bbox` heads"
-                .into(),
-        );
+    // The trunk: the chain of layers from the input to the heads' input.
+    let heads_input = ["class", "bbox"]
+        .iter()
+        .map(|h| layers.get(*h).map(|l| l["input"].as_str().unwrap_or("")))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("unsupported architecture: expected heads `class` and `bbox`")?;
+    if heads_input[0] != heads_input[1] || layers.len() < 3 {
+        return Err("unsupported architecture: both heads must read one trunk".into());
+    }
+    let mut chain: Vec<&Value> = Vec::new();
+    let mut at = heads_input[0].to_string();
+    while at != "input" {
+        let l = layers
+            .get(&at)
+            .ok_or(format!("unsupported architecture: no layer {at:?}"))?;
+        chain.push(l);
+        at = l["input"].as_str().unwrap_or("").to_string();
+    }
+    chain.reverse();
+    if chain.len() + 2 != layers.len() {
+        return Err("unsupported architecture: every layer must be in the trunk or a head".into());
     }
     let weights0 = &setup["initial_weights"];
+    let weight = |layer: &str, w: &str| -> Result<Tensor<T>, String> {
+        array(&weights0[format!("{layer}.{w}")], &format!("{layer}.{w}"))
+    };
     let dense = |name: &str| -> Result<Dense<T>, String> {
-        let act = activation(layers[name]["activation"].as_str().unwrap_or(""))?;
+        let l = layers[name];
+        let act = l["activation"]
+            .as_str()
+            .or(l["config"]["activation"].as_str())
+            .unwrap_or("linear");
         Dense::from_tensors(
-            array(&weights0[format!("{name}.kernel")], name)?,
-            Some(array(&weights0[format!("{name}.bias")], name)?),
-            act,
+            weight(name, "kernel")?,
+            Some(weight(name, "bias")?),
+            activation(act)?,
         )
         .map_err(|e| e.to_string())
     };
+    // Keras' weight names and polyhead's, both ways.
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut body = Sequential::<T>::new();
+    for (i, l) in chain.iter().enumerate() {
+        let name = l["name"].as_str().unwrap_or("");
+        let config = &l["config"];
+        let kind = l["type"].as_str().unwrap_or("Dense");
+        body = match kind {
+            "Dense" => body.push(dense(name)?),
+            "Conv2D" => {
+                let kernel = weight(name, "kernel")?;
+                let k = kernel.shape().to_vec();
+                let conv = Conv2D::<T>::builder(k[2], k[3], [k[0], k[1]])
+                    .padding(match config["padding"].as_str().unwrap_or("valid") {
+                        "same" => Padding::Same,
+                        _ => Padding::Valid,
+                    })
+                    .activation(activation(
+                        config["activation"].as_str().unwrap_or("linear"),
+                    )?)
+                    .build(&mut polyhead::tensor::Rng::new(0))
+                    .map_err(|e| e.to_string())?;
+                body.push(conv)
+            }
+            "MaxPooling2D" => {
+                let p = config["pool_size"].as_u64().unwrap_or(2) as usize;
+                body.push(Pooling2D::max([p, p]))
+            }
+            "GlobalAveragePooling2D" => body.push(GlobalPooling::average_2d()),
+            "BatchNormalization" => {
+                let bn = BatchNormalization::<T>::new(weight(name, "gamma")?.len())
+                    .map_err(|e| e.to_string())?;
+                body.push(bn)
+            }
+            other => return Err(format!("unsupported layer {other:?} in the trunk")),
+        };
+        for w in l["weights"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_else(|| vec!["kernel".into(), "bias".into()])
+        {
+            names.push((format!("{name}.{w}"), format!("body.{i}.{w}")));
+        }
+    }
+    for head in ["class", "bbox"] {
+        for w in ["kernel", "bias"] {
+            names.push((format!("{head}.{w}"), format!("{head}.{w}")));
+        }
+    }
     let act = |name: &str| {
-        layers[name]["activation"]
+        let l = layers[name];
+        l["activation"]
             .as_str()
-            .unwrap_or("")
+            .or(l["config"]["activation"].as_str())
+            .unwrap_or("linear")
             .to_string()
     };
     let compile = &variant["compile"];
     let mut model = FixtureModel::<T> {
-        hidden: dense("hidden")?,
+        body,
         class: dense("class")?,
         bbox: dense("bbox")?,
         class_loss: loss(
@@ -190,6 +308,23 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
         )?,
         bbox_loss: loss(compile["loss"]["bbox"].as_str().unwrap_or(""), &act("bbox"))?,
     };
+    // Every weight and buffer from the setup file, by its Keras name.
+    let keras_name = |ours: &str| -> String {
+        names
+            .iter()
+            .find(|(_, o)| o == ours)
+            .map_or_else(|| ours.to_string(), |(k, _)| k.clone())
+    };
+    for (name, p) in model.parameters_mut() {
+        let k = keras_name(&name);
+        p.set_value(array(&weights0[&k], &k)?)
+            .map_err(|e| format!("{k}: {e}"))?;
+    }
+    for (name, b) in model.buffers() {
+        let k = keras_name(&name);
+        b.set_value(array(&weights0[&k], &k)?)
+            .map_err(|e| format!("{k}: {e}"))?;
+    }
     let mut loss_weights = FixtureModelLossWeights::default();
     for (head, w) in compile["loss_weights"]
         .as_object()
@@ -229,6 +364,29 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
             failure: result.err(),
         })
     };
+
+    // Inference at the initial weights (moving statistics; changes nothing).
+    if !variant["outputs_inference"].is_null() {
+        model.set_training(false);
+        let tape = Tape::no_record();
+        let outputs = model
+            .forward_heads(tape.constant(x.clone()))
+            .map_err(|e| e.to_string())?;
+        check(
+            "outputs_inference",
+            rule.array(
+                "outputs_inference.class",
+                &outputs.class.value(),
+                &variant["outputs_inference"]["class"],
+            )
+            .and(rule.array(
+                "outputs_inference.bbox",
+                &outputs.bbox.value(),
+                &variant["outputs_inference"]["bbox"],
+            )),
+        );
+        model.set_training(true);
+    }
 
     // The forward pass, losses and gradients at the initial weights.
     {
@@ -284,10 +442,19 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
                     .by_id(p.id())
                     .cloned()
                     .unwrap_or_else(|| Tensor::zeros(p.value().shape()).expect("shape"));
-                r = r.and(rule.array(&format!("grads.{name}"), &g, &variant["grads"][&name]));
+                let k = keras_name(&name);
+                r = r.and(rule.array(&format!("grads.{k}"), &g, &variant["grads"][&k]));
             }
             check("grads", r);
         }
+    }
+
+    // That training-mode forward moved the moving statistics; the steps
+    // below start from the setup's, as Keras' do.
+    for (name, b) in model.buffers() {
+        let k = keras_name(&name);
+        b.set_value(array(&weights0[&k], &k)?)
+            .map_err(|e| format!("{k}: {e}"))?;
     }
 
     // Each recorded train_on_batch: logs from the forward before the update,
@@ -315,10 +482,19 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
             .map_err(|e| e.to_string())?;
         let mut r = Ok(());
         for (name, p) in model.parameters() {
+            let kn = keras_name(&name);
             r = r.and(rule.array(
-                &format!("step {k} weights.{name}"),
+                &format!("step {k} weights.{kn}"),
                 p.value(),
-                &step["weights"][&name],
+                &step["weights"][&kn],
+            ));
+        }
+        for (name, b) in model.buffers() {
+            let kn = keras_name(&name);
+            r = r.and(rule.array(
+                &format!("step {k} weights.{kn}"),
+                &b.value(),
+                &step["weights"][&kn],
             ));
         }
         check(&format!("step{k}_weights"), r);
