@@ -7,8 +7,8 @@
 
 use polyhead::autograd::{Parameter, Tape};
 use polyhead::layers::{
-    Activation, BatchNormalization, Conv1D, Conv2D, GlobalPooling, MaxPooling1D, Module,
-    MovingStatistics, Padding, Pooling2D,
+    Activation, BatchNormalization, Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D,
+    GlobalPooling, LayerNorm, MaxPooling1D, Module, MovingStatistics, Padding, Pooling2D,
 };
 use polyhead::tensor::{Float, Rng, Tensor};
 use serde_json::Value;
@@ -136,6 +136,65 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
                         .map_err(|e| e.to_string())?,
                 )
             }
+        }
+        "LayerNormalization" => {
+            known_keys(config, &["epsilon"])?;
+            let c = *x.shape().last().ok_or("x has no axes")?;
+            Box::new(
+                LayerNorm::<T>::new(c)
+                    .map_err(|e| e.to_string())?
+                    .eps(config["epsilon"].as_f64().unwrap_or(1e-3)),
+            )
+        }
+        "DepthwiseConv2D" => {
+            known_keys(
+                config,
+                &[
+                    "kernel_size",
+                    "strides",
+                    "padding",
+                    "dilation_rate",
+                    "depth_multiplier",
+                    "use_bias",
+                    "activation",
+                ],
+            )?;
+            let cin = *x.shape().last().ok_or("x has no axes")?;
+            Box::new(
+                DepthwiseConv2D::<T>::builder(cin, pair(&config["kernel_size"], 1)?)
+                    .depth_multiplier(config["depth_multiplier"].as_u64().unwrap_or(1) as usize)
+                    .strides(pair(&config["strides"], 1)?)
+                    .dilation_rate(pair(&config["dilation_rate"], 1)?)
+                    .padding(padding(config)?)
+                    .use_bias(config["use_bias"].as_bool().unwrap_or(true))
+                    .activation(activation(config)?)
+                    .build(&mut Rng::new(0))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        "Conv2DTranspose" => {
+            known_keys(
+                config,
+                &[
+                    "filters",
+                    "kernel_size",
+                    "strides",
+                    "padding",
+                    "use_bias",
+                    "activation",
+                ],
+            )?;
+            let cin = *x.shape().last().ok_or("x has no axes")?;
+            let filters = config["filters"].as_u64().ok_or("no filters")? as usize;
+            Box::new(
+                Conv2DTranspose::<T>::builder(cin, filters, pair(&config["kernel_size"], 1)?)
+                    .strides(pair(&config["strides"], 1)?)
+                    .padding(padding(config)?)
+                    .use_bias(config["use_bias"].as_bool().unwrap_or(true))
+                    .activation(activation(config)?)
+                    .build(&mut Rng::new(0))
+                    .map_err(|e| e.to_string())?,
+            )
         }
         "MaxPooling2D" | "AveragePooling2D" => {
             known_keys(config, &["pool_size", "strides", "padding"])?;

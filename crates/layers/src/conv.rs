@@ -319,6 +319,8 @@ struct ConvCore<T: Float> {
     groups: usize,
     activation: Activation,
     layer: &'static str,
+    in_channels: usize,
+    filters: usize,
 }
 
 impl<T: Float> ConvCore<T> {
@@ -382,20 +384,17 @@ impl<T: Float> ConvCore<T> {
             groups: spec.groups,
             activation: spec.activation,
             layer,
+            in_channels: spec.in_channels,
+            filters: spec.filters,
         })
     }
 
     fn filters(&self) -> usize {
-        *self
-            .kernel
-            .value()
-            .shape()
-            .last()
-            .expect("a kernel has axes")
+        self.filters
     }
 
     fn in_channels(&self) -> usize {
-        self.kernel.value().shape()[self.kernel.value().ndim() - 2] * self.groups
+        self.in_channels
     }
 
     /// `x4` is `[B, H, W, C]`; `kernel_hw` the kernel's spatial size.
@@ -752,5 +751,357 @@ impl<T: Float> Module<T> for Conv1D<T> {
         f: &mut dyn FnMut(String, &'a mut Parameter<T>),
     ) {
         self.core.visit_mut(prefix, f);
+    }
+}
+
+/// Keras' `DepthwiseConv2D` on `[B, H, W, C]`: each input channel `c` is
+/// convolved with its own `depth_multiplier` filters, `kernel [kh, kw, C,
+/// multiplier]`, bias `[C * multiplier]`; output channel `c * multiplier +
+/// m` is channel `c` convolved with `kernel[:, :, c, m]`. (A grouped
+/// convolution with one group per channel, run by the same op.)
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{DepthwiseConv2D, Module, Padding};
+/// use polyhead_tensor::{Rng, Tensor};
+/// let dw = DepthwiseConv2D::<f32>::builder(3, [3, 3]).depth_multiplier(2).padding(Padding::Same).build(&mut Rng::new(0))?;
+/// assert_eq!(dw.kernel().value().shape(), &[3, 3, 3, 2]);
+/// let tape = Tape::new();
+/// assert_eq!(dw.forward(tape.constant(Tensor::ones(&[1, 5, 5, 3])?))?.shape(), vec![1, 5, 5, 6]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct DepthwiseConv2D<T: Float = f32> {
+    core: ConvCore<T>,
+    multiplier: usize,
+}
+
+/// Builds a [`DepthwiseConv2D`] (see [`DepthwiseConv2D::builder`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseConv2DBuilder<T: Float = f32> {
+    spec: ConvSpec,
+    multiplier: usize,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> DepthwiseConv2D<T> {
+    /// A builder over `channels` input channels with a `kernel` of `[kh,
+    /// kw]`: depth multiplier 1, Keras' defaults otherwise.
+    pub fn builder(channels: usize, kernel: [usize; 2]) -> DepthwiseConv2DBuilder<T> {
+        DepthwiseConv2DBuilder {
+            spec: ConvSpec::new(channels, channels, kernel),
+            multiplier: 1,
+            element: std::marker::PhantomData,
+        }
+    }
+
+    /// The kernel `[kh, kw, C, multiplier]`.
+    pub fn kernel(&self) -> &Parameter<T> {
+        &self.core.kernel
+    }
+}
+
+conv_builder_options!(DepthwiseConv2DBuilder, [usize; 2], |d: [usize; 2]| d);
+
+impl<T: Float> DepthwiseConv2DBuilder<T> {
+    /// Filters per input channel (Keras' `depth_multiplier`).
+    pub fn depth_multiplier(mut self, multiplier: usize) -> Self {
+        self.multiplier = multiplier;
+        self
+    }
+
+    /// The layer, its kernel drawn Glorot-uniform from `rng` and its bias
+    /// zero.
+    ///
+    /// ```
+    /// let err = polyhead_layers::DepthwiseConv2D::<f32>::builder(3, [3, 3]).depth_multiplier(0).build(&mut polyhead_tensor::Rng::new(0)).unwrap_err();
+    /// assert_eq!(err.to_string(), "depthwise_conv2d: depth_multiplier must be at least 1");
+    /// ```
+    pub fn build(self, rng: &mut Rng) -> Result<DepthwiseConv2D<T>> {
+        let layer = "depthwise_conv2d";
+        if self.multiplier == 0 {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: "depth_multiplier must be at least 1".into(),
+            });
+        }
+        if self.spec.groups != 1 || self.spec.padding == Padding::Causal {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: "a depthwise convolution takes no groups and no causal padding".into(),
+            });
+        }
+        let c = self.spec.in_channels;
+        let spec = ConvSpec {
+            filters: c * self.multiplier,
+            groups: c.max(1),
+            ..self.spec
+        };
+        let shape = [spec.kernel[0], spec.kernel[1], c, self.multiplier];
+        Ok(DepthwiseConv2D {
+            core: ConvCore::new(layer, &spec, &shape, rng)?,
+            multiplier: self.multiplier,
+        })
+    }
+}
+
+impl<T: Float> Module<T> for DepthwiseConv2D<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let shape = x.shape();
+        if shape.len() != 4 {
+            return Err(LayerError::Shape {
+                layer: "depthwise_conv2d",
+                message: format!(
+                    "input must be [batch, height, width, channels], got shape {shape:?}"
+                ),
+            });
+        }
+        let k = self.core.kernel.value().shape();
+        debug_assert_eq!(k[3], self.multiplier);
+        self.core.forward(x, [k[0], k[1]])
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        self.core.visit(prefix, f);
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        self.core.visit_mut(prefix, f);
+    }
+}
+
+/// The recorded transposed convolution: inputs `x [B, n_h, n_w, Cin]` and
+/// `kernel [kh, kw, F, Cin]`, output the full `[B, L_h, L_w, F]` (every
+/// input pixel adds `x * kernel` at offset `i * stride`). It is the
+/// convolution `geo` (from the output's grid to the input's) run
+/// backwards: forward is that convolution's input gradient, backward its
+/// forward and its kernel gradient.
+struct ConvTransposeOp {
+    geo: Geometry,
+}
+
+impl<T: Float> Op<T> for ConvTransposeOp {
+    fn name(&self) -> &'static str {
+        "conv_transpose"
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> polyhead_autograd::Result<Tensor<T>> {
+        let geo = self.geo;
+        let x = inputs[0].to_contiguous();
+        let xm =
+            ArrayView2::from_shape((geo.rows(), geo.filters), x.as_slice().expect("contiguous"))
+                .expect("the input's shape");
+        let kernel = inputs[1].to_contiguous();
+        let k = ArrayView2::from_shape(
+            (geo.patch_len(), geo.filters),
+            kernel.as_slice().expect("contiguous"),
+        )
+        .expect("the kernel's shape");
+        let patches = polyhead_tensor::gemm_new(T::ONE, xm, k.t())?;
+        let mut y = vec![T::ZERO; geo.batch * geo.h.n * geo.w.n * geo.channels];
+        col2im(patches.view(), &geo, 0, &mut y);
+        Ok(Tensor::from_vec(
+            y,
+            &[geo.batch, geo.h.n, geo.w.n, geo.channels],
+        )?)
+    }
+
+    fn backward(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+    ) -> polyhead_autograd::Result<Vec<Option<Tensor<T>>>> {
+        let geo = self.geo;
+        let g = ctx.grad_output.to_contiguous();
+        let patches = im2col(g.as_slice().expect("contiguous"), &geo, 0);
+        let kernel = ctx.inputs[1].to_contiguous();
+        let k = ArrayView2::from_shape(
+            (geo.patch_len(), geo.filters),
+            kernel.as_slice().expect("contiguous"),
+        )
+        .expect("the kernel's shape");
+        let dx = ctx.grad_for(0, || {
+            let dx = polyhead_tensor::gemm_new(T::ONE, patches.view(), k)?;
+            Ok(Tensor::from_array(dx).reshape(ctx.inputs[0].shape())?)
+        })?;
+        let dk = ctx.grad_for(1, || {
+            let x = ctx.inputs[0].to_contiguous();
+            let xm = ArrayView2::from_shape(
+                (geo.rows(), geo.filters),
+                x.as_slice().expect("contiguous"),
+            )
+            .expect("the input's shape");
+            let dk = polyhead_tensor::gemm_new(T::ONE, patches.t(), xm)?;
+            Ok(Tensor::from_array(dk).reshape(ctx.inputs[1].shape())?)
+        })?;
+        Ok(vec![dx, dk])
+    }
+}
+
+/// Keras' `Conv2DTranspose` on `[B, H, W, C]`: kernel `[kh, kw, filters,
+/// C]` (output channels before input channels), bias `[filters]`. `valid`
+/// gives `(n - 1) * stride + max(k, stride)` outputs per axis; `same` gives
+/// `n * stride`, cropped from the full result starting at `(k - stride) /
+/// 2` (rounded down).
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Conv2DTranspose, Module, Padding};
+/// use polyhead_tensor::{Rng, Tensor};
+/// let up = Conv2DTranspose::<f32>::builder(4, 2, [3, 3]).strides([2, 2]).padding(Padding::Same).build(&mut Rng::new(0))?;
+/// assert_eq!(up.kernel().value().shape(), &[3, 3, 2, 4]);
+/// let tape = Tape::new();
+/// assert_eq!(up.forward(tape.constant(Tensor::ones(&[1, 5, 6, 4])?))?.shape(), vec![1, 10, 12, 2]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv2DTranspose<T: Float = f32> {
+    kernel: Parameter<T>,
+    bias: Option<Parameter<T>>,
+    strides: [usize; 2],
+    padding: Padding,
+    activation: Activation,
+}
+
+/// Builds a [`Conv2DTranspose`] (see [`Conv2DTranspose::builder`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2DTransposeBuilder<T: Float = f32> {
+    spec: ConvSpec,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> Conv2DTranspose<T> {
+    /// A builder from `in_channels` to `filters` channels with a `kernel`
+    /// of `[kh, kw]` (stride 1, `valid`, a bias, no activation).
+    pub fn builder(
+        in_channels: usize,
+        filters: usize,
+        kernel: [usize; 2],
+    ) -> Conv2DTransposeBuilder<T> {
+        Conv2DTransposeBuilder {
+            spec: ConvSpec::new(in_channels, filters, kernel),
+            element: std::marker::PhantomData,
+        }
+    }
+
+    /// The kernel `[kh, kw, filters, C]`.
+    pub fn kernel(&self) -> &Parameter<T> {
+        &self.kernel
+    }
+}
+
+conv_builder_options!(Conv2DTransposeBuilder, [usize; 2], |d: [usize; 2]| d);
+
+impl<T: Float> Conv2DTransposeBuilder<T> {
+    /// The layer, its kernel drawn Glorot-uniform from `rng` and its bias
+    /// zero.
+    ///
+    /// ```
+    /// let err = polyhead_layers::Conv2DTranspose::<f32>::builder(2, 2, [3, 3]).dilation_rate([2, 2]).build(&mut polyhead_tensor::Rng::new(0)).unwrap_err();
+    /// assert_eq!(err.to_string(), "conv2d_transpose: takes no dilation and no groups");
+    /// ```
+    pub fn build(self, rng: &mut Rng) -> Result<Conv2DTranspose<T>> {
+        let layer = "conv2d_transpose";
+        let s = self.spec;
+        if s.dilation != [1, 1] || s.groups != 1 {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: "takes no dilation and no groups".into(),
+            });
+        }
+        if s.padding == Padding::Causal {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: "takes padding `valid` or `same`".into(),
+            });
+        }
+        let shape = [s.kernel[0], s.kernel[1], s.filters, s.in_channels];
+        let core = ConvCore::new(layer, &s, &shape, rng)?;
+        Ok(Conv2DTranspose {
+            kernel: core.kernel,
+            bias: core.bias,
+            strides: s.strides,
+            padding: s.padding,
+            activation: s.activation,
+        })
+    }
+}
+
+impl<T: Float> Module<T> for Conv2DTranspose<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let layer = "conv2d_transpose";
+        let shape = x.shape();
+        let k = self.kernel.value().shape().to_vec();
+        if shape.len() != 4 || shape[3] != k[3] {
+            return Err(LayerError::Shape {
+                layer,
+                message: format!(
+                    "input must be [batch, height, width, {}], got shape {shape:?}",
+                    k[3]
+                ),
+            });
+        }
+        // Per axis: the full length (at least n * stride, so that `same`
+        // can crop it and `valid` with a kernel below the stride ends in
+        // zeros) and where the kept part starts.
+        let axis = |n: usize, k: usize, s: usize| -> (Axis, usize, usize) {
+            let full = ((n.max(1) - 1) * s + k).max(n * s);
+            let (start, len) = match self.padding {
+                Padding::Same => ((k.saturating_sub(s)) / 2, n * s),
+                _ => (0, full),
+            };
+            (
+                Axis {
+                    n: full,
+                    k,
+                    stride: s,
+                    dilation: 1,
+                    before: 0,
+                    out: n,
+                },
+                start,
+                len,
+            )
+        };
+        let (h, h0, hl) = axis(shape[1], k[0], self.strides[0]);
+        let (w, w0, wl) = axis(shape[2], k[1], self.strides[1]);
+        let geo = Geometry {
+            batch: shape[0],
+            h,
+            w,
+            channels: k[2],
+            groups: 1,
+            filters: k[3],
+        };
+        let tape = x.tape();
+        let mut y = tape.apply(ConvTransposeOp { geo }, &[x, tape.param(&self.kernel)])?;
+        if (h0, hl) != (0, h.n) {
+            y = y.slice_axis(1, h0, h0 + hl)?;
+        }
+        if (w0, wl) != (0, w.n) {
+            y = y.slice_axis(2, w0, w0 + wl)?;
+        }
+        let y = match &self.bias {
+            Some(b) => y.add(tape.param(b))?,
+            None => y,
+        };
+        self.activation.apply(y)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        f(child(prefix, "kernel"), &self.kernel);
+        if let Some(b) = &self.bias {
+            f(child(prefix, "bias"), b);
+        }
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        f(child(prefix, "kernel"), &mut self.kernel);
+        if let Some(b) = &mut self.bias {
+            f(child(prefix, "bias"), b);
+        }
     }
 }

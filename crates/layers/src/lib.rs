@@ -56,7 +56,10 @@ pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
 pub use batch_norm::{BatchNormalization, MovingStatistics};
 pub use buffer::Buffer;
 pub use checkpoint::{load_checkpoint, load_checkpoint_bytes, save_checkpoint};
-pub use conv::{Conv1D, Conv1DBuilder, Conv2D, Conv2DBuilder, Padding};
+pub use conv::{
+    Conv1D, Conv1DBuilder, Conv2D, Conv2DBuilder, Conv2DTranspose, Conv2DTransposeBuilder,
+    DepthwiseConv2D, DepthwiseConv2DBuilder, Padding,
+};
 pub use dense::{Dense, DenseBuilder};
 pub use dropout::Dropout;
 pub use embedding::Embedding;

@@ -199,6 +199,24 @@ proptest! {
     }
 
     #[test]
+    fn depthwise_and_transposed_convolutions(
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
+        same in any::<bool>(), multiplier in 1usize..3, bias in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let padding = if same { Padding::Same } else { Padding::Valid };
+        let mut dw = DepthwiseConv2D::<f64>::builder(2, [kh, kw]).depth_multiplier(multiplier)
+            .strides([sh, sw]).padding(padding).use_bias(bias)
+            .build(&mut Rng::new(seed)).unwrap();
+        let x = Tensor::rand_normal(&[2, 4, 5, 2], 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut dw, &x, seed)?;
+        let mut up = Conv2DTranspose::<f64>::builder(2, 3, [kh, kw])
+            .strides([sh, sw]).padding(padding).use_bias(bias).activation(Activation::Tanh)
+            .build(&mut Rng::new(seed)).unwrap();
+        let x = Tensor::rand_normal(&[2, 3, 2, 2], 0.0, 1.0, seed ^ 2).unwrap();
+        check_parameters(&mut up, &x, seed)?;
+    }
+
+    #[test]
     fn dense_on_3d_and_4d_inputs(seed in any::<u64>(), four in any::<bool>()) {
         let mut dense = Dense::<f64>::new(3, 2, &mut Rng::new(seed)).unwrap();
         let shape: Vec<usize> = if four { vec![2, 2, 1, 3] } else { vec![2, 2, 3] };
