@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use polyhead::MultiOutput;
 use polyhead::autograd::Tape;
-use polyhead::layers::{Activation, Dense, Sgd};
+use polyhead::layers::{
+    Activation, Conv2D, Dense, GlobalPooling, Padding, Pooling2D, Sequential, Sgd,
+};
 use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::parallel::with_awake_pool;
 use polyhead::tensor::{Rng, Tensor};
@@ -24,21 +26,33 @@ use polyhead::tensor::{Rng, Tensor};
 pub struct CountingAlloc;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated now, and the most since the last reset.
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn count_alloc(bytes: usize) {
+    let live = LIVE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+    PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
+}
 
 // SAFETY: forwards every call unchanged to the system allocator; the
 // counter is a relaxed atomic increment with no effect on the memory.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_alloc(layout.size());
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        count_alloc(new_size);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -56,6 +70,9 @@ struct BenchModel {
 }
 
 struct Row {
+    /// The peak heap memory of one step beyond what was live before it
+    /// (bytes; 0 where not measured).
+    peak: f64,
     workload: String,
     shape: String,
     threads: usize,
@@ -68,6 +85,15 @@ struct Row {
 
 /// Median seconds per iteration of `f`, after warm-up, and allocations per
 /// iteration.
+/// The most heap memory `f` holds at once beyond what was live before it
+/// (bytes, over one call).
+fn peak_bytes(mut f: impl FnMut()) -> f64 {
+    let base = LIVE_BYTES.load(Ordering::Relaxed);
+    PEAK_BYTES.store(base, Ordering::Relaxed);
+    f();
+    (PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(base)) as f64
+}
+
 fn time(quick: bool, mut f: impl FnMut()) -> (f64, f64) {
     let budget = if quick { 0.05 } else { 0.4 };
     let start = Instant::now();
@@ -149,6 +175,7 @@ fn ce_row(quick: bool, batch: usize, classes: usize) -> Row {
         bytes,
         flops: 0.0,
         allocations,
+        peak: 0.0,
     }
 }
 
@@ -170,6 +197,7 @@ fn mse_row(quick: bool, batch: usize) -> Row {
         bytes: (batch * 4 * 12) as f64,
         flops: 0.0,
         allocations,
+        peak: 0.0,
     }
 }
 
@@ -218,6 +246,71 @@ fn multi_row(quick: bool, batch: usize) -> Row {
         bytes,
         flops: 0.0,
         allocations,
+        peak: 0.0,
+    }
+}
+
+#[derive(MultiOutput)]
+struct CnnBenchModel {
+    #[trunk]
+    body: Sequential,
+    #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
+    class: Dense,
+    #[head(loss = Mse::new(), weight = 0.5)]
+    bbox: Dense,
+}
+
+/// One SGD step of the convolutional model: `[B, 28, 28, 1]` ->
+/// Conv2D(16, 3, same, relu) -> MaxPooling2D(2) -> Conv2D(32, 3, same,
+/// relu) -> MaxPooling2D(2) -> GlobalAveragePooling2D -> Dense(10) sparse
+/// cross-entropy (1.0) and Dense(4) MSE (0.5).
+fn cnn_row(quick: bool, batch: usize) -> Row {
+    let mut rng = Rng::new(5);
+    let conv = |cin, cout, rng: &mut Rng| {
+        Conv2D::builder(cin, cout, [3, 3])
+            .padding(Padding::Same)
+            .activation(Activation::Relu)
+            .build(rng)
+            .unwrap()
+    };
+    let mut m = CnnBenchModel {
+        body: Sequential::new()
+            .push(conv(1, 16, &mut rng))
+            .push(Pooling2D::max([2, 2]))
+            .push(conv(16, 32, &mut rng))
+            .push(Pooling2D::max([2, 2]))
+            .push(GlobalPooling::average_2d()),
+        class: Dense::new(32, 10, &mut rng).unwrap(),
+        bbox: Dense::new(32, 4, &mut rng).unwrap(),
+    };
+    let mut opt = Sgd::new(0.1).build();
+    let x = Tensor::<f32>::rand_uniform(&[batch, 28, 28, 1], 0.0, 1.0, 7).unwrap();
+    let targets = CnnBenchModelTargets::new(
+        labels(batch, 10, 8),
+        Tensor::rand_uniform(&[batch, 4], 0.0, 1.0, 9).unwrap(),
+    );
+    let weights = CnnBenchModelLossWeights::default();
+    let mut step = || {
+        let tape = Tape::new();
+        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
+        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
+        let grads = tape.backward(loss.total).unwrap();
+        opt.step(&mut m, &grads).unwrap();
+    };
+    step();
+    let peak = peak_bytes(&mut step);
+    let (seconds, allocations) = time(quick, step);
+    Row {
+        workload: "cnn".into(),
+        shape: format!("{batch}x28x28"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes: 0.0,
+        // The count: about 5.9 MFLOP per sample for the step.
+        flops: 5.9e6 * batch as f64,
+        allocations,
+        peak,
     }
 }
 
@@ -251,11 +344,12 @@ fn train_row(quick: bool, batch: usize) -> Row {
         bytes: 0.0,
         flops,
         allocations,
+        peak: 0.0,
     }
 }
 
 /// The workloads `--filter` can select.
-pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train"];
+pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn"];
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, Default)]
@@ -367,10 +461,19 @@ pub fn run(options: &Options) -> Result<(), String> {
         );
     }
 
+    if wants("cnn") {
+        let batches: &[usize] = if quick { &[32] } else { &[32, 256] };
+        rows.extend(
+            batches
+                .iter()
+                .flat_map(|&b| at_threads(&|| cnn_row(quick, b))),
+        );
+    }
+
     println!(
-        "| workload | shape | threads | time/iter | samples/s | GB/s | roofline | allocs/iter |"
+        "| workload | shape | threads | time/iter | samples/s | GB/s | roofline | allocs/iter | peak MB |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut json = Vec::new();
     for r in &rows {
         let gbs = r.bytes / r.seconds / 1e9;
@@ -385,7 +488,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             format!("{:.2} ms", r.seconds * 1e3)
         };
         println!(
-            "| {} | {} | {} | {time} | {:.3e} | {} | {:.1}% | {:.0} |",
+            "| {} | {} | {} | {time} | {:.3e} | {} | {:.1}% | {:.0} | {} |",
             r.workload,
             r.shape,
             r.threads,
@@ -396,12 +499,17 @@ pub fn run(options: &Options) -> Result<(), String> {
                 "-".into()
             },
             roofline * 100.0,
-            r.allocations
+            r.allocations,
+            if r.peak > 0.0 {
+                format!("{:.1}", r.peak / 1e6)
+            } else {
+                "-".into()
+            }
         );
         json.push(serde_json::json!({
             "workload": r.workload, "shape": r.shape, "threads": r.threads, "batch": r.batch,
             "seconds_per_iter": r.seconds, "samples_per_second": r.batch as f64 / r.seconds,
-            "gb_per_second": gbs, "roofline_fraction": roofline, "allocations_per_iter": r.allocations,
+            "gb_per_second": gbs, "roofline_fraction": roofline, "allocations_per_iter": r.allocations, "peak_bytes": r.peak,
         }));
     }
     let out = serde_json::json!({

@@ -25,7 +25,7 @@ commands:
                         fixtures/README.md); with no FILE, every fixture file of
                         the repository's fixtures/; prints each failing case and
                         ends with `N passed, N failed`
-  bench [--quick] [--filter ce,mse,multi,train]
+  bench [--quick] [--filter ce,mse,multi,train,cnn]
                         loss and training throughput against the machine's
                         bandwidth and GEMM rate; writes target/bench/bench.json
   test-under-load [--runs N]
