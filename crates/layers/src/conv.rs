@@ -71,8 +71,10 @@ impl Padding {
                 Ok((out, total / 2))
             }
             Padding::Causal => {
+                // n + (span - 1) padded values hold (n - 1) / stride + 1
+                // windows of span; an empty axis holds none.
                 let before = span - 1;
-                Ok(((n + before - span) / stride + 1, before))
+                Ok((if n == 0 { 0 } else { (n - 1) / stride + 1 }, before))
             }
         }
     }

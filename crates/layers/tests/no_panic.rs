@@ -39,3 +39,60 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(std::env::var("POLYHEAD_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64))
+    })]
+
+    /// Convolution, pooling and batch normalization with hostile shapes
+    /// (empty axes, wrong ranks and channel counts, windows larger than
+    /// the input) and options (zero strides, dilations and groups): `Ok`
+    /// or an error, forward and backward, never a panic.
+    #[test]
+    fn vision_layers_never_panic(
+        shape in prop_oneof![
+            prop::collection::vec(0usize..6, 0..6),
+            (0usize..3, 0usize..6, 0usize..6).prop_map(|(b, h, w)| vec![b, h, w, 2]),
+            (0usize..3, 0usize..7).prop_map(|(b, l)| vec![b, l, 2]),
+        ],
+        kernel in prop::collection::vec(0usize..4, 2),
+        strides in prop::collection::vec(0usize..3, 2),
+        dilation in prop::collection::vec(0usize..3, 2),
+        groups in 0usize..4, padding in 0usize..3, training in any::<bool>(),
+        value in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), -3.0f64..3.0], seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let padding = [Padding::Valid, Padding::Same, Padding::Causal][padding];
+        let (k, s, d) = ([kernel[0], kernel[1]], [strides[0], strides[1]], [dilation[0], dilation[1]]);
+        let mut layers: Vec<Box<dyn Module<f64>>> = Vec::new();
+        if let Ok(c) = Conv2D::builder(2, 2, k).strides(s).dilation_rate(d).padding(padding).groups(groups).build(&mut rng) {
+            layers.push(Box::new(c));
+        }
+        if let Ok(c) = Conv1D::builder(2, 4, k[1]).strides(s[1]).dilation_rate(d[1]).padding(padding).groups(groups).build(&mut rng) {
+            layers.push(Box::new(c));
+        }
+        if let Ok(c) = DepthwiseConv2D::builder(2, k).strides(s).dilation_rate(d).padding(padding).depth_multiplier(groups).build(&mut rng) {
+            layers.push(Box::new(c));
+        }
+        if let Ok(c) = Conv2DTranspose::builder(2, 3, k).strides(s).padding(padding).build(&mut rng) {
+            layers.push(Box::new(c));
+        }
+        layers.push(Box::new(Pooling2D::max(k).strides(s).padding(padding)));
+        layers.push(Box::new(Pooling2D::average(k).strides(s).padding(padding)));
+        layers.push(Box::new(MaxPooling1D::new(k[0]).strides(s[0]).padding(padding)));
+        layers.push(Box::new(GlobalPooling::average_1d()));
+        layers.push(Box::new(GlobalPooling::max_2d().keepdims(training)));
+        let mut bn = BatchNormalization::new(2).unwrap();
+        bn.set_training(training);
+        layers.push(Box::new(bn));
+        let tape = Tape::<f64>::new();
+        let x = tape.leaf(Tensor::full(&shape, value).unwrap());
+        for layer in &layers {
+            if let Ok(y) = layer.forward(x) {
+                let _ = tape.backward(y.sum_all());
+            }
+        }
+    }
+}
