@@ -959,11 +959,9 @@ impl<T: Float> Op<T> for ConvTransposeOp {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Conv2DTranspose<T: Float = f32> {
-    kernel: Parameter<T>,
-    bias: Option<Parameter<T>>,
-    strides: [usize; 2],
-    padding: Padding,
-    activation: Activation,
+    /// Parameters and options (its `forward` is not used: the geometry
+    /// runs the other way).
+    core: ConvCore<T>,
 }
 
 /// Builds a [`Conv2DTranspose`] (see [`Conv2DTranspose::builder`]).
@@ -989,7 +987,7 @@ impl<T: Float> Conv2DTranspose<T> {
 
     /// The kernel `[kh, kw, filters, C]`.
     pub fn kernel(&self) -> &Parameter<T> {
-        &self.kernel
+        &self.core.kernel
     }
 }
 
@@ -1019,13 +1017,8 @@ impl<T: Float> Conv2DTransposeBuilder<T> {
             });
         }
         let shape = [s.kernel[0], s.kernel[1], s.filters, s.in_channels];
-        let core = ConvCore::new(layer, &s, &shape, rng)?;
         Ok(Conv2DTranspose {
-            kernel: core.kernel,
-            bias: core.bias,
-            strides: s.strides,
-            padding: s.padding,
-            activation: s.activation,
+            core: ConvCore::new(layer, &s, &shape, rng)?,
         })
     }
 }
@@ -1034,7 +1027,8 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let layer = "conv2d_transpose";
         let shape = x.shape();
-        let k = self.kernel.value().shape().to_vec();
+        let core = &self.core;
+        let k = core.kernel.value().shape().to_vec();
         if shape.len() != 4 || shape[3] != k[3] {
             return Err(LayerError::Shape {
                 layer,
@@ -1049,7 +1043,7 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
         // zeros) and where the kept part starts.
         let axis = |n: usize, k: usize, s: usize| -> (Axis, usize, usize) {
             let full = ((n.max(1) - 1) * s + k).max(n * s);
-            let (start, len) = match self.padding {
+            let (start, len) = match core.padding {
                 Padding::Same => ((k.saturating_sub(s)) / 2, n * s),
                 _ => (0, full),
             };
@@ -1066,8 +1060,8 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
                 len,
             )
         };
-        let (h, h0, hl) = axis(shape[1], k[0], self.strides[0]);
-        let (w, w0, wl) = axis(shape[2], k[1], self.strides[1]);
+        let (h, h0, hl) = axis(shape[1], k[0], core.strides[0]);
+        let (w, w0, wl) = axis(shape[2], k[1], core.strides[1]);
         let geo = Geometry {
             batch: shape[0],
             h,
@@ -1077,33 +1071,27 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
             filters: k[3],
         };
         let tape = x.tape();
-        let mut y = tape.apply(ConvTransposeOp { geo }, &[x, tape.param(&self.kernel)])?;
+        let mut y = tape.apply(ConvTransposeOp { geo }, &[x, tape.param(&core.kernel)])?;
         if (h0, hl) != (0, h.n) {
             y = y.slice_axis(1, h0, h0 + hl)?;
         }
         if (w0, wl) != (0, w.n) {
             y = y.slice_axis(2, w0, w0 + wl)?;
         }
-        let y = match &self.bias {
+        let y = match &core.bias {
             Some(b) => y.add(tape.param(b))?,
             None => y,
         };
-        self.activation.apply(y)
+        core.activation.apply(y)
     }
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
-        f(child(prefix, "kernel"), &self.kernel);
-        if let Some(b) = &self.bias {
-            f(child(prefix, "bias"), b);
-        }
+        self.core.visit(prefix, f);
     }
     fn visit_parameters_mut<'a>(
         &'a mut self,
         prefix: &str,
         f: &mut dyn FnMut(String, &'a mut Parameter<T>),
     ) {
-        f(child(prefix, "kernel"), &mut self.kernel);
-        if let Some(b) = &mut self.bias {
-            f(child(prefix, "bias"), b);
-        }
+        self.core.visit_mut(prefix, f);
     }
 }
