@@ -4,26 +4,55 @@
 //! `cargo run --release --example digit_bbox` prints one line per epoch, the
 //! final validation accuracy and box error, and writes the history plot to
 //! `target/digit_bbox/history.svg` and `history.png` (and the numbers to
-//! `history.json`).
+//! `history.json`). With `-- --cnn` it trains the convolutional version of
+//! the model on the same glyphs (10000 images, 8 epochs) and writes to
+//! `target/digit_bbox_cnn/`.
 
 use polyhead::Progress;
-use polyhead_examples::digit_bbox::{Config, run};
+use polyhead_examples::digit_bbox::{Architecture, Config, run};
 
 fn main() -> polyhead::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cnn = match args.as_slice() {
+        [] => false,
+        [flag] if flag == "--cnn" => true,
+        other => {
+            return Err(polyhead::Error::Other(format!(
+                "digit_bbox: unknown arguments {other:?}; the only option is --cnn"
+            )));
+        }
+    };
     let config = Config {
-        train: 30000,
+        architecture: if cnn {
+            Architecture::Convolutional
+        } else {
+            Architecture::Dense
+        },
+        train: if cnn { 10000 } else { 30000 },
         validation: 1000,
-        epochs: 15,
+        epochs: if cnn { 8 } else { 15 },
         progress: Progress::Auto,
         weighting: polyhead::weighting::Weighting::Fixed,
     };
+    let model = if cnn {
+        "28x28x1 -> Conv2D 16 relu -> max pool -> Conv2D 32 relu -> max pool -> Dense 64 relu"
+    } else {
+        "784 -> Dense 64 relu"
+    };
     println!(
-        "digit_bbox: 784 -> Dense 64 relu -> class (10, cross-entropy, weight 1.0) + bbox (4, mse, weight 0.5)\n\
+        "digit_bbox: {model} -> class (10, cross-entropy, weight 1.0) + bbox (4, mse, weight 0.5)\n\
          {} training and {} validation images of 10 glyphs at random positions and scales",
         config.train, config.validation
     );
+    let started = std::time::Instant::now();
     let report = run(&config)?;
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/digit_bbox");
+    let seconds = started.elapsed().as_secs_f64();
+    let folder = if cnn {
+        "target/digit_bbox_cnn"
+    } else {
+        "target/digit_bbox"
+    };
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     std::fs::create_dir_all(&out).map_err(|e| polyhead::Error::Other(e.to_string()))?;
     report.history.save_svg(out.join("history.svg"))?;
     report.history.save_png(out.join("history.png"))?;
@@ -36,6 +65,7 @@ fn main() -> polyhead::Result<()> {
         "validation box error: {:.2} pixels (mean absolute, per coordinate)",
         report.val_box_error_pixels
     );
+    println!("training and validation took {seconds:.1} s");
     println!(
         "history plot: {} (and history.png)",
         out.join("history.svg").display()

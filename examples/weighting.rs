@@ -34,6 +34,7 @@ fn main() -> polyhead::Result<()> {
     for (label, weighting) in strategies {
         let started = std::time::Instant::now();
         let report = run(&Config {
+            architecture: Default::default(),
             train: 10_000,
             validation: 1000,
             epochs: 8,

@@ -1,6 +1,7 @@
 //! The `digit_bbox` model of the Keras multi-output article, trained on the
 //! synthetic glyphs: 784 inputs -> Dense 64 relu -> a class head (10) and a
-//! box head (4), loss weights 1.0 / 0.5.
+//! box head (4), loss weights 1.0 / 0.5; and its convolutional version
+//! (`Architecture::Convolutional`) on the same data.
 
 use polyhead::prelude::*;
 use polyhead::{Progress, Trainer};
@@ -35,9 +36,68 @@ impl DigitBbox {
     }
 }
 
+/// The convolutional model: `[28, 28, 1]` images -> Conv2D(16, 3, same,
+/// relu) -> MaxPooling2D(2) -> Conv2D(32, 3, same, relu) ->
+/// MaxPooling2D(2) -> Flatten -> Dense 64 relu, then the same two heads
+/// (the box head needs where things are, so the features are flattened
+/// rather than pooled globally).
+#[derive(MultiOutput)]
+pub struct DigitBboxCnn {
+    /// The convolutional trunk.
+    #[trunk]
+    pub body: Sequential,
+    /// Ten class logits.
+    #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
+    pub class: Dense,
+    /// The box `[x0, y0, x1, y1] / 28`.
+    #[head(loss = Mse::new(), weight = 0.5)]
+    pub bbox: Dense,
+}
+
+impl DigitBboxCnn {
+    /// The model with Keras' default initializers, seeded.
+    pub fn new(seed: u64) -> polyhead::Result<Self> {
+        use polyhead::layers::{Conv2D, Flatten, Padding, Pooling2D};
+        let mut rng = Rng::new(seed);
+        let conv = |cin, cout, rng: &mut Rng| {
+            Conv2D::builder(cin, cout, [3, 3])
+                .padding(Padding::Same)
+                .activation(Activation::Relu)
+                .build(rng)
+        };
+        Ok(DigitBboxCnn {
+            body: Sequential::new()
+                .push(conv(1, 16, &mut rng)?)
+                .push(Pooling2D::max([2, 2]))
+                .push(conv(16, 32, &mut rng)?)
+                .push(Pooling2D::max([2, 2]))
+                .push(Flatten)
+                .push(
+                    Dense::builder(7 * 7 * 32, 64)
+                        .activation(Activation::Relu)
+                        .build(&mut rng)?,
+                ),
+            class: Dense::new(64, 10, &mut rng)?,
+            bbox: Dense::new(64, 4, &mut rng)?,
+        })
+    }
+}
+
+/// Which model `run` trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Architecture {
+    /// The article's model on flattened pixels.
+    #[default]
+    Dense,
+    /// [`DigitBboxCnn`] on `[28, 28, 1]` images.
+    Convolutional,
+}
+
 /// How long to train.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Which model.
+    pub architecture: Architecture,
     /// Training images.
     pub train: usize,
     /// Validation images.
@@ -66,30 +126,45 @@ pub struct Report {
 /// ```no_run
 /// use polyhead_examples::digit_bbox::{run, Config};
 /// use polyhead::weighting::Weighting;
-/// let report = run(&Config { train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: Weighting::Fixed })?;
+/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: Weighting::Fixed })?;
 /// println!("validation accuracy {:.3}", report.val_accuracy);
 /// # Ok::<(), polyhead::Error>(())
 /// ```
 pub fn run(config: &Config) -> polyhead::Result<Report> {
     let train = glyphs::generate(config.train, 1)?;
     let val = glyphs::generate(config.validation, 2)?;
-    let mut model = DigitBbox::new(42)?;
-    let mut trainer = Trainer::<DigitBbox, f32>::new(Adam::new(2e-3).build())
-        .epochs(config.epochs)
-        .batch_size(64)
-        .validation_data(
-            val.images.clone(),
-            DigitBboxTargets::new(val.labels.clone(), val.boxes.clone()),
-        )
-        .metric("class", Metric::Accuracy)
-        .metric("bbox", Metric::Mae)
-        .weighting(config.weighting.clone())
-        .progress(config.progress.clone());
-    let history = trainer.fit(
-        &mut model,
-        &train.images,
-        &DigitBboxTargets::new(train.labels, train.boxes),
-    )?;
+    let history = match config.architecture {
+        Architecture::Dense => {
+            let mut model = DigitBbox::new(42)?;
+            trainer::<DigitBbox>(config)
+                .validation_data(
+                    val.images.clone(),
+                    DigitBboxTargets::new(val.labels.clone(), val.boxes.clone()),
+                )
+                .fit(
+                    &mut model,
+                    &train.images,
+                    &DigitBboxTargets::new(train.labels, train.boxes),
+                )?
+        }
+        Architecture::Convolutional => {
+            let image = |x: &Tensor<f32>| {
+                let n = x.shape()[0];
+                x.reshape(&[n, glyphs::SIDE, glyphs::SIDE, 1])
+            };
+            let mut model = DigitBboxCnn::new(42)?;
+            trainer::<DigitBboxCnn>(config)
+                .validation_data(
+                    image(&val.images)?,
+                    DigitBboxCnnTargets::new(val.labels.clone(), val.boxes.clone()),
+                )
+                .fit(
+                    &mut model,
+                    &image(&train.images)?,
+                    &DigitBboxCnnTargets::new(train.labels, train.boxes),
+                )?
+        }
+    };
     let last = |name: &str| {
         history
             .get(name)
@@ -101,4 +176,20 @@ pub fn run(config: &Config) -> polyhead::Result<Report> {
         val_box_error_pixels: last("val_bbox_mae") * glyphs::SIDE as f64,
         history,
     })
+}
+
+/// The trainer both models share: Adam 2e-3, batches of 64, accuracy and
+/// box MAE.
+fn trainer<M>(config: &Config) -> Trainer<M, f32>
+where
+    M: MultiOutput<f32>,
+    M::Targets: polyhead::TargetSet<f32>,
+{
+    Trainer::<M, f32>::new(Adam::new(2e-3).build())
+        .epochs(config.epochs)
+        .batch_size(64)
+        .metric("class", Metric::Accuracy)
+        .metric("bbox", Metric::Mae)
+        .weighting(config.weighting.clone())
+        .progress(config.progress.clone())
 }

@@ -24,6 +24,7 @@ fn constant_guess_error(validation: usize) -> f64 {
 #[test]
 fn a_short_digit_bbox_run_learns_both_heads() {
     let report = run(&Config {
+        architecture: Default::default(),
         train: 4000,
         validation: 500,
         epochs: 6,
