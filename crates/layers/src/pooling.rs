@@ -82,18 +82,19 @@ impl<T: Float> Op<T> for PoolOp {
         let n: usize = self.out_shape().iter().product();
         let y = match self.kind {
             Kind::Max => {
-                let mut best: Vec<Option<usize>> = vec![None; n];
+                // The running maximum beside its index (no second lookup);
+                // strictly greater, so ties keep the first in window order.
+                let mut y = vec![T::ZERO; n];
+                let mut winners = vec![usize::MAX; n];
                 self.each_window(|o, i| {
-                    // Strictly greater: ties keep the first in window order.
-                    if best[o].is_none_or(|b| x[i] > x[b]) {
-                        best[o] = Some(i);
+                    if winners[o] == usize::MAX || x[i] > y[o] {
+                        y[o] = x[i];
+                        winners[o] = i;
                     }
                 });
-                self.winners = best
-                    .into_iter()
-                    .map(|b| b.expect("every window holds a real element"))
-                    .collect();
-                self.winners.iter().map(|&i| x[i]).collect()
+                debug_assert!(winners.iter().all(|&w| w != usize::MAX));
+                self.winners = winners;
+                y
             }
             Kind::Average => {
                 let mut sums = vec![T::ZERO; n];
