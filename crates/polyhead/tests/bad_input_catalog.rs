@@ -337,3 +337,105 @@ fn a_checkpoint_directory_that_is_not_writable() {
         "{err}"
     );
 }
+
+// ---- Vision layers: convolution, pooling, batch normalization ----
+
+#[derive(MultiOutput)]
+struct ConvLocator {
+    #[trunk]
+    body: Sequential,
+    #[head(loss = Mse::new())]
+    bbox: Dense,
+}
+
+fn conv_locator() -> ConvLocator {
+    use polyhead::layers::{BatchNormalization, Conv2D, GlobalPooling, Padding};
+    let mut rng = Rng::new(3);
+    ConvLocator {
+        body: Sequential::new()
+            .push(
+                Conv2D::builder(1, 4, [3, 3])
+                    .padding(Padding::Valid)
+                    .build(&mut rng)
+                    .unwrap(),
+            )
+            .push(BatchNormalization::new(4).unwrap())
+            .push(GlobalPooling::average_2d()),
+        bbox: Dense::new(4, 4, &mut rng).unwrap(),
+    }
+}
+
+fn conv_error(shape: &[usize]) -> String {
+    let tape = Tape::new();
+    conv_locator()
+        .forward_heads(tape.constant(Tensor::<f32>::ones(shape).unwrap()))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_convolution_input_of_the_wrong_rank_names_the_expected_layout() {
+    assert_eq!(
+        conv_error(&[2, 36]),
+        "body: conv2d: input must be [batch, height, width, channels], got shape [2, 36]"
+    );
+}
+
+#[test]
+fn a_convolution_input_with_other_channels_names_both_counts() {
+    assert_eq!(
+        conv_error(&[2, 6, 6, 3]),
+        "body: conv2d: input has 3 channels (last axis of [2, 6, 6, 3]), the layer expects 1"
+    );
+}
+
+#[test]
+fn a_kernel_larger_than_a_valid_input_names_the_window_and_the_axis() {
+    assert_eq!(
+        conv_error(&[2, 2, 6, 1]),
+        "body: conv2d: a window of 3 (kernel 3, dilation 1) does not fit an axis of 2 with padding `valid`"
+    );
+}
+
+#[test]
+fn convolution_options_that_cannot_work_are_refused_when_built() {
+    use polyhead::layers::Conv2D;
+    let err = |b: polyhead::layers::Conv2DBuilder<f32>| {
+        b.build(&mut Rng::new(0)).unwrap_err().to_string()
+    };
+    assert_eq!(
+        err(Conv2D::builder(3, 4, [3, 3]).groups(2)),
+        "conv2d: groups = 2 must divide the input channels (3) and the filters (4)"
+    );
+    assert_eq!(
+        err(Conv2D::builder(3, 4, [3, 3]).strides([0, 1])),
+        "conv2d: strides must be at least 1, got [0, 1]"
+    );
+    assert_eq!(
+        err(Conv2D::builder(3, 4, [3, 3]).dilation_rate([1, 0])),
+        "conv2d: dilation_rate must be at least 1, got [1, 0]"
+    );
+}
+
+#[test]
+fn a_checkpoint_without_the_moving_statistics_is_refused_whole() {
+    let dir = std::env::temp_dir().join(format!("polyhead-catalog-bn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dense-only.safetensors");
+    // A model with the same parameters but no batch norm: its file lacks
+    // `body.1.moving_mean` and `body.1.moving_variance`.
+    save_checkpoint(&path, &locator(), None).unwrap();
+    let mut model = conv_locator();
+    let err = load_checkpoint(&path, &mut model, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("body.1.moving_mean: missing from the file (the model has shape [4])"),
+        "{err}"
+    );
+    assert!(
+        err.contains("body.1.moving_variance: missing from the file (the model has shape [4])"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
