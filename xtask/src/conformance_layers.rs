@@ -18,6 +18,9 @@ use crate::conformance_multi::Rule;
 
 /// Runs every case of a layer fixture file.
 pub fn run_layer_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
+    if json["convention"] == "pytorch" {
+        return run_torch_layer_file(json);
+    }
     let cases = json["cases"].as_array().ok_or("no `cases` array")?;
     let f64_file = json["dtype"] == "float64";
     Ok(cases
@@ -306,5 +309,289 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
             &case["grad_weights"][&name],
         )?;
     }
+    Ok(())
+}
+
+/// Runs every case of a PyTorch layer file (channels first, `state_dict`
+/// names): inputs and weights are moved to polyhead's layouts, results back
+/// to PyTorch's before comparing.
+pub fn run_torch_layer_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
+    let cases = json["cases"].as_array().ok_or("no `cases` array")?;
+    Ok(cases
+        .iter()
+        .map(|case| CaseOutcome {
+            id: case["id"].as_str().unwrap_or("?").to_string(),
+            failure: run_torch_case(case, &Rule::standard(true)).err(),
+        })
+        .collect())
+}
+
+/// The permutation moving axis 1 (channels) last, and its inverse.
+fn channels_last(ndim: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut to_last: Vec<usize> = vec![0];
+    to_last.extend(2..ndim);
+    to_last.push(1);
+    let mut to_first = vec![0; ndim];
+    for (i, &a) in to_last.iter().enumerate() {
+        to_first[a] = i;
+    }
+    (to_last, to_first)
+}
+
+fn permuted(t: &Tensor<f64>, axes: &[usize]) -> Result<Tensor<f64>, String> {
+    Ok(t.permute(axes).map_err(|e| e.to_string())?.to_contiguous())
+}
+
+/// An int, a pair, `"same"` or `"valid"`: PyTorch's `padding`.
+fn torch_padding(v: &Value) -> Result<Padding, String> {
+    match v {
+        Value::Null => Ok(Padding::Valid),
+        Value::String(s) if s == "same" => Ok(Padding::Same),
+        Value::String(s) if s == "valid" => Ok(Padding::Valid),
+        other => {
+            let [a, b] = pair(other, 0)?;
+            if a != b {
+                return Err(format!("polyhead has no asymmetric padding {other}"));
+            }
+            Ok(if a == 0 {
+                Padding::Valid
+            } else {
+                Padding::Explicit(a)
+            })
+        }
+    }
+}
+
+fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
+    let module = case["module"].as_str().unwrap_or("?");
+    if !matches!(
+        module,
+        "Conv1d"
+            | "Conv2d"
+            | "BatchNorm1d"
+            | "BatchNorm2d"
+            | "MaxPool2d"
+            | "AvgPool2d"
+            | "AdaptiveAvgPool2d"
+    ) {
+        return Err(format!("polyhead has no layer for torch.nn.{module} yet"));
+    }
+    let args = &case["module_args"];
+    let x: Tensor<f64> = array(&case["x"], "x")?;
+    let (to_last, to_first) = channels_last(x.ndim());
+    let weights = case["weights"].as_object().ok_or("no weights")?;
+    // (polyhead name, PyTorch name, polyhead layout from PyTorch's)
+    let mut names: Vec<(String, String, Vec<usize>)> = Vec::new();
+    let refuse = |keys: &[&str]| -> Result<(), String> {
+        let unknown: Vec<&String> = args
+            .as_object()
+            .map(|o| o.keys().filter(|k| !keys.contains(&k.as_str())).collect())
+            .unwrap_or_default();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("polyhead lacks module argument(s) {unknown:?}"))
+        }
+    };
+    let mut layer: Box<dyn Module<f64>> = match module {
+        "Conv1d" | "Conv2d" => {
+            refuse(&[
+                "in_channels",
+                "out_channels",
+                "kernel_size",
+                "stride",
+                "padding",
+                "dilation",
+                "groups",
+                "bias",
+            ])?;
+            let cin = args["in_channels"].as_u64().ok_or("no in_channels")? as usize;
+            let cout = args["out_channels"].as_u64().ok_or("no out_channels")? as usize;
+            let groups = args["groups"].as_u64().unwrap_or(1) as usize;
+            let bias = args["bias"].as_bool().unwrap_or(true);
+            let padding = torch_padding(&args["padding"])?;
+            let (kernel, stride, dilation) = (
+                pair(&args["kernel_size"], 1)?,
+                pair(&args["stride"], 1)?,
+                pair(&args["dilation"], 1)?,
+            );
+            let mut rng = Rng::new(0);
+            let (layer, layout): (Box<dyn Module<f64>>, Vec<usize>) = if module == "Conv2d" {
+                (
+                    Box::new(
+                        Conv2D::<f64>::builder(cin, cout, kernel)
+                            .strides(stride)
+                            .dilation_rate(dilation)
+                            .padding(padding)
+                            .groups(groups)
+                            .use_bias(bias)
+                            .build(&mut rng)
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    vec![2, 3, 1, 0],
+                )
+            } else {
+                (
+                    Box::new(
+                        Conv1D::<f64>::builder(cin, cout, kernel[0])
+                            .strides(stride[0])
+                            .dilation_rate(dilation[0])
+                            .padding(padding)
+                            .groups(groups)
+                            .use_bias(bias)
+                            .build(&mut rng)
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    vec![2, 1, 0],
+                )
+            };
+            names.push(("kernel".into(), "weight".into(), layout));
+            if bias {
+                names.push(("bias".into(), "bias".into(), vec![0]));
+            }
+            layer
+        }
+        "BatchNorm1d" | "BatchNorm2d" => {
+            refuse(&["num_features", "affine", "momentum", "eps"])?;
+            let c = args["num_features"].as_u64().ok_or("no num_features")? as usize;
+            let affine = args["affine"].as_bool().unwrap_or(true);
+            let mut bn = BatchNormalization::<f64>::new(c)
+                .map_err(|e| e.to_string())?
+                .pytorch()
+                .center(affine)
+                .scale(affine);
+            if let Some(eps) = args["eps"].as_f64() {
+                bn = bn.epsilon(eps);
+            }
+            if let Some(m) = args["momentum"].as_f64() {
+                bn = bn.moving_statistics(MovingStatistics {
+                    keep: 1.0 - m,
+                    unbiased_variance: true,
+                });
+            }
+            bn.set_training(case["training"].as_bool().unwrap_or(false));
+            if affine {
+                names.push(("gamma".into(), "weight".into(), vec![0]));
+                names.push(("beta".into(), "bias".into(), vec![0]));
+            }
+            names.push(("moving_mean".into(), "running_mean".into(), vec![0]));
+            names.push(("moving_variance".into(), "running_var".into(), vec![0]));
+            Box::new(bn)
+        }
+        "MaxPool2d" | "AvgPool2d" => {
+            refuse(&[
+                "kernel_size",
+                "stride",
+                "padding",
+                "ceil_mode",
+                "count_include_pad",
+            ])?;
+            if args["ceil_mode"].as_bool() == Some(true) {
+                return Err("polyhead has no ceil_mode for pooling".into());
+            }
+            let padding = torch_padding(&args["padding"])?;
+            if module == "AvgPool2d"
+                && padding != Padding::Valid
+                && args["count_include_pad"].as_bool() != Some(false)
+            {
+                return Err(
+                    "polyhead's average pooling never counts padding (count_include_pad=True)"
+                        .into(),
+                );
+            }
+            let pool = pair(&args["kernel_size"], 1)?;
+            let strides = if args["stride"].is_null() {
+                pool
+            } else {
+                pair(&args["stride"], 1)?
+            };
+            let base = if module == "MaxPool2d" {
+                Pooling2D::max(pool)
+            } else {
+                Pooling2D::average(pool)
+            };
+            Box::new(base.strides(strides).padding(padding))
+        }
+        "AdaptiveAvgPool2d" => {
+            refuse(&["output_size"])?;
+            if pair(&args["output_size"], 1)? != [1, 1] {
+                return Err("polyhead's adaptive pooling has output size 1 only".into());
+            }
+            Box::new(GlobalPooling::average_2d().keepdims(true))
+        }
+        other => return Err(format!("polyhead has no layer for torch.nn.{other} yet")),
+    };
+    let lookup = |torch: &str| -> Result<Tensor<f64>, String> {
+        array(
+            weights
+                .get(torch)
+                .ok_or(format!("the case has no weight {torch}"))?,
+            torch,
+        )
+    };
+    for (name, p) in layer.parameters_mut() {
+        let (_, torch, layout) = names
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or(format!("no PyTorch name for {name}"))?;
+        p.set_value(permuted(&lookup(torch)?, layout)?)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    for (name, b) in layer.buffers() {
+        let (_, torch, layout) = names
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or(format!("no PyTorch name for {name}"))?;
+        b.set_value(permuted(&lookup(torch)?, layout)?)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    if let Some(extra) = weights
+        .keys()
+        .find(|k| !names.iter().any(|(_, t, _)| t == *k))
+    {
+        return Err(format!("the layer has no weight {extra}"));
+    }
+    let tape = Tape::new();
+    let xv = tape.leaf(permuted(&x, &to_last)?);
+    let y = layer.forward(xv).map_err(|e| e.to_string())?;
+    rule.array("y", &permuted(&y.value(), &to_first)?, &case["y"])?;
+    let upstream = permuted(&array(&case["upstream"], "upstream")?, &to_last)?;
+    let objective = y
+        .mul(tape.constant(upstream))
+        .map_err(|e| e.to_string())?
+        .sum_all();
+    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
+    let gx = grads.wrt(xv).map_err(|e| e.to_string())?;
+    rule.array("grad_x", &permuted(&gx, &to_first)?, &case["grad_x"])?;
+    for (name, p) in layer.parameters() {
+        let (_, torch, layout) = names
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or(format!("no PyTorch name for {name}"))?;
+        let mut back = vec![0; layout.len()];
+        for (i, &a) in layout.iter().enumerate() {
+            back[a] = i;
+        }
+        let g = grads
+            .by_id(p.id())
+            .ok_or(format!("no gradient for {name}"))?;
+        rule.array(
+            &format!("grad_weights.{torch}"),
+            &permuted(g, &back)?,
+            &case["grad_weights"][torch],
+        )?;
+    }
+    for (name, b) in layer.buffers() {
+        let (_, torch, _) = names
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or(format!("no PyTorch name for {name}"))?;
+        let after = &case[format!("{torch}_after")];
+        if !after.is_null() {
+            rule.array(&format!("{torch}_after"), &b.value(), after)?;
+        }
+    }
+    // `num_batches_tracked_after` counts calls; polyhead keeps no such
+    // counter (a momentum of None, which would use it, is not offered).
     Ok(())
 }

@@ -26,6 +26,7 @@ use crate::module::{Module, child};
 /// assert_eq!(Padding::Same.output_len(8, 3, 2, 1).unwrap(), (4, 0)); // 0 before, 1 after
 /// assert_eq!(Padding::Valid.output_len(8, 3, 2, 1).unwrap(), (3, 0));
 /// assert_eq!(Padding::Causal.output_len(8, 3, 1, 2).unwrap(), (8, 4));
+/// assert_eq!(Padding::Explicit(1).output_len(8, 3, 2, 1).unwrap(), (4, 1)); // PyTorch's padding=1
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {
@@ -36,6 +37,9 @@ pub enum Padding {
     Same,
     /// `(k - 1) * dilation` zeros before, none after (1-D only).
     Causal,
+    /// This many zeros before and after on every spatial axis (PyTorch's
+    /// integer `padding`).
+    Explicit(usize),
 }
 
 impl Padding {
@@ -69,6 +73,15 @@ impl Padding {
                 let out = n.div_ceil(stride);
                 let total = ((out.max(1) - 1) * stride + span).saturating_sub(n);
                 Ok((out, total / 2))
+            }
+            Padding::Explicit(p) => {
+                if span > n + 2 * p {
+                    Err(format!(
+                        "a window of {span} (kernel {k}, dilation {dilation}) does not fit an axis of {n} padded by {p} on each side"
+                    ))
+                } else {
+                    Ok(((n + 2 * p - span) / stride + 1, p))
+                }
             }
             Padding::Causal => {
                 // n + (span - 1) padded values hold (n - 1) / stride + 1
@@ -400,7 +413,12 @@ impl<T: Float> ConvCore<T> {
     }
 
     /// `x4` is `[B, H, W, C]`; `kernel_hw` the kernel's spatial size.
-    fn forward<'t>(&self, x4: Var<'t, T>, kernel_hw: [usize; 2]) -> Result<Var<'t, T>> {
+    fn forward<'t>(
+        &self,
+        x4: Var<'t, T>,
+        kernel_hw: [usize; 2],
+        one_d: bool,
+    ) -> Result<Var<'t, T>> {
         let shape = x4.shape();
         let (batch, h, w, c) = (shape[0], shape[1], shape[2], shape[3]);
         if c != self.in_channels() {
@@ -419,11 +437,8 @@ impl<T: Float> ConvCore<T> {
                 kernel_hw[0],
                 self.strides[0],
                 self.dilation[0],
-                if kernel_hw[0] == 1 && self.padding == Padding::Causal {
-                    Padding::Valid
-                } else {
-                    self.padding
-                },
+                // A 1-D convolution's height axis (1, kernel 1) is never padded.
+                if one_d { Padding::Valid } else { self.padding },
                 self.layer,
             )?,
             w: Axis::new(
@@ -645,7 +660,7 @@ impl<T: Float> Module<T> for Conv2D<T> {
         }
         let k = self.core.kernel.value().shape();
         let hw = [k[0], k[1]];
-        self.core.forward(x, hw)
+        self.core.forward(x, hw, false)
     }
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         self.core.visit(prefix, f);
@@ -740,7 +755,7 @@ impl<T: Float> Module<T> for Conv1D<T> {
         let k = self.core.kernel.value().shape()[0];
         let y = self
             .core
-            .forward(x.reshape(&[shape[0], 1, shape[1], shape[2]])?, [1, k])?;
+            .forward(x.reshape(&[shape[0], 1, shape[1], shape[2]])?, [1, k], true)?;
         let out = y.shape();
         Ok(y.reshape(&[out[0], out[2], out[3]])?)
     }
@@ -860,7 +875,7 @@ impl<T: Float> Module<T> for DepthwiseConv2D<T> {
         }
         let k = self.core.kernel.value().shape();
         debug_assert_eq!(k[3], self.multiplier);
-        self.core.forward(x, [k[0], k[1]])
+        self.core.forward(x, [k[0], k[1]], false)
     }
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         self.core.visit(prefix, f);
@@ -1010,7 +1025,7 @@ impl<T: Float> Conv2DTransposeBuilder<T> {
                 message: "takes no dilation and no groups".into(),
             });
         }
-        if s.padding == Padding::Causal {
+        if !matches!(s.padding, Padding::Valid | Padding::Same) {
             return Err(LayerError::Invalid {
                 what: layer,
                 message: "takes padding `valid` or `same`".into(),

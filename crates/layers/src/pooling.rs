@@ -144,6 +144,8 @@ struct Windows {
     pool: [usize; 2],
     strides: [usize; 2],
     padding: Padding,
+    /// 1-D pooling: the height axis (1, window 1) is never padded.
+    one_d: bool,
 }
 
 impl Windows {
@@ -160,7 +162,7 @@ impl Windows {
         if self.padding == Padding::Causal {
             return Err(LayerError::Invalid {
                 what: layer,
-                message: "pooling takes padding `valid` or `same`".into(),
+                message: "pooling takes padding `valid`, `same` or explicit".into(),
             });
         }
         Ok(())
@@ -174,7 +176,38 @@ impl Windows {
         layer: &'static str,
     ) -> Result<Var<'t, T>> {
         let s = x4.shape();
-        let h = Axis::new(s[1], self.pool[0], self.strides[0], 1, self.padding, layer)?;
+        if let Padding::Explicit(p) = self.padding {
+            // PyTorch's rule: padding at most half the window, so that every
+            // window holds a real element (and an empty axis has none).
+            let smallest = if self.one_d {
+                self.pool[1]
+            } else {
+                self.pool[0].min(self.pool[1])
+            };
+            if 2 * p > smallest {
+                return Err(LayerError::Invalid {
+                    what: layer,
+                    message: format!(
+                        "explicit padding {p} is more than half the window {:?}: a window could hold only padding",
+                        self.pool
+                    ),
+                });
+            }
+            if s[1] == 0 || s[2] == 0 {
+                return Err(LayerError::Shape {
+                    layer,
+                    message: format!(
+                        "an empty spatial axis cannot be padded and pooled (shape {s:?})"
+                    ),
+                });
+            }
+        }
+        let h_padding = if self.one_d {
+            Padding::Valid
+        } else {
+            self.padding
+        };
+        let h = Axis::new(s[1], self.pool[0], self.strides[0], 1, h_padding, layer)?;
         let w = Axis::new(s[2], self.pool[1], self.strides[1], 1, self.padding, layer)?;
         let op = PoolOp {
             kind,
@@ -237,6 +270,7 @@ impl Pooling2D {
                 pool,
                 strides: pool,
                 padding: Padding::Valid,
+                one_d: false,
             },
         }
     }
@@ -310,6 +344,7 @@ impl MaxPooling1D {
                 pool: [1, pool],
                 strides: [1, pool],
                 padding: Padding::Valid,
+                one_d: true,
             },
         }
     }

@@ -135,7 +135,12 @@ proptest! {
         act in activation(), seed in any::<u64>(),
     ) {
         let (cin, filters) = (groups * group_in, groups * group_out);
-        let padding = if same { Padding::Same } else { Padding::Valid };
+        // PyTorch's explicit padding in a third of the cases.
+        let padding = match (same, seed % 3) {
+            (_, 0) => Padding::Explicit(1),
+            (true, _) => Padding::Same,
+            (false, _) => Padding::Valid,
+        };
         let mut conv = Conv2D::<f64>::builder(cin, filters, [kh, kw])
             .strides([sh, sw]).dilation_rate([dh, dw]).padding(padding)
             .groups(groups).use_bias(bias).activation(act)
@@ -147,10 +152,10 @@ proptest! {
 
     #[test]
     fn conv1d_with_any_geometry(
-        k in 1usize..4, stride in 1usize..3, dilation in 1usize..3, padding in 0usize..3,
+        k in 1usize..4, stride in 1usize..3, dilation in 1usize..3, padding in 0usize..4,
         groups in 1usize..3, group_in in 1usize..3, seed in any::<u64>(),
     ) {
-        let padding = [Padding::Valid, Padding::Same, Padding::Causal][padding];
+        let padding = [Padding::Valid, Padding::Same, Padding::Causal, Padding::Explicit(1)][padding];
         let mut conv = Conv1D::<f64>::builder(groups * group_in, groups * 2, k)
             .strides(stride).dilation_rate(dilation).padding(padding).groups(groups)
             .build(&mut Rng::new(seed)).unwrap();
@@ -163,7 +168,13 @@ proptest! {
         ph in 1usize..4, pw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
         same in any::<bool>(), max in any::<bool>(), seed in any::<u64>(),
     ) {
-        let padding = if same { Padding::Same } else { Padding::Valid };
+        // PyTorch's explicit padding (at most half the window) in a third
+        // of the cases where the window allows it.
+        let padding = match (same, seed % 3) {
+            (_, 0) if ph >= 2 && pw >= 2 => Padding::Explicit(1),
+            (true, _) => Padding::Same,
+            (false, _) => Padding::Valid,
+        };
         let base = if max { Pooling2D::max([ph, pw]) } else { Pooling2D::average([ph, pw]) };
         let mut pool = base.strides([sh, sw]).padding(padding);
         // Distinct values (no ties), so max pooling is differentiable.

@@ -60,11 +60,11 @@ proptest! {
         kernel in prop::collection::vec(0usize..4, 2),
         strides in prop::collection::vec(0usize..3, 2),
         dilation in prop::collection::vec(0usize..3, 2),
-        groups in 0usize..4, padding in 0usize..3, training in any::<bool>(),
+        groups in 0usize..4, padding in 0usize..4, training in any::<bool>(),
         value in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), -3.0f64..3.0], seed in any::<u64>(),
     ) {
         let mut rng = Rng::new(seed);
-        let padding = [Padding::Valid, Padding::Same, Padding::Causal][padding];
+        let padding = [Padding::Valid, Padding::Same, Padding::Causal, Padding::Explicit(1)][padding];
         let (k, s, d) = ([kernel[0], kernel[1]], [strides[0], strides[1]], [dilation[0], dilation[1]]);
         let mut layers: Vec<Box<dyn Module<f64>>> = Vec::new();
         if let Ok(c) = Conv2D::builder(2, 2, k).strides(s).dilation_rate(d).padding(padding).groups(groups).build(&mut rng) {
