@@ -57,6 +57,28 @@ fn pair(v: &Value, default: usize) -> Result<[usize; 2], String> {
     }
 }
 
+/// Max or average pooling over `pool` windows, `strides` defaulting to
+/// the window (both frameworks' rule).
+fn pooling_2d(
+    max: bool,
+    pool: &Value,
+    strides: &Value,
+    padding: Padding,
+) -> Result<Pooling2D, String> {
+    let pool = pair(pool, 2)?;
+    let strides = if strides.is_null() {
+        pool
+    } else {
+        pair(strides, 1)?
+    };
+    let base = if max {
+        Pooling2D::max(pool)
+    } else {
+        Pooling2D::average(pool)
+    };
+    Ok(base.strides(strides).padding(padding))
+}
+
 fn padding(config: &Value) -> Result<Padding, String> {
     match config["padding"].as_str().unwrap_or("valid") {
         "valid" => Ok(Padding::Valid),
@@ -201,18 +223,12 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
         }
         "MaxPooling2D" | "AveragePooling2D" => {
             known_keys(config, &["pool_size", "strides", "padding"])?;
-            let pool = pair(&config["pool_size"], 2)?;
-            let strides = if config["strides"].is_null() {
-                pool
-            } else {
-                pair(&config["strides"], 1)?
-            };
-            let base = if layer == "MaxPooling2D" {
-                Pooling2D::max(pool)
-            } else {
-                Pooling2D::average(pool)
-            };
-            Box::new(base.strides(strides).padding(padding(config)?))
+            Box::new(pooling_2d(
+                layer == "MaxPooling2D",
+                &config["pool_size"],
+                &config["strides"],
+                padding(config)?,
+            )?)
         }
         "MaxPooling1D" => {
             known_keys(config, &["pool_size", "strides", "padding"])?;
@@ -499,18 +515,12 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
                         .into(),
                 );
             }
-            let pool = pair(&args["kernel_size"], 1)?;
-            let strides = if args["stride"].is_null() {
-                pool
-            } else {
-                pair(&args["stride"], 1)?
-            };
-            let base = if module == "MaxPool2d" {
-                Pooling2D::max(pool)
-            } else {
-                Pooling2D::average(pool)
-            };
-            Box::new(base.strides(strides).padding(padding))
+            Box::new(pooling_2d(
+                module == "MaxPool2d",
+                &args["kernel_size"],
+                &args["stride"],
+                padding,
+            )?)
         }
         "AdaptiveAvgPool2d" => {
             refuse(&["output_size"])?;

@@ -507,6 +507,27 @@ impl ConvSpec {
     }
 }
 
+/// The `Module` parameter visitors of a layer whose parameters live in its
+/// `core: ConvCore` (every convolution layer).
+macro_rules! parameters_of_core {
+    () => {
+        fn visit_parameters<'a>(
+            &'a self,
+            prefix: &str,
+            f: &mut dyn FnMut(String, &'a Parameter<T>),
+        ) {
+            self.core.visit(prefix, f);
+        }
+        fn visit_parameters_mut<'a>(
+            &'a mut self,
+            prefix: &str,
+            f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+        ) {
+            self.core.visit_mut(prefix, f);
+        }
+    };
+}
+
 /// Keras' `Conv2D` on channels-last input `[B, H, W, C]`: kernel `[kh, kw,
 /// C/groups, filters]`, bias `[filters]`, output `[B, Ho, Wo, filters]`.
 ///
@@ -662,16 +683,7 @@ impl<T: Float> Module<T> for Conv2D<T> {
         let hw = [k[0], k[1]];
         self.core.forward(x, hw, false)
     }
-    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
-        self.core.visit(prefix, f);
-    }
-    fn visit_parameters_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
-    ) {
-        self.core.visit_mut(prefix, f);
-    }
+    parameters_of_core!();
 }
 
 /// Keras' `Conv1D` on channels-last sequences `[B, L, C]`: kernel `[k,
@@ -759,16 +771,7 @@ impl<T: Float> Module<T> for Conv1D<T> {
         let out = y.shape();
         Ok(y.reshape(&[out[0], out[2], out[3]])?)
     }
-    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
-        self.core.visit(prefix, f);
-    }
-    fn visit_parameters_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
-    ) {
-        self.core.visit_mut(prefix, f);
-    }
+    parameters_of_core!();
 }
 
 /// Keras' `DepthwiseConv2D` on `[B, H, W, C]`: each input channel `c` is
@@ -877,16 +880,7 @@ impl<T: Float> Module<T> for DepthwiseConv2D<T> {
         debug_assert_eq!(k[3], self.multiplier);
         self.core.forward(x, [k[0], k[1]], false)
     }
-    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
-        self.core.visit(prefix, f);
-    }
-    fn visit_parameters_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
-    ) {
-        self.core.visit_mut(prefix, f);
-    }
+    parameters_of_core!();
 }
 
 /// The recorded transposed convolution: inputs `x [B, n_h, n_w, Cin]` and
@@ -1099,14 +1093,5 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
         };
         core.activation.apply(y)
     }
-    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
-        self.core.visit(prefix, f);
-    }
-    fn visit_parameters_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
-    ) {
-        self.core.visit_mut(prefix, f);
-    }
+    parameters_of_core!();
 }
