@@ -33,6 +33,10 @@ pub struct MovingStatistics {
 
 impl MovingStatistics {
     /// Keras: momentum 0.99 on the old value, biased variance.
+    ///
+    /// ```
+    /// assert_eq!(polyhead_layers::MovingStatistics::keras().keep, 0.99);
+    /// ```
     pub fn keras() -> Self {
         MovingStatistics {
             keep: 0.99,
@@ -41,6 +45,10 @@ impl MovingStatistics {
     }
 
     /// PyTorch: momentum 0.1 on the new value, unbiased variance.
+    ///
+    /// ```
+    /// assert!(polyhead_layers::MovingStatistics::pytorch().unbiased_variance);
+    /// ```
     pub fn pytorch() -> Self {
         MovingStatistics {
             keep: 0.9,
@@ -152,6 +160,12 @@ impl<T: Float> BatchNormalization<T> {
     /// Over `channels` features, with Keras' defaults: gamma 1, beta 0,
     /// moving mean 0 and variance 1, epsilon 1e-3, momentum 0.99; in
     /// training mode.
+    ///
+    /// ```
+    /// let bn = polyhead_layers::BatchNormalization::<f32>::new(16)?;
+    /// assert_eq!(bn.moving_variance().value().to_vec(), vec![1.0; 16]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn new(channels: usize) -> Result<Self> {
         if channels == 0 {
             return Err(LayerError::Invalid {
@@ -184,18 +198,38 @@ impl<T: Float> BatchNormalization<T> {
     }
 
     /// The epsilon added to the variance.
+    ///
+    /// ```
+    /// let bn = polyhead_layers::BatchNormalization::<f32>::new(4)?.epsilon(1e-5);
+    /// # let _ = bn;
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn epsilon(mut self, epsilon: f64) -> Self {
         self.epsilon = epsilon;
         self
     }
 
     /// How the moving statistics follow the batches.
+    ///
+    /// ```
+    /// use polyhead_layers::{BatchNormalization, MovingStatistics};
+    /// let bn = BatchNormalization::<f32>::new(4)?.moving_statistics(MovingStatistics { keep: 0.9, unbiased_variance: false });
+    /// # let _ = bn;
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn moving_statistics(mut self, moving: MovingStatistics) -> Self {
         self.moving = moving;
         self
     }
 
     /// Without `beta` (Keras' `center=False`).
+    ///
+    /// ```
+    /// use polyhead_layers::{BatchNormalization, Module};
+    /// let bn = BatchNormalization::<f32>::new(4)?.center(false);
+    /// assert_eq!(bn.parameters().len(), 1); // gamma only
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn center(mut self, center: bool) -> Self {
         if !center {
             self.beta = None;
@@ -204,6 +238,13 @@ impl<T: Float> BatchNormalization<T> {
     }
 
     /// Without `gamma` (Keras' `scale=False`).
+    ///
+    /// ```
+    /// use polyhead_layers::{BatchNormalization, Module};
+    /// let bn = BatchNormalization::<f32>::new(4)?.scale(false);
+    /// assert_eq!(bn.parameters().len(), 1); // beta only
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn scale(mut self, scale: bool) -> Self {
         if !scale {
             self.gamma = None;
@@ -212,11 +253,23 @@ impl<T: Float> BatchNormalization<T> {
     }
 
     /// The moving mean `[C]`.
+    ///
+    /// ```
+    /// let bn = polyhead_layers::BatchNormalization::<f32>::new(2)?;
+    /// assert_eq!(bn.moving_mean().value().to_vec(), vec![0.0, 0.0]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn moving_mean(&self) -> &Buffer<T> {
         &self.moving_mean
     }
 
     /// The moving variance `[C]`.
+    ///
+    /// ```
+    /// let bn = polyhead_layers::BatchNormalization::<f32>::new(2)?;
+    /// assert_eq!(bn.moving_variance().value().to_vec(), vec![1.0, 1.0]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn moving_variance(&self) -> &Buffer<T> {
         &self.moving_variance
     }

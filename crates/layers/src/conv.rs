@@ -46,6 +46,11 @@ impl Padding {
     /// The number of outputs and the padding before the first element for
     /// an axis of `n` elements, a window of `k`, `stride` and `dilation`;
     /// an error if a `valid` window does not fit.
+    ///
+    /// ```
+    /// let (out, before) = polyhead_layers::Padding::Same.output_len(7, 4, 2, 1).unwrap();
+    /// assert_eq!((out, before), (4, 1)); // 1 zero before, 2 after
+    /// ```
     pub fn output_len(
         self,
         n: usize,
@@ -603,32 +608,69 @@ macro_rules! conv_builder_options {
         impl<T: Float> $builder<T> {
             /// The step between windows along each spatial axis (Keras'
             /// `strides`).
+            ///
+            /// ```
+            /// let conv = polyhead_layers::Conv2D::<f32>::builder(1, 2, [3, 3]).strides([2, 2]).build(&mut polyhead_tensor::Rng::new(0))?;
+            /// # let _ = conv;
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
             pub fn strides(mut self, strides: $dims) -> Self {
                 self.spec.strides = $to2(strides);
                 self
             }
             /// The spacing between kernel taps (Keras' `dilation_rate`).
+            ///
+            /// ```
+            /// let conv = polyhead_layers::Conv2D::<f32>::builder(1, 2, [3, 3]).dilation_rate([2, 1]).build(&mut polyhead_tensor::Rng::new(0))?;
+            /// # let _ = conv;
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
             pub fn dilation_rate(mut self, dilation: $dims) -> Self {
                 self.spec.dilation = $to2(dilation);
                 self
             }
             /// `valid` (the default), `same` or (1-D) `causal`.
+            ///
+            /// ```
+            /// let conv = polyhead_layers::Conv2D::<f32>::builder(1, 2, [3, 3]).padding(polyhead_layers::Padding::Same).build(&mut polyhead_tensor::Rng::new(0))?;
+            /// # let _ = conv;
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
             pub fn padding(mut self, padding: Padding) -> Self {
                 self.spec.padding = padding;
                 self
             }
             /// Split channels and filters into this many groups (Keras'
             /// `groups`): filter group j sees input group j only.
+            ///
+            /// ```
+            /// let conv = polyhead_layers::Conv2D::<f32>::builder(4, 6, [3, 3]).groups(2).build(&mut polyhead_tensor::Rng::new(0))?;
+            /// assert_eq!(conv.kernel().value().shape(), &[3, 3, 2, 6]);
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
             pub fn groups(mut self, groups: usize) -> Self {
                 self.spec.groups = groups;
                 self
             }
             /// Whether the layer adds a bias (default true).
+            ///
+            /// ```
+            /// let conv = polyhead_layers::Conv2D::<f32>::builder(1, 2, [3, 3]).use_bias(false).build(&mut polyhead_tensor::Rng::new(0))?;
+            /// assert!(conv.bias().is_none());
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
             pub fn use_bias(mut self, use_bias: bool) -> Self {
                 self.spec.use_bias = use_bias;
                 self
             }
             /// The activation applied after the bias (default linear).
+            ///
+            /// ```
+            /// use polyhead_layers::{Activation, Conv2D};
+            /// let conv = Conv2D::<f32>::builder(1, 2, [3, 3]).activation(Activation::Relu).build(&mut polyhead_tensor::Rng::new(0))?;
+            /// # let _ = conv;
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
             pub fn activation(mut self, activation: Activation) -> Self {
                 self.spec.activation = activation;
                 self
@@ -807,6 +849,12 @@ pub struct DepthwiseConv2DBuilder<T: Float = f32> {
 impl<T: Float> DepthwiseConv2D<T> {
     /// A builder over `channels` input channels with a `kernel` of `[kh,
     /// kw]`: depth multiplier 1, Keras' defaults otherwise.
+    ///
+    /// ```
+    /// let dw = polyhead_layers::DepthwiseConv2D::<f32>::builder(3, [3, 3]).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(dw.kernel().value().shape(), &[3, 3, 3, 1]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn builder(channels: usize, kernel: [usize; 2]) -> DepthwiseConv2DBuilder<T> {
         DepthwiseConv2DBuilder {
             spec: ConvSpec::new(channels, channels, kernel),
@@ -816,6 +864,12 @@ impl<T: Float> DepthwiseConv2D<T> {
     }
 
     /// The kernel `[kh, kw, C, multiplier]`.
+    ///
+    /// ```
+    /// let dw = polyhead_layers::DepthwiseConv2D::<f32>::builder(2, [3, 1]).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(dw.kernel().value().shape(), &[3, 1, 2, 1]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn kernel(&self) -> &Parameter<T> {
         &self.core.kernel
     }
@@ -825,6 +879,12 @@ conv_builder_options!(DepthwiseConv2DBuilder, [usize; 2], |d: [usize; 2]| d);
 
 impl<T: Float> DepthwiseConv2DBuilder<T> {
     /// Filters per input channel (Keras' `depth_multiplier`).
+    ///
+    /// ```
+    /// let dw = polyhead_layers::DepthwiseConv2D::<f32>::builder(2, [3, 3]).depth_multiplier(3).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(dw.kernel().value().shape(), &[3, 3, 2, 3]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn depth_multiplier(mut self, multiplier: usize) -> Self {
         self.multiplier = multiplier;
         self
@@ -983,6 +1043,11 @@ pub struct Conv2DTransposeBuilder<T: Float = f32> {
 impl<T: Float> Conv2DTranspose<T> {
     /// A builder from `in_channels` to `filters` channels with a `kernel`
     /// of `[kh, kw]` (stride 1, `valid`, a bias, no activation).
+    ///
+    /// ```
+    /// let b = polyhead_layers::Conv2DTranspose::<f32>::builder(4, 2, [3, 3]).strides([2, 2]);
+    /// # let _ = b;
+    /// ```
     pub fn builder(
         in_channels: usize,
         filters: usize,
@@ -995,6 +1060,12 @@ impl<T: Float> Conv2DTranspose<T> {
     }
 
     /// The kernel `[kh, kw, filters, C]`.
+    ///
+    /// ```
+    /// let up = polyhead_layers::Conv2DTranspose::<f32>::builder(4, 2, [2, 2]).build(&mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(up.kernel().value().shape(), &[2, 2, 2, 4]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
     pub fn kernel(&self) -> &Parameter<T> {
         &self.core.kernel
     }

@@ -263,6 +263,11 @@ pub struct Pooling2D {
 
 impl Pooling2D {
     /// Max pooling over windows of `pool` (strides = `pool`, `valid`).
+    ///
+    /// ```
+    /// let pool = polyhead_layers::Pooling2D::max([2, 2]);
+    /// # let _ = pool;
+    /// ```
     pub fn max(pool: [usize; 2]) -> Self {
         Pooling2D {
             kind: Kind::Max,
@@ -276,6 +281,11 @@ impl Pooling2D {
     }
 
     /// Average pooling over windows of `pool` (strides = `pool`, `valid`).
+    ///
+    /// ```
+    /// let pool = polyhead_layers::Pooling2D::average([3, 3]);
+    /// # let _ = pool;
+    /// ```
     pub fn average(pool: [usize; 2]) -> Self {
         Pooling2D {
             kind: Kind::Average,
@@ -284,12 +294,22 @@ impl Pooling2D {
     }
 
     /// The step between windows.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::Pooling2D::max([3, 3]).strides([2, 2]);
+    /// # let _ = pool;
+    /// ```
     pub fn strides(mut self, strides: [usize; 2]) -> Self {
         self.windows.strides = strides;
         self
     }
 
     /// `valid` or `same`.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::Pooling2D::max([3, 3]).padding(polyhead_layers::Padding::Same);
+    /// # let _ = pool;
+    /// ```
     pub fn padding(mut self, padding: Padding) -> Self {
         self.windows.padding = padding;
         self
@@ -338,6 +358,11 @@ pub struct MaxPooling1D {
 
 impl MaxPooling1D {
     /// Windows of `pool` steps (strides = `pool`, `valid`).
+    ///
+    /// ```
+    /// let pool = polyhead_layers::MaxPooling1D::new(2);
+    /// # let _ = pool;
+    /// ```
     pub fn new(pool: usize) -> Self {
         MaxPooling1D {
             windows: Windows {
@@ -350,12 +375,22 @@ impl MaxPooling1D {
     }
 
     /// The step between windows.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::MaxPooling1D::new(3).strides(1);
+    /// # let _ = pool;
+    /// ```
     pub fn strides(mut self, strides: usize) -> Self {
         self.windows.strides = [1, strides];
         self
     }
 
     /// `valid` or `same`.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::Pooling2D::max([3, 3]).padding(polyhead_layers::Padding::Same);
+    /// # let _ = pool;
+    /// ```
     pub fn padding(mut self, padding: Padding) -> Self {
         self.windows.padding = padding;
         self
@@ -402,6 +437,11 @@ pub struct GlobalPooling {
 
 impl GlobalPooling {
     /// `GlobalAveragePooling1D` over `[B, L, C]`.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::GlobalPooling::average_1d();
+    /// # let _ = pool;
+    /// ```
     pub fn average_1d() -> Self {
         GlobalPooling {
             kind: Kind::Average,
@@ -410,6 +450,11 @@ impl GlobalPooling {
         }
     }
     /// `GlobalAveragePooling2D` over `[B, H, W, C]`.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::GlobalPooling::average_2d();
+    /// # let _ = pool;
+    /// ```
     pub fn average_2d() -> Self {
         GlobalPooling {
             spatial_axes: 2,
@@ -417,6 +462,11 @@ impl GlobalPooling {
         }
     }
     /// `GlobalMaxPooling2D` over `[B, H, W, C]`.
+    ///
+    /// ```
+    /// let pool = polyhead_layers::GlobalPooling::max_2d();
+    /// # let _ = pool;
+    /// ```
     pub fn max_2d() -> Self {
         GlobalPooling {
             kind: Kind::Max,
@@ -424,6 +474,11 @@ impl GlobalPooling {
         }
     }
     /// Keep the pooled axes as size 1 (Keras' `keepdims`).
+    ///
+    /// ```
+    /// let pool = polyhead_layers::GlobalPooling::average_2d().keepdims(true);
+    /// # let _ = pool;
+    /// ```
     pub fn keepdims(mut self, keepdims: bool) -> Self {
         self.keepdims = keepdims;
         self
