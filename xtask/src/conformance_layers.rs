@@ -384,6 +384,7 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
         module,
         "Conv1d"
             | "Conv2d"
+            | "ConvTranspose2d"
             | "BatchNorm1d"
             | "BatchNorm2d"
             | "MaxPool2d"
@@ -467,6 +468,40 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
             }
             layer
         }
+        "ConvTranspose2d" => {
+            refuse(&[
+                "in_channels",
+                "out_channels",
+                "kernel_size",
+                "stride",
+                "padding",
+                "output_padding",
+                "bias",
+            ])?;
+            let cin = args["in_channels"].as_u64().ok_or("no in_channels")? as usize;
+            let cout = args["out_channels"].as_u64().ok_or("no out_channels")? as usize;
+            let bias = args["bias"].as_bool().unwrap_or(true);
+            let mut builder =
+                Conv2DTranspose::<f64>::builder(cin, cout, pair(&args["kernel_size"], 1)?)
+                    .strides(pair(&args["stride"], 1)?)
+                    .padding(match torch_padding(&args["padding"])? {
+                        // PyTorch's padding 0 keeps (n - 1) * stride + k even
+                        // when k < stride, where Keras' `valid` keeps more.
+                        Padding::Valid => Padding::Explicit(0),
+                        other => other,
+                    })
+                    .use_bias(bias);
+            let output_padding = pair(&args["output_padding"], 0)?;
+            if output_padding != [0, 0] {
+                builder = builder.output_padding(output_padding);
+            }
+            // weight [in, out, kh, kw] -> [kh, kw, out, in]
+            names.push(("kernel".into(), "weight".into(), vec![2, 3, 1, 0]));
+            if bias {
+                names.push(("bias".into(), "bias".into(), vec![0]));
+            }
+            Box::new(builder.build(&mut Rng::new(0)).map_err(|e| e.to_string())?)
+        }
         "BatchNorm1d" | "BatchNorm2d" => {
             refuse(&["num_features", "affine", "momentum", "eps"])?;
             let c = args["num_features"].as_u64().ok_or("no num_features")? as usize;
@@ -502,25 +537,20 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
                 "ceil_mode",
                 "count_include_pad",
             ])?;
-            if args["ceil_mode"].as_bool() == Some(true) {
-                return Err("polyhead has no ceil_mode for pooling".into());
-            }
             let padding = torch_padding(&args["padding"])?;
-            if module == "AvgPool2d"
-                && padding != Padding::Valid
-                && args["count_include_pad"].as_bool() != Some(false)
-            {
-                return Err(
-                    "polyhead's average pooling never counts padding (count_include_pad=True)"
-                        .into(),
-                );
-            }
-            Box::new(pooling_2d(
+            let pool = pooling_2d(
                 module == "MaxPool2d",
                 &args["kernel_size"],
                 &args["stride"],
                 padding,
-            )?)
+            )?
+            .ceil_mode(args["ceil_mode"].as_bool().unwrap_or(false));
+            Box::new(if module == "AvgPool2d" {
+                // PyTorch counts padding unless told not to.
+                pool.count_include_pad(args["count_include_pad"].as_bool().unwrap_or(true))
+            } else {
+                pool
+            })
         }
         "AdaptiveAvgPool2d" => {
             refuse(&["output_size"])?;

@@ -1011,10 +1011,21 @@ impl<T: Float> Op<T> for ConvTransposeOp {
 }
 
 /// Keras' `Conv2DTranspose` on `[B, H, W, C]`: kernel `[kh, kw, filters,
-/// C]` (output channels before input channels), bias `[filters]`. `valid`
-/// gives `(n - 1) * stride + max(k, stride)` outputs per axis; `same` gives
-/// `n * stride`, cropped from the full result starting at `(k - stride) /
-/// 2` (rounded down).
+/// C]` (output channels before input channels), bias `[filters]`. Every
+/// input pixel adds `x * kernel` at offset `i * stride` of a full result of
+/// `(n - 1) * stride + k` per axis, of which the layer keeps:
+///
+/// - `valid`: all of it, `(n - 1) * stride + max(k, stride)` (zeros after
+///   when the kernel is below the stride);
+/// - `same`: `n * stride`, from `(k - stride) / 2` (rounded down, as
+///   TensorFlow crops);
+/// - `Padding::Explicit(p)` (PyTorch's `padding`): `(n - 1) * stride + k -
+///   2p`, from `p`;
+/// - with [`output_padding`](Conv2DTransposeBuilder::output_padding) `op`
+///   (Keras' and PyTorch's, below the stride): `(n - 1) * stride + k - 2p +
+///   op`, where `p` is 0 for `valid`, `k / 2` for `same` (Keras' rule, kept
+///   from where TensorFlow's `same` starts) and the explicit padding;
+///   positions past the full result are zeros plus the bias.
 ///
 /// ```
 /// use polyhead_autograd::Tape;
@@ -1031,12 +1042,14 @@ pub struct Conv2DTranspose<T: Float = f32> {
     /// Parameters and options (its `forward` is not used: the geometry
     /// runs the other way).
     core: ConvCore<T>,
+    output_padding: Option<[usize; 2]>,
 }
 
 /// Builds a [`Conv2DTranspose`] (see [`Conv2DTranspose::builder`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2DTransposeBuilder<T: Float = f32> {
     spec: ConvSpec,
+    output_padding: Option<[usize; 2]>,
     element: std::marker::PhantomData<T>,
 }
 
@@ -1055,6 +1068,7 @@ impl<T: Float> Conv2DTranspose<T> {
     ) -> Conv2DTransposeBuilder<T> {
         Conv2DTransposeBuilder {
             spec: ConvSpec::new(in_channels, filters, kernel),
+            output_padding: None,
             element: std::marker::PhantomData,
         }
     }
@@ -1074,6 +1088,30 @@ impl<T: Float> Conv2DTranspose<T> {
 conv_builder_options!(Conv2DTransposeBuilder, [usize; 2], |d: [usize; 2]| d);
 
 impl<T: Float> Conv2DTransposeBuilder<T> {
+    /// Extra rows and columns at the end of the output (Keras' and
+    /// PyTorch's `output_padding`, each below the stride), which pick one
+    /// of the `stride` output sizes that a strided convolution maps back
+    /// to the same input size.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Conv2DTranspose, Module, Padding};
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// // PyTorch's ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1): twice the size.
+    /// let up = Conv2DTranspose::<f32>::builder(4, 2, [3, 3])
+    ///     .strides([2, 2])
+    ///     .padding(Padding::Explicit(1))
+    ///     .output_padding([1, 1])
+    ///     .build(&mut Rng::new(0))?;
+    /// let tape = Tape::new();
+    /// assert_eq!(up.forward(tape.constant(Tensor::ones(&[1, 5, 6, 4])?))?.shape(), vec![1, 10, 12, 2]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn output_padding(mut self, output_padding: [usize; 2]) -> Self {
+        self.output_padding = Some(output_padding);
+        self
+    }
+
     /// The layer, its kernel drawn Glorot-uniform from `rng` and its bias
     /// zero.
     ///
@@ -1090,15 +1128,27 @@ impl<T: Float> Conv2DTransposeBuilder<T> {
                 message: "takes no dilation and no groups".into(),
             });
         }
-        if !matches!(s.padding, Padding::Valid | Padding::Same) {
+        if s.padding == Padding::Causal {
             return Err(LayerError::Invalid {
                 what: layer,
-                message: "takes padding `valid` or `same`".into(),
+                message: "takes padding `valid`, `same` or explicit".into(),
+            });
+        }
+        if let Some(op) = self.output_padding
+            && (op[0] >= s.strides[0] || op[1] >= s.strides[1])
+        {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: format!(
+                    "output_padding {op:?} must be smaller than the strides {:?}",
+                    s.strides
+                ),
             });
         }
         let shape = [s.kernel[0], s.kernel[1], s.filters, s.in_channels];
         Ok(Conv2DTranspose {
             core: ConvCore::new(layer, &s, &shape, rng)?,
+            output_padding: self.output_padding,
         })
     }
 }
@@ -1118,18 +1168,34 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
                 ),
             });
         }
-        // Per axis: the full length (at least n * stride, so that `same`
-        // can crop it and `valid` with a kernel below the stride ends in
-        // zeros) and where the kept part starts.
-        let axis = |n: usize, k: usize, s: usize| -> (Axis, usize, usize) {
-            let full = ((n.max(1) - 1) * s + k).max(n * s);
-            let (start, len) = match core.padding {
-                Padding::Same => ((k.saturating_sub(s)) / 2, n * s),
-                _ => (0, full),
+        // Per axis: the kept part (start, length) of the full result, and
+        // the full length (long enough to hold the kept part, which ends
+        // in zeros where it runs past what the kernel reaches).
+        let axis = |n: usize,
+                    k: usize,
+                    s: usize,
+                    op: Option<usize>|
+         -> Result<(Axis, usize, usize)> {
+            let reach = (n.max(1) - 1) * s + k;
+            let (start, len) = match (core.padding, op) {
+                (Padding::Same, None) => (k.saturating_sub(s) / 2, Some(n * s)),
+                (Padding::Same, Some(op)) => {
+                    let len = (reach + op).checked_sub(k / 2 * 2);
+                    (len.map_or(0, |len| reach.saturating_sub(len) / 2), len)
+                }
+                (Padding::Explicit(p), op) => (p, (reach + op.unwrap_or(0)).checked_sub(2 * p)),
+                (_, op) => (0, Some(op.map_or(reach.max(n * s), |op| reach + op))),
             };
-            (
+            let len = len.filter(|&len| len > 0 || n == 0).ok_or_else(|| LayerError::Shape {
+                layer,
+                message: format!(
+                    "padding {:?} crops all of an axis of {n} upsampled to {reach} (kernel {k}, stride {s})",
+                    core.padding
+                ),
+            })?;
+            Ok((
                 Axis {
-                    n: full,
+                    n: reach.max(start + len),
                     k,
                     stride: s,
                     dilation: 1,
@@ -1138,10 +1204,11 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
                 },
                 start,
                 len,
-            )
+            ))
         };
-        let (h, h0, hl) = axis(shape[1], k[0], core.strides[0]);
-        let (w, w0, wl) = axis(shape[2], k[1], core.strides[1]);
+        let op = self.output_padding;
+        let (h, h0, hl) = axis(shape[1], k[0], core.strides[0], op.map(|o| o[0]))?;
+        let (w, w0, wl) = axis(shape[2], k[1], core.strides[1], op.map(|o| o[1]))?;
         let geo = Geometry {
             batch: shape[0],
             h,

@@ -9,6 +9,12 @@
 //! maximal element in row-major window order (the element with the
 //! smallest row, then column, among those equal to the maximum), as
 //! TensorFlow and JAX do; overlapping windows add their gradients.
+//!
+//! Two PyTorch options extend the rules: `ceil_mode` adds a last window
+//! that starts inside the input (or its leading padding) but runs past its
+//! end, and `count_include_pad` makes an average divide by the padded
+//! window (explicit or `same` padding counts as elements; positions past
+//! the padding that `ceil_mode` reaches never do).
 
 use polyhead_autograd::{BackwardContext, Op, Parameter, Var};
 use polyhead_tensor::{Float, Tensor};
@@ -33,6 +39,9 @@ struct PoolOp {
     channels: usize,
     /// Max: for each output element, the flat input index it came from.
     winners: Vec<usize>,
+    /// Average: for each output position (`oh * Wo + ow`), the number its
+    /// window's sum is divided by.
+    divisors: Vec<usize>,
 }
 
 impl PoolOp {
@@ -66,6 +75,31 @@ impl PoolOp {
     fn out_shape(&self) -> [usize; 4] {
         [self.batch, self.h.out, self.w.out, self.channels]
     }
+
+    /// The average's divisor at each output position: the real elements
+    /// of its window, or with `padded_end` (per axis, where the padding
+    /// after the input ends) the real and padding elements.
+    fn divisors(h: &Axis, w: &Axis, padded_end: Option<[usize; 2]>) -> Vec<usize> {
+        let along = |a: &Axis, end: Option<usize>| -> Vec<usize> {
+            (0..a.out)
+                .map(|o| {
+                    // Window [start, start + k) in padded coordinates, where
+                    // the input occupies [before, before + n).
+                    let start = o * a.stride;
+                    let stop = start + (a.k - 1) * a.dilation + 1;
+                    match end {
+                        Some(end) => stop.min(a.before + end) - start,
+                        None => (0..a.k).filter(|&t| a.source(o, t).is_some()).count(),
+                    }
+                })
+                .collect()
+        };
+        let hs = along(h, padded_end.map(|e| e[0]));
+        let ws = along(w, padded_end.map(|e| e[1]));
+        hs.iter()
+            .flat_map(|&a| ws.iter().map(move |&b| a * b))
+            .collect()
+    }
 }
 
 impl<T: Float> Op<T> for PoolOp {
@@ -98,14 +132,11 @@ impl<T: Float> Op<T> for PoolOp {
             }
             Kind::Average => {
                 let mut sums = vec![T::ZERO; n];
-                let mut counts = vec![0usize; n];
-                self.each_window(|o, i| {
-                    sums[o] += x[i];
-                    counts[o] += 1;
-                });
+                self.each_window(|o, i| sums[o] += x[i]);
+                let (c, positions) = (self.channels, self.divisors.len());
                 sums.iter()
-                    .zip(&counts)
-                    .map(|(&s, &k)| s / T::from_f64(k as f64))
+                    .enumerate()
+                    .map(|(o, &s)| s / T::from_f64(self.divisors[(o / c) % positions] as f64))
                     .collect()
             }
         };
@@ -127,9 +158,13 @@ impl<T: Float> Op<T> for PoolOp {
                     }
                 }
                 Kind::Average => {
-                    let mut counts = vec![0usize; g.len()];
-                    self.each_window(|o, _| counts[o] += 1);
-                    self.each_window(|o, i| dx[i] += g[o] / T::from_f64(counts[o] as f64));
+                    let (c, positions) = (self.channels, self.divisors.len());
+                    let scaled: Vec<T> = g
+                        .iter()
+                        .enumerate()
+                        .map(|(o, &g)| g / T::from_f64(self.divisors[(o / c) % positions] as f64))
+                        .collect();
+                    self.each_window(|o, i| dx[i] += scaled[o]);
                 }
             }
             Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
@@ -146,10 +181,68 @@ struct Windows {
     padding: Padding,
     /// 1-D pooling: the height axis (1, window 1) is never padded.
     one_d: bool,
+    /// PyTorch's `ceil_mode`: one more window where the last would leave
+    /// input elements out.
+    ceil_mode: bool,
+    /// PyTorch's `count_include_pad` (average only).
+    count_include_pad: bool,
 }
 
 impl Windows {
-    fn check(&self, layer: &'static str) -> Result<()> {
+    fn new(pool: [usize; 2], one_d: bool) -> Self {
+        Windows {
+            pool,
+            strides: pool,
+            padding: Padding::Valid,
+            one_d,
+            ceil_mode: false,
+            count_include_pad: false,
+        }
+    }
+
+    /// An axis of `n` under these windows: Keras' output length, or with
+    /// `ceil_mode` PyTorch's (`ceil((n + 2p - k) / s) + 1`, less one if
+    /// the last window would start in the trailing padding).
+    fn axis(
+        &self,
+        n: usize,
+        k: usize,
+        s: usize,
+        padding: Padding,
+        layer: &'static str,
+    ) -> Result<Axis> {
+        let mut axis = Axis::new(n, k, s, 1, padding, layer)?;
+        if self.ceil_mode
+            && let Padding::Valid | Padding::Explicit(_) = padding
+        {
+            let p = axis.before;
+            if !(n + 2 * p - k).is_multiple_of(s) && axis.out * s < n + p {
+                axis.out += 1;
+            }
+        }
+        Ok(axis)
+    }
+
+    /// Where an axis's padding after the input ends (in input
+    /// coordinates: `n` plus the trailing padding).
+    fn padded_end(axis: &Axis, padding: Padding) -> usize {
+        match padding {
+            Padding::Explicit(p) => axis.n + p,
+            Padding::Same => {
+                let span = (axis.out.max(1) - 1) * axis.stride + axis.k;
+                axis.n.max(span - axis.before)
+            }
+            Padding::Valid | Padding::Causal => axis.n,
+        }
+    }
+
+    fn check(&self, kind: Kind, layer: &'static str) -> Result<()> {
+        if self.count_include_pad && kind == Kind::Max {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: "count_include_pad applies to average pooling only".into(),
+            });
+        }
         if self.pool.contains(&0) || self.strides.contains(&0) {
             return Err(LayerError::Invalid {
                 what: layer,
@@ -207,8 +300,18 @@ impl Windows {
         } else {
             self.padding
         };
-        let h = Axis::new(s[1], self.pool[0], self.strides[0], 1, h_padding, layer)?;
-        let w = Axis::new(s[2], self.pool[1], self.strides[1], 1, self.padding, layer)?;
+        let h = self.axis(s[1], self.pool[0], self.strides[0], h_padding, layer)?;
+        let w = self.axis(s[2], self.pool[1], self.strides[1], self.padding, layer)?;
+        let padded_end = self.count_include_pad.then(|| {
+            [
+                Self::padded_end(&h, h_padding),
+                Self::padded_end(&w, self.padding),
+            ]
+        });
+        let divisors = match kind {
+            Kind::Average => PoolOp::divisors(&h, &w, padded_end),
+            Kind::Max => Vec::new(),
+        };
         let op = PoolOp {
             kind,
             batch: s[0],
@@ -216,6 +319,7 @@ impl Windows {
             w,
             channels: s[3],
             winners: Vec::new(),
+            divisors,
         };
         Ok(x4.apply(op)?)
     }
@@ -271,12 +375,7 @@ impl Pooling2D {
     pub fn max(pool: [usize; 2]) -> Self {
         Pooling2D {
             kind: Kind::Max,
-            windows: Windows {
-                pool,
-                strides: pool,
-                padding: Padding::Valid,
-                one_d: false,
-            },
+            windows: Windows::new(pool, false),
         }
     }
 
@@ -304,7 +403,7 @@ impl Pooling2D {
         self
     }
 
-    /// `valid` or `same`.
+    /// `valid`, `same` or explicit (PyTorch's `padding`).
     ///
     /// ```
     /// let pool = polyhead_layers::Pooling2D::max([3, 3]).padding(polyhead_layers::Padding::Same);
@@ -312,6 +411,46 @@ impl Pooling2D {
     /// ```
     pub fn padding(mut self, padding: Padding) -> Self {
         self.windows.padding = padding;
+        self
+    }
+
+    /// PyTorch's `ceil_mode` (with `valid` or explicit padding): a last
+    /// window over the elements that whole windows leave out at the end
+    /// (an average divides by the elements it holds).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Module, Pooling2D};
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::new();
+    /// let x = Tensor::<f32>::from_vec((0..9).map(|v| v as f32).collect(), &[1, 3, 3, 1])?;
+    /// let y = Pooling2D::average([2, 2]).ceil_mode(true).forward(tape.constant(x))?;
+    /// assert_eq!(y.value().to_vec(), vec![2.0, 3.5, 6.5, 8.0]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.windows.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// PyTorch's `count_include_pad` (average pooling only; PyTorch's
+    /// default is `true`, Keras' behaviour and polyhead's default `false`):
+    /// padding counts as elements of a window when dividing its sum.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Module, Padding, Pooling2D};
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::new();
+    /// let pool = Pooling2D::average([3, 3]).strides([1, 1]).padding(Padding::Explicit(1));
+    /// let x = tape.constant(Tensor::<f32>::ones(&[1, 2, 2, 1])?);
+    /// assert_eq!(pool.forward(x)?.value().to_vec(), vec![1.0; 4]);
+    /// let counted = pool.count_include_pad(true).forward(x)?;
+    /// assert_eq!(counted.value().to_vec(), vec![4.0 / 9.0; 4]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.windows.count_include_pad = count_include_pad;
         self
     }
 
@@ -326,7 +465,7 @@ impl Pooling2D {
 impl<T: Float> Module<T> for Pooling2D {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let layer = self.layer();
-        self.windows.check(layer)?;
+        self.windows.check(self.kind, layer)?;
         if x.shape().len() != 4 {
             return Err(rank_error(
                 layer,
@@ -365,12 +504,7 @@ impl MaxPooling1D {
     /// ```
     pub fn new(pool: usize) -> Self {
         MaxPooling1D {
-            windows: Windows {
-                pool: [1, pool],
-                strides: [1, pool],
-                padding: Padding::Valid,
-                one_d: true,
-            },
+            windows: Windows::new([1, pool], true),
         }
     }
 
@@ -385,14 +519,31 @@ impl MaxPooling1D {
         self
     }
 
-    /// `valid` or `same`.
+    /// `valid`, `same` or explicit.
     ///
     /// ```
-    /// let pool = polyhead_layers::Pooling2D::max([3, 3]).padding(polyhead_layers::Padding::Same);
+    /// let pool = polyhead_layers::MaxPooling1D::new(3).padding(polyhead_layers::Padding::Same);
     /// # let _ = pool;
     /// ```
     pub fn padding(mut self, padding: Padding) -> Self {
         self.windows.padding = padding;
+        self
+    }
+
+    /// PyTorch's `ceil_mode` (see [`Pooling2D::ceil_mode`]).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{MaxPooling1D, Module};
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::new();
+    /// let x = Tensor::<f32>::from_vec(vec![1.0, 3.0, 2.0, 0.0, 5.0], &[1, 5, 1])?;
+    /// let y = MaxPooling1D::new(2).ceil_mode(true).forward(tape.constant(x))?;
+    /// assert_eq!(y.value().to_vec(), vec![3.0, 2.0, 5.0]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.windows.ceil_mode = ceil_mode;
         self
     }
 }
@@ -400,7 +551,7 @@ impl MaxPooling1D {
 impl<T: Float> Module<T> for MaxPooling1D {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let layer = "max_pooling1d";
-        self.windows.check(layer)?;
+        self.windows.check(Kind::Max, layer)?;
         let s = x.shape();
         if s.len() != 3 {
             return Err(rank_error(layer, "[batch, steps, channels]", &s));

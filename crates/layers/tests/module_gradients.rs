@@ -166,24 +166,27 @@ proptest! {
     #[test]
     fn pooling_with_any_windows(
         ph in 1usize..4, pw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
-        same in any::<bool>(), max in any::<bool>(), seed in any::<u64>(),
+        same in any::<bool>(), max in any::<bool>(), ceil_mode in any::<bool>(),
+        count_include_pad in any::<bool>(), seed in any::<u64>(),
     ) {
         // PyTorch's explicit padding (at most half the window) in a third
-        // of the cases where the window allows it.
+        // of the cases where the window allows it; PyTorch's ceil_mode and
+        // (averages) count_include_pad.
         let padding = match (same, seed % 3) {
             (_, 0) if ph >= 2 && pw >= 2 => Padding::Explicit(1),
             (true, _) => Padding::Same,
             (false, _) => Padding::Valid,
         };
         let base = if max { Pooling2D::max([ph, pw]) } else { Pooling2D::average([ph, pw]) };
-        let mut pool = base.strides([sh, sw]).padding(padding);
+        let mut pool = base.strides([sh, sw]).padding(padding).ceil_mode(ceil_mode)
+            .count_include_pad(count_include_pad && !max);
         // Distinct values (no ties), so max pooling is differentiable.
         let x = Tensor::from_vec(
             (0..2 * 5 * 6 * 2).map(|i| ((i * 37 % 101) as f64) / 10.0 + (seed % 7) as f64).collect(),
             &[2, 5, 6, 2],
         ).unwrap();
         check_parameters(&mut pool, &x, seed)?;
-        let mut pool1 = MaxPooling1D::new(ph).strides(sh).padding(padding);
+        let mut pool1 = MaxPooling1D::new(ph).strides(sh).padding(padding).ceil_mode(ceil_mode);
         let x1 = x.reshape(&[2, 30, 2]).unwrap();
         check_parameters(&mut pool1, &x1, seed)?;
         for mut global in [GlobalPooling::average_1d(), GlobalPooling::average_2d(), GlobalPooling::max_2d().keepdims(true)] {
@@ -212,7 +215,8 @@ proptest! {
     #[test]
     fn depthwise_and_transposed_convolutions(
         kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
-        same in any::<bool>(), multiplier in 1usize..3, bias in any::<bool>(), seed in any::<u64>(),
+        same in any::<bool>(), multiplier in 1usize..3, bias in any::<bool>(),
+        explicit in 0usize..3, output_padding in any::<bool>(), seed in any::<u64>(),
     ) {
         let padding = if same { Padding::Same } else { Padding::Valid };
         let mut dw = DepthwiseConv2D::<f64>::builder(2, [kh, kw]).depth_multiplier(multiplier)
@@ -220,9 +224,19 @@ proptest! {
             .build(&mut Rng::new(seed)).unwrap();
         let x = Tensor::rand_normal(&[2, 4, 5, 2], 0.0, 1.0, seed ^ 1).unwrap();
         check_parameters(&mut dw, &x, seed)?;
+        // The transposed convolution also with PyTorch's explicit padding
+        // (cropping at most what the kernel adds) and output_padding (one
+        // below the stride).
+        let up_padding = match explicit {
+            1 | 2 if explicit <= kh.min(kw) / 2 => Padding::Explicit(explicit),
+            _ => padding,
+        };
         let mut up = Conv2DTranspose::<f64>::builder(2, 3, [kh, kw])
-            .strides([sh, sw]).padding(padding).use_bias(bias).activation(Activation::Tanh)
-            .build(&mut Rng::new(seed)).unwrap();
+            .strides([sh, sw]).padding(up_padding).use_bias(bias).activation(Activation::Tanh);
+        if output_padding {
+            up = up.output_padding([sh - 1, sw - 1]);
+        }
+        let mut up = up.build(&mut Rng::new(seed)).unwrap();
         let x = Tensor::rand_normal(&[2, 3, 2, 2], 0.0, 1.0, seed ^ 2).unwrap();
         check_parameters(&mut up, &x, seed)?;
     }
@@ -409,6 +423,58 @@ fn convolution_mistakes_are_errors_naming_the_layer_and_the_rule() {
         err(conv1.forward(tape.constant(Tensor::ones(&[1, 0, 2]).unwrap()))),
         "conv1d: a window of 3 (kernel 3, dilation 1) does not fit an axis of 0 with padding `valid`"
     );
+    let up = |b: Conv2DTransposeBuilder<f32>| b.build(&mut Rng::new(0)).unwrap_err().to_string();
+    assert_eq!(
+        up(Conv2DTranspose::builder(2, 2, [3, 3])
+            .strides([2, 2])
+            .output_padding([1, 2])),
+        "conv2d_transpose: output_padding [1, 2] must be smaller than the strides [2, 2]"
+    );
+    let cropped = Conv2DTranspose::<f32>::builder(2, 2, [1, 1])
+        .padding(Padding::Explicit(1))
+        .build(&mut rng)
+        .unwrap();
+    assert_eq!(
+        err(cropped.forward(tape.constant(Tensor::ones(&[1, 2, 2, 2]).unwrap()))),
+        "conv2d_transpose: padding Explicit(1) crops all of an axis of 2 upsampled to 2 (kernel 1, stride 1)"
+    );
+    assert_eq!(
+        err(Pooling2D::max([2, 2])
+            .count_include_pad(true)
+            .forward(tape.constant(Tensor::ones(&[1, 2, 2, 1]).unwrap()))),
+        "max_pooling2d: count_include_pad applies to average pooling only"
+    );
+}
+
+#[test]
+fn pytorch_pooling_options_follow_pytorch_rules() {
+    let tape = Tape::<f64>::new();
+    let x = Tensor::from_vec((1..=25).map(f64::from).collect(), &[1, 5, 5, 1]).unwrap();
+    // AvgPool2d(3, stride=2, padding=1, ceil_mode=True): 3 windows per
+    // axis (the last starts at input 3), divisors count padding up to
+    // n + padding = 6 but not past it: 9, 9, 6 along each axis product.
+    let pool = Pooling2D::average([3, 3])
+        .strides([2, 2])
+        .padding(Padding::Explicit(1))
+        .ceil_mode(true)
+        .count_include_pad(true);
+    let y = pool.forward(tape.constant(x.clone())).unwrap();
+    assert_eq!(y.shape(), vec![1, 3, 3, 1]);
+    // The corner window holds 1, 2, 6, 7 (sum 16) over 9 positions.
+    assert_eq!(y.value().to_vec()[0], 16.0 / 9.0);
+    // The last window along each axis covers inputs 3..5 and one padding
+    // position: 2 rows x 2 columns real (19+20+24+25 = 88), divisor 3 x 3.
+    assert_eq!(y.value().to_vec()[8], 88.0 / 9.0);
+    // ceil_mode adds no window that would start in the trailing padding:
+    // MaxPool2d(2, stride=2, padding=1, ceil_mode=True) on 5 gives 3 (the
+    // windows over input -1..0, 1..2, 3..4), not 4.
+    let y5 = Pooling2D::max([2, 2])
+        .padding(Padding::Explicit(1))
+        .ceil_mode(true)
+        .forward(tape.constant(x))
+        .unwrap();
+    assert_eq!(y5.shape(), vec![1, 3, 3, 1]);
+    assert_eq!(y5.value().to_vec()[..3], [1.0, 3.0, 5.0]);
 }
 
 #[test]

@@ -79,9 +79,15 @@ proptest! {
         if let Ok(c) = Conv2DTranspose::builder(2, 3, k).strides(s).padding(padding).build(&mut rng) {
             layers.push(Box::new(c));
         }
-        layers.push(Box::new(Pooling2D::max(k).strides(s).padding(padding)));
-        layers.push(Box::new(Pooling2D::average(k).strides(s).padding(padding)));
-        layers.push(Box::new(MaxPooling1D::new(k[0]).strides(s[0]).padding(padding)));
+        // Output padding of 0 or 1 either side of the stride rule.
+        if let Ok(c) = Conv2DTranspose::builder(2, 3, k).strides(s).padding(padding).output_padding([d[0] % 2, d[1] % 2]).build(&mut rng) {
+            layers.push(Box::new(c));
+        }
+        let ceil_mode = training;
+        layers.push(Box::new(Pooling2D::max(k).strides(s).padding(padding).ceil_mode(ceil_mode)));
+        layers.push(Box::new(Pooling2D::average(k).strides(s).padding(padding).ceil_mode(ceil_mode).count_include_pad(groups % 2 == 0)));
+        layers.push(Box::new(Pooling2D::max(k).count_include_pad(true)));
+        layers.push(Box::new(MaxPooling1D::new(k[0]).strides(s[0]).padding(padding).ceil_mode(ceil_mode)));
         layers.push(Box::new(GlobalPooling::average_1d()));
         layers.push(Box::new(GlobalPooling::max_2d().keepdims(training)));
         let mut bn = BatchNormalization::new(2).unwrap();
