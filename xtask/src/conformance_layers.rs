@@ -163,12 +163,14 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
             }
         }
         "LayerNormalization" => {
-            known_keys(config, &["epsilon"])?;
+            known_keys(config, &["epsilon", "center", "scale"])?;
             let c = *x.shape().last().ok_or("x has no axes")?;
             Box::new(
                 LayerNorm::<T>::new(c)
                     .map_err(|e| e.to_string())?
-                    .eps(config["epsilon"].as_f64().unwrap_or(1e-3)),
+                    .eps(config["epsilon"].as_f64().unwrap_or(1e-3))
+                    .center(config["center"].as_bool().unwrap_or(true))
+                    .scale(config["scale"].as_bool().unwrap_or(true)),
             )
         }
         "DepthwiseConv2D" => {

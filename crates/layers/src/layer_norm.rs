@@ -25,8 +25,9 @@ use crate::module::{Module, child};
 /// ```
 #[derive(Debug, Clone)]
 pub struct LayerNorm<T: Float = f32> {
-    gamma: Parameter<T>,
-    beta: Parameter<T>,
+    dim: usize,
+    gamma: Option<Parameter<T>>,
+    beta: Option<Parameter<T>>,
     eps: f64,
 }
 
@@ -48,8 +49,9 @@ impl<T: Float> LayerNorm<T> {
             });
         }
         Ok(LayerNorm {
-            gamma: Parameter::new(Tensor::ones(&[dim])?),
-            beta: Parameter::new(Tensor::zeros(&[dim])?),
+            dim,
+            gamma: Some(Parameter::new(Tensor::ones(&[dim])?)),
+            beta: Some(Parameter::new(Tensor::zeros(&[dim])?)),
             eps: 1e-3,
         })
     }
@@ -65,11 +67,48 @@ impl<T: Float> LayerNorm<T> {
         self.eps = eps;
         self
     }
+
+    /// With or without `beta` (Keras' `center`; PyTorch's `bias`).
+    ///
+    /// ```
+    /// use polyhead_layers::{LayerNorm, Module};
+    /// let n = LayerNorm::<f32>::new(4)?.center(false);
+    /// let names: Vec<String> = n.parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, vec!["gamma"]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn center(mut self, center: bool) -> Self {
+        self.beta = match (center, self.beta) {
+            (false, _) => None,
+            (true, Some(beta)) => Some(beta),
+            (true, None) => Tensor::zeros(&[self.dim]).ok().map(Parameter::new),
+        };
+        self
+    }
+
+    /// With or without `gamma` (Keras' `scale`; PyTorch's
+    /// `elementwise_affine` covers both).
+    ///
+    /// ```
+    /// use polyhead_layers::{LayerNorm, Module};
+    /// let n = LayerNorm::<f32>::new(4)?.scale(false);
+    /// let names: Vec<String> = n.parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, vec!["beta"]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn scale(mut self, scale: bool) -> Self {
+        self.gamma = match (scale, self.gamma) {
+            (false, _) => None,
+            (true, Some(gamma)) => Some(gamma),
+            (true, None) => Tensor::ones(&[self.dim]).ok().map(Parameter::new),
+        };
+        self
+    }
 }
 
 impl<T: Float> Module<T> for LayerNorm<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
-        let dim = self.gamma.value().len();
+        let dim = self.dim;
         let shape = x.shape();
         if shape.last() != Some(&dim) {
             return Err(LayerError::Shape {
@@ -82,14 +121,23 @@ impl<T: Float> Module<T> for LayerNorm<T> {
         let centered = x.sub(mean)?;
         let var = centered.mul(centered)?.mean_axis(-1, true)?;
         let normed = centered.div(var.add_scalar(T::from_f64(self.eps)).sqrt())?;
-        Ok(normed
-            .mul(tape.param(&self.gamma))?
-            .add(tape.param(&self.beta))?)
+        let scaled = match &self.gamma {
+            Some(gamma) => normed.mul(tape.param(gamma))?,
+            None => normed,
+        };
+        Ok(match &self.beta {
+            Some(beta) => scaled.add(tape.param(beta))?,
+            None => scaled,
+        })
     }
 
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
-        f(child(prefix, "gamma"), &self.gamma);
-        f(child(prefix, "beta"), &self.beta);
+        if let Some(gamma) = &self.gamma {
+            f(child(prefix, "gamma"), gamma);
+        }
+        if let Some(beta) = &self.beta {
+            f(child(prefix, "beta"), beta);
+        }
     }
 
     fn visit_parameters_mut<'a>(
@@ -97,7 +145,11 @@ impl<T: Float> Module<T> for LayerNorm<T> {
         prefix: &str,
         f: &mut dyn FnMut(String, &'a mut Parameter<T>),
     ) {
-        f(child(prefix, "gamma"), &mut self.gamma);
-        f(child(prefix, "beta"), &mut self.beta);
+        if let Some(gamma) = &mut self.gamma {
+            f(child(prefix, "gamma"), gamma);
+        }
+        if let Some(beta) = &mut self.beta {
+            f(child(prefix, "beta"), beta);
+        }
     }
 }

@@ -250,9 +250,9 @@ proptest! {
     }
 
     #[test]
-    fn layer_norm_embedding_and_sequential(seed in any::<u64>()) {
+    fn layer_norm_embedding_and_sequential(center in any::<bool>(), scale in any::<bool>(), seed in any::<u64>()) {
         let mut rng = Rng::new(seed);
-        let mut norm = LayerNorm::<f64>::new(4).unwrap();
+        let mut norm = LayerNorm::<f64>::new(4).unwrap().center(center).scale(scale);
         // Move gamma and beta off their initial ones/zeros.
         for (_, p) in norm.parameters_mut() {
             let shape = p.value().shape().to_vec();
