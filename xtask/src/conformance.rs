@@ -26,6 +26,27 @@ pub struct CaseOutcome {
     pub id: String,
     /// `None` if it passed, else what failed.
     pub failure: Option<String>,
+    /// A case of a layer that an open issue is to add (the sequence
+    /// layers of #19): not run, reported as not supported, never counted
+    /// as passed.
+    pub not_supported: Option<String>,
+}
+
+impl CaseOutcome {
+    /// The outcome of a case that ran: passed if `result` is `Ok`.
+    pub fn ran(id: impl Into<String>, result: Result<(), String>) -> Self {
+        CaseOutcome {
+            id: id.into(),
+            failure: result.err(),
+            not_supported: None,
+        }
+    }
+
+    /// Passed: it ran and matched.
+    #[cfg(test)]
+    pub fn passed(&self) -> bool {
+        self.failure.is_none() && self.not_supported.is_none()
+    }
 }
 
 /// Recommended float64 tolerance (FORMAT.md): `|a - b| <= 1e-10 |b| + 1e-12`.
@@ -80,10 +101,7 @@ pub fn run_loss_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
     let cases = json["cases"].as_array().ok_or("no `cases` array")?;
     Ok(cases
         .iter()
-        .map(|case| CaseOutcome {
-            id: case["id"].as_str().unwrap_or("?").to_string(),
-            failure: run_case(case).err(),
-        })
+        .map(|case| CaseOutcome::ran(case["id"].as_str().unwrap_or("?"), run_case(case)))
         .collect())
 }
 
@@ -647,7 +665,7 @@ mod tests {
         let dir = fixture_path("");
         let files = repository_fixture_files(&dir).unwrap();
         assert!(files.len() >= 6, "{files:?}");
-        let mut passed = 0;
+        let (mut passed, mut not_supported) = (0, 0);
         for file in &files {
             let json: Value =
                 serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
@@ -659,10 +677,17 @@ mod tests {
                     o.id,
                     o.failure
                 );
-                passed += 1;
+                if o.passed() {
+                    passed += 1;
+                } else {
+                    not_supported += 1;
+                }
             }
         }
-        assert!(passed >= 783, "only {passed} cases");
+        assert!(passed >= 935, "only {passed} cases");
+        // The sequence layers' cases of the three layer files (#19: 10
+        // PyTorch, 20 Keras in each precision), no more.
+        assert!(not_supported <= 50, "{not_supported} cases not supported");
     }
 
     /// The copies in `fixtures/` are byte-identical to the files listed in

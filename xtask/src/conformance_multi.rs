@@ -359,10 +359,7 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
 
     let mut outcomes = Vec::new();
     let mut check = |id: &str, result: Result<(), String>| {
-        outcomes.push(CaseOutcome {
-            id: format!("{variant_name}/{id}"),
-            failure: result.err(),
-        })
+        outcomes.push(CaseOutcome::ran(format!("{variant_name}/{id}"), result))
     };
 
     // Inference at the initial weights (moving statistics; changes nothing).
