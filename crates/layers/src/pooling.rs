@@ -37,35 +37,35 @@ struct PoolOp {
     h: Axis,
     w: Axis,
     channels: usize,
-    /// Max: for each output element, the flat input index it came from.
-    winners: Vec<usize>,
     /// Average: for each output position (`oh * Wo + ow`), the number its
     /// window's sum is divided by.
     divisors: Vec<usize>,
 }
 
 impl PoolOp {
-    /// Calls `f(output index, input index)` for every real input element of
-    /// every window, in row-major window order.
-    fn each_window(&self, mut f: impl FnMut(usize, usize)) {
+    /// Calls `f(output offset, input offsets)` for every window: the
+    /// `channels` values at `output offset..` pool those at each `input
+    /// offset..`, the window's real positions in row-major order (never
+    /// empty: the layers refuse padding that could fill a window).
+    fn each_window(&self, mut f: impl FnMut(usize, &[usize])) {
         let c = self.channels;
+        let mut taps = Vec::with_capacity(self.h.k * self.w.k);
         for b in 0..self.batch {
             for oh in 0..self.h.out {
                 for ow in 0..self.w.out {
-                    let out_base = ((b * self.h.out + oh) * self.w.out + ow) * c;
+                    taps.clear();
                     for th in 0..self.h.k {
                         let Some(ih) = self.h.source(oh, th) else {
                             continue;
                         };
                         for tw in 0..self.w.k {
-                            let Some(iw) = self.w.source(ow, tw) else {
-                                continue;
-                            };
-                            let in_base = ((b * self.h.n + ih) * self.w.n + iw) * c;
-                            for ch in 0..c {
-                                f(out_base + ch, in_base + ch);
+                            if let Some(iw) = self.w.source(ow, tw) {
+                                taps.push(((b * self.h.n + ih) * self.w.n + iw) * c);
                             }
                         }
+                    }
+                    if !taps.is_empty() {
+                        f(((b * self.h.out + oh) * self.w.out + ow) * c, &taps);
                     }
                 }
             }
@@ -116,24 +116,34 @@ impl<T: Float> Op<T> for PoolOp {
         let n: usize = self.out_shape().iter().product();
         let y = match self.kind {
             Kind::Max => {
-                // The running maximum beside its index (no second lookup);
-                // strictly greater, so ties keep the first in window order.
+                // The running maximum, replaced only by a strictly
+                // greater value (a select per lane, no branch), so the
+                // window's first maximal element is the one backward finds.
+                let c = self.channels;
                 let mut y = vec![T::ZERO; n];
-                let mut winners = vec![usize::MAX; n];
-                self.each_window(|o, i| {
-                    if winners[o] == usize::MAX || x[i] > y[o] {
-                        y[o] = x[i];
-                        winners[o] = i;
+                self.each_window(|o, taps| {
+                    let ys = &mut y[o..o + c];
+                    ys.copy_from_slice(&x[taps[0]..taps[0] + c]);
+                    for &i in &taps[1..] {
+                        for (y, &v) in ys.iter_mut().zip(&x[i..i + c]) {
+                            *y = if v > *y { v } else { *y };
+                        }
                     }
                 });
-                debug_assert!(winners.iter().all(|&w| w != usize::MAX));
-                self.winners = winners;
                 y
             }
             Kind::Average => {
                 let mut sums = vec![T::ZERO; n];
-                self.each_window(|o, i| sums[o] += x[i]);
-                let (c, positions) = (self.channels, self.divisors.len());
+                let c = self.channels;
+                self.each_window(|o, taps| {
+                    let sums = &mut sums[o..o + c];
+                    for &i in taps {
+                        for (s, &v) in sums.iter_mut().zip(&x[i..i + c]) {
+                            *s += v;
+                        }
+                    }
+                });
+                let positions = self.divisors.len();
                 sums.iter()
                     .enumerate()
                     .map(|(o, &s)| s / T::from_f64(self.divisors[(o / c) % positions] as f64))
@@ -153,9 +163,36 @@ impl<T: Float> Op<T> for PoolOp {
             let mut dx = vec![T::ZERO; ctx.inputs[0].len()];
             match self.kind {
                 Kind::Max => {
-                    for (o, &i) in self.winners.iter().enumerate() {
-                        dx[i] += g[o];
-                    }
+                    // Each output's gradient goes to the first element of
+                    // its window (row-major) equal to the maximum; to the
+                    // window's first element when none is (a NaN maximum).
+                    let x = ctx.inputs[0].to_contiguous();
+                    let x = x.as_slice().expect("contiguous");
+                    let y = ctx.output.to_contiguous();
+                    let y = y.as_slice().expect("contiguous");
+                    let c = self.channels;
+                    let mut found = vec![false; c];
+                    self.each_window(|o, taps| {
+                        let (ys, gs) = (&y[o..o + c], &g[o..o + c]);
+                        found.fill(false);
+                        for &i in taps {
+                            // Selects, not branches (ties are rare, but a
+                            // branch per lane still costs).
+                            let lanes = dx[i..i + c].iter_mut().zip(&x[i..i + c]);
+                            for (((d, &v), &m), (f, &gv)) in
+                                lanes.zip(ys).zip(found.iter_mut().zip(gs))
+                            {
+                                let hit = !*f & (v == m);
+                                *d += if hit { gv } else { T::ZERO };
+                                *f |= hit;
+                            }
+                        }
+                        if found.contains(&false) {
+                            for ch in (0..c).filter(|&ch| !found[ch]) {
+                                dx[taps[0] + ch] += gs[ch];
+                            }
+                        }
+                    });
                 }
                 Kind::Average => {
                     let (c, positions) = (self.channels, self.divisors.len());
@@ -164,7 +201,13 @@ impl<T: Float> Op<T> for PoolOp {
                         .enumerate()
                         .map(|(o, &g)| g / T::from_f64(self.divisors[(o / c) % positions] as f64))
                         .collect();
-                    self.each_window(|o, i| dx[i] += scaled[o]);
+                    self.each_window(|o, taps| {
+                        for &i in taps {
+                            for (d, &g) in dx[i..i + c].iter_mut().zip(&scaled[o..o + c]) {
+                                *d += g;
+                            }
+                        }
+                    });
                 }
             }
             Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
@@ -318,7 +361,6 @@ impl Windows {
             h,
             w,
             channels: s[3],
-            winners: Vec::new(),
             divisors,
         };
         Ok(x4.apply(op)?)
