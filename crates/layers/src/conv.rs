@@ -221,53 +221,63 @@ impl<T> std::fmt::Debug for Scratch<T> {
     }
 }
 
+/// The output positions `[lo, hi)` of an axis whose tap `t` reads a real
+/// input element (`o * stride + t * dilation - before` in `0..n`).
+fn tap_range(a: &Axis, t: usize) -> (usize, usize) {
+    let offset = t * a.dilation;
+    // o * stride >= before - offset, and o * stride + offset - before < n.
+    let lo = a.before.saturating_sub(offset).div_ceil(a.stride);
+    let hi = if a.n + a.before > offset {
+        (a.n + a.before - offset).div_ceil(a.stride).min(a.out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Copies `src` into `dst` (same length): one element assigned directly,
+/// so that a one-channel patch is not a call to `memcpy` per value.
+#[inline(always)]
+fn copy_channels<T: Float>(dst: &mut [T], src: &[T]) {
+    if dst.len() == 1 {
+        dst[0] = src[0];
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// The windows of group `g` as rows of `patches` (`[B * Ho * Wo, kh * kw *
 /// C/groups]`, every element written), columns in kernel order (tap row,
-/// tap column, channel); padding reads 0.
+/// tap column, channel); padding reads 0. It walks one output row and one
+/// tap at a time, over the output columns whose tap is inside the input.
 fn im2col_into<T: Float>(x: &[T], geo: &Geometry, g: usize, patches: &mut [T]) {
     let (cg, c, len) = (geo.group_channels(), geo.channels, geo.patch_len());
     debug_assert_eq!(patches.len(), geo.rows() * len);
-    // One group with undilated columns: a tap row's in-range taps are one
-    // contiguous run of the input.
-    let runs = geo.groups == 1 && geo.w.dilation == 1;
-    let mut rows = patches.chunks_exact_mut(len);
-    for b in 0..geo.batch {
-        for oh in 0..geo.h.out {
-            for ow in 0..geo.w.out {
-                let dst = rows.next().expect("one row per output position");
-                for th in 0..geo.h.k {
-                    let taps = &mut dst[th * geo.w.k * cg..(th + 1) * geo.w.k * cg];
-                    let Some(ih) = geo.h.source(oh, th) else {
-                        taps.fill(T::ZERO);
-                        continue;
-                    };
-                    let row_base = (b * geo.h.n + ih) * geo.w.n;
-                    if runs {
-                        let first = (0..geo.w.k).find(|&t| geo.w.source(ow, t).is_some());
-                        let Some(t0) = first else {
-                            taps.fill(T::ZERO);
-                            continue;
-                        };
-                        let t1 = (t0..geo.w.k)
-                            .take_while(|&t| geo.w.source(ow, t).is_some())
-                            .last()
-                            .map_or(t0, |t| t + 1);
-                        let iw = geo.w.source(ow, t0).expect("in range");
-                        let src = (row_base + iw) * c;
-                        taps[..t0 * cg].fill(T::ZERO);
-                        taps[t0 * cg..t1 * cg].copy_from_slice(&x[src..src + (t1 - t0) * c]);
-                        taps[t1 * cg..].fill(T::ZERO);
-                        continue;
+    let (wo, kw) = (geo.w.out, geo.w.k);
+    let ranges: Vec<(usize, usize)> = (0..kw).map(|tw| tap_range(&geo.w, tw)).collect();
+    for (bo, out_row) in patches.chunks_exact_mut(wo * len).enumerate() {
+        let (b, oh) = (bo / geo.h.out, bo % geo.h.out);
+        for th in 0..geo.h.k {
+            let ih = geo.h.source(oh, th);
+            for (tw, &(lo, hi)) in ranges.iter().enumerate() {
+                let at = (th * kw + tw) * cg;
+                let Some(ih) = ih else {
+                    for ow in 0..wo {
+                        out_row[ow * len + at..ow * len + at + cg].fill(T::ZERO);
                     }
-                    for (tw, tap) in taps.chunks_exact_mut(cg).enumerate() {
-                        match geo.w.source(ow, tw) {
-                            Some(iw) => {
-                                let src = (row_base + iw) * c + g * cg;
-                                tap.copy_from_slice(&x[src..src + cg]);
-                            }
-                            None => tap.fill(T::ZERO),
-                        }
-                    }
+                    continue;
+                };
+                for ow in (0..lo).chain(hi..wo) {
+                    out_row[ow * len + at..ow * len + at + cg].fill(T::ZERO);
+                }
+                let row_base = (b * geo.h.n + ih) * geo.w.n;
+                for ow in lo..hi {
+                    let iw = ow * geo.w.stride + tw * geo.w.dilation - geo.w.before;
+                    let src = (row_base + iw) * c + g * cg;
+                    copy_channels(
+                        &mut out_row[ow * len + at..ow * len + at + cg],
+                        &x[src..src + cg],
+                    );
                 }
             }
         }
@@ -1524,4 +1534,93 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
         core.activation.apply(y)
     }
     parameters_of_core!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// im2col by the definition: each patch element read through
+    /// `Axis::source`, 0 outside.
+    fn naive_im2col(x: &[f64], geo: &Geometry, g: usize) -> Vec<f64> {
+        let cg = geo.group_channels();
+        let mut out = Vec::new();
+        for b in 0..geo.batch {
+            for oh in 0..geo.h.out {
+                for ow in 0..geo.w.out {
+                    for th in 0..geo.h.k {
+                        for tw in 0..geo.w.k {
+                            for ci in 0..cg {
+                                out.push(match (geo.h.source(oh, th), geo.w.source(ow, tw)) {
+                                    (Some(ih), Some(iw)) => {
+                                        x[((b * geo.h.n + ih) * geo.w.n + iw) * geo.channels
+                                            + g * cg
+                                            + ci]
+                                    }
+                                    _ => 0.0,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_matches_its_definition_for_every_geometry() {
+        let paddings = [
+            Padding::Valid,
+            Padding::Same,
+            Padding::Explicit(1),
+            Padding::Explicit(2),
+        ];
+        let mut checked = 0;
+        for (n, k, stride, dilation, padding) in itertools_product(&paddings) {
+            let Ok(h) = Axis::new(n, k, stride, dilation, padding, "test") else {
+                continue;
+            };
+            let Ok(w) = Axis::new(n + 1, k, stride, dilation, padding, "test") else {
+                continue;
+            };
+            for groups in [1, 2] {
+                let geo = Geometry {
+                    batch: 2,
+                    h,
+                    w,
+                    channels: 2 * groups,
+                    groups,
+                    filters: groups,
+                };
+                let x: Vec<f64> = (0..2 * h.n * w.n * geo.channels)
+                    .map(|i| i as f64 + 1.0)
+                    .collect();
+                for g in 0..groups {
+                    // Stale contents must be overwritten everywhere.
+                    let mut patches = vec![f64::NAN; geo.rows() * geo.patch_len()];
+                    im2col_into(&x, &geo, g, &mut patches);
+                    assert_eq!(patches, naive_im2col(&x, &geo, g), "{geo:?} group {g}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
+    fn itertools_product(paddings: &[Padding]) -> Vec<(usize, usize, usize, usize, Padding)> {
+        let mut all = Vec::new();
+        for n in 1..6 {
+            for k in 1..4 {
+                for stride in 1..4 {
+                    for dilation in 1..3 {
+                        for &padding in paddings {
+                            all.push((n, k, stride, dilation, padding));
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
 }
