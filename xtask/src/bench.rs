@@ -358,6 +358,8 @@ pub struct Options {
     pub quick: bool,
     /// Only these workloads (every one when `None`).
     pub filter: Option<Vec<String>>,
+    /// Peers timed by `scripts/peers/peers.py`: a speed-up column each.
+    pub peers: Vec<crate::peers::Peer>,
 }
 
 /// Runs the benchmark.
@@ -470,10 +472,26 @@ pub fn run(options: &Options) -> Result<(), String> {
         );
     }
 
+    for p in &options.peers {
+        println!(
+            "x {}: {} seconds per iteration (timed {}) / polyhead's, same workload and thread count",
+            p.short_name(),
+            p.name,
+            p.date
+        );
+    }
+    let peer_heads: String = options
+        .peers
+        .iter()
+        .map(|p| format!(" x {} |", p.short_name()))
+        .collect();
     println!(
-        "| workload | shape | threads | time/iter | samples/s | GB/s | roofline | allocs/iter | peak MB |"
+        "| workload | shape | threads | time/iter | samples/s | GB/s | roofline | allocs/iter | peak MB |{peer_heads}"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |{}",
+        " --- |".repeat(options.peers.len())
+    );
     let mut json = Vec::new();
     for r in &rows {
         let gbs = r.bytes / r.seconds / 1e9;
@@ -487,8 +505,25 @@ pub fn run(options: &Options) -> Result<(), String> {
         } else {
             format!("{:.2} ms", r.seconds * 1e3)
         };
+        let speedups: Vec<(String, Option<f64>)> = options
+            .peers
+            .iter()
+            .map(|p| {
+                let ratio = p
+                    .seconds(&r.workload, &r.shape, r.threads)
+                    .map(|s| s / r.seconds);
+                (p.name.clone(), ratio)
+            })
+            .collect();
+        let peer_cells: String = speedups
+            .iter()
+            .map(|(_, ratio)| match ratio {
+                Some(x) => format!(" {x:.2} |"),
+                None => " - |".into(),
+            })
+            .collect();
         println!(
-            "| {} | {} | {} | {time} | {:.3e} | {} | {:.1}% | {:.0} | {} |",
+            "| {} | {} | {} | {time} | {:.3e} | {} | {:.1}% | {:.0} | {} |{peer_cells}",
             r.workload,
             r.shape,
             r.threads,
@@ -510,12 +545,14 @@ pub fn run(options: &Options) -> Result<(), String> {
             "workload": r.workload, "shape": r.shape, "threads": r.threads, "batch": r.batch,
             "seconds_per_iter": r.seconds, "samples_per_second": r.batch as f64 / r.seconds,
             "gb_per_second": gbs, "roofline_fraction": roofline, "allocations_per_iter": r.allocations, "peak_bytes": r.peak,
+            "speedup_over_peers": speedups.iter().filter_map(|(n, x)| x.map(|x| (n.clone(), serde_json::json!(x)))).collect::<serde_json::Map<_, _>>(),
         }));
     }
     let out = serde_json::json!({
         "quick": quick, "threads_available": threads,
         "machine": { "triad_gb_per_second": bandwidth, "gemm_gflops": gflops, "gemm_gflops_all_threads": gflops_all },
         "rows": json,
+        "peers": options.peers.iter().map(|p| serde_json::json!({"name": p.name, "timed": p.date})).collect::<Vec<_>>(),
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

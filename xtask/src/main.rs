@@ -13,6 +13,7 @@ mod conformance;
 mod conformance_layers;
 mod conformance_multi;
 mod load;
+mod peers;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -26,9 +27,11 @@ commands:
                         the repository's fixtures/; prints each failing case and
                         ends with `N passed, N failed` (`, N not supported` for
                         cases of layers issue #19 is to add)
-  bench [--quick] [--filter ce,mse,multi,train,cnn]
+  bench [--quick] [--filter ce,mse,multi,train,cnn] [--peers FILE]...
                         loss and training throughput against the machine's
-                        bandwidth and GEMM rate; writes target/bench/bench.json
+                        bandwidth and GEMM rate; writes target/bench/bench.json;
+                        with --peers (scripts/peers/peers.py's JSON), each row's
+                        speed-up over each peer at the same thread count
   test-under-load [--runs N]
                         run `cargo test --workspace` N times in a row (default 5)
                         while busy threads keep every core loaded; stops at the
@@ -132,7 +135,8 @@ fn no_more(parser: &mut lexopt::Parser) -> Result<(), Usage> {
     }
 }
 
-/// `--quick` and `--filter NAME[,NAME]`; anything else is an error.
+/// `--quick`, `--filter NAME[,NAME]` and `--peers FILE` (repeatable);
+/// anything else is an error.
 fn bench_options(parser: &mut lexopt::Parser) -> Result<bench::Options, Usage> {
     use lexopt::prelude::*;
     let mut options = bench::Options::default();
@@ -152,6 +156,11 @@ fn bench_options(parser: &mut lexopt::Parser) -> Result<bench::Options, Usage> {
                     )));
                 }
                 options.filter = Some(names);
+            }
+            Long("peers") => {
+                let file = PathBuf::from(parser.value()?);
+                let loaded = peers::load(&file).map_err(|e| Usage(format!("--peers: {e}")))?;
+                options.peers.extend(loaded);
             }
             other => return Err(other.unexpected().into()),
         }

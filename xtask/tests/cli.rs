@@ -74,3 +74,10 @@ fn conformance_of_a_missing_file_fails_and_counts_it() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
 }
+
+#[test]
+fn a_missing_peers_file_is_an_error_before_any_timing() {
+    let (code, err) = xtask(&["bench", "--peers", "no/such/peers.json"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--peers: no/such/peers.json"), "{err}");
+}

@@ -19,6 +19,7 @@
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Slice};
 use polyhead_autograd::{BackwardContext, Op, Parameter, Var};
 use polyhead_tensor::{Float, Rng, Tensor, gemm};
+use rayon::prelude::*;
 
 use crate::activation::Activation;
 use crate::error::{LayerError, Result};
@@ -174,8 +175,9 @@ impl Geometry {
 /// Scratch buffers that a layer's convolutions reuse from step to step
 /// (the im2col patches, the patches' gradient, the gradient through the
 /// fused activation), so that a training step does not ask the allocator
-/// for fresh pages each time. It keeps at most three buffers, none larger
-/// than one batch's patches of one group.
+/// for fresh pages each time. It keeps at most four buffers: a chunk's
+/// patches and their gradient per thread, and the batch's gradient through
+/// the ReLU.
 #[derive(Default)]
 pub(crate) struct Scratch<T> {
     free: std::sync::Mutex<Vec<Vec<T>>>,
@@ -209,7 +211,7 @@ impl<T: Float> Scratch<T> {
             .free
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if free.len() < 3 {
+        if free.len() < 4 {
             free.push(buffer);
         }
     }
@@ -409,6 +411,10 @@ fn group(g: usize, fg: usize) -> Slice {
 const DIRECT_MAX_FILTERS_PER_GROUP: usize = 8;
 const DIRECT_MAX_PATCH_LEN: usize = 32;
 
+/// The im2col path works on chunks of samples whose patches take about
+/// this many bytes (a core's L2 cache), in parallel over the rayon pool.
+const CHUNK_PATCH_BYTES: usize = 1 << 20;
+
 /// The recorded convolution: inputs `x [B, H, W, C]`, `kernel [kh, kw,
 /// C/groups, F]` and, when `bias`, the bias `[F]`; output `[B, Ho, Wo, F]`,
 /// with the bias added and, when `relu`, the ReLU applied in the same pass
@@ -444,6 +450,73 @@ impl<T: Float> ConvOp<T> {
     }
 }
 
+impl<T: Float> ConvOp<T> {
+    /// Samples per chunk of the im2col path: about [`CHUNK_PATCH_BYTES`]
+    /// of patches, so that a chunk's patches stay in cache between im2col
+    /// and the GEMM. It depends on the geometry only, never on the thread
+    /// count, so results do not either.
+    fn chunk_samples(&self) -> usize {
+        let geo = &self.geo;
+        let row_bytes = geo.patch_len() * std::mem::size_of::<T>();
+        let per_sample = (geo.h.out * geo.w.out * row_bytes).max(1);
+        (CHUNK_PATCH_BYTES / per_sample).clamp(1, geo.batch.max(1))
+    }
+
+    /// The geometry of `samples` samples of this one.
+    fn of_samples(&self, samples: usize) -> Geometry {
+        Geometry {
+            batch: samples,
+            ..self.geo
+        }
+    }
+
+    /// The im2col forward of one chunk: `ys` its output rows, `xs` its
+    /// input samples.
+    fn forward_chunk(&self, xs: &[T], kernel: &[T], ys: &mut [T]) -> polyhead_tensor::Result<()> {
+        let geo = self.of_samples(ys.len() / (self.geo.h.out * self.geo.w.out * self.geo.filters));
+        let fg = geo.filters / geo.groups;
+        let k = self.kernel_matrix(kernel);
+        let mut patches = self.scratch.take(geo.rows() * geo.patch_len());
+        let mut ym =
+            ArrayViewMut2::from_shape((geo.rows(), geo.filters), ys).expect("the output's shape");
+        for g in 0..geo.groups {
+            im2col_into(xs, &geo, g, &mut patches);
+            let pm = ArrayView2::from_shape((geo.rows(), geo.patch_len()), &patches)
+                .expect("the patches' shape");
+            gemm(
+                T::ONE,
+                pm,
+                k.slice_axis(ndarray::Axis(1), group(g, fg)),
+                T::ZERO,
+                ym.slice_axis_mut(ndarray::Axis(1), group(g, fg)),
+            )?;
+        }
+        self.scratch.give(patches);
+        Ok(())
+    }
+
+    /// Adds the bias and applies the ReLU to output rows.
+    fn epilogue(&self, ys: &mut [T], bias: Option<&[T]>) {
+        for row in ys.chunks_exact_mut(self.geo.filters) {
+            if let Some(b) = bias {
+                for (v, &b) in row.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+            if self.relu {
+                for v in row.iter_mut() {
+                    // As `Var::relu`: positive or NaN kept, else 0.
+                    *v = if *v > T::ZERO || v.is_nan() {
+                        *v
+                    } else {
+                        T::ZERO
+                    };
+                }
+            }
+        }
+    }
+}
+
 impl<T: Float> Op<T> for ConvOp<T> {
     fn name(&self) -> &'static str {
         "conv"
@@ -453,54 +526,29 @@ impl<T: Float> Op<T> for ConvOp<T> {
         let geo = self.geo;
         let x = Self::contiguous(inputs[0]);
         let kernel = Self::contiguous(inputs[1]);
-        let fg = geo.filters / geo.groups;
+        let bias = self.bias.then(|| Self::contiguous(inputs[2]));
         let mut y = vec![T::ZERO; geo.rows() * geo.filters];
+        let out_per = geo.h.out * geo.w.out * geo.filters;
+        let in_per = geo.h.n * geo.w.n * geo.channels;
         if self.direct() {
             for g in 0..geo.groups {
                 direct_forward(&x, &kernel, &geo, g, &mut y);
             }
-        } else {
-            let k = self.kernel_matrix(&kernel);
-            let mut patches = self.scratch.take(geo.rows() * geo.patch_len());
-            let mut ym = ArrayViewMut2::from_shape((geo.rows(), geo.filters), &mut y)
-                .expect("the output's shape");
-            for g in 0..geo.groups {
-                im2col_into(&x, &geo, g, &mut patches);
-                let pm = ArrayView2::from_shape((geo.rows(), geo.patch_len()), &patches)
-                    .expect("the patches' shape");
-                gemm(
-                    T::ONE,
-                    pm,
-                    k.slice_axis(ndarray::Axis(1), group(g, fg)),
-                    T::ZERO,
-                    ym.slice_axis_mut(ndarray::Axis(1), group(g, fg)),
-                )?;
-            }
-            self.scratch.give(patches);
-        }
-        if self.bias || self.relu {
-            let bias = if self.bias {
-                Some(Self::contiguous(inputs[2]))
-            } else {
-                None
-            };
-            for row in y.chunks_exact_mut(geo.filters) {
-                if let Some(b) = &bias {
-                    for (v, &b) in row.iter_mut().zip(b.iter()) {
-                        *v += b;
-                    }
-                }
-                if self.relu {
-                    for v in row.iter_mut() {
-                        // As `Var::relu`: positive or NaN kept, else 0.
-                        *v = if *v > T::ZERO || v.is_nan() {
-                            *v
-                        } else {
-                            T::ZERO
-                        };
-                    }
-                }
-            }
+            self.epilogue(&mut y, bias.as_deref());
+        } else if out_per > 0 {
+            // Chunks of samples in parallel, each im2col, GEMM and
+            // epilogue while its rows are in cache.
+            let chunk = self.chunk_samples();
+            let this = &*self;
+            y.par_chunks_mut(chunk * out_per)
+                .enumerate()
+                .try_for_each(|(c, ys)| {
+                    let b0 = c * chunk;
+                    let xs = &x[b0 * in_per..(b0 + ys.len() / out_per) * in_per];
+                    this.forward_chunk(xs, &kernel, ys)?;
+                    this.epilogue(ys, bias.as_deref());
+                    Ok::<(), polyhead_tensor::TensorError>(())
+                })?;
         }
         Ok(Tensor::from_vec(
             y,
@@ -522,64 +570,114 @@ impl<T: Float> Op<T> for ConvOp<T> {
             // clipped position still gives NaN).
             let y = Self::contiguous(ctx.output);
             let mut through = self.scratch.take(grad.len());
-            for ((t, &g), &y) in through.iter_mut().zip(grad.iter()).zip(y.iter()) {
-                *t = g * if y > T::ZERO { T::ONE } else { T::ZERO };
-            }
+            through
+                .par_chunks_mut(4096)
+                .zip(grad.par_chunks(4096).zip(y.par_chunks(4096)))
+                .for_each(|(t, (g, y))| {
+                    for ((t, &g), &y) in t.iter_mut().zip(g).zip(y) {
+                        *t = g * if y > T::ZERO { T::ONE } else { T::ZERO };
+                    }
+                });
             grad = std::borrow::Cow::Owned(through);
         }
         let x = Self::contiguous(ctx.inputs[0]);
         let kernel = Self::contiguous(ctx.inputs[1]);
         let k = self.kernel_matrix(&kernel);
-        let gy =
-            ArrayView2::from_shape((geo.rows(), geo.filters), &grad).expect("the output's shape");
+        let out_per = geo.h.out * geo.w.out * geo.filters;
+        let in_per = geo.h.n * geo.w.n * geo.channels;
+        let chunk = self.chunk_samples();
         let dx = ctx.grad_for(0, || {
             let mut dx = vec![T::ZERO; x.len()];
             if self.direct() {
                 for g in 0..geo.groups {
                     direct_input_grad(&grad, &kernel, &geo, g, &mut dx);
                 }
-            } else {
-                let mut dpatches = self.scratch.take(geo.rows() * geo.patch_len());
-                for g in 0..geo.groups {
-                    let mut dp =
-                        ArrayViewMut2::from_shape((geo.rows(), geo.patch_len()), &mut dpatches)
+            } else if in_per > 0 && out_per > 0 {
+                // Each chunk of samples: the patches' gradient G K^T, added
+                // back onto the chunk's own input positions.
+                dx.par_chunks_mut(chunk * in_per)
+                    .enumerate()
+                    .try_for_each(|(c, dxs)| {
+                        let samples = dxs.len() / in_per;
+                        let sub = self.of_samples(samples);
+                        let b0 = c * chunk;
+                        let gy = ArrayView2::from_shape(
+                            (sub.rows(), geo.filters),
+                            &grad[b0 * out_per..(b0 + samples) * out_per],
+                        )
+                        .expect("the output's shape");
+                        let mut dpatches = self.scratch.take(sub.rows() * sub.patch_len());
+                        for g in 0..geo.groups {
+                            let mut dp = ArrayViewMut2::from_shape(
+                                (sub.rows(), sub.patch_len()),
+                                &mut dpatches,
+                            )
                             .expect("the patches' shape");
-                    gemm(
-                        T::ONE,
-                        gy.slice_axis(ndarray::Axis(1), group(g, fg)),
-                        k.slice_axis(ndarray::Axis(1), group(g, fg)).t(),
-                        T::ZERO,
-                        dp.view_mut(),
-                    )?;
-                    col2im(dp.view(), &geo, g, &mut dx);
-                }
-                self.scratch.give(dpatches);
+                            gemm(
+                                T::ONE,
+                                gy.slice_axis(ndarray::Axis(1), group(g, fg)),
+                                k.slice_axis(ndarray::Axis(1), group(g, fg)).t(),
+                                T::ZERO,
+                                dp.view_mut(),
+                            )?;
+                            col2im(dp.view(), &sub, g, dxs);
+                        }
+                        self.scratch.give(dpatches);
+                        Ok::<(), polyhead_tensor::TensorError>(())
+                    })?;
             }
             Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
         })?;
         let dk = ctx.grad_for(1, || {
-            let mut dk = vec![T::ZERO; geo.patch_len() * geo.filters];
+            let kernel_len = geo.patch_len() * geo.filters;
             if self.direct() {
+                let mut dk = vec![T::ZERO; kernel_len];
                 for g in 0..geo.groups {
                     direct_kernel_grad(&x, &grad, &geo, g, &mut dk);
                 }
-            } else {
-                let mut patches = self.scratch.take(geo.rows() * geo.patch_len());
-                let mut dkm = ArrayViewMut2::from_shape((geo.patch_len(), geo.filters), &mut dk)
-                    .expect("the kernel's shape");
-                for g in 0..geo.groups {
-                    im2col_into(&x, &geo, g, &mut patches);
-                    let pm = ArrayView2::from_shape((geo.rows(), geo.patch_len()), &patches)
-                        .expect("the patches' shape");
-                    gemm(
-                        T::ONE,
-                        pm.t(),
-                        gy.slice_axis(ndarray::Axis(1), group(g, fg)),
-                        T::ZERO,
-                        dkm.slice_axis_mut(ndarray::Axis(1), group(g, fg)),
-                    )?;
+                return Ok(Tensor::from_vec(dk, ctx.inputs[1].shape())?);
+            }
+            // Each chunk's patches^T G, then the chunks' sum in chunk order
+            // (the same sum on any number of threads).
+            let chunks = geo.batch.div_ceil(chunk);
+            let partials = (0..chunks)
+                .into_par_iter()
+                .map(|c| {
+                    let b0 = c * chunk;
+                    let samples = chunk.min(geo.batch - b0);
+                    let sub = self.of_samples(samples);
+                    let gy = ArrayView2::from_shape(
+                        (sub.rows(), geo.filters),
+                        &grad[b0 * out_per..(b0 + samples) * out_per],
+                    )
+                    .expect("the output's shape");
+                    let xs = &x[b0 * in_per..(b0 + samples) * in_per];
+                    let mut dk = vec![T::ZERO; kernel_len];
+                    let mut dkm =
+                        ArrayViewMut2::from_shape((sub.patch_len(), geo.filters), &mut dk)
+                            .expect("the kernel's shape");
+                    let mut patches = self.scratch.take(sub.rows() * sub.patch_len());
+                    for g in 0..geo.groups {
+                        im2col_into(xs, &sub, g, &mut patches);
+                        let pm = ArrayView2::from_shape((sub.rows(), sub.patch_len()), &patches)
+                            .expect("the patches' shape");
+                        gemm(
+                            T::ONE,
+                            pm.t(),
+                            gy.slice_axis(ndarray::Axis(1), group(g, fg)),
+                            T::ZERO,
+                            dkm.slice_axis_mut(ndarray::Axis(1), group(g, fg)),
+                        )?;
+                    }
+                    self.scratch.give(patches);
+                    Ok::<Vec<T>, polyhead_tensor::TensorError>(dk)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let mut dk = vec![T::ZERO; kernel_len];
+            for partial in &partials {
+                for (d, &p) in dk.iter_mut().zip(partial) {
+                    *d += p;
                 }
-                self.scratch.give(patches);
             }
             Ok(Tensor::from_vec(dk, ctx.inputs[1].shape())?)
         })?;
@@ -1606,6 +1704,116 @@ mod tests {
             }
         }
         assert!(checked > 100, "{checked}");
+    }
+
+    /// A convolution of several chunks (5 samples of 24 x 24 x 8, 3 x 3,
+    /// 9 filters: about 330 KB of f64 patches a sample, so chunks of 3 and
+    /// 2 samples), against its definition, identical on 1 and 2 threads.
+    #[test]
+    fn chunked_convolution_matches_its_definition_on_any_thread_count() {
+        let (batch, n, c, f, k) = (5, 24, 8, 9, 3);
+        let axis = Axis::new(n, k, 1, 1, Padding::Same, "test").unwrap();
+        let geo = Geometry {
+            batch,
+            h: axis,
+            w: axis,
+            channels: c,
+            groups: 1,
+            filters: f,
+        };
+        let x = Tensor::<f64>::rand_normal(&[batch, n, n, c], 0.0, 1.0, 1).unwrap();
+        let kernel = Tensor::<f64>::rand_normal(&[k, k, c, f], 0.0, 1.0, 2).unwrap();
+        let bias = Tensor::<f64>::rand_normal(&[f], 0.0, 1.0, 3).unwrap();
+        let upstream = Tensor::<f64>::rand_normal(&[batch, n, n, f], 0.0, 1.0, 4).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut op = ConvOp {
+                    geo,
+                    bias: true,
+                    relu: true,
+                    scratch: Default::default(),
+                };
+                assert!(op.chunk_samples() < batch, "{}", op.chunk_samples());
+                let y = op.forward(&[&x, &kernel, &bias]).unwrap();
+                let ctx = BackwardContext {
+                    inputs: &[&x, &kernel, &bias],
+                    output: &y,
+                    grad_output: &upstream,
+                    needs_grad: &[true, true, true],
+                };
+                let grads: Vec<Vec<f64>> = op
+                    .backward(&ctx)
+                    .unwrap()
+                    .into_iter()
+                    .map(|g| g.unwrap().to_vec())
+                    .collect();
+                (y.to_vec(), grads)
+            })
+        };
+        let (y, grads) = run(1);
+        assert_eq!(
+            (y.clone(), grads.clone()),
+            run(2),
+            "thread count changed a result"
+        );
+        // The definition, position by position.
+        let (xv, kv, bv, gv) = (
+            x.to_vec(),
+            kernel.to_vec(),
+            bias.to_vec(),
+            upstream.to_vec(),
+        );
+        let (mut dx, mut dk, mut db) = (vec![0.0; xv.len()], vec![0.0; kv.len()], vec![0.0; f]);
+        for b in 0..batch {
+            for oh in 0..n {
+                for ow in 0..n {
+                    for fi in 0..f {
+                        let mut pre = bv[fi];
+                        let taps = || {
+                            (0..k)
+                                .flat_map(move |th| (0..k).map(move |tw| (th, tw)))
+                                .filter_map(move |(th, tw)| {
+                                    Some((th, tw, axis.source(oh, th)?, axis.source(ow, tw)?))
+                                })
+                        };
+                        for (th, tw, ih, iw) in taps() {
+                            for ci in 0..c {
+                                pre += xv[((b * n + ih) * n + iw) * c + ci]
+                                    * kv[((th * k + tw) * c + ci) * f + fi];
+                            }
+                        }
+                        let at = ((b * n + oh) * n + ow) * f + fi;
+                        assert!((y[at] - pre.max(0.0)).abs() < 1e-12, "y[{at}]");
+                        let g = if pre > 0.0 { gv[at] } else { 0.0 };
+                        db[fi] += g;
+                        for (th, tw, ih, iw) in taps() {
+                            for ci in 0..c {
+                                let xi = ((b * n + ih) * n + iw) * c + ci;
+                                let ki = ((th * k + tw) * c + ci) * f + fi;
+                                dx[xi] += kv[ki] * g;
+                                dk[ki] += xv[xi] * g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (name, got, want) in [
+            ("dx", &grads[0], &dx),
+            ("dk", &grads[1], &dk),
+            ("db", &grads[2], &db),
+        ] {
+            for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
+                    "{name}[{i}]: {a} vs {b}"
+                );
+            }
+        }
     }
 
     fn itertools_product(paddings: &[Padding]) -> Vec<(usize, usize, usize, usize, Padding)> {
