@@ -256,6 +256,9 @@ fn im2col_into<T: Float>(x: &[T], geo: &Geometry, g: usize, patches: &mut [T]) {
     let (cg, c, len) = (geo.group_channels(), geo.channels, geo.patch_len());
     debug_assert_eq!(patches.len(), geo.rows() * len);
     let (wo, kw) = (geo.w.out, geo.w.k);
+    if wo * len == 0 {
+        return; // no patches, or empty ones
+    }
     let ranges: Vec<(usize, usize)> = (0..kw).map(|tw| tap_range(&geo.w, tw)).collect();
     for (bo, out_row) in patches.chunks_exact_mut(wo * len).enumerate() {
         let (b, oh) = (bo / geo.h.out, bo % geo.h.out);

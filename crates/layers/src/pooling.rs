@@ -18,6 +18,7 @@
 
 use polyhead_autograd::{BackwardContext, Op, Parameter, Var};
 use polyhead_tensor::{Float, Tensor};
+use rayon::prelude::*;
 
 use crate::conv::{Axis, Padding};
 use crate::error::{LayerError, Result};
@@ -43,33 +44,45 @@ struct PoolOp {
 }
 
 impl PoolOp {
-    /// Calls `f(output offset, input offsets)` for every window: the
-    /// `channels` values at `output offset..` pool those at each `input
-    /// offset..`, the window's real positions in row-major order (never
-    /// empty: the layers refuse padding that could fill a window).
-    fn each_window(&self, mut f: impl FnMut(usize, &[usize])) {
+    /// The windows of one sample, in output order: window `w` (output
+    /// offset `w * channels`) pools the `channels` values at each input
+    /// offset `taps[bounds[w]..bounds[w + 1]]` (offsets within a sample),
+    /// its real positions in row-major order. The layers refuse padding
+    /// that could leave a window empty.
+    fn windows(&self) -> (Vec<usize>, Vec<usize>) {
         let c = self.channels;
-        let mut taps = Vec::with_capacity(self.h.k * self.w.k);
-        for b in 0..self.batch {
-            for oh in 0..self.h.out {
-                for ow in 0..self.w.out {
-                    taps.clear();
-                    for th in 0..self.h.k {
-                        let Some(ih) = self.h.source(oh, th) else {
-                            continue;
-                        };
-                        for tw in 0..self.w.k {
-                            if let Some(iw) = self.w.source(ow, tw) {
-                                taps.push(((b * self.h.n + ih) * self.w.n + iw) * c);
-                            }
+        let mut taps = Vec::with_capacity(self.h.out * self.w.out * self.h.k * self.w.k);
+        let mut bounds = Vec::with_capacity(self.h.out * self.w.out + 1);
+        bounds.push(0);
+        for oh in 0..self.h.out {
+            for ow in 0..self.w.out {
+                for th in 0..self.h.k {
+                    let Some(ih) = self.h.source(oh, th) else {
+                        continue;
+                    };
+                    for tw in 0..self.w.k {
+                        if let Some(iw) = self.w.source(ow, tw) {
+                            taps.push((ih * self.w.n + iw) * c);
                         }
                     }
-                    if !taps.is_empty() {
-                        f(((b * self.h.out + oh) * self.w.out + ow) * c, &taps);
-                    }
                 }
+                bounds.push(taps.len());
             }
         }
+        (taps, bounds)
+    }
+
+    /// Runs `f(first sample, out)` over chunks of samples in parallel,
+    /// `out` being the chunk's part of `all` (`per_sample` elements a
+    /// sample); chunks hold at least 64 KiB of work.
+    fn per_samples<U: Send>(all: &mut [U], per_sample: usize, f: impl Fn(usize, &mut [U]) + Sync) {
+        if per_sample == 0 {
+            return;
+        }
+        let samples = (16384 / per_sample).max(1);
+        all.par_chunks_mut(samples * per_sample)
+            .enumerate()
+            .for_each(|(c, out)| f(c * samples, out));
     }
 
     fn out_shape(&self) -> [usize; 4] {
@@ -114,42 +127,48 @@ impl<T: Float> Op<T> for PoolOp {
         let x = inputs[0].to_contiguous();
         let x = x.as_slice().expect("contiguous");
         let n: usize = self.out_shape().iter().product();
-        let y = match self.kind {
-            Kind::Max => {
-                // The running maximum, replaced only by a strictly
-                // greater value (a select per lane, no branch), so the
-                // window's first maximal element is the one backward finds.
-                let c = self.channels;
-                let mut y = vec![T::ZERO; n];
-                self.each_window(|o, taps| {
-                    let ys = &mut y[o..o + c];
-                    ys.copy_from_slice(&x[taps[0]..taps[0] + c]);
-                    for &i in &taps[1..] {
-                        for (y, &v) in ys.iter_mut().zip(&x[i..i + c]) {
-                            *y = if v > *y { v } else { *y };
+        let c = self.channels;
+        let (in_per, out_per) = (self.h.n * self.w.n * c, self.h.out * self.w.out * c);
+        let (taps, bounds) = self.windows();
+        let windows = bounds.len() - 1;
+        let mut y = vec![T::ZERO; n];
+        Self::per_samples(&mut y, out_per, |b0, chunk| {
+            for (s, ys) in chunk.chunks_exact_mut(out_per).enumerate() {
+                let xs = &x[(b0 + s) * in_per..(b0 + s + 1) * in_per];
+                for w in 0..windows {
+                    let ys = &mut ys[w * c..(w + 1) * c];
+                    let taps = &taps[bounds[w]..bounds[w + 1]];
+                    match self.kind {
+                        Kind::Max => {
+                            let Some((&first, rest)) = taps.split_first() else {
+                                continue;
+                            };
+                            // The running maximum, replaced only by a
+                            // strictly greater value (a select per lane, no
+                            // branch), so the window's first maximal element
+                            // is the one backward finds.
+                            ys.copy_from_slice(&xs[first..first + c]);
+                            for &i in rest {
+                                for (y, &v) in ys.iter_mut().zip(&xs[i..i + c]) {
+                                    *y = if v > *y { v } else { *y };
+                                }
+                            }
+                        }
+                        Kind::Average => {
+                            for &i in taps {
+                                for (s, &v) in ys.iter_mut().zip(&xs[i..i + c]) {
+                                    *s += v;
+                                }
+                            }
+                            let divisor = T::from_f64(self.divisors[w] as f64);
+                            for s in ys.iter_mut() {
+                                *s /= divisor;
+                            }
                         }
                     }
-                });
-                y
+                }
             }
-            Kind::Average => {
-                let mut sums = vec![T::ZERO; n];
-                let c = self.channels;
-                self.each_window(|o, taps| {
-                    let sums = &mut sums[o..o + c];
-                    for &i in taps {
-                        for (s, &v) in sums.iter_mut().zip(&x[i..i + c]) {
-                            *s += v;
-                        }
-                    }
-                });
-                let positions = self.divisors.len();
-                sums.iter()
-                    .enumerate()
-                    .map(|(o, &s)| s / T::from_f64(self.divisors[(o / c) % positions] as f64))
-                    .collect()
-            }
-        };
+        });
         Ok(Tensor::from_vec(y, &self.out_shape())?)
     }
 
@@ -160,56 +179,69 @@ impl<T: Float> Op<T> for PoolOp {
         let dx = ctx.grad_for(0, || {
             let g = ctx.grad_output.to_contiguous();
             let g = g.as_slice().expect("contiguous");
+            let x = ctx.inputs[0].to_contiguous();
+            let x = x.as_slice().expect("contiguous");
+            let y = ctx.output.to_contiguous();
+            let y = y.as_slice().expect("contiguous");
+            let c = self.channels;
+            let (in_per, out_per) = (self.h.n * self.w.n * c, self.h.out * self.w.out * c);
+            let (taps, bounds) = self.windows();
+            let windows = bounds.len() - 1;
             let mut dx = vec![T::ZERO; ctx.inputs[0].len()];
-            match self.kind {
-                Kind::Max => {
-                    // Each output's gradient goes to the first element of
-                    // its window (row-major) equal to the maximum; to the
-                    // window's first element when none is (a NaN maximum).
-                    let x = ctx.inputs[0].to_contiguous();
-                    let x = x.as_slice().expect("contiguous");
-                    let y = ctx.output.to_contiguous();
-                    let y = y.as_slice().expect("contiguous");
-                    let c = self.channels;
-                    let mut found = vec![false; c];
-                    self.each_window(|o, taps| {
-                        let (ys, gs) = (&y[o..o + c], &g[o..o + c]);
-                        found.fill(false);
-                        for &i in taps {
-                            // Selects, not branches (ties are rare, but a
-                            // branch per lane still costs).
-                            let lanes = dx[i..i + c].iter_mut().zip(&x[i..i + c]);
-                            for (((d, &v), &m), (f, &gv)) in
-                                lanes.zip(ys).zip(found.iter_mut().zip(gs))
-                            {
-                                let hit = !*f & (v == m);
-                                *d += if hit { gv } else { T::ZERO };
-                                *f |= hit;
+            Self::per_samples(&mut dx, in_per, |b0, chunk| {
+                let mut found = vec![false; c];
+                let mut scaled = vec![T::ZERO; c];
+                for (s, dxs) in chunk.chunks_exact_mut(in_per).enumerate() {
+                    let b = b0 + s;
+                    let xs = &x[b * in_per..(b + 1) * in_per];
+                    let (ys, gs) = (
+                        &y[b * out_per..(b + 1) * out_per],
+                        &g[b * out_per..(b + 1) * out_per],
+                    );
+                    for w in 0..windows {
+                        let taps = &taps[bounds[w]..bounds[w + 1]];
+                        let (ys, gs) = (&ys[w * c..(w + 1) * c], &gs[w * c..(w + 1) * c]);
+                        match self.kind {
+                            Kind::Max => {
+                                // The gradient goes to the first element of
+                                // the window (row-major) equal to the
+                                // maximum; to the window's first element
+                                // when none is (a NaN maximum). Selects, not
+                                // branches.
+                                found.fill(false);
+                                for &i in taps {
+                                    let lanes = dxs[i..i + c].iter_mut().zip(&xs[i..i + c]);
+                                    for (((d, &v), &m), (f, &gv)) in
+                                        lanes.zip(ys).zip(found.iter_mut().zip(gs))
+                                    {
+                                        let hit = !*f & (v == m);
+                                        *d += if hit { gv } else { T::ZERO };
+                                        *f |= hit;
+                                    }
+                                }
+                                if let Some(&first) = taps.first()
+                                    && found.contains(&false)
+                                {
+                                    for ch in (0..c).filter(|&ch| !found[ch]) {
+                                        dxs[first + ch] += gs[ch];
+                                    }
+                                }
+                            }
+                            Kind::Average => {
+                                let divisor = T::from_f64(self.divisors[w] as f64);
+                                for (s, &g) in scaled.iter_mut().zip(gs) {
+                                    *s = g / divisor;
+                                }
+                                for &i in taps {
+                                    for (d, &s) in dxs[i..i + c].iter_mut().zip(&scaled) {
+                                        *d += s;
+                                    }
+                                }
                             }
                         }
-                        if found.contains(&false) {
-                            for ch in (0..c).filter(|&ch| !found[ch]) {
-                                dx[taps[0] + ch] += gs[ch];
-                            }
-                        }
-                    });
+                    }
                 }
-                Kind::Average => {
-                    let (c, positions) = (self.channels, self.divisors.len());
-                    let scaled: Vec<T> = g
-                        .iter()
-                        .enumerate()
-                        .map(|(o, &g)| g / T::from_f64(self.divisors[(o / c) % positions] as f64))
-                        .collect();
-                    self.each_window(|o, taps| {
-                        for &i in taps {
-                            for (d, &g) in dx[i..i + c].iter_mut().zip(&scaled[o..o + c]) {
-                                *d += g;
-                            }
-                        }
-                    });
-                }
-            }
+            });
             Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
         })?;
         Ok(vec![dx])
