@@ -9,6 +9,14 @@
 //! `target/digit_bbox_cnn/`.
 
 use polyhead::Progress;
+
+/// mimalloc instead of the system allocator: a training step allocates its
+/// activations afresh, and glibc's malloc returns the large blocks to the
+/// kernel between steps, which then zeroes fresh pages for the next one
+/// (on this machine the convolutional run spent three quarters of its time
+/// in the kernel that way: 17.6 s with glibc, 5.6 s with mimalloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use polyhead_examples::digit_bbox::{Architecture, Config, run};
 
 fn main() -> polyhead::Result<()> {

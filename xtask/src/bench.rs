@@ -8,7 +8,7 @@
 //! traffic (GB/s) and the share of the roofline: bytes that must move at the
 //! measured triad bandwidth, or FLOPs at the measured GEMM rate.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,8 +22,13 @@ use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::parallel::with_awake_pool;
 use polyhead::tensor::{Rng, Tensor};
 
-/// Counts allocations, to report allocations per iteration.
+/// Counts allocations, to report allocations per iteration, over mimalloc
+/// (as the examples run: with glibc's malloc, a training step's fresh
+/// activations come from pages the kernel must zero again every step; see
+/// README's Performance section).
 pub struct CountingAlloc;
+
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 /// Bytes allocated now, and the most since the last reset.
@@ -35,26 +40,26 @@ fn count_alloc(bytes: usize) {
     PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
 }
 
-// SAFETY: forwards every call unchanged to the system allocator; the
+// SAFETY: forwards every call unchanged to mimalloc; the
 // counter is a relaxed atomic increment with no effect on the memory.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         count_alloc(layout.size());
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
+        unsafe { INNER.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { INNER.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         count_alloc(new_size);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { INNER.realloc(ptr, layout, new_size) }
     }
 }
 
