@@ -329,10 +329,17 @@ def main():
             name = result["peer"]
             rows.extend(result["rows"])
         peers.append({"peer": name, "rows": rows})
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
     doc = {
         "schema": "polyhead-peers/v1",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"cores": cores, "processor": platform.processor() or platform.machine(),
+        "machine": {"cores": cores, "processor": model,
                     "python": platform.python_version()},
         "quick": args.quick,
         "peers": peers,
