@@ -415,6 +415,25 @@ fn convolution_options_that_cannot_work_are_refused_when_built() {
         err(Conv2D::builder(3, 4, [3, 3]).dilation_rate([1, 0])),
         "conv2d: dilation_rate must be at least 1, got [1, 0]"
     );
+    // PyTorch's options where they cannot apply.
+    let up = polyhead::layers::Conv2DTranspose::<f32>::builder(3, 4, [3, 3])
+        .strides([2, 2])
+        .output_padding([2, 0])
+        .build(&mut Rng::new(0))
+        .unwrap_err();
+    assert_eq!(
+        up.to_string(),
+        "conv2d_transpose: output_padding [2, 0] must be smaller than the strides [2, 2]"
+    );
+    let tape = polyhead::autograd::Tape::<f32>::new();
+    let x = tape.constant(polyhead::tensor::Tensor::ones(&[1, 4, 4, 1]).unwrap());
+    let max = polyhead::layers::Pooling2D::max([2, 2]).count_include_pad(true);
+    assert_eq!(
+        polyhead::layers::Module::forward(&max, x)
+            .unwrap_err()
+            .to_string(),
+        "max_pooling2d: count_include_pad applies to average pooling only"
+    );
 }
 
 #[test]
