@@ -69,7 +69,7 @@ fn main() -> polyhead::Result<()> {
         .metric("petal_width", Metric::Mae)
         .progress(Progress::Silent);
     let history = trainer.fit(&mut model, &x_train, &t_train)?;
-    let test = trainer.evaluate(&model, &x_test, &t_test)?;
+    let test = trainer.evaluate(&mut model, &x_test, &t_test)?;
     let get = |name: &str| {
         test.iter()
             .find(|(n, _)| n == name)

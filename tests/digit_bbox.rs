@@ -47,3 +47,78 @@ fn a_short_digit_bbox_run_learns_both_heads() {
     let losses = report.history.get("loss").unwrap();
     assert!(losses.last().unwrap() < &(0.6 * losses[0]));
 }
+
+/// `predict` and `evaluate` on both example models agree with each other:
+/// the accuracy and box error `evaluate` reports are those of the
+/// predictions.
+#[test]
+fn predict_and_evaluate_agree_on_both_example_models() {
+    use polyhead::prelude::*;
+    use polyhead_examples::digit_bbox::{
+        DigitBbox, DigitBboxCnn, DigitBboxCnnTargets, DigitBboxTargets,
+    };
+    let data = glyphs::generate(50, 3).unwrap();
+    let classes: Vec<usize> = data.labels.as_array().iter().map(|&c| c as usize).collect();
+    let check = |class: &Tensor<f32>, bbox: &Tensor<f32>, scores: &[(String, f64)]| {
+        assert_eq!((class.shape(), bbox.shape()), (&[50, 10][..], &[50, 4][..]));
+        let predicted: Vec<usize> = class
+            .argmax_axis(1, false)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        let hits = predicted
+            .iter()
+            .zip(&classes)
+            .filter(|(p, c)| p == c)
+            .count();
+        let score = |name: &str| scores.iter().find(|(n, _)| n == name).unwrap().1;
+        assert!((score("class_accuracy") - hits as f64 / 50.0).abs() < 1e-12);
+        let mae = bbox
+            .sub(&data.boxes)
+            .unwrap()
+            .abs()
+            .mean_all()
+            .unwrap()
+            .item()
+            .unwrap();
+        assert!(
+            (score("bbox_mae") - f64::from(mae)).abs() < 1e-6,
+            "{scores:?}"
+        );
+    };
+    fn trainer<M>() -> Trainer<M, f32>
+    where
+        M: MultiOutput<f32>,
+        M::Targets: polyhead::TargetSet<f32>,
+    {
+        Trainer::new(Sgd::new(0.1).build())
+            .batch_size(16)
+            .metric("class", Metric::Accuracy)
+            .metric("bbox", Metric::Mae)
+    }
+
+    let mut dense = DigitBbox::new(1).unwrap();
+    let t = trainer::<DigitBbox>();
+    let out = t.predict(&mut dense, &data.images).unwrap();
+    let targets = DigitBboxTargets::new(data.labels.clone(), data.boxes.clone());
+    check(
+        &out.class,
+        &out.bbox,
+        &t.evaluate(&mut dense, &data.images, &targets).unwrap(),
+    );
+
+    let mut cnn = DigitBboxCnn::new(1).unwrap();
+    let images = data
+        .images
+        .reshape(&[50, glyphs::SIDE, glyphs::SIDE, 1])
+        .unwrap();
+    let t = trainer::<DigitBboxCnn>();
+    let out = t.predict(&mut cnn, &images).unwrap();
+    let targets = DigitBboxCnnTargets::new(data.labels.clone(), data.boxes.clone());
+    check(
+        &out.class,
+        &out.bbox,
+        &t.evaluate(&mut cnn, &images, &targets).unwrap(),
+    );
+}

@@ -157,6 +157,13 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
                 ::std::vec![#((#head_names, __outputs.#head_idents)),*]
             }
 
+            fn map_outputs<__V, __U>(
+                __outputs: <Self as ::polyhead::MultiOutput<#elem>>::Outputs<__V>,
+                __f: impl ::core::ops::FnMut(&'static str, __V) -> __U,
+            ) -> <Self as ::polyhead::MultiOutput<#elem>>::Outputs<__U> {
+                __outputs.map(__f)
+            }
+
             fn head_losses<'__t>(
                 &self,
                 __outputs: &<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,

@@ -81,8 +81,10 @@ pub mod prelude {
     pub use crate::{Error, History, LossWeights, Metric, MultiOutput, TotalLoss, Trainer};
     pub use polyhead_autograd::{Gradients, Parameter, Tape, Var, gradcheck};
     pub use polyhead_layers::{
-        Activation, Adam, Dense, Dropout, Embedding, Flatten, Initializer, LayerNorm, Module,
-        RmsProp, Schedule, Sequential, Sgd, load_checkpoint, save_checkpoint,
+        Activation, Adam, BatchNormalization, Conv1D, Conv2D, Conv2DTranspose, Dense,
+        DepthwiseConv2D, Dropout, Embedding, Flatten, GlobalPooling, Initializer, LayerNorm,
+        MaxPooling1D, Module, Padding, Pooling2D, RmsProp, Schedule, Sequential, Sgd,
+        load_checkpoint, save_checkpoint,
     };
     pub use polyhead_losses::{
         BinaryCrossEntropy, Convention, CrossEntropy, Huber, Labels, Loss, Mae, Mse, Reduction,

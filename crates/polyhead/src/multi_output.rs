@@ -153,6 +153,28 @@ pub trait MultiOutput<T: Float>: Module<T> {
     /// Each head's value by name, in field order (for metrics and logs).
     fn head_values<'t>(outputs: &Self::Outputs<Var<'t, T>>) -> Vec<(&'static str, Var<'t, T>)>;
 
+    /// `outputs` with `f(head name, value)` applied to each head, in field
+    /// order (the derive forwards to `<Model>Outputs::map`): how generic
+    /// code, such as [`Trainer::predict`](crate::Trainer::predict), turns
+    /// outputs on the tape into tensors.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Two {
+    ///     #[head(loss = Mse::new())]
+    ///     a: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     b: Dense,
+    /// }
+    /// let names = Two::map_outputs(TwoOutputs { a: 1, b: 2 }, |name, v| format!("{name}={v}"));
+    /// assert_eq!((names.a.as_str(), names.b.as_str()), ("a=1", "b=2"));
+    /// ```
+    fn map_outputs<V, U>(
+        outputs: Self::Outputs<V>,
+        f: impl FnMut(&'static str, V) -> U,
+    ) -> Self::Outputs<U>;
+
     /// Each loss unweighted, in the order of [`MultiOutput::LOSSES`].
     fn head_losses<'t>(
         &self,

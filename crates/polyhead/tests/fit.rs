@@ -133,7 +133,7 @@ fn early_stopping_restores_the_best_weights() {
         x.slice_axis(0, 90, 120).unwrap().to_contiguous(),
         polyhead::TargetSet::select_rows(&t, &(90..120).collect::<Vec<_>>()).unwrap(),
     );
-    let now = trainer(1).evaluate(&model, &vx, &vt).unwrap();
+    let now = trainer(1).evaluate(&mut model, &vx, &vt).unwrap();
     let now_loss = now.iter().find(|(n, _)| n == "loss").unwrap().1;
     assert!(
         (now_loss - best).abs() < 1e-5,
@@ -381,4 +381,111 @@ fn csv_logger_keeps_columns_when_a_name_appears_in_a_later_epoch() {
         "epoch,loss,weight_class,skipped_steps\n1,1.5,1,\n2,1.25,1,2\n3,1,0.5,\n"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn predict_joins_the_batches_and_equals_one_inference_forward() {
+    let (x, _) = data(37, 11);
+    let mut model = net(3);
+    // Batches of 16, 16 and 5 rows against one forward over all 37: each
+    // row's numbers come from the same products (no cross-row sums), so
+    // the bits agree.
+    let predicted = trainer(1).predict(&mut model, &x).unwrap();
+    let tape = Tape::no_record();
+    let whole = model.forward_heads(tape.constant(x.clone())).unwrap();
+    assert_eq!(predicted.class.shape(), &[37, 3]);
+    assert_eq!(predicted.value.shape(), &[37, 1]);
+    assert_eq!(predicted.class.to_vec(), whole.class.value().to_vec());
+    assert_eq!(predicted.value.to_vec(), whole.value.value().to_vec());
+    // An empty input gives empty heads of the right widths.
+    let empty = Tensor::<f32>::zeros(&[0, 4]).unwrap();
+    let none = trainer(1).predict(&mut model, &empty).unwrap();
+    assert_eq!(
+        (none.class.shape(), none.value.shape()),
+        (&[0, 3][..], &[0, 1][..])
+    );
+}
+
+#[test]
+fn predict_and_evaluate_refuse_inputs_of_the_wrong_width_or_count() {
+    let (x, t) = data(12, 2);
+    let mut model = net(1);
+    let narrow = Tensor::<f32>::zeros(&[12, 3]).unwrap();
+    let err = trainer(1)
+        .predict(&mut model, &narrow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("body") && err.contains("[12, 3]"), "{err}");
+    let short = x.slice_axis(0, 0, 10).unwrap().to_contiguous();
+    let err = trainer(1)
+        .evaluate(&mut model, &short, &t)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "evaluate: x has 10 rows (shape [10, 4]) but the targets have 12"
+    );
+    let scalar = Tensor::<f32>::from_vec(vec![1.0], &[]).unwrap();
+    let err = trainer(1)
+        .predict(&mut model, &scalar)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "predict: x must have a first (batch) axis, got a scalar of shape []"
+    );
+}
+
+/// A model whose training and inference behaviours differ: batch
+/// normalization and dropout in the trunk.
+#[derive(MultiOutput)]
+struct Noisy {
+    #[trunk]
+    body: Sequential,
+    #[head(loss = Mse::new())]
+    out: Dense,
+}
+
+#[test]
+fn predict_and_evaluate_run_in_inference_mode_and_leave_the_statistics_alone() {
+    let mut rng = Rng::new(4);
+    let mut model = Noisy {
+        body: Sequential::new()
+            .push(Dense::new(4, 8, &mut rng).unwrap())
+            .push(BatchNormalization::new(8).unwrap())
+            .push(Dropout::new(0.5, 9).unwrap()),
+        out: Dense::new(8, 1, &mut rng).unwrap(),
+    };
+    let x = Tensor::<f32>::rand_normal(&[20, 4], 0.0, 1.0, 6).unwrap();
+    let targets = NoisyTargets::new(Tensor::zeros(&[20, 1]).unwrap());
+    let statistics = |m: &Noisy| -> Vec<f32> {
+        m.buffers()
+            .iter()
+            .flat_map(|(_, b)| b.value().to_vec())
+            .collect()
+    };
+    let before = statistics(&model);
+    // New layers start in training mode (as in PyTorch); predict and
+    // evaluate switch to inference by themselves.
+    let trainer = Trainer::<Noisy, f32>::new(Sgd::new(0.1).build()).batch_size(8);
+    let first = trainer.predict(&mut model, &x).unwrap();
+    let again = trainer.predict(&mut model, &x).unwrap();
+    assert_eq!(first.out.to_vec(), again.out.to_vec(), "dropout was active");
+    let scores = trainer.evaluate(&mut model, &x, &targets).unwrap();
+    assert_eq!(statistics(&model), before, "the moving statistics changed");
+    // Inference uses the moving statistics (mean 0, variance 1 at the
+    // start): the same as a forward in inference mode.
+    model.set_training(false);
+    let tape = Tape::no_record();
+    let forward = model.forward_heads(tape.constant(x.clone())).unwrap();
+    assert_eq!(first.out.to_vec(), forward.out.value().to_vec());
+    let mse: f64 = first
+        .out
+        .to_vec()
+        .iter()
+        .map(|v| f64::from(*v).powi(2))
+        .sum::<f64>()
+        / 20.0;
+    let loss = scores.iter().find(|(n, _)| n == "loss").unwrap().1;
+    assert!((loss - mse).abs() < 1e-6 * mse.max(1.0), "{loss} vs {mse}");
 }

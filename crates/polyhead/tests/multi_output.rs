@@ -491,6 +491,12 @@ mod loss_weight_count {
         ) -> Vec<(&'static str, Var<'t, f32>)> {
             Two::head_values(outputs)
         }
+        fn map_outputs<V, U>(
+            outputs: TwoOutputs<V>,
+            f: impl FnMut(&'static str, V) -> U,
+        ) -> TwoOutputs<U> {
+            outputs.map(f)
+        }
         fn head_losses<'t>(
             &self,
             outputs: &Self::Outputs<Var<'t, f32>>,

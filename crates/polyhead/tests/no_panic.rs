@@ -49,7 +49,7 @@ proptest! {
         if let Err(e) = trainer.fit(&mut net, &x, &targets) {
             prop_assert!(!e.to_string().is_empty());
         }
-        let _ = trainer.evaluate(&net, &x, &targets);
+        let _ = trainer.evaluate(&mut net, &x, &targets);
         let tape = Tape::new();
         if let Ok(outputs) = net.forward_heads(tape.constant(x)) {
             let _ = net.weighted_loss(&outputs, &targets, &NetLossWeights::default());

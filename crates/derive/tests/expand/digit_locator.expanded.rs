@@ -252,6 +252,12 @@ where
             .embedding)
         ]
     }
+    fn map_outputs<__V, __U>(
+        __outputs: <Self as ::polyhead::MultiOutput<f32>>::Outputs<__V>,
+        __f: impl ::core::ops::FnMut(&'static str, __V) -> __U,
+    ) -> <Self as ::polyhead::MultiOutput<f32>>::Outputs<__U> {
+        __outputs.map(__f)
+    }
     fn head_losses<'__t>(
         &self,
         __outputs: &<Self as ::polyhead::MultiOutput<

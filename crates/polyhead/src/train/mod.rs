@@ -876,8 +876,11 @@ where
     }
 
     /// Losses and metrics of `model` on `x` and `targets`, without training
-    /// (batched; no graph is recorded). Names as in training (`loss`,
-    /// `class_loss`, `class_accuracy`).
+    /// (batched; no graph is recorded), in inference mode: the model's
+    /// training flag is cleared first (dropout off, batch normalization on
+    /// its moving statistics, which stay as they are) and left cleared, as
+    /// `fit` leaves it. Names as in training (`loss`, `class_loss`,
+    /// `class_accuracy`). Rows of `x` and `targets` must agree.
     ///
     /// ```
     /// use polyhead::prelude::*;
@@ -894,18 +897,26 @@ where
     /// let targets = NetTargets::new(x.sum_axis(1, true)?);
     /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).progress(polyhead::Progress::Silent);
     /// let history = trainer.fit(&mut net, &x, &targets)?;
-    /// let scores = trainer.evaluate(&net, &x, &targets)?;
+    /// let scores = trainer.evaluate(&mut net, &x, &targets)?;
     /// assert_eq!(scores[0].0, "loss");
     /// # let _ = history;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn evaluate(
         &self,
-        model: &M,
+        model: &mut M,
         x: &Tensor<T>,
         targets: &M::Targets,
     ) -> Result<Vec<(String, f64)>> {
-        let n = x.shape().first().copied().unwrap_or(0);
+        model.set_training(false);
+        let n = batch_rows("evaluate", x)?;
+        let target_rows = targets.rows()?;
+        if target_rows != n {
+            return Err(Error::Other(format!(
+                "evaluate: x has {n} rows (shape {:?}) but the targets have {target_rows}",
+                x.shape()
+            )));
+        }
         let mut sums: Vec<(String, f64)> = Vec::new();
         let mut metrics = vec![Accumulator::default(); self.metrics.len()];
         let rows: Vec<usize> = (0..n).collect();
@@ -938,4 +949,80 @@ where
         }
         Ok(out)
     }
+
+    /// Every head's prediction for every row of `x`, whole: the model runs
+    /// in inference mode (its training flag cleared and left cleared, as
+    /// `evaluate` does; no graph is recorded) over batches of
+    /// [`batch_size`](Self::batch_size) rows, and each head's batches are
+    /// joined along the first axis (Keras' `model.predict`).
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
+    ///     class: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     bbox: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net {
+    ///     body: Dense::new(2, 4, &mut rng)?,
+    ///     class: Dense::new(4, 3, &mut rng)?,
+    ///     bbox: Dense::new(4, 4, &mut rng)?,
+    /// };
+    /// let trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).batch_size(4);
+    /// let x = Tensor::<f32>::rand_normal(&[10, 2], 0.0, 1.0, 1)?;
+    /// let predicted = trainer.predict(&mut net, &x)?; // three batches: 4, 4 and 2 rows
+    /// assert_eq!(predicted.class.shape(), &[10, 3]);
+    /// assert_eq!(predicted.bbox.shape(), &[10, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn predict(&self, model: &mut M, x: &Tensor<T>) -> Result<M::Outputs<Tensor<T>>> {
+        model.set_training(false);
+        let n = batch_rows("predict", x)?;
+        let rows: Vec<usize> = (0..n).collect();
+        let mut per_head: Vec<Vec<Tensor<T>>> = Vec::new();
+        let mut template = None;
+        // One empty batch for an empty `x`, so that the heads' shapes come
+        // from the model all the same.
+        let batches: Vec<&[usize]> = if n == 0 {
+            vec![&rows[..]]
+        } else {
+            rows.chunks(self.batch_size.max(1)).collect()
+        };
+        for chunk in batches {
+            let tape = Tape::no_record();
+            let outputs = model.forward_heads(tape.constant(select_tensor_rows(x, chunk)?))?;
+            let mut head = 0;
+            template = Some(M::map_outputs(outputs, |_, value| {
+                if per_head.len() <= head {
+                    per_head.push(Vec::new());
+                }
+                per_head[head].push(value.value());
+                head += 1;
+            }));
+        }
+        let joined: Vec<Tensor<T>> = per_head
+            .iter()
+            .map(|parts| Tensor::concat(parts, 0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut joined = joined.into_iter();
+        let template = template.expect("at least one batch ran");
+        Ok(M::map_outputs(template, |_, ()| {
+            joined.next().expect("one joined tensor per head")
+        }))
+    }
+}
+
+/// The number of rows (samples) of an input: its first axis.
+fn batch_rows<T: Float>(what: &str, x: &Tensor<T>) -> Result<usize> {
+    x.shape().first().copied().ok_or_else(|| {
+        Error::Other(format!(
+            "{what}: x must have a first (batch) axis, got a scalar of shape {:?}",
+            x.shape()
+        ))
+    })
 }
