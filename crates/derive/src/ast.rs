@@ -19,6 +19,23 @@ pub struct Model<'a> {
     pub trunk: Option<Part<'a>>,
     pub heads: Vec<Head<'a>>,
     pub terms: Vec<Term>,
+    /// `#[layer]` fields: layers a forward of the user's own uses, whose
+    /// parameters, buffers and training mode belong to the model.
+    pub layers: Vec<Part<'a>>,
+    /// `#[multi_output(inputs(a, b))]`: the model's named inputs (none: one
+    /// bare input).
+    pub inputs: Vec<Ident>,
+    /// `#[multi_output(forward = path)]`: the user's forward.
+    pub forward: Option<Path>,
+}
+
+/// What `#[multi_output(...)]` says about the whole struct.
+#[derive(Default)]
+struct StructAttrs {
+    terms: Vec<Term>,
+    element: Option<Type>,
+    inputs: Option<(Vec<Ident>, Span)>,
+    forward: Option<Path>,
 }
 
 /// A trunk or head field.
@@ -95,12 +112,18 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             None
         }
     };
-    let (terms, element) = parse_struct_attrs(&input.attrs, &mut errors);
+    let StructAttrs {
+        terms,
+        element,
+        inputs,
+        forward,
+    } = parse_struct_attrs(&input.attrs, &mut errors);
     let element = element
         .or_else(|| float_param(input))
         .unwrap_or_else(|| syn::parse_quote!(f32));
     let mut trunk: Option<Part<'_>> = None;
     let mut heads = Vec::new();
+    let mut layers = Vec::new();
     for field in fields.into_iter().flatten() {
         let ident = field.ident.as_ref().expect("named field");
         let docs: Vec<&Attribute> = field
@@ -109,9 +132,15 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             .filter(|a| a.path().is_ident("doc"))
             .collect();
         let mut is_trunk = false;
+        let mut is_layer = false;
         let mut head: Option<Option<HeadLoss>> = None;
         for attr in &field.attrs {
-            if attr.path().is_ident("trunk") {
+            if attr.path().is_ident("layer") {
+                if !matches!(attr.meta, syn::Meta::Path(_)) {
+                    errors.at(attr, "`#[layer]` takes no arguments");
+                }
+                is_layer = true;
+            } else if attr.path().is_ident("trunk") {
                 if !matches!(attr.meta, syn::Meta::Path(_)) {
                     errors.at(attr, "`#[trunk]` takes no arguments; a trunk has no loss (put `loss = ...` on a `#[head]` field)");
                 }
@@ -125,6 +154,18 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             ty: &field.ty,
             docs,
         };
+        if is_layer {
+            if is_trunk || head.is_some() {
+                errors.at(ident, format!("`{ident}` is marked `#[layer]` and `#[trunk]` or `#[head]`; a field is one of them"));
+            } else if forward.is_none() {
+                errors.at(ident, format!("`#[layer]` marks a layer of a forward of your own: add `#[multi_output(forward = path)]` to the struct, or make `{ident}` the `#[trunk]`"));
+            }
+            layers.push(part);
+            continue;
+        }
+        if is_trunk && forward.is_some() {
+            errors.at(ident, format!("with `forward = ...` the forward is yours and there is no trunk: mark `{ident}` `#[layer]`"));
+        }
         match (is_trunk, head) {
             (true, Some(_)) => errors.at(ident, format!("`{ident}` is marked both `#[trunk]` and `#[head]`; a field is one or the other")),
             (true, None) => match &trunk {
@@ -169,6 +210,26 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             errors.at(&t.name, format!("two terms are named `{}`", t.name.value()));
         }
     }
+    let inputs = match inputs {
+        Some((names, span)) => {
+            if forward.is_none() {
+                errors.push(syn::Error::new(span, "a model with named inputs needs a forward of your own: add `forward = path` (a method taking the generated inputs struct)"));
+            }
+            for (i, n) in names.iter().enumerate() {
+                if names[..i].contains(n) {
+                    errors.at(n, format!("the input `{n}` is named twice"));
+                }
+            }
+            if names.is_empty() {
+                errors.push(syn::Error::new(
+                    span,
+                    "`inputs()` is empty: name at least one input",
+                ));
+            }
+            names
+        }
+        None => Vec::new(),
+    };
     errors.finish()?;
     Ok(Model {
         input,
@@ -176,6 +237,9 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
         trunk,
         heads,
         terms,
+        layers,
+        inputs,
+        forward,
     })
 }
 
@@ -298,10 +362,12 @@ fn float_param(input: &DeriveInput) -> Option<Type> {
     None
 }
 
-/// `#[multi_output(element = f64, term(name = "...", weight = ..., with = path))]`.
-fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Term>, Option<Type>) {
+/// `#[multi_output(element = f64, inputs(a, b), forward = path, term(name = "...", weight = ..., with = path))]`.
+fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
     let mut terms = Vec::new();
     let mut element = None;
+    let mut inputs = None;
+    let mut forward = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident("multi_output")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("element") {
@@ -309,11 +375,38 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Term>, O
                 given_once(&mut element, ty, &meta.path, "#[multi_output]", errors);
                 return Ok(());
             }
+            if meta.path.is_ident("forward") {
+                let path = value(&meta, "forward = path::to::method")?.parse::<Path>()?;
+                given_once(&mut forward, path, &meta.path, "#[multi_output]", errors);
+                return Ok(());
+            }
+            if meta.path.is_ident("inputs") {
+                let span = meta.path.span();
+                let mut names = Vec::new();
+                if !meta.input.peek(syn::token::Paren) {
+                    errors.at(&meta.path, "`inputs` lists the inputs' names: write `inputs(image, meta)`");
+                    return skip_value(&meta);
+                }
+                meta.parse_nested_meta(|inner| {
+                    match inner.path.get_ident() {
+                        Some(ident) if inner.input.is_empty() || inner.input.peek(syn::Token![,]) => {
+                            names.push(ident.clone())
+                        }
+                        _ => {
+                            errors.at(&inner.path, "an input is named by an identifier: `inputs(image, meta)`");
+                            skip_value(&inner)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                given_once(&mut inputs, (names, span), &meta.path, "#[multi_output]", errors);
+                return Ok(());
+            }
             if !meta.path.is_ident("term") {
                 errors.at(
                     &meta.path,
                     format!(
-                        "unknown key `{}` in #[multi_output]; expected `element = <type>` or `term(name = \"...\", weight = ..., with = path)`",
+                        "unknown key `{}` in #[multi_output]; expected `element = <type>`, `inputs(...)`, `forward = path` or `term(name = \"...\", weight = ..., with = path)`",
                         key_name(&meta.path)
                     ),
                 );
@@ -365,7 +458,12 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Term>, O
             errors.push(e);
         }
     }
-    (terms, element)
+    StructAttrs {
+        terms,
+        element,
+        inputs,
+        forward,
+    }
 }
 
 /// Stores a key's value, or reports a key given twice (at its second

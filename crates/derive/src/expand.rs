@@ -15,8 +15,10 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let outputs = format_ident!("{}Outputs", name);
     let targets = format_ident!("{}Targets", name);
     let weights = format_ident!("{}LossWeights", name);
+    let inputs = format_ident!("{}Inputs", name);
 
     let outputs_struct = expand_outputs(model, &outputs);
+    let inputs_struct = expand_inputs(model, &inputs);
     let targets_struct = expand_targets(model, &outputs, &targets);
     let weights_struct = expand_weights(model, &weights);
 
@@ -27,6 +29,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     for part in model
         .trunk
         .iter()
+        .chain(&model.layers)
         .chain(model.heads.iter().map(|h| &h.part))
     {
         let ty = part.ty;
@@ -68,6 +71,70 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let head_forwards = head_idents.iter().zip(&head_names).map(|(ident, label)| {
         quote!(#ident: ::polyhead::__private::part::<#elem, _>(#label, &self.#ident, __features)?)
     });
+    let forward_body = match &model.forward {
+        // The user's forward: no trunk, so no shared features.
+        Some(path) => quote_spanned! {path.span()=>
+            let __outputs: #outputs<::polyhead::autograd::Var<'__t, #elem>> = #path(self, __input)?;
+            ::core::result::Result::Ok((::core::option::Option::None, __outputs))
+        },
+        None => quote! {
+            let __features = #features;
+            ::core::result::Result::Ok((#features_out, #outputs { #(#head_forwards),* }))
+        },
+    };
+    let tensor = quote!(::polyhead::tensor::Tensor<#elem>);
+    let input_names: Vec<String> = model.inputs.iter().map(|i| i.to_string()).collect();
+    let input_idents = &model.inputs;
+    let (inputs_type, input_methods) = if model.inputs.is_empty() {
+        (
+            quote!(__V),
+            quote! {
+                const INPUTS: &'static [&'static str] = &["x"];
+                fn inputs_of<'__a>(__x: &'__a #tensor) -> ::std::vec::Vec<(&'static str, &'__a #tensor)> {
+                    ::std::vec![("x", __x)]
+                }
+                fn select_input_rows(__x: &#tensor, __rows: &[usize]) -> ::polyhead::Result<#tensor> {
+                    ::polyhead::__private::select_rows(__x, __rows)
+                }
+                fn input_vars<'__t>(__tape: &'__t ::polyhead::autograd::Tape<#elem>, __x: &#tensor) -> ::polyhead::autograd::Var<'__t, #elem> {
+                    __tape.constant(::core::clone::Clone::clone(__x))
+                }
+            },
+        )
+    } else {
+        (
+            quote!(#inputs<__V>),
+            quote! {
+                const INPUTS: &'static [&'static str] = &[#(#input_names),*];
+                fn inputs_of<'__a>(__x: &'__a #inputs<#tensor>) -> ::std::vec::Vec<(&'static str, &'__a #tensor)> {
+                    ::std::vec![#((#input_names, &__x.#input_idents)),*]
+                }
+                fn select_input_rows(__x: &#inputs<#tensor>, __rows: &[usize]) -> ::polyhead::Result<#inputs<#tensor>> {
+                    ::core::result::Result::Ok(#inputs { #(#input_idents: ::polyhead::__private::select_rows(&__x.#input_idents, __rows)?),* })
+                }
+                fn input_vars<'__t>(__tape: &'__t ::polyhead::autograd::Tape<#elem>, __x: &#inputs<#tensor>) -> #inputs<::polyhead::autograd::Var<'__t, #elem>> {
+                    #inputs { #(#input_idents: __tape.constant(::core::clone::Clone::clone(&__x.#input_idents))),* }
+                }
+            },
+        )
+    };
+    let module_forward = if model.inputs.is_empty() {
+        quote! {
+            let __outputs = <Self as ::polyhead::MultiOutput<#elem>>::forward_heads(self, __input).map_err(|e| {
+                ::polyhead::layers::LayerError::Invalid { what: "multi_output", message: ::std::string::ToString::to_string(&e) }
+            })?;
+            ::polyhead::__private::concat_outputs(&[#(__outputs.#head_idents),*])
+        }
+    } else {
+        let message = format!(
+            "`{name}` takes several inputs ({}): call `forward_heads` with a `{inputs}`",
+            input_names.join(", ")
+        );
+        quote! {
+            let _ = __input;
+            ::core::result::Result::Err(::polyhead::layers::LayerError::Invalid { what: "multi_output", message: ::std::string::ToString::to_string(#message) })
+        }
+    };
     let head_losses = lossy.iter().map(|h| {
         let ident = h.part.ident;
         let label = ident.to_string();
@@ -94,7 +161,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         quote_spanned!(with.span()=> ::polyhead::__private::term::<#elem>(#label, #with(__outputs, __targets))?)
     });
     let visit = |mutable: bool| {
-        let parts = model.trunk.iter().chain(model.heads.iter().map(|h| &h.part)).map(|p| {
+        let parts = model.trunk.iter().chain(&model.layers).chain(model.heads.iter().map(|h| &h.part)).map(|p| {
             let ident = p.ident;
             let prefix = format!("{ident}.");
             if mutable {
@@ -110,6 +177,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let visit_buffers = model
         .trunk
         .iter()
+        .chain(&model.layers)
         .chain(model.heads.iter().map(|h| &h.part))
         .map(|p| {
             let ident = p.ident;
@@ -119,6 +187,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let set_training = model
         .trunk
         .iter()
+        .chain(&model.layers)
         .chain(model.heads.iter().map(|h| &h.part))
         .map(|p| {
             let ident = p.ident;
@@ -126,11 +195,13 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         });
 
     quote! {
+        #inputs_struct
         #outputs_struct
         #targets_struct
         #weights_struct
 
         impl #impl_generics ::polyhead::MultiOutput<#elem> for #name #ty_generics #where_clause {
+            type Inputs<__V> = #inputs_type;
             type Outputs<__V> = #outputs<__V>;
             type Targets = #targets<#elem>;
             type LossWeights = #weights;
@@ -140,15 +211,16 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
 
             const TRUNK: ::core::option::Option<&'static str> = #trunk_name;
 
+            #input_methods
+
             fn forward_with_features<'__t>(
                 &self,
-                __input: ::polyhead::autograd::Var<'__t, #elem>,
+                __input: <Self as ::polyhead::MultiOutput<#elem>>::Inputs<::polyhead::autograd::Var<'__t, #elem>>,
             ) -> ::polyhead::Result<(
                 ::core::option::Option<::polyhead::autograd::Var<'__t, #elem>>,
                 <Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,
             )> {
-                let __features = #features;
-                ::core::result::Result::Ok((#features_out, #outputs { #(#head_forwards),* }))
+                #forward_body
             }
 
             fn head_values<'__t>(
@@ -179,10 +251,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
                 &self,
                 __input: ::polyhead::autograd::Var<'__t, #elem>,
             ) -> ::polyhead::layers::Result<::polyhead::autograd::Var<'__t, #elem>> {
-                let __outputs = <Self as ::polyhead::MultiOutput<#elem>>::forward_heads(self, __input).map_err(|e| {
-                    ::polyhead::layers::LayerError::Invalid { what: "multi_output", message: ::std::string::ToString::to_string(&e) }
-                })?;
-                ::polyhead::__private::concat_outputs(&[#(__outputs.#head_idents),*])
+                #module_forward
             }
 
             fn visit_parameters<'__a>(
@@ -211,6 +280,45 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
                 f: &mut dyn ::core::ops::FnMut(::std::string::String, &'__a ::polyhead::layers::Buffer<#elem>),
             ) {
                 #(#visit_buffers)*
+            }
+        }
+    }
+}
+
+/// `<Name>Inputs<V>`: one value per named input (nothing for a model of
+/// one input, whose input is a bare value).
+fn expand_inputs(model: &Model<'_>, inputs: &Ident) -> TokenStream {
+    if model.inputs.is_empty() {
+        return TokenStream::new();
+    }
+    let name = &model.input.ident;
+    let vis = &model.input.vis;
+    let idents = &model.inputs;
+    let labels: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let n = idents.len();
+    let doc = format!(
+        "The inputs of [`{name}`], one value per input: `Tensor`s for `Trainer::fit`, `evaluate` and `predict`, `Var`s in the forward pass."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug, Clone, PartialEq)]
+        #vis struct #inputs<V> {
+            #(
+                #[doc = ::core::concat!("The input `", #labels, "`.")]
+                pub #idents: V,
+            )*
+        }
+
+        impl<V> #inputs<V> {
+            /// The inputs' names, in declaration order.
+            pub const NAMES: [&'static str; #n] = [#(#labels),*];
+            /// `f(name, value)` applied to each input.
+            pub fn map<U>(self, mut f: impl ::core::ops::FnMut(&'static str, V) -> U) -> #inputs<U> {
+                #inputs { #(#idents: f(#labels, self.#idents)),* }
+            }
+            /// References to the values, as (name, value) pairs in declaration order.
+            pub fn iter(&self) -> ::core::array::IntoIter<(&'static str, &V), #n> {
+                [#((#labels, &self.#idents)),*].into_iter()
             }
         }
     }

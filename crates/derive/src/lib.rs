@@ -26,7 +26,7 @@ use syn::{DeriveInput, parse_macro_input};
 ///     #[head(loss = polyhead::losses::Mse::new(), weight = 0.5)] out: polyhead::layers::Dense,
 /// }
 /// ```
-#[proc_macro_derive(MultiOutput, attributes(trunk, head, multi_output))]
+#[proc_macro_derive(MultiOutput, attributes(trunk, head, layer, multi_output))]
 pub fn derive_multi_output(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     derive(&input).into()

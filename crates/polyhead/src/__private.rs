@@ -101,3 +101,8 @@ pub fn part<'t, T: Float, M: polyhead_layers::Module<T> + ?Sized>(
 pub fn concat_outputs<'t, T: Float>(outputs: &[Var<'t, T>]) -> polyhead_layers::Result<Var<'t, T>> {
     Ok(Var::concat(outputs, -1)?)
 }
+
+/// Rows of an input tensor along axis 0 (the derived `select_input_rows`).
+pub fn select_rows<T: Float>(x: &Tensor<T>, rows: &[usize]) -> Result<Tensor<T>> {
+    crate::target::select_tensor_rows(x, rows)
+}

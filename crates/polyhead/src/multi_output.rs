@@ -2,9 +2,9 @@
 //! the derive implements, the weighted total it computes, and the Keras
 //! names it logs under.
 
-use polyhead_autograd::Var;
+use polyhead_autograd::{Tape, Var};
 use polyhead_layers::Module;
-use polyhead_tensor::Float;
+use polyhead_tensor::{Float, Tensor};
 
 use crate::error::Result;
 
@@ -118,6 +118,11 @@ pub fn check_weight(name: &str, value: f64) -> Result<()> {
 /// Errors in the attributes are reported at the offending token, all at
 /// once (see `tests/ui/` for every case and its message).
 pub trait MultiOutput<T: Float>: Module<T> {
+    /// The model's input: a bare `V` (one input, the default), or
+    /// `<Model>Inputs<V>` with one value per input named in
+    /// `#[multi_output(inputs(...))]`. `Tensor`s for `Trainer::fit`,
+    /// `evaluate` and `predict`; `Var`s in the forward pass.
+    type Inputs<V>;
     /// One value per head (`<Model>Outputs<V>`).
     type Outputs<V>;
     /// The targets of the heads with a loss, with per-head sample weights
@@ -135,18 +140,75 @@ pub trait MultiOutput<T: Float>: Module<T> {
     /// (`<trunk>.*`) are the ones all heads share.
     const TRUNK: Option<&'static str>;
 
+    /// The inputs' names, in declaration order (`["x"]` for one input).
+    const INPUTS: &'static [&'static str];
+
+    /// Each input tensor with its name, in declaration order.
+    fn inputs_of(x: &Self::Inputs<Tensor<T>>) -> Vec<(&'static str, &Tensor<T>)>;
+
+    /// The samples at `rows` of every input.
+    fn select_input_rows(
+        x: &Self::Inputs<Tensor<T>>,
+        rows: &[usize],
+    ) -> Result<Self::Inputs<Tensor<T>>>;
+
+    /// The inputs as constants on `tape`.
+    fn input_vars<'t>(tape: &'t Tape<T>, x: &Self::Inputs<Tensor<T>>) -> Self::Inputs<Var<'t, T>>;
+
+    /// The number of samples, the same in every input (the first axis of
+    /// each); an error naming the inputs if they disagree, or if an input
+    /// has no first axis.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// assert_eq!(Net::input_rows(&Tensor::<f32>::zeros(&[5, 3])?)?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn input_rows(x: &Self::Inputs<Tensor<T>>) -> Result<usize> {
+        let inputs = Self::inputs_of(x);
+        let mut rows: Option<(&str, usize)> = None;
+        for (name, t) in &inputs {
+            let Some(&n) = t.shape().first() else {
+                return Err(crate::Error::Other(format!(
+                    "input `{name}` must have a first (batch) axis, got a scalar of shape {:?}",
+                    t.shape()
+                )));
+            };
+            match rows {
+                None => rows = Some((name, n)),
+                Some((first, m)) if m != n => {
+                    return Err(crate::Error::Other(format!(
+                        "the inputs disagree on the number of samples: `{first}` has {m}, `{name}` has {n} (shapes {})",
+                        inputs
+                            .iter()
+                            .map(|(n, t)| format!("{n} {:?}", t.shape()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(rows.map_or(0, |(_, n)| n))
+    }
+
     /// The forward pass, also returning the trunk's output (the shared
     /// representation; `None` without a trunk).
     // The pair is (trunk output, head outputs); a named alias would hide that.
     #[allow(clippy::type_complexity)]
     fn forward_with_features<'t>(
         &self,
-        x: Var<'t, T>,
+        x: Self::Inputs<Var<'t, T>>,
     ) -> Result<(Option<Var<'t, T>>, Self::Outputs<Var<'t, T>>)>;
 
     /// The forward pass: the trunk once (if any), then each head on its
     /// output (or on the input, without a trunk).
-    fn forward_heads<'t>(&self, x: Var<'t, T>) -> Result<Self::Outputs<Var<'t, T>>> {
+    fn forward_heads<'t>(&self, x: Self::Inputs<Var<'t, T>>) -> Result<Self::Outputs<Var<'t, T>>> {
         Ok(self.forward_with_features(x)?.1)
     }
 

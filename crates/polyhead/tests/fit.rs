@@ -423,7 +423,7 @@ fn predict_and_evaluate_refuse_inputs_of_the_wrong_width_or_count() {
         .to_string();
     assert_eq!(
         err,
-        "evaluate: x has 10 rows (shape [10, 4]) but the targets have 12"
+        "evaluate: the inputs have 10 rows (x [10, 4]) but the targets have 12"
     );
     let scalar = Tensor::<f32>::from_vec(vec![1.0], &[]).unwrap();
     let err = trainer(1)
@@ -432,7 +432,7 @@ fn predict_and_evaluate_refuse_inputs_of_the_wrong_width_or_count() {
         .to_string();
     assert_eq!(
         err,
-        "predict: x must have a first (batch) axis, got a scalar of shape []"
+        "predict: input `x` must have a first (batch) axis, got a scalar of shape []"
     );
 }
 

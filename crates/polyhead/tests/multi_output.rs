@@ -474,15 +474,28 @@ mod loss_weight_count {
     }
 
     impl MultiOutput<f32> for Short {
+        type Inputs<V> = V;
         type Outputs<V> = TwoOutputs<V>;
         type Targets = TwoTargets<f32>;
         type LossWeights = OneWeight;
         const HEADS: &'static [&'static str] = Two::HEADS;
         const LOSSES: &'static [&'static str] = Two::LOSSES;
         const TRUNK: Option<&'static str> = None;
+        const INPUTS: &'static [&'static str] = Two::INPUTS;
+        fn inputs_of(x: &Tensor<f32>) -> Vec<(&'static str, &Tensor<f32>)> {
+            Two::inputs_of(x)
+        }
+        fn select_input_rows(x: &Tensor<f32>, rows: &[usize]) -> polyhead::Result<Tensor<f32>> {
+            Two::select_input_rows(x, rows)
+        }
+        fn input_vars<'t>(tape: &'t Tape<f32>, x: &Tensor<f32>) -> Var<'t, f32> {
+            Two::input_vars(tape, x)
+        }
+        // `Self::Inputs<..>` (here a bare `Var`) as the trait writes it, so
+        // that `'t` is bound the same way.
         fn forward_with_features<'t>(
             &self,
-            x: Var<'t, f32>,
+            x: Self::Inputs<Var<'t, f32>>,
         ) -> polyhead::Result<(Option<Var<'t, f32>>, TwoOutputs<Var<'t, f32>>)> {
             self.0.forward_with_features(x)
         }

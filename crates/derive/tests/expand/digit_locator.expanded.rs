@@ -201,6 +201,7 @@ where
     Dense: ::polyhead::layers::Module<f32>,
     Dense: ::polyhead::layers::Module<f32>,
 {
+    type Inputs<__V> = __V;
     type Outputs<__V> = DigitLocatorOutputs<__V>;
     type Targets = DigitLocatorTargets<f32>;
     type LossWeights = DigitLocatorLossWeights;
@@ -209,9 +210,29 @@ where
     const TRUNK: ::core::option::Option<&'static str> = ::core::option::Option::Some(
         "body",
     );
+    const INPUTS: &'static [&'static str] = &["x"];
+    fn inputs_of<'__a>(
+        __x: &'__a ::polyhead::tensor::Tensor<f32>,
+    ) -> ::std::vec::Vec<(&'static str, &'__a ::polyhead::tensor::Tensor<f32>)> {
+        ::std::vec![("x", __x)]
+    }
+    fn select_input_rows(
+        __x: &::polyhead::tensor::Tensor<f32>,
+        __rows: &[usize],
+    ) -> ::polyhead::Result<::polyhead::tensor::Tensor<f32>> {
+        ::polyhead::__private::select_rows(__x, __rows)
+    }
+    fn input_vars<'__t>(
+        __tape: &'__t ::polyhead::autograd::Tape<f32>,
+        __x: &::polyhead::tensor::Tensor<f32>,
+    ) -> ::polyhead::autograd::Var<'__t, f32> {
+        __tape.constant(::core::clone::Clone::clone(__x))
+    }
     fn forward_with_features<'__t>(
         &self,
-        __input: ::polyhead::autograd::Var<'__t, f32>,
+        __input: <Self as ::polyhead::MultiOutput<
+            f32,
+        >>::Inputs<::polyhead::autograd::Var<'__t, f32>>,
     ) -> ::polyhead::Result<
         (
             ::core::option::Option<::polyhead::autograd::Var<'__t, f32>>,

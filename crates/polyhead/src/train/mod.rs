@@ -25,7 +25,7 @@ use progress::Reporter;
 
 use crate::error::{Error, Result};
 use crate::multi_output::{LossWeights, MultiOutput};
-use crate::target::{Target, TargetSet, select_tensor_rows};
+use crate::target::{Target, TargetSet};
 use crate::weighting::{Joint, Weighting};
 
 /// An error naming the first NaN or infinite value of `t` and where it is.
@@ -59,6 +59,12 @@ pub enum OnNonFinite {
     /// the log `skipped_steps`.
     SkipStep,
 }
+
+/// A model's inputs and targets (validation data).
+type Dataset<M, T> = (
+    <M as MultiOutput<T>>::Inputs<Tensor<T>>,
+    <M as MultiOutput<T>>::Targets,
+);
 
 /// Trains a `MultiOutput` model: `fit` with epochs, batches, shuffling,
 /// validation, metrics and callbacks, returning a [`History`] under Keras'
@@ -103,7 +109,7 @@ pub struct Trainer<M: MultiOutput<T>, T: Float> {
     batch_size: usize,
     shuffle_seed: Option<u64>,
     validation_split: f64,
-    validation_data: Option<(Tensor<T>, M::Targets)>,
+    validation_data: Option<Dataset<M, T>>,
     metrics: Vec<(String, Metric)>,
     callbacks: Vec<Box<dyn Callback<M, T>>>,
     on_non_finite: OnNonFinite,
@@ -367,7 +373,7 @@ where
     /// assert!(history.get("val_out_loss").is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn validation_data(mut self, x: Tensor<T>, targets: M::Targets) -> Self {
+    pub fn validation_data(mut self, x: M::Inputs<Tensor<T>>, targets: M::Targets) -> Self {
         self.validation_data = Some((x, targets));
         self
     }
@@ -574,19 +580,31 @@ where
     /// assert_eq!(history.names()[..2], ["loss", "out_loss"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn fit(&mut self, model: &mut M, x: &Tensor<T>, targets: &M::Targets) -> Result<History> {
+    pub fn fit(
+        &mut self,
+        model: &mut M,
+        x: &M::Inputs<Tensor<T>>,
+        targets: &M::Targets,
+    ) -> Result<History> {
         // Data holding NaN or infinity is refused where it enters, before any step.
-        check_finite("input x", x)?;
+        for (name, input) in M::inputs_of(x) {
+            // One input keeps its old name in messages: "input x".
+            check_finite(&format!("input {name}"), input)?;
+        }
         for name in M::LOSSES {
             if let Some(t) = targets.target(name).and_then(|t| t.dense()) {
                 check_finite(&format!("target of `{name}`"), t)?;
             }
         }
-        let n = x.shape().first().copied().unwrap_or(0);
+        let n = M::input_rows(x)?;
         if n == 0 {
             return Err(Error::Other(format!(
-                "fit: no samples (input x has shape {:?})",
-                x.shape()
+                "fit: no samples (input {})",
+                M::inputs_of(x)
+                    .iter()
+                    .map(|(name, t)| format!("{name} has shape {:?}", t.shape()))
+                    .collect::<Vec<_>>()
+                    .join(", input ")
             )));
         }
         let target_rows = targets.rows()?;
@@ -618,7 +636,7 @@ where
         }
         let split_val = if n_val > 0 {
             let rows: Vec<usize> = (n_train..n).collect();
-            Some((select_tensor_rows(x, &rows)?, targets.select_rows(&rows)?))
+            Some((M::select_input_rows(x, &rows)?, targets.select_rows(&rows)?))
         } else {
             None
         };
@@ -661,10 +679,10 @@ where
     fn run(
         &mut self,
         model: &mut M,
-        x: &Tensor<T>,
+        x: &M::Inputs<Tensor<T>>,
         targets: &M::Targets,
         train_rows: &[usize],
-        validation: Option<&(Tensor<T>, M::Targets)>,
+        validation: Option<&Dataset<M, T>>,
         history: &mut History,
         reporter: &mut Reporter,
         callbacks: &mut [Box<dyn Callback<M, T>>],
@@ -703,11 +721,11 @@ where
             // steps, so the GEMMs split over them pay from small sizes.
             with_awake_pool(|| -> Result<()> {
                 for (step, rows) in order.chunks(self.batch_size).enumerate() {
-                    let xb = select_tensor_rows(x, rows)?;
+                    let xb = M::select_input_rows(x, rows)?;
                     let tb = targets.select_rows(rows)?;
                     let tape = Tape::new();
                     let (features, outputs) =
-                        model.forward_with_features(tape.constant(xb.clone()))?;
+                        model.forward_with_features(M::input_vars(&tape, &xb))?;
                     let parts = model.head_losses(&outputs, &tb)?;
                     let part_values: Vec<f64> = parts
                         .iter()
@@ -788,7 +806,7 @@ where
                     }
                     if self.weighting.needs_losses_after_step() {
                         let after_tape = Tape::no_record();
-                        let outputs = model.forward_heads(after_tape.constant(xb))?;
+                        let outputs = model.forward_heads(M::input_vars(&after_tape, &xb))?;
                         let after: Vec<f64> = model
                             .head_losses(&outputs, &tb)?
                             .iter()
@@ -905,16 +923,16 @@ where
     pub fn evaluate(
         &self,
         model: &mut M,
-        x: &Tensor<T>,
+        x: &M::Inputs<Tensor<T>>,
         targets: &M::Targets,
     ) -> Result<Vec<(String, f64)>> {
         model.set_training(false);
-        let n = batch_rows("evaluate", x)?;
+        let n = batch_rows::<M, T>("evaluate", x)?;
         let target_rows = targets.rows()?;
         if target_rows != n {
             return Err(Error::Other(format!(
-                "evaluate: x has {n} rows (shape {:?}) but the targets have {target_rows}",
-                x.shape()
+                "evaluate: the inputs have {n} rows ({}) but the targets have {target_rows}",
+                shapes::<M, T>(x)
             )));
         }
         let mut sums: Vec<(String, f64)> = Vec::new();
@@ -923,7 +941,8 @@ where
         for chunk in rows.chunks(self.batch_size.max(1)) {
             let tape = Tape::no_record();
             let tb = targets.select_rows(chunk)?;
-            let outputs = model.forward_heads(tape.constant(select_tensor_rows(x, chunk)?))?;
+            let outputs =
+                model.forward_heads(M::input_vars(&tape, &M::select_input_rows(x, chunk)?))?;
             let loss = model.weighted_loss(&outputs, &tb, &self.loss_weights)?;
             for (name, v) in loss.logs()? {
                 match sums.iter_mut().find(|(n, _)| *n == name) {
@@ -980,9 +999,13 @@ where
     /// assert_eq!(predicted.bbox.shape(), &[10, 4]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn predict(&self, model: &mut M, x: &Tensor<T>) -> Result<M::Outputs<Tensor<T>>> {
+    pub fn predict(
+        &self,
+        model: &mut M,
+        x: &M::Inputs<Tensor<T>>,
+    ) -> Result<M::Outputs<Tensor<T>>> {
         model.set_training(false);
-        let n = batch_rows("predict", x)?;
+        let n = batch_rows::<M, T>("predict", x)?;
         let rows: Vec<usize> = (0..n).collect();
         let mut per_head: Vec<Vec<Tensor<T>>> = Vec::new();
         let mut template = None;
@@ -995,7 +1018,8 @@ where
         };
         for chunk in batches {
             let tape = Tape::no_record();
-            let outputs = model.forward_heads(tape.constant(select_tensor_rows(x, chunk)?))?;
+            let outputs =
+                model.forward_heads(M::input_vars(&tape, &M::select_input_rows(x, chunk)?))?;
             let mut head = 0;
             template = Some(M::map_outputs(outputs, |_, value| {
                 if per_head.len() <= head {
@@ -1017,12 +1041,17 @@ where
     }
 }
 
-/// The number of rows (samples) of an input: its first axis.
-fn batch_rows<T: Float>(what: &str, x: &Tensor<T>) -> Result<usize> {
-    x.shape().first().copied().ok_or_else(|| {
-        Error::Other(format!(
-            "{what}: x must have a first (batch) axis, got a scalar of shape {:?}",
-            x.shape()
-        ))
-    })
+/// The number of rows (samples) of the inputs, the same in each, with
+/// `what` (the caller) in errors.
+fn batch_rows<M: MultiOutput<T>, T: Float>(what: &str, x: &M::Inputs<Tensor<T>>) -> Result<usize> {
+    M::input_rows(x).map_err(|e| Error::Other(format!("{what}: {e}")))
+}
+
+/// The inputs' names and shapes, for messages.
+fn shapes<M: MultiOutput<T>, T: Float>(x: &M::Inputs<Tensor<T>>) -> String {
+    M::inputs_of(x)
+        .iter()
+        .map(|(name, t)| format!("{name} {:?}", t.shape()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
