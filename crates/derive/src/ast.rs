@@ -387,18 +387,17 @@ fn parse_struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
                     errors.at(&meta.path, "`inputs` lists the inputs' names: write `inputs(image, meta)`");
                     return skip_value(&meta);
                 }
-                meta.parse_nested_meta(|inner| {
-                    match inner.path.get_ident() {
-                        Some(ident) if inner.input.is_empty() || inner.input.peek(syn::Token![,]) => {
-                            names.push(ident.clone())
-                        }
-                        _ => {
-                            errors.at(&inner.path, "an input is named by an identifier: `inputs(image, meta)`");
-                            skip_value(&inner)?;
-                        }
-                    }
-                    Ok(())
-                })?;
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let listed =
+                    syn::punctuated::Punctuated::<Ident, syn::Token![,]>::parse_terminated(&content)
+                        .map_err(|e| {
+                            syn::Error::new(
+                                e.span(),
+                                "an input is named by an identifier: `inputs(image, meta)`",
+                            )
+                        })?;
+                names.extend(listed);
                 given_once(&mut inputs, (names, span), &meta.path, "#[multi_output]", errors);
                 return Ok(());
             }
