@@ -2,7 +2,9 @@
 //! schema `polyhead-fixtures/multi_output_variant/v1` (with its setup file
 //! beside it) is replayed on a `#[derive(MultiOutput)]` model: outputs,
 //! per-head and total losses, every gradient, and the weights and logs
-//! after each optimizer step.
+//! after each optimizer step. One-input files build the trunk from the
+//! setup's layer list; the two-input files run on a model with its own
+//! forward (`TwoInputFixture`: two inputs, heads at two depths).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -189,7 +191,9 @@ pub fn run_variant_file(path: &Path, json: &Value) -> Result<Vec<CaseOutcome>, S
 }
 
 fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, String> {
-    let variant_name = variant["variant"].as_str().unwrap_or("?").to_string();
+    if setup["model"]["inputs"].is_array() {
+        return run_two_inputs::<T>(variant, setup);
+    }
     let rule = Rule {
         f64: T::NAME == "f64",
         f32: f32_rule(variant)?,
@@ -325,20 +329,49 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
         b.set_value(array(&weights0[&k], &k)?)
             .map_err(|e| format!("{k}: {e}"))?;
     }
-    let mut loss_weights = FixtureModelLossWeights::default();
+    let loss_weights = loss_weights_of::<FixtureModelLossWeights>(compile)?;
+    let mut optimizer = optimizer_of::<T>(compile)?;
+    let x: Tensor<T> = array(&setup["x"], "x")?;
+    let targets = FixtureModelTargets::new(
+        array(&setup["y"]["class"], "y.class")?,
+        array(&setup["y"]["bbox"], "y.bbox")?,
+    );
+    replay(
+        &mut Replay {
+            variant,
+            weights0,
+            rule: &rule,
+            keras_name: &keras_name,
+        },
+        &mut model,
+        &x,
+        &targets,
+        &loss_weights,
+        &mut optimizer,
+    )
+}
+
+/// The compile's loss weights, by head name.
+fn loss_weights_of<W: LossWeights + Default>(compile: &Value) -> Result<W, String> {
+    let mut weights = W::default();
     for (head, w) in compile["loss_weights"]
         .as_object()
         .ok_or("no loss_weights")?
     {
-        loss_weights
+        weights
             .set(head, w.as_f64().ok_or("bad loss weight")?)
             .map_err(|e| e.to_string())?;
     }
+    Ok(weights)
+}
+
+/// The compile's optimizer (Keras' SGD or Adam and their settings).
+fn optimizer_of<T: Float>(compile: &Value) -> Result<Optimizer<T>, String> {
     let opt_config = &compile["optimizer"]["config"];
     let lr = opt_config["learning_rate"]
         .as_f64()
         .ok_or("no learning rate")?;
-    let mut optimizer: Optimizer<T> = match compile["optimizer"]["class"].as_str() {
+    Ok(match compile["optimizer"]["class"].as_str() {
         Some("SGD") => Sgd::new(lr)
             .momentum(opt_config["momentum"].as_f64().unwrap_or(0.0))
             .build(),
@@ -350,37 +383,215 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
             .epsilon(opt_config["epsilon"].as_f64().unwrap_or(1e-7))
             .build(),
         other => return Err(format!("unsupported optimizer {other:?}")),
+    })
+}
+
+/// The two-input fixture's model: `image` -> conv -> gap (the image
+/// features), `meta` -> meta_dense, both concatenated -> joint; `class` and
+/// `bbox` on joint, `aux` on the image features. Its forward is its own
+/// (heads at two depths, two inputs); the losses come from the file.
+#[derive(MultiOutput)]
+#[multi_output(inputs(image, meta), forward = Self::graph)]
+struct TwoInputFixture<T: Float> {
+    #[layer]
+    conv: Conv2D<T>,
+    #[layer]
+    gap: GlobalPooling,
+    #[layer]
+    meta_dense: Dense<T>,
+    #[layer]
+    joint: Dense<T>,
+    #[head(loss = self.losses[0], weight = 1.0)]
+    class: Dense<T>,
+    #[head(loss = self.losses[1], weight = 0.5)]
+    bbox: Dense<T>,
+    #[head(loss = self.losses[2], weight = 0.2)]
+    aux: Dense<T>,
+    losses: [BoxedLoss<T>; 3],
+}
+
+impl<T: Float> TwoInputFixture<T> {
+    fn graph<'t>(
+        &self,
+        inputs: TwoInputFixtureInputs<polyhead::autograd::Var<'t, T>>,
+    ) -> polyhead::Result<TwoInputFixtureOutputs<polyhead::autograd::Var<'t, T>>> {
+        let image = self.gap.forward(self.conv.forward(inputs.image)?)?;
+        let meta = self.meta_dense.forward(inputs.meta)?;
+        let joined = polyhead::autograd::Var::concat(&[image, meta], -1)?;
+        let joint = self.joint.forward(joined)?;
+        Ok(TwoInputFixtureOutputs {
+            class: self.class.forward(joint)?,
+            bbox: self.bbox.forward(joint)?,
+            aux: self.aux.forward(image)?,
+        })
+    }
+}
+
+/// The two-input variant files: the setup's graph must be the one
+/// [`TwoInputFixture`] wires (checked layer by layer), then the same
+/// replay as the one-input files.
+fn run_two_inputs<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, String> {
+    let rule = Rule {
+        f64: T::NAME == "f64",
+        f32: f32_rule(variant)?,
     };
-    let x: Tensor<T> = array(&setup["x"], "x")?;
-    let targets = FixtureModelTargets::new(
+    let model_json = &setup["model"];
+    let wiring = [
+        ("conv", "Conv2D", &["image"][..]),
+        ("gap", "GlobalAveragePooling2D", &["conv"][..]),
+        ("meta_dense", "Dense", &["meta"][..]),
+        ("concat", "Concatenate", &["gap", "meta_dense"][..]),
+        ("joint", "Dense", &["concat"][..]),
+        ("class", "Dense", &["joint"][..]),
+        ("bbox", "Dense", &["joint"][..]),
+        ("aux", "Dense", &["gap"][..]),
+    ];
+    let layers = model_json["layers"]
+        .as_array()
+        .ok_or("setup: no model.layers")?;
+    let described: Vec<(&str, &str, Vec<&str>)> = layers
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap_or(""),
+                l["type"].as_str().unwrap_or(""),
+                l["inputs"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str, Vec<&str>)> = wiring
+        .iter()
+        .map(|(n, t, i)| (*n, *t, i.to_vec()))
+        .collect();
+    if described != expected {
+        return Err(format!(
+            "unsupported architecture: the two-input model is wired {expected:?}, the file describes {described:?}"
+        ));
+    }
+    let config =
+        |name: &str| &layers.iter().find(|l| l["name"] == name).expect("checked")["config"];
+    if config("concat")["axis"].as_i64() != Some(-1) || config("conv")["padding"] != "valid" {
+        return Err("unsupported architecture: expected concatenation on the last axis and a `valid` convolution".into());
+    }
+    let weights0 = &setup["initial_weights"];
+    let weight = |layer: &str, w: &str| -> Result<Tensor<T>, String> {
+        array(&weights0[format!("{layer}.{w}")], &format!("{layer}.{w}"))
+    };
+    let act = |name: &str| {
+        config(name)["activation"]
+            .as_str()
+            .unwrap_or("linear")
+            .to_string()
+    };
+    let dense = |name: &str| -> Result<Dense<T>, String> {
+        Dense::from_tensors(
+            weight(name, "kernel")?,
+            Some(weight(name, "bias")?),
+            activation(&act(name))?,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let kernel = weight("conv", "kernel")?;
+    let k = kernel.shape().to_vec();
+    let mut conv = Conv2D::<T>::builder(k[2], k[3], [k[0], k[1]])
+        .activation(activation(&act("conv"))?)
+        .build(&mut polyhead::tensor::Rng::new(0))
+        .map_err(|e| e.to_string())?;
+    for (name, p) in conv.parameters_mut() {
+        p.set_value(weight("conv", &name)?)
+            .map_err(|e| format!("conv.{name}: {e}"))?;
+    }
+    let compile = &variant["compile"];
+    let head_loss =
+        |head: &str| loss::<T>(compile["loss"][head].as_str().unwrap_or(""), &act(head));
+    let mut model = TwoInputFixture::<T> {
+        conv,
+        gap: GlobalPooling::average_2d(),
+        meta_dense: dense("meta_dense")?,
+        joint: dense("joint")?,
+        class: dense("class")?,
+        bbox: dense("bbox")?,
+        aux: dense("aux")?,
+        losses: [head_loss("class")?, head_loss("bbox")?, head_loss("aux")?],
+    };
+    let loss_weights = loss_weights_of::<TwoInputFixtureLossWeights>(compile)?;
+    let mut optimizer = optimizer_of::<T>(compile)?;
+    let x = TwoInputFixtureInputs {
+        image: array(&setup["x"]["image"], "x.image")?,
+        meta: array(&setup["x"]["meta"], "x.meta")?,
+    };
+    let targets = TwoInputFixtureTargets::new(
         array(&setup["y"]["class"], "y.class")?,
         array(&setup["y"]["bbox"], "y.bbox")?,
+        array(&setup["y"]["aux"], "y.aux")?,
     );
+    // The fields are named as Keras' layers: the names are the same.
+    let same = |name: &str| name.to_string();
+    replay(
+        &mut Replay {
+            variant,
+            weights0,
+            rule: &rule,
+            keras_name: &same,
+        },
+        &mut model,
+        &x,
+        &targets,
+        &loss_weights,
+        &mut optimizer,
+    )
+}
 
+/// What a replay compares against and how it names weights.
+struct Replay<'a> {
+    variant: &'a Value,
+    weights0: &'a Value,
+    rule: &'a Rule,
+    /// polyhead's parameter or buffer name -> Keras' (`layer.weight`).
+    keras_name: &'a dyn Fn(&str) -> String,
+}
+
+/// Replays a variant file on `model` (its weights and buffers already the
+/// setup's): inference outputs if recorded, the outputs, head losses,
+/// total and gradients at the initial weights, then each recorded
+/// `train_on_batch`: its logs and the weights after it.
+fn replay<M: MultiOutput<T>, T: Float>(
+    r: &mut Replay<'_>,
+    model: &mut M,
+    x: &M::Inputs<Tensor<T>>,
+    targets: &M::Targets,
+    loss_weights: &M::LossWeights,
+    optimizer: &mut Optimizer<T>,
+) -> Result<Vec<CaseOutcome>, String> {
+    let (variant, weights0, rule, keras_name) = (r.variant, r.weights0, r.rule, r.keras_name);
+    let variant_name = variant["variant"].as_str().unwrap_or("?").to_string();
     let mut outcomes = Vec::new();
     let mut check = |id: &str, result: Result<(), String>| {
         outcomes.push(CaseOutcome::ran(format!("{variant_name}/{id}"), result))
     };
+    // Every head's output against the file's, by head name.
+    let compare_outputs =
+        |what: &str, outputs: &M::Outputs<polyhead::autograd::Var<'_, T>>, want: &Value| {
+            let mut r = Ok(());
+            for (head, v) in M::head_values(outputs) {
+                r = r.and(rule.array(&format!("{what}.{head}"), &v.value(), &want[head]));
+            }
+            r
+        };
 
     // Inference at the initial weights (moving statistics; changes nothing).
     if !variant["outputs_inference"].is_null() {
         model.set_training(false);
         let tape = Tape::no_record();
         let outputs = model
-            .forward_heads(tape.constant(x.clone()))
+            .forward_heads(M::input_vars(&tape, x))
             .map_err(|e| e.to_string())?;
         check(
             "outputs_inference",
-            rule.array(
-                "outputs_inference.class",
-                &outputs.class.value(),
-                &variant["outputs_inference"]["class"],
-            )
-            .and(rule.array(
-                "outputs_inference.bbox",
-                &outputs.bbox.value(),
-                &variant["outputs_inference"]["bbox"],
-            )),
+            compare_outputs("outputs_inference", &outputs, &variant["outputs_inference"]),
         );
         model.set_training(true);
     }
@@ -389,23 +600,15 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
     {
         let tape = Tape::new();
         let outputs = model
-            .forward_heads(tape.constant(x.clone()))
+            .forward_heads(M::input_vars(&tape, x))
             .map_err(|e| e.to_string())?;
         let total = model
-            .weighted_loss(&outputs, &targets, &loss_weights)
+            .weighted_loss(&outputs, targets, loss_weights)
             .map_err(|e| e.to_string())?;
-        check("outputs", {
-            rule.array(
-                "outputs.class",
-                &outputs.class.value(),
-                &variant["outputs"]["class"],
-            )
-            .and(rule.array(
-                "outputs.bbox",
-                &outputs.bbox.value(),
-                &variant["outputs"]["bbox"],
-            ))
-        });
+        check(
+            "outputs",
+            compare_outputs("outputs", &outputs, &variant["outputs"]),
+        );
         check("head_losses", {
             let mut r = Ok(());
             for (name, v) in &total.parts {
@@ -460,10 +663,10 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
         let k = step["step"].as_u64().unwrap_or(0);
         let tape = Tape::new();
         let outputs = model
-            .forward_heads(tape.constant(x.clone()))
+            .forward_heads(M::input_vars(&tape, x))
             .map_err(|e| e.to_string())?;
         let total = model
-            .weighted_loss(&outputs, &targets, &loss_weights)
+            .weighted_loss(&outputs, targets, loss_weights)
             .map_err(|e| e.to_string())?;
         let logs = total.logs().map_err(|e| e.to_string())?;
         let mut r = Ok(());
@@ -474,9 +677,7 @@ fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, Str
         }
         check(&format!("step{k}_logs"), r);
         let grads = tape.backward(total.total).map_err(|e| e.to_string())?;
-        optimizer
-            .step(&mut model, &grads)
-            .map_err(|e| e.to_string())?;
+        optimizer.step(model, &grads).map_err(|e| e.to_string())?;
         let mut r = Ok(());
         for (name, p) in model.parameters() {
             let kn = keras_name(&name);
