@@ -129,16 +129,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let x = Tensor::<f32>::rand_normal(&[128, 6], 0.0, 1.0, 6)?;
     let boxes = x.slice_axis(1, 0, 4)?.mul_scalar(0.3);
-    let history = Trainer::<Locator, f32>::new(Adam::new(0.01).build())
+    let mut trainer = Trainer::<Locator, f32>::new(Adam::new(0.01).build())
         .epochs(60)
         .batch_size(32)
-        .progress(polyhead::Progress::Silent)
-        .fit(&mut model, &x, &LocatorTargets::new(boxes.to_contiguous()))?;
+        .progress(polyhead::Progress::Silent);
+    let targets = LocatorTargets::new(boxes.to_contiguous());
+    let history = trainer.fit(&mut model, &x, &targets)?;
     let loss = history.get("bbox_loss").unwrap();
     println!(
         "training with the custom loss: bbox_loss {:.4} -> {:.4}",
         loss[0],
         loss[loss.len() - 1]
     );
+    // evaluate's loss is the custom loss of predict's boxes.
+    let scores = trainer.evaluate(&mut model, &x, &targets)?;
+    let predicted = trainer.predict(&mut model, &x)?;
+    let tape = Tape::no_record();
+    let outputs = predicted.map(|_, boxes| tape.constant(boxes));
+    let again = model.weighted_loss(&outputs, &targets, &Default::default())?;
+    let (evaluated, recomputed) = (scores[0].1, f64::from(again.total.value().item()?));
+    assert!((evaluated - recomputed).abs() <= 1e-6 * recomputed.max(1.0));
+    println!("evaluate: bbox_loss {evaluated:.4}, the same from predict's boxes");
     Ok(())
 }

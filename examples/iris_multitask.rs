@@ -81,6 +81,20 @@ fn main() -> polyhead::Result<()> {
         history.epochs()
     );
     println!("held-out species accuracy: {:.3}", get("species_accuracy"));
+    // The predictions behind that accuracy, whole, in inference mode.
+    let predicted = trainer.predict(&mut model, &x_test)?;
+    let guesses: Vec<usize> = predicted
+        .species
+        .argmax_axis(1, false)?
+        .iter()
+        .copied()
+        .collect();
+    let right = order[n_train..]
+        .iter()
+        .zip(&guesses)
+        .filter(|&(&row, &guess)| species[row] == guess)
+        .count();
+    assert_eq!(right as f64 / guesses.len() as f64, get("species_accuracy"));
     println!(
         "held-out petal width error: {:.3} cm (mean absolute)",
         get("petal_width_mae")
