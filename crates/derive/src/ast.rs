@@ -20,8 +20,9 @@ pub struct Model<'a> {
     pub heads: Vec<Head<'a>>,
     pub terms: Vec<Term>,
     /// `#[layer]` fields: layers a forward of the user's own uses, whose
-    /// parameters, buffers and training mode belong to the model.
-    pub layers: Vec<Part<'a>>,
+    /// parameters, buffers and training mode belong to the model; `true`
+    /// for `#[layer(shared)]` (parameters every head depends on).
+    pub layers: Vec<(Part<'a>, bool)>,
     /// `#[multi_output(inputs(a, b))]`: the model's named inputs (none: one
     /// bare input).
     pub inputs: Vec<Ident>,
@@ -133,11 +134,23 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             .collect();
         let mut is_trunk = false;
         let mut is_layer = false;
+        let mut shared = false;
         let mut head: Option<Option<HeadLoss>> = None;
         for attr in &field.attrs {
             if attr.path().is_ident("layer") {
                 if !matches!(attr.meta, syn::Meta::Path(_)) {
-                    errors.at(attr, "`#[layer]` takes no arguments");
+                    let result = attr.parse_nested_meta(|meta| {
+                        if meta.path.is_ident("shared") {
+                            shared = true;
+                        } else {
+                            errors.at(&meta.path, format!("unknown key `{}` in #[layer]; expected `shared` (parameters every head depends on)", key_name(&meta.path)));
+                            skip_value(&meta)?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = result {
+                        errors.push(e);
+                    }
                 }
                 is_layer = true;
             } else if attr.path().is_ident("trunk") {
@@ -160,7 +173,7 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Model<'_>> {
             } else if forward.is_none() {
                 errors.at(ident, format!("`#[layer]` marks a layer of a forward of your own: add `#[multi_output(forward = path)]` to the struct, or make `{ident}` the `#[trunk]`"));
             }
-            layers.push(part);
+            layers.push((part, shared));
             continue;
         }
         if is_trunk && forward.is_some() {

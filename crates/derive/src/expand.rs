@@ -29,7 +29,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     for part in model
         .trunk
         .iter()
-        .chain(&model.layers)
+        .chain(model.layers.iter().map(|(p, _)| p))
         .chain(model.heads.iter().map(|h| &h.part))
     {
         let ty = part.ty;
@@ -56,6 +56,18 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let shared_names: Vec<String> = model
+        .trunk
+        .iter()
+        .chain(
+            model
+                .layers
+                .iter()
+                .filter(|(_, shared)| *shared)
+                .map(|(p, _)| p),
+        )
+        .map(|p| p.ident.to_string())
+        .collect();
     let features_out = match &model.trunk {
         Some(_) => quote!(::core::option::Option::Some(__features)),
         None => quote!(::core::option::Option::None),
@@ -161,7 +173,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
         quote_spanned!(with.span()=> ::polyhead::__private::term::<#elem>(#label, #with(__outputs, __targets))?)
     });
     let visit = |mutable: bool| {
-        let parts = model.trunk.iter().chain(&model.layers).chain(model.heads.iter().map(|h| &h.part)).map(|p| {
+        let parts = model.trunk.iter().chain(model.layers.iter().map(|(p, _)| p)).chain(model.heads.iter().map(|h| &h.part)).map(|p| {
             let ident = p.ident;
             let prefix = format!("{ident}.");
             if mutable {
@@ -177,7 +189,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let visit_buffers = model
         .trunk
         .iter()
-        .chain(&model.layers)
+        .chain(model.layers.iter().map(|(p, _)| p))
         .chain(model.heads.iter().map(|h| &h.part))
         .map(|p| {
             let ident = p.ident;
@@ -187,7 +199,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
     let set_training = model
         .trunk
         .iter()
-        .chain(&model.layers)
+        .chain(model.layers.iter().map(|(p, _)| p))
         .chain(model.heads.iter().map(|h| &h.part))
         .map(|p| {
             let ident = p.ident;
@@ -210,6 +222,7 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             const LOSSES: &'static [&'static str] = &[#(#loss_names),*];
 
             const TRUNK: ::core::option::Option<&'static str> = #trunk_name;
+            const SHARED: &'static [&'static str] = &[#(#shared_names),*];
 
             #input_methods
 

@@ -140,6 +140,12 @@ pub trait MultiOutput<T: Float>: Module<T> {
     /// (`<trunk>.*`) are the ones all heads share.
     const TRUNK: Option<&'static str>;
 
+    /// The fields whose parameters every head depends on: the trunk, or
+    /// with a forward of one's own the `#[layer(shared)]` fields.
+    /// Weighting strategies that balance gradients on shared parameters
+    /// (GradNorm, PCGrad, FAMO's representation) use theirs.
+    const SHARED: &'static [&'static str];
+
     /// The inputs' names, in declaration order (`["x"]` for one input).
     const INPUTS: &'static [&'static str];
 

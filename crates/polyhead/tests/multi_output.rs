@@ -481,6 +481,7 @@ mod loss_weight_count {
         const HEADS: &'static [&'static str] = Two::HEADS;
         const LOSSES: &'static [&'static str] = Two::LOSSES;
         const TRUNK: Option<&'static str> = None;
+        const SHARED: &'static [&'static str] = &[];
         const INPUTS: &'static [&'static str] = Two::INPUTS;
         fn inputs_of(x: &Tensor<f32>) -> Vec<(&'static str, &Tensor<f32>)> {
             Two::inputs_of(x)

@@ -252,3 +252,64 @@ fn a_head_can_read_an_intermediate_layer_through_a_forward_of_ones_own() {
     assert!(!grad_of("second.kernel") && !grad_of("late.kernel"));
     let _ = t;
 }
+
+/// A forward of one's own with the layers every head depends on marked
+/// `#[layer(shared)]`: the strategies that balance gradients on shared
+/// parameters work on it.
+#[derive(MultiOutput)]
+#[multi_output(forward = Self::graph)]
+struct SharedBody {
+    #[layer(shared)]
+    body: Dense,
+    #[layer]
+    side: Dense,
+    #[head(loss = Mse::new())]
+    a: Dense,
+    #[head(loss = Mse::new())]
+    b: Dense,
+}
+
+impl SharedBody {
+    fn graph<'t>(&self, x: Var<'t, f32>) -> polyhead::Result<SharedBodyOutputs<Var<'t, f32>>> {
+        let h = self.body.forward(x)?;
+        Ok(SharedBodyOutputs {
+            a: self.a.forward(h)?,
+            b: self.b.forward(self.side.forward(h)?)?,
+        })
+    }
+}
+
+#[test]
+fn shared_layers_of_ones_own_forward_serve_the_gradient_strategies() {
+    assert_eq!(SharedBody::SHARED, ["body"]);
+    assert_eq!(TwoIn::SHARED, [] as [&str; 0]);
+    let mut rng = Rng::new(2);
+    let mut model = SharedBody {
+        body: Dense::builder(3, 6)
+            .activation(Activation::Tanh)
+            .build(&mut rng)
+            .unwrap(),
+        side: Dense::builder(6, 6)
+            .activation(Activation::Tanh)
+            .build(&mut rng)
+            .unwrap(),
+        a: Dense::new(6, 1, &mut rng).unwrap(),
+        b: Dense::new(6, 1, &mut rng).unwrap(),
+    };
+    let x = Tensor::<f32>::rand_normal(&[32, 3], 0.0, 1.0, 4).unwrap();
+    let y = x.sum_axis(1, true).unwrap();
+    let targets = SharedBodyTargets::new(y.clone(), y.mul_scalar(-1.0));
+    for weighting in [
+        polyhead::weighting::Weighting::gradnorm(1.5),
+        polyhead::weighting::Weighting::pcgrad(),
+    ] {
+        let history = Trainer::<SharedBody, f32>::new(Sgd::new(0.05).build())
+            .epochs(3)
+            .batch_size(8)
+            .weighting(weighting)
+            .progress(Progress::Silent)
+            .fit(&mut model, &x, &targets)
+            .unwrap();
+        assert!(history.get("loss").unwrap().iter().all(|v| v.is_finite()));
+    }
+}

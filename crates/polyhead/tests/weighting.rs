@@ -242,6 +242,6 @@ fn gradient_strategies_need_a_trunk() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "PCGrad needs a model with a #[trunk] (shared parameters)"
+        "PCGrad needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own"
     );
 }

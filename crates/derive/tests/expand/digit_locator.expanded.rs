@@ -210,6 +210,7 @@ where
     const TRUNK: ::core::option::Option<&'static str> = ::core::option::Option::Some(
         "body",
     );
+    const SHARED: &'static [&'static str] = &["body"];
     const INPUTS: &'static [&'static str] = &["x"];
     fn inputs_of<'__a>(
         __x: &'__a ::polyhead::tensor::Tensor<f32>,

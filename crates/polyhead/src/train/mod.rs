@@ -756,14 +756,11 @@ where
                         .into_iter()
                         .map(|(n, p)| (n, p.id()))
                         .collect();
-                    let shared: Vec<(String, polyhead_autograd::ParamId)> = match M::TRUNK {
-                        Some(trunk) => named
-                            .iter()
-                            .filter(|(n, _)| n.starts_with(&format!("{trunk}.")))
-                            .cloned()
-                            .collect(),
-                        None => Vec::new(),
-                    };
+                    let shared: Vec<(String, polyhead_autograd::ParamId)> = named
+                        .iter()
+                        .filter(|(n, _)| M::SHARED.iter().any(|s| n.starts_with(&format!("{s}."))))
+                        .cloned()
+                        .collect();
                     let ids: Vec<polyhead_autograd::ParamId> =
                         named.iter().map(|(_, id)| *id).collect();
                     let user = self.loss_weights.values();

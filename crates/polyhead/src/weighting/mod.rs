@@ -447,7 +447,7 @@ impl<T: Float> Weighting<T> {
             } => {
                 if shared.is_empty() {
                     return Err(Error::Other(
-                        "GradNorm needs a model with a #[trunk] (shared parameters)".into(),
+                        "GradNorm needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own".into(),
                     ));
                 }
                 let total = weighted_sum(&weights)?;
@@ -500,7 +500,7 @@ impl<T: Float> Weighting<T> {
             Weighting::PcGrad { rep_grad, rng } => {
                 if shared.is_empty() {
                     return Err(Error::Other(
-                        "PCGrad needs a model with a #[trunk] (shared parameters)".into(),
+                        "PCGrad needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own".into(),
                     ));
                 }
                 let total = weighted_sum(&weights)?;

@@ -44,4 +44,14 @@ struct TrunkWithForward {
     out: Dense,
 }
 
+// `#[layer(...)]` knows one key.
+#[derive(MultiOutput)]
+#[multi_output(forward = Self::run)]
+struct LayerKey {
+    #[layer(sharde)]
+    body: Dense,
+    #[head(loss = Mse::new())]
+    out: Dense,
+}
+
 fn main() {}
