@@ -5,10 +5,12 @@
 //! `upstream`. A layer or option polyhead does not have yet is a failure
 //! that says so, never a pass.
 
+use polyhead::autograd::Var;
 use polyhead::autograd::{Parameter, Tape};
 use polyhead::layers::{
-    Activation, BatchNormalization, Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D,
-    GlobalPooling, LayerNorm, MaxPooling1D, Module, MovingStatistics, Padding, Pooling2D,
+    Activation, BatchNormalization, Bidirectional, Conv1D, Conv2D, Conv2DTranspose,
+    DepthwiseConv2D, GlobalPooling, Gru, LayerNorm, Lstm, MaxPooling1D, Merge, Module,
+    MovingStatistics, Padding, Pooling2D,
 };
 use polyhead::tensor::{Float, Rng, Tensor};
 use serde_json::Value;
@@ -42,14 +44,9 @@ pub fn run_layer_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
         .collect())
 }
 
-/// The layers of the sequence issue (#19), in Keras' and PyTorch's names.
-const SEQUENCE_LAYERS: [&str; 5] = [
-    "LSTM",
-    "GRU",
-    "Bidirectional",
-    "MultiHeadAttention",
-    "MultiheadAttention",
-];
+/// The layers of the sequence issue (#19) polyhead does not have yet, in
+/// Keras' and PyTorch's names.
+const SEQUENCE_LAYERS: [&str; 2] = ["MultiHeadAttention", "MultiheadAttention"];
 
 /// A case that needs #19 (a sequence layer, or a mask): not supported,
 /// and not run. Only these may be reported so; any other layer polyhead
@@ -58,9 +55,8 @@ fn sequence_case(id: &str, layer: Option<&str>, mask: &Value) -> Option<CaseOutc
     let layer = layer.unwrap_or("?");
     let reason = if SEQUENCE_LAYERS.contains(&layer) {
         format!("{layer} is a sequence layer (issue #19)")
-    } else if !mask.is_null() {
-        format!("{layer} with a mask needs masking (issue #19)")
     } else {
+        let _ = mask;
         return None;
     };
     Some(CaseOutcome {
@@ -144,10 +140,97 @@ fn known_keys(config: &Value, keys: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A boolean `[B, T]` mask of a case (true = a real step) as 1/0.
+fn mask<T: Float>(v: &Value) -> Result<Option<Tensor<T>>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .ok_or("mask: no shape")?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize).ok_or("mask: bad shape"))
+        .collect::<Result<_, _>>()?;
+    let data: Vec<T> = v["data"]
+        .as_array()
+        .ok_or("mask: no data")?
+        .iter()
+        .map(|b| {
+            b.as_bool()
+                .map(|b| if b { T::ONE } else { T::ZERO })
+                .ok_or("mask: not a boolean")
+        })
+        .collect::<Result<_, _>>()?;
+    Tensor::from_vec(data, &shape)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// A layer's forward that takes a mask (`Lstm::forward_masked`, ...).
+type MaskedForward<T, L> =
+    for<'t> fn(&L, Var<'t, T>, Option<&Tensor<T>>) -> polyhead::layers::Result<Var<'t, T>>;
+
+/// A layer whose forward takes the case's mask.
+struct WithMask<T: Float, L> {
+    layer: L,
+    mask: Option<Tensor<T>>,
+    run: MaskedForward<T, L>,
+}
+
+impl<T: Float, L: Module<T>> Module<T> for WithMask<T, L> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> polyhead::layers::Result<Var<'t, T>> {
+        (self.run)(&self.layer, x, self.mask.as_ref())
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        self.layer.visit_parameters(prefix, f)
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        self.layer.visit_parameters_mut(prefix, f)
+    }
+}
+
+/// Keras' LSTM or GRU from its config (`units`, `return_sequences`, and
+/// the GRU's `reset_after`), for `input` features.
+enum Rnn<T: Float> {
+    Lstm(Lstm<T>),
+    Gru(Gru<T>),
+}
+
+fn rnn<T: Float>(class: &str, config: &Value, input: usize) -> Result<Rnn<T>, String> {
+    let units = config["units"].as_u64().ok_or("no units")? as usize;
+    let sequences = config["return_sequences"].as_bool().unwrap_or(false);
+    let mut rng = Rng::new(0);
+    match class {
+        "LSTM" => {
+            known_keys(config, &["units", "return_sequences"])?;
+            Ok(Rnn::Lstm(
+                Lstm::<T>::new(input, units, &mut rng)
+                    .map_err(|e| e.to_string())?
+                    .return_sequences(sequences),
+            ))
+        }
+        "GRU" => {
+            known_keys(config, &["units", "return_sequences", "reset_after"])?;
+            Ok(Rnn::Gru(
+                Gru::<T>::new(input, units, &mut rng)
+                    .map_err(|e| e.to_string())?
+                    .reset_after(config["reset_after"].as_bool().unwrap_or(true))
+                    .return_sequences(sequences),
+            ))
+        }
+        other => Err(format!("polyhead has no recurrent layer {other:?}")),
+    }
+}
+
 fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
     let layer = case["layer"].as_str().unwrap_or("?");
     let config = &case["config"];
     let x: Tensor<T> = array(&case["x"], "x")?;
+    let mask = mask::<T>(&case["mask"])?;
     let conv_keys = [
         "filters",
         "kernel_size",
@@ -279,6 +362,55 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
                     .padding(padding(config)?),
             )
         }
+        "GlobalAveragePooling1D" if mask.is_some() => {
+            known_keys(config, &["keepdims"])?;
+            Box::new(WithMask {
+                layer: GlobalPooling::average_1d()
+                    .keepdims(config["keepdims"].as_bool().unwrap_or(false)),
+                mask: mask.clone(),
+                run: |l, x, m| l.forward_masked(x, m.expect("a mask")),
+            })
+        }
+        "LSTM" | "GRU" => {
+            let input = *x.shape().last().ok_or("x has no axes")?;
+            match rnn::<T>(layer, config, input)? {
+                Rnn::Lstm(l) => Box::new(WithMask {
+                    layer: l,
+                    mask: mask.clone(),
+                    run: Lstm::forward_masked,
+                }),
+                Rnn::Gru(g) => Box::new(WithMask {
+                    layer: g,
+                    mask: mask.clone(),
+                    run: Gru::forward_masked,
+                }),
+            }
+        }
+        "Bidirectional" => {
+            known_keys(config, &["layer", "merge_mode"])?;
+            let input = *x.shape().last().ok_or("x has no axes")?;
+            let inner = &config["layer"];
+            let class = inner["class_name"].as_str().ok_or("no wrapped layer")?;
+            let bi = match (
+                rnn::<T>(class, &inner["config"], input)?,
+                rnn::<T>(class, &inner["config"], input)?,
+            ) {
+                (Rnn::Lstm(f), Rnn::Lstm(b)) => Bidirectional::lstm(f, b),
+                (Rnn::Gru(f), Rnn::Gru(b)) => Bidirectional::gru(f, b),
+                _ => unreachable!("one class"),
+            }
+            .map_err(|e| e.to_string())?
+            .merge(match config["merge_mode"].as_str().unwrap_or("concat") {
+                "concat" => Merge::Concat,
+                "sum" => Merge::Sum,
+                other => return Err(format!("polyhead has no merge_mode {other:?}")),
+            });
+            Box::new(WithMask {
+                layer: bi,
+                mask: mask.clone(),
+                run: Bidirectional::forward_masked,
+            })
+        }
         "GlobalAveragePooling1D" | "GlobalAveragePooling2D" | "GlobalMaxPooling2D" => {
             known_keys(config, &["keepdims"])?;
             let base = match layer {
@@ -308,7 +440,9 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
     // Load the case's weights by name, every one of them.
     let weights = case["weights"].as_object().ok_or("no weights")?;
     let mut names: Vec<String> = Vec::new();
+    // Keras paths use `/` (`forward_lstm/kernel`) where polyhead uses `.`.
     for (name, p) in module.parameters_mut() {
+        let name = name.replace('.', "/");
         let value: Tensor<T> = array(
             weights
                 .get(&name)
@@ -348,6 +482,7 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
     )?;
     let params: Vec<(String, &Parameter<T>)> = module.parameters();
     for (name, p) in params {
+        let name = name.replace('.', "/");
         let g = grads
             .by_id(p.id())
             .ok_or(format!("no gradient for {name}"))?;
@@ -414,6 +549,9 @@ fn torch_padding(v: &Value) -> Result<Padding, String> {
 
 fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
     let module = case["module"].as_str().unwrap_or("?");
+    if matches!(module, "LSTM" | "GRU") {
+        return run_torch_recurrent(case, rule);
+    }
     if !matches!(
         module,
         "Conv1d"
@@ -667,5 +805,201 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
     }
     // `num_batches_tracked_after` counts calls; polyhead keeps no such
     // counter (a momentum of None, which would use it, is not offered).
+    Ok(())
+}
+
+/// PyTorch's `nn.LSTM` / `nn.GRU` (batch first, one layer, optionally
+/// bidirectional) on polyhead's layers: Keras' kernel is `weight_ih^T`, the
+/// LSTM's one bias is `bias_ih + bias_hh` (each gets the bias's gradient),
+/// the GRU's blocks are PyTorch's r, z, n reordered z, r, h with the two
+/// biases as the `[2, 3H]` bias of `reset_after`.
+fn run_torch_recurrent(case: &Value, rule: &Rule) -> Result<(), String> {
+    let module = case["module"].as_str().unwrap_or("?");
+    let args = &case["module_args"];
+    let unknown: Vec<&String> = args
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| {
+                    !["input_size", "hidden_size", "batch_first", "bidirectional"]
+                        .contains(&k.as_str())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !unknown.is_empty() {
+        return Err(format!("polyhead lacks module argument(s) {unknown:?}"));
+    }
+    if args["batch_first"].as_bool() != Some(true) {
+        return Err("only batch_first=True is replayed".into());
+    }
+    let input = args["input_size"].as_u64().ok_or("no input_size")? as usize;
+    let hidden = args["hidden_size"].as_u64().ok_or("no hidden_size")? as usize;
+    let bidirectional = args["bidirectional"].as_bool().unwrap_or(false);
+    let lstm = module == "LSTM";
+    let g = if lstm { 4 } else { 3 };
+    // polyhead's gate block b is PyTorch's block order[b].
+    let order: Vec<usize> = if lstm {
+        vec![0, 1, 2, 3]
+    } else {
+        vec![1, 0, 2]
+    };
+    let w = |name: &str| -> Result<Tensor<f64>, String> { array(&case["weights"][name], name) };
+    // Rows of a PyTorch [G H, ...] weight in polyhead's block order.
+    let reorder_rows = |t: &Tensor<f64>| -> Result<Tensor<f64>, String> {
+        let blocks: Vec<Tensor<f64>> = order
+            .iter()
+            .map(|&b| {
+                t.slice_axis(0, b * hidden, (b + 1) * hidden)
+                    .map(|s| s.to_contiguous())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        Tensor::concat(&blocks, 0).map_err(|e| e.to_string())
+    };
+    let transposed = |t: &Tensor<f64>| -> Result<Tensor<f64>, String> {
+        Ok(reorder_rows(t)?
+            .transpose(0, 1)
+            .map_err(|e| e.to_string())?
+            .to_contiguous())
+    };
+    // The three polyhead parameters of one direction from PyTorch's four.
+    let direction = |suffix: &str| -> Result<[Tensor<f64>; 3], String> {
+        let kernel = transposed(&w(&format!("weight_ih_l0{suffix}"))?)?;
+        let recurrent = transposed(&w(&format!("weight_hh_l0{suffix}"))?)?;
+        let (bi, bh) = (
+            reorder_rows(&w(&format!("bias_ih_l0{suffix}"))?)?,
+            reorder_rows(&w(&format!("bias_hh_l0{suffix}"))?)?,
+        );
+        let bias = if lstm {
+            bi.add(&bh).map_err(|e| e.to_string())?
+        } else {
+            Tensor::stack(&[bi, bh], 0).map_err(|e| e.to_string())?
+        };
+        Ok([kernel, recurrent, bias])
+    };
+    let mut rng = Rng::new(0);
+    let make = |rng: &mut Rng| -> Result<Rnn<f64>, String> {
+        Ok(if lstm {
+            Rnn::Lstm(
+                Lstm::new(input, hidden, rng)
+                    .map_err(|e| e.to_string())?
+                    .return_sequences(true),
+            )
+        } else {
+            Rnn::Gru(
+                Gru::new(input, hidden, rng)
+                    .map_err(|e| e.to_string())?
+                    .return_sequences(true),
+            )
+        })
+    };
+    let mut layer: Box<dyn Module<f64>> = match (make(&mut rng)?, bidirectional) {
+        (Rnn::Lstm(l), false) => Box::new(l),
+        (Rnn::Gru(l), false) => Box::new(l),
+        (Rnn::Lstm(f), true) => match make(&mut rng)? {
+            Rnn::Lstm(b) => Box::new(Bidirectional::lstm(f, b).map_err(|e| e.to_string())?),
+            Rnn::Gru(_) => unreachable!("one kind"),
+        },
+        (Rnn::Gru(f), true) => match make(&mut rng)? {
+            Rnn::Gru(b) => Box::new(Bidirectional::gru(f, b).map_err(|e| e.to_string())?),
+            Rnn::Lstm(_) => unreachable!("one kind"),
+        },
+    };
+    let mut values: Vec<Tensor<f64>> = direction("")?.into_iter().collect();
+    if bidirectional {
+        values.extend(direction("_reverse")?);
+    }
+    let params = layer.parameters_mut();
+    if params.len() != values.len() {
+        return Err(format!(
+            "{} parameters for {} PyTorch weights",
+            params.len(),
+            values.len()
+        ));
+    }
+    for ((name, p), v) in params.into_iter().zip(values) {
+        p.set_value(v).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let tape = Tape::new();
+    let xv = tape.leaf(array(&case["x"], "x")?);
+    let y = layer.forward(xv).map_err(|e| e.to_string())?;
+    rule.array("y", &y.value(), &case["y"])?;
+    let upstream: Tensor<f64> = array(&case["upstream"], "upstream")?;
+    let objective = y
+        .mul(tape.constant(upstream))
+        .map_err(|e| e.to_string())?
+        .sum_all();
+    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
+    rule.array(
+        "grad_x",
+        &grads.wrt(xv).map_err(|e| e.to_string())?,
+        &case["grad_x"],
+    )?;
+    // polyhead's gradients back in PyTorch's layout: blocks in PyTorch's
+    // order (the GRU's swap is its own inverse), kernels transposed.
+    let ours: Vec<Tensor<f64>> = layer
+        .parameters()
+        .iter()
+        .map(|(name, p)| {
+            grads
+                .by_id(p.id())
+                .cloned()
+                .ok_or(format!("no gradient for {name}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let suffixes: &[&str] = if bidirectional {
+        &["", "_reverse"]
+    } else {
+        &[""]
+    };
+    for (d, suffix) in suffixes.iter().enumerate() {
+        let [dk, dr, db] = [&ours[3 * d], &ours[3 * d + 1], &ours[3 * d + 2]];
+        let back = |t: &Tensor<f64>| -> Result<Tensor<f64>, String> {
+            reorder_rows(
+                &t.transpose(0, 1)
+                    .map_err(|e| e.to_string())?
+                    .to_contiguous(),
+            )
+        };
+        rule.array(
+            &format!("weight_ih_l0{suffix}"),
+            &back(dk)?,
+            &case["grad_weights"][format!("weight_ih_l0{suffix}")],
+        )?;
+        rule.array(
+            &format!("weight_hh_l0{suffix}"),
+            &back(dr)?,
+            &case["grad_weights"][format!("weight_hh_l0{suffix}")],
+        )?;
+        let (gi, gh) = if lstm {
+            (reorder_rows(db)?, reorder_rows(db)?)
+        } else {
+            (
+                reorder_rows(
+                    &db.slice_axis(0, 0, 1)
+                        .map_err(|e| e.to_string())?
+                        .reshape(&[g * hidden])
+                        .map_err(|e| e.to_string())?,
+                )?,
+                reorder_rows(
+                    &db.slice_axis(0, 1, 2)
+                        .map_err(|e| e.to_string())?
+                        .reshape(&[g * hidden])
+                        .map_err(|e| e.to_string())?,
+                )?,
+            )
+        };
+        rule.array(
+            &format!("bias_ih_l0{suffix}"),
+            &gi,
+            &case["grad_weights"][format!("bias_ih_l0{suffix}")],
+        )?;
+        rule.array(
+            &format!("bias_hh_l0{suffix}"),
+            &gh,
+            &case["grad_weights"][format!("bias_hh_l0{suffix}")],
+        )?;
+    }
     Ok(())
 }

@@ -50,6 +50,7 @@ mod layer_norm;
 mod module;
 mod optim;
 mod pooling;
+mod recurrent;
 mod sequential;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
@@ -70,4 +71,5 @@ pub use layer_norm::LayerNorm;
 pub use module::Module;
 pub use optim::{Adam, Optimizer, OptimizerConvention, RmsProp, Schedule, Sgd};
 pub use pooling::{GlobalPooling, MaxPooling1D, Pooling2D};
+pub use recurrent::{Bidirectional, Gru, Lstm, Merge};
 pub use sequential::Sequential;

@@ -708,6 +708,75 @@ impl GlobalPooling {
         self.keepdims = keepdims;
         self
     }
+
+    /// `GlobalAveragePooling1D` over the real steps only: `mask` is `[B,
+    /// T]` (nonzero = a real step), each row's average divides by its
+    /// number of real steps. A row without any is an error (Keras would
+    /// give NaN).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::GlobalPooling;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::new();
+    /// let x = tape.constant(Tensor::<f32>::from_vec(vec![1.0, 3.0, 100.0], &[1, 3, 1])?);
+    /// let mask = Tensor::from_vec(vec![1.0, 1.0, 0.0], &[1, 3])?;
+    /// let y = GlobalPooling::average_1d().forward_masked(x, &mask)?;
+    /// assert_eq!(y.value().to_vec(), vec![2.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forward_masked<'t, T: Float>(
+        &self,
+        x: Var<'t, T>,
+        mask: &Tensor<T>,
+    ) -> Result<Var<'t, T>> {
+        let layer = "global_average_pooling1d";
+        if (self.kind, self.spatial_axes) != (Kind::Average, 1) {
+            return Err(LayerError::Invalid {
+                what: "global_pooling",
+                message: "a mask applies to GlobalAveragePooling1D only".into(),
+            });
+        }
+        let s = x.shape();
+        if s.len() != 3 {
+            return Err(rank_error(layer, "[batch, steps, channels]", &s));
+        }
+        if mask.shape() != [s[0], s[1]] {
+            return Err(LayerError::Shape {
+                layer,
+                message: format!(
+                    "the mask must be [batch, steps] = [{}, {}], got shape {:?}",
+                    s[0],
+                    s[1],
+                    mask.shape()
+                ),
+            });
+        }
+        let m: Vec<T> = mask
+            .to_vec()
+            .iter()
+            .map(|&v| if v != T::ZERO { T::ONE } else { T::ZERO })
+            .collect();
+        let counts: Vec<T> = m
+            .chunks_exact(s[1].max(1))
+            .map(|row| row.iter().fold(T::ZERO, |a, &b| a + b))
+            .collect();
+        if let Some(b) = counts.iter().position(|&c| c == T::ZERO) {
+            return Err(LayerError::Shape {
+                layer,
+                message: format!("row {b} of the mask has no real step to average"),
+            });
+        }
+        let tape = x.tape();
+        let weights = Tensor::from_vec(m, &[s[0], s[1], 1])?;
+        let sums = x.mul(tape.constant(weights))?.sum_axis(1, self.keepdims)?;
+        let shape: Vec<usize> = if self.keepdims {
+            vec![s[0], 1, 1]
+        } else {
+            vec![s[0], 1]
+        };
+        Ok(sums.div(tape.constant(Tensor::from_vec(counts, &shape)?))?)
+    }
 }
 
 impl<T: Float> Module<T> for GlobalPooling {

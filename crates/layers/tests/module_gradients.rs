@@ -517,3 +517,206 @@ fn batch_normalization_refuses_non_finite_statistics_and_wrong_channels() {
         "batch_normalization: input must be [batch, ..., 2] (channels last), got shape [2, 3]"
     );
 }
+
+/// The recurrent layers' masked forward, one name for the three.
+trait MaskedForward {
+    fn masked<'t>(
+        &self,
+        x: polyhead_autograd::Var<'t, f64>,
+        mask: Option<&Tensor<f64>>,
+    ) -> Result<polyhead_autograd::Var<'t, f64>>;
+}
+
+macro_rules! masked_forward {
+    ($($t:ty),*) => {$(
+        impl MaskedForward for $t {
+            fn masked<'t>(&self, x: polyhead_autograd::Var<'t, f64>, mask: Option<&Tensor<f64>>) -> Result<polyhead_autograd::Var<'t, f64>> {
+                self.forward_masked(x, mask)
+            }
+        }
+    )*};
+}
+masked_forward!(Lstm<f64>, Gru<f64>, Bidirectional<f64>);
+
+/// A recurrent layer with a fixed mask, as a `Module` for the checks.
+struct Masked<M> {
+    layer: M,
+    mask: Option<Tensor<f64>>,
+}
+
+impl<M: Module<f64> + MaskedForward> Module<f64> for Masked<M> {
+    fn forward<'t>(
+        &self,
+        x: polyhead_autograd::Var<'t, f64>,
+    ) -> Result<polyhead_autograd::Var<'t, f64>> {
+        self.layer.masked(x, self.mask.as_ref())
+    }
+    fn visit_parameters<'a>(
+        &'a self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a polyhead_autograd::Parameter<f64>),
+    ) {
+        self.layer.visit_parameters(prefix, f)
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut polyhead_autograd::Parameter<f64>),
+    ) {
+        self.layer.visit_parameters_mut(prefix, f)
+    }
+}
+
+/// Weights of a recurrent layer drawn wider than its initializers (so the
+/// gates are not all near 0.5) and a random mask with at least one real
+/// step per row (padding anywhere: left, right, in the middle).
+fn scramble(module: &mut dyn Module<f64>, seed: u64) {
+    for (i, (_, p)) in module.parameters_mut().into_iter().enumerate() {
+        let shape = p.value().shape().to_vec();
+        p.set_value(Tensor::rand_normal(&shape, 0.0, 0.7, seed ^ (i as u64 + 11)).unwrap())
+            .unwrap();
+    }
+}
+
+fn random_mask(batch: usize, steps: usize, seed: u64) -> Tensor<f64> {
+    let mut rng = Rng::new(seed);
+    let mut m: Vec<f64> = (0..batch * steps)
+        .map(|_| if rng.below(3) == 0 { 0.0 } else { 1.0 })
+        .collect();
+    for b in 0..batch {
+        let t = rng.below(steps as u64) as usize;
+        m[b * steps + t] = 1.0;
+    }
+    Tensor::from_vec(m, &[batch, steps]).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(12) })]
+
+    #[test]
+    fn recurrent_layers_with_any_options_and_masks(
+        batch in 1usize..3, steps in 1usize..5, input in 1usize..4, units in 1usize..4,
+        kind in 0usize..3, sequences in any::<bool>(), bias in any::<bool>(), masked in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        // kind 0: LSTM; 1: GRU (reset_after); 2: GRU without reset_after.
+        let mut rng = Rng::new(seed);
+        let mask = masked.then(|| random_mask(batch, steps, seed ^ 9));
+        let x = Tensor::rand_normal(&[batch, steps, input], 0.0, 1.0, seed ^ 1).unwrap();
+        if kind == 0 {
+            let layer = Lstm::<f64>::new(input, units, &mut rng).unwrap().return_sequences(sequences).use_bias(bias);
+            let mut m = Masked { layer, mask };
+            scramble(&mut m, seed);
+            check_parameters(&mut m, &x, seed)?;
+        } else {
+            let layer = Gru::<f64>::new(input, units, &mut rng).unwrap().reset_after(kind == 1)
+                .return_sequences(sequences).use_bias(bias);
+            let mut m = Masked { layer, mask };
+            scramble(&mut m, seed);
+            check_parameters(&mut m, &x, seed)?;
+        }
+    }
+
+    #[test]
+    fn bidirectional_layers_in_both_merge_modes(
+        steps in 1usize..5, gru in any::<bool>(), sum in any::<bool>(), sequences in any::<bool>(),
+        masked in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let bi = if gru {
+            Bidirectional::gru(Gru::<f64>::new(2, 3, &mut rng).unwrap().return_sequences(sequences), Gru::new(2, 3, &mut rng).unwrap().return_sequences(sequences))
+        } else {
+            Bidirectional::lstm(Lstm::<f64>::new(2, 3, &mut rng).unwrap().return_sequences(sequences), Lstm::new(2, 3, &mut rng).unwrap().return_sequences(sequences))
+        }.unwrap().merge(if sum { Merge::Sum } else { Merge::Concat });
+        let mut m = Masked { layer: bi, mask: masked.then(|| random_mask(2, steps, seed ^ 3)) };
+        scramble(&mut m, seed);
+        let x = Tensor::rand_normal(&[2, steps, 2], 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut m, &x, seed)?;
+    }
+}
+
+#[test]
+fn lstm_initial_state_gradients_match_finite_differences() {
+    let mut lstm = Lstm::<f64>::new(2, 3, &mut Rng::new(4))
+        .unwrap()
+        .return_sequences(true);
+    scramble(&mut lstm, 4);
+    let x = Tensor::rand_normal(&[2, 4, 2], 0.0, 1.0, 5).unwrap();
+    let h0 = Tensor::rand_normal(&[2, 3], 0.0, 1.0, 6).unwrap();
+    let c0 = Tensor::rand_normal(&[2, 3], 0.0, 1.0, 7).unwrap();
+    let mask = random_mask(2, 4, 8);
+    gradcheck(
+        |tape: &Tape<f64>, v| {
+            let (y, h, c) = lstm.forward_with_state(v[0], Some((v[1], v[2])), Some(&mask))?;
+            let r = Tensor::rand_normal(&y.shape(), 0.0, 1.0, 9).unwrap();
+            y.mul(tape.constant(r))?
+                .sum_all()
+                .add(h.sum_all())?
+                .add(c.mul(c)?.sum_all())
+        },
+        &[x.clone(), h0, c0],
+        &GradcheckOptions {
+            atol: 1e-7,
+            rtol: 1e-6,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut gru = Gru::<f64>::new(2, 3, &mut Rng::new(4))
+        .unwrap()
+        .return_sequences(true);
+    scramble(&mut gru, 5);
+    let h0 = Tensor::rand_normal(&[2, 3], 0.0, 1.0, 6).unwrap();
+    gradcheck(
+        |tape: &Tape<f64>, v| {
+            let (y, h) = gru.forward_with_state(v[0], Some(v[1]), Some(&mask))?;
+            let r = Tensor::rand_normal(&y.shape(), 0.0, 1.0, 9).unwrap();
+            y.mul(tape.constant(r))?.sum_all().add(h.mul(h)?.sum_all())
+        },
+        &[x, h0],
+        &GradcheckOptions {
+            atol: 1e-7,
+            rtol: 1e-6,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn recurrent_mistakes_are_errors_naming_the_layer_and_the_shapes() {
+    let tape = Tape::<f32>::new();
+    let mut rng = Rng::new(0);
+    let lstm = Lstm::<f32>::new(3, 4, &mut rng).unwrap();
+    let err = |r: Result<polyhead_autograd::Var<'_, f32>>| r.unwrap_err().to_string();
+    let x = |shape: &[usize]| tape.constant(Tensor::ones(shape).unwrap());
+    assert_eq!(
+        err(lstm.forward(x(&[2, 5, 2]))),
+        "lstm: input must be [batch, steps, 3], got shape [2, 5, 2]"
+    );
+    assert_eq!(
+        err(lstm.forward(x(&[2, 0, 3]))),
+        "lstm: a sequence needs at least one step, got shape [2, 0, 3]"
+    );
+    let mask = Tensor::ones(&[2, 4]).unwrap();
+    assert_eq!(
+        err(lstm.forward_masked(x(&[2, 5, 3]), Some(&mask))),
+        "lstm: the mask must be [batch, steps] = [2, 5], got shape [2, 4]"
+    );
+    let h = x(&[2, 3]);
+    assert_eq!(
+        lstm.forward_with_state(x(&[2, 5, 3]), Some((h, h)), None)
+            .unwrap_err()
+            .to_string(),
+        "lstm: an initial state must be [batch, units] = [2, 4], got shape [2, 3]"
+    );
+    assert_eq!(
+        Gru::<f32>::new(0, 4, &mut rng).unwrap_err().to_string(),
+        "gru: input features and units must be at least 1 (got 0 and 4)"
+    );
+    let none = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0], &[2, 2]).unwrap();
+    assert_eq!(
+        err(GlobalPooling::average_1d().forward_masked(x(&[2, 2, 3]), &none)),
+        "global_average_pooling1d: row 1 of the mask has no real step to average"
+    );
+}

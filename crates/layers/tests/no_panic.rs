@@ -102,3 +102,43 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(std::env::var("POLYHEAD_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64))
+    })]
+
+    #[test]
+    fn recurrent_layers_never_panic(
+        shape in prop::collection::vec(0usize..5, 0..5),
+        mask_shape in prop::collection::vec(0usize..5, 0..4),
+        state_shape in prop::collection::vec(0usize..5, 0..3),
+        units in 0usize..4, sequences in any::<bool>(),
+        value in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), -3.0f64..3.0], seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let tape = Tape::<f64>::new();
+        let x = tape.leaf(Tensor::full(&shape, value).unwrap());
+        let mask = Tensor::ones(&mask_shape).unwrap();
+        let state = tape.leaf(Tensor::zeros(&state_shape).unwrap());
+        let input = shape.last().copied().unwrap_or(1).max(1);
+        if let Ok(l) = Lstm::new(input, units, &mut rng) {
+            let l = l.return_sequences(sequences);
+            for y in [l.forward(x), l.forward_masked(x, Some(&mask)), l.forward_with_state(x, Some((state, state)), Some(&mask)).map(|r| r.0)].into_iter().flatten() {
+                let _ = tape.backward(y.sum_all());
+            }
+        }
+        if let Ok(g) = Gru::new(input, units, &mut rng) {
+            let g = g.reset_after(seed % 2 == 0).return_sequences(sequences);
+            for y in [g.forward(x), g.forward_masked(x, Some(&mask)), g.forward_with_state(x, Some(state), None).map(|r| r.0)].into_iter().flatten() {
+                let _ = tape.backward(y.sum_all());
+            }
+        }
+        if let (Ok(f), Ok(b)) = (Lstm::<f64>::new(input, units, &mut rng), Lstm::new(input, units + 1, &mut rng)) {
+            // Mismatched directions are refused.
+            prop_assert!(Bidirectional::lstm(f, b).is_err());
+        }
+        let _ = GlobalPooling::average_1d().forward_masked(x, &mask);
+    }
+}

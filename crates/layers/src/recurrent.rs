@@ -1,0 +1,1122 @@
+//! Recurrent layers over `[B, T, features]` (Keras' `LSTM` and `GRU`, and
+//! `Bidirectional` around either): each a recorded op whose backward
+//! (backpropagation through time) sits beside its forward.
+//!
+//! The input projection of every time step is one product (`[B * T, in] x
+//! [in, gates]`) before the loop; only the recurrent product runs step by
+//! step. A mask (`[B, T]`, 1 = a real step) makes a padded step carry the
+//! state over unchanged, as Keras does: its output is the previous output
+//! (zeros before the first real step), and its input gets no gradient.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+use polyhead_autograd::{BackwardContext, Op, Parameter, Var};
+use polyhead_tensor::{Float, Rng, Tensor, gemm};
+
+use crate::error::{LayerError, Result};
+use crate::initializer::Initializer;
+use crate::module::{Module, child};
+
+/// Which recurrence an op runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    /// Gates i, f, c, o (4 blocks).
+    Lstm,
+    /// Gates z, r, h (3 blocks); `reset_after`: the reset gate multiplies
+    /// the recurrent product (Keras' default) rather than the state.
+    Gru { reset_after: bool },
+}
+
+impl Cell {
+    fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+}
+
+fn sigmoid<T: Float>(x: T) -> T {
+    T::ONE / (T::ONE + (-x).exp())
+}
+
+/// `c = a b` (`a` `[m, k]`, `b` `[k, n]`, row-major slices) with `beta`
+/// times the old `c` added.
+fn product<T: Float>(
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    (m, k, n): (usize, usize, usize),
+    transpose: (bool, bool),
+    beta: T,
+) -> polyhead_tensor::Result<()> {
+    let a = view(a, m, k, transpose.0);
+    let b = view(b, k, n, transpose.1);
+    let c = ArrayViewMut2::from_shape((m, n), c).expect("output shape");
+    gemm(T::ONE, a, b, beta, c)
+}
+
+/// `s` as a `[rows, cols]` matrix, or as the transpose of a row-major
+/// `[cols, rows]` one.
+fn view<T: Float>(s: &[T], rows: usize, cols: usize, transposed: bool) -> ArrayView2<'_, T> {
+    if transposed {
+        ArrayView2::from_shape((cols, rows), s)
+            .expect("operand shape")
+            .reversed_axes()
+    } else {
+        ArrayView2::from_shape((rows, cols), s).expect("operand shape")
+    }
+}
+
+/// The recorded recurrence. Inputs: `x [B, T, D]`, `kernel [D, G U]`,
+/// `recurrent [U, G U]`, then (if `bias`) the bias (`[G U]`, or `[2, 3U]`
+/// for a GRU with `reset_after`), then (if `initial`) the initial state
+/// (`h0 [B, U]`, and `c0 [B, U]` for an LSTM). Output: per step the state,
+/// `[B, T, U]` (GRU) or `[B, T, 2U]` (LSTM: h then c), at the input's time
+/// positions (a `reverse` op reads from the end).
+struct RecurrentOp<T: Float> {
+    cell: Cell,
+    units: usize,
+    bias: bool,
+    initial: bool,
+    reverse: bool,
+    /// `[B * T]`, true = a real step.
+    mask: Option<Vec<bool>>,
+    /// Saved by forward: the gate activations per step `[B, T, G U]`, and
+    /// for a GRU the recurrent candidate term (`rh` or `r * h_prev`).
+    gates: Vec<T>,
+    extra: Vec<T>,
+}
+
+impl<T: Float> RecurrentOp<T> {
+    fn dims(&self, x: &Tensor<T>) -> (usize, usize, usize) {
+        let s = x.shape();
+        (s[0], s[1], s[2])
+    }
+    /// Output features per step.
+    fn width(&self) -> usize {
+        match self.cell {
+            Cell::Lstm => 2 * self.units,
+            Cell::Gru { .. } => self.units,
+        }
+    }
+    fn real(&self, b: usize, t: usize, steps: usize) -> bool {
+        self.mask.as_ref().is_none_or(|m| m[b * steps + t])
+    }
+    /// Time positions in processing order.
+    fn order(&self, steps: usize) -> Vec<usize> {
+        if self.reverse {
+            (0..steps).rev().collect()
+        } else {
+            (0..steps).collect()
+        }
+    }
+}
+
+fn contiguous<T: Float>(t: &Tensor<T>) -> std::borrow::Cow<'_, [T]> {
+    match t.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_vec()),
+    }
+}
+
+impl<T: Float> Op<T> for RecurrentOp<T> {
+    fn name(&self) -> &'static str {
+        match self.cell {
+            Cell::Lstm => "lstm",
+            Cell::Gru { .. } => "gru",
+        }
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> polyhead_autograd::Result<Tensor<T>> {
+        let (batch, steps, d) = self.dims(inputs[0]);
+        let (u, g) = (self.units, self.cell.gates());
+        let x = contiguous(inputs[0]);
+        let kernel = contiguous(inputs[1]);
+        let recurrent = contiguous(inputs[2]);
+        let bias = self.bias.then(|| contiguous(inputs[3]));
+        let first_state = 3 + usize::from(self.bias);
+        // Every step's input projection at once, plus the input bias.
+        let mut xz = vec![T::ZERO; batch * steps * g * u];
+        product(
+            &x,
+            &kernel,
+            &mut xz,
+            (batch * steps, d, g * u),
+            (false, false),
+            T::ZERO,
+        )?;
+        if let Some(b) = &bias {
+            for row in xz.chunks_exact_mut(g * u) {
+                for (v, &b) in row.iter_mut().zip(&b[..g * u]) {
+                    *v += b;
+                }
+            }
+        }
+        let recurrent_bias: Option<&[T]> = match (self.cell, &bias) {
+            (Cell::Gru { reset_after: true }, Some(b)) => Some(&b[g * u..]),
+            _ => None,
+        };
+        let mut h = vec![T::ZERO; batch * u];
+        let mut c = vec![T::ZERO; batch * u];
+        if self.initial {
+            h.copy_from_slice(&contiguous(inputs[first_state]));
+            if self.cell == Cell::Lstm {
+                c.copy_from_slice(&contiguous(inputs[first_state + 1]));
+            }
+        }
+        let width = self.width();
+        let mut out = vec![T::ZERO; batch * steps * width];
+        self.gates = vec![T::ZERO; batch * steps * g * u];
+        self.extra = match self.cell {
+            Cell::Gru { .. } => vec![T::ZERO; batch * steps * u],
+            Cell::Lstm => Vec::new(),
+        };
+        let mut hr = vec![T::ZERO; batch * g * u];
+        let mut rh = vec![T::ZERO; batch * u];
+        let mut rh_product = vec![T::ZERO; batch * u];
+        for t in self.order(steps) {
+            // The recurrent product of the previous state (GRU without
+            // reset_after: the z and r blocks only; h waits for r).
+            product(
+                &h,
+                &recurrent,
+                &mut hr,
+                (batch, u, g * u),
+                (false, false),
+                T::ZERO,
+            )?;
+            if let Cell::Gru { reset_after: false } = self.cell {
+                for b in 0..batch {
+                    let at = (b * steps + t) * g * u;
+                    for j in 0..u {
+                        let r = sigmoid(xz[at + u + j] + hr[b * g * u + u + j]);
+                        rh[b * u + j] = r * h[b * u + j];
+                    }
+                }
+                // (r * h) R_h: the h block of the recurrent kernel.
+                let rk: Vec<T> = recurrent
+                    .chunks_exact(g * u)
+                    .flat_map(|row| row[2 * u..].iter().copied())
+                    .collect();
+                product(
+                    &rh,
+                    &rk,
+                    &mut rh_product,
+                    (batch, u, u),
+                    (false, false),
+                    T::ZERO,
+                )?;
+            }
+            for b in 0..batch {
+                if !self.real(b, t, steps) {
+                    // A padded step: the state carries over.
+                    let o = (b * steps + t) * width;
+                    out[o..o + u].copy_from_slice(&h[b * u..(b + 1) * u]);
+                    if self.cell == Cell::Lstm {
+                        out[o + u..o + 2 * u].copy_from_slice(&c[b * u..(b + 1) * u]);
+                    }
+                    continue;
+                }
+                let at = (b * steps + t) * g * u;
+                let z = &xz[at..at + g * u];
+                let r = &hr[b * g * u..(b + 1) * g * u];
+                let gates = &mut self.gates[at..at + g * u];
+                let o = (b * steps + t) * width;
+                match self.cell {
+                    Cell::Lstm => {
+                        for j in 0..u {
+                            let i = sigmoid(z[j] + r[j]);
+                            let f = sigmoid(z[u + j] + r[u + j]);
+                            let cand = (z[2 * u + j] + r[2 * u + j]).tanh();
+                            let og = sigmoid(z[3 * u + j] + r[3 * u + j]);
+                            let cn = f * c[b * u + j] + i * cand;
+                            let hn = og * cn.tanh();
+                            gates[j] = i;
+                            gates[u + j] = f;
+                            gates[2 * u + j] = cand;
+                            gates[3 * u + j] = og;
+                            c[b * u + j] = cn;
+                            h[b * u + j] = hn;
+                            out[o + j] = hn;
+                            out[o + u + j] = cn;
+                        }
+                    }
+                    Cell::Gru { reset_after } => {
+                        let extra = &mut self.extra[(b * steps + t) * u..(b * steps + t + 1) * u];
+                        for j in 0..u {
+                            let (rz, rr) = match recurrent_bias {
+                                Some(rb) => (r[j] + rb[j], r[u + j] + rb[u + j]),
+                                None => (r[j], r[u + j]),
+                            };
+                            let zg = sigmoid(z[j] + rz);
+                            let rg = sigmoid(z[u + j] + rr);
+                            let term = if reset_after {
+                                let rh = r[2 * u + j]
+                                    + recurrent_bias.map_or(T::ZERO, |rb| rb[2 * u + j]);
+                                extra[j] = rh;
+                                rg * rh
+                            } else {
+                                extra[j] = rh[b * u + j];
+                                rh_product[b * u + j]
+                            };
+                            let cand = (z[2 * u + j] + term).tanh();
+                            let hn = zg * h[b * u + j] + (T::ONE - zg) * cand;
+                            gates[j] = zg;
+                            gates[u + j] = rg;
+                            gates[2 * u + j] = cand;
+                            h[b * u + j] = hn;
+                            out[o + j] = hn;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, &[batch, steps, width])?)
+    }
+
+    fn backward(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+    ) -> polyhead_autograd::Result<Vec<Option<Tensor<T>>>> {
+        let (batch, steps, d) = self.dims(ctx.inputs[0]);
+        let (u, g, width) = (self.units, self.cell.gates(), self.width());
+        let x = contiguous(ctx.inputs[0]);
+        let kernel = contiguous(ctx.inputs[1]);
+        let recurrent = contiguous(ctx.inputs[2]);
+        let out = contiguous(ctx.output);
+        let grad = contiguous(ctx.grad_output);
+        let first_state = 3 + usize::from(self.bias);
+        let (h0, c0) = if self.initial {
+            (
+                contiguous(ctx.inputs[first_state]).into_owned(),
+                match self.cell {
+                    Cell::Lstm => contiguous(ctx.inputs[first_state + 1]).into_owned(),
+                    Cell::Gru { .. } => vec![T::ZERO; batch * u],
+                },
+            )
+        } else {
+            (vec![T::ZERO; batch * u], vec![T::ZERO; batch * u])
+        };
+        // The state before step t (in processing order): the previous
+        // step's output, or the initial state.
+        let order = self.order(steps);
+        let previous = |b: usize, k: usize, cell_state: bool| -> &[T] {
+            let offset = if cell_state { u } else { 0 };
+            if k == 0 {
+                let s = if cell_state { &c0 } else { &h0 };
+                &s[b * u..(b + 1) * u]
+            } else {
+                let o = (b * steps + order[k - 1]) * width + offset;
+                &out[o..o + u]
+            }
+        };
+        let recurrent_bias = matches!(self.cell, Cell::Gru { reset_after: true }) && self.bias;
+        // Gradients of the pre-activations: dxz for the input projection,
+        // dhr for the recurrent product (they differ for the GRU).
+        let mut dxz = vec![T::ZERO; batch * steps * g * u];
+        let mut drecurrent = vec![T::ZERO; u * g * u];
+        let mut drecurrent_bias = vec![T::ZERO; g * u];
+        let mut dh_next = vec![T::ZERO; batch * u];
+        let mut dc_next = vec![T::ZERO; batch * u];
+        let mut dhr = vec![T::ZERO; batch * g * u];
+        let mut h_prev = vec![T::ZERO; batch * u];
+        let mut dh_prev = vec![T::ZERO; batch * u];
+        let mut rh_prev = vec![T::ZERO; batch * u];
+        let mut drh = vec![T::ZERO; batch * u];
+        let rk_h: Vec<T> = match self.cell {
+            Cell::Gru { reset_after: false } => recurrent
+                .chunks_exact(g * u)
+                .flat_map(|row| row[2 * u..].iter().copied())
+                .collect(),
+            _ => Vec::new(),
+        };
+        for k in (0..steps).rev() {
+            let t = order[k];
+            dhr.fill(T::ZERO);
+            drh.fill(T::ZERO);
+            for b in 0..batch {
+                h_prev[b * u..(b + 1) * u].copy_from_slice(previous(b, k, false));
+            }
+            for b in 0..batch {
+                let o = (b * steps + t) * width;
+                let real = self.real(b, t, steps);
+                for j in 0..u {
+                    let dh = grad[o + j] + dh_next[b * u + j];
+                    if !real {
+                        // The state passed through: so does its gradient.
+                        dh_next[b * u + j] = dh;
+                        if self.cell == Cell::Lstm {
+                            dc_next[b * u + j] += grad[o + u + j];
+                        }
+                        continue;
+                    }
+                    let at = (b * steps + t) * g * u;
+                    let gates = &self.gates[at..at + g * u];
+                    match self.cell {
+                        Cell::Lstm => {
+                            let (i, f, cand, og) =
+                                (gates[j], gates[u + j], gates[2 * u + j], gates[3 * u + j]);
+                            let c = out[o + u + j];
+                            let tc = c.tanh();
+                            let c_prev = previous(b, k, true)[j];
+                            let dc =
+                                grad[o + u + j] + dc_next[b * u + j] + dh * og * (T::ONE - tc * tc);
+                            let pre = [
+                                dc * cand * i * (T::ONE - i),
+                                dc * c_prev * f * (T::ONE - f),
+                                dc * i * (T::ONE - cand * cand),
+                                dh * tc * og * (T::ONE - og),
+                            ];
+                            for (q, p) in pre.into_iter().enumerate() {
+                                dxz[at + q * u + j] = p;
+                                dhr[b * g * u + q * u + j] = p;
+                            }
+                            dc_next[b * u + j] = dc * f;
+                            dh_next[b * u + j] = T::ZERO;
+                        }
+                        Cell::Gru { reset_after } => {
+                            let (zg, rg, cand) = (gates[j], gates[u + j], gates[2 * u + j]);
+                            let hp = h_prev[b * u + j];
+                            let extra = self.extra[(b * steps + t) * u + j];
+                            let dz = dh * (hp - cand) * zg * (T::ONE - zg);
+                            let da = dh * (T::ONE - zg) * (T::ONE - cand * cand);
+                            let dr = if reset_after { da * extra } else { T::ZERO };
+                            dxz[at + j] = dz;
+                            dxz[at + 2 * u + j] = da;
+                            dhr[b * g * u + j] = dz;
+                            if reset_after {
+                                let dzr = dr * rg * (T::ONE - rg);
+                                dxz[at + u + j] = dzr;
+                                dhr[b * g * u + u + j] = dzr;
+                                dhr[b * g * u + 2 * u + j] = da * rg;
+                            } else {
+                                // r * h_prev feeds R_h: its gradient waits
+                                // for the product below.
+                                rh_prev[b * u + j] = extra;
+                            }
+                            dh_next[b * u + j] = dh * zg;
+                        }
+                    }
+                }
+            }
+            if let Cell::Gru { reset_after: false } = self.cell {
+                // d(r * h) = da R_h^T; then r's gradient and h's share.
+                let da: Vec<T> = (0..batch)
+                    .flat_map(|b| {
+                        let at = (b * steps + t) * g * u;
+                        dxz[at + 2 * u..at + 3 * u].to_vec()
+                    })
+                    .collect();
+                product(&da, &rk_h, &mut drh, (batch, u, u), (false, true), T::ZERO)?;
+                // dR_h += (r * h_prev)^T da.
+                let mut drk_h = vec![T::ZERO; u * u];
+                product(
+                    &rh_prev,
+                    &da,
+                    &mut drk_h,
+                    (u, batch, u),
+                    (true, false),
+                    T::ZERO,
+                )?;
+                for (row, add) in drecurrent
+                    .chunks_exact_mut(g * u)
+                    .zip(drk_h.chunks_exact(u))
+                {
+                    for (v, &a) in row[2 * u..].iter_mut().zip(add) {
+                        *v += a;
+                    }
+                }
+                for b in 0..batch {
+                    if !self.real(b, t, steps) {
+                        continue;
+                    }
+                    let at = (b * steps + t) * g * u;
+                    for j in 0..u {
+                        let rg = self.gates[at + u + j];
+                        let dr = drh[b * u + j] * h_prev[b * u + j];
+                        let dzr = dr * rg * (T::ONE - rg);
+                        dxz[at + u + j] = dzr;
+                        dhr[b * g * u + u + j] = dzr;
+                        dh_next[b * u + j] += drh[b * u + j] * rg;
+                    }
+                }
+            }
+            // The recurrent product's share: dh_prev += dhr R^T (for a GRU
+            // without reset_after, R_h's share is in dh_next already and
+            // its dhr block is zero), dR += h_prev^T dhr.
+            product(
+                &dhr,
+                &recurrent,
+                &mut dh_prev,
+                (batch, g * u, u),
+                (false, true),
+                T::ZERO,
+            )?;
+            for (n, &p) in dh_next.iter_mut().zip(&dh_prev) {
+                *n += p;
+            }
+            product(
+                &h_prev,
+                &dhr,
+                &mut drecurrent,
+                (u, batch, g * u),
+                (true, false),
+                T::ONE,
+            )?;
+            if recurrent_bias {
+                for row in dhr.chunks_exact(g * u) {
+                    for (v, &d) in drecurrent_bias.iter_mut().zip(row) {
+                        *v += d;
+                    }
+                }
+            }
+        }
+        let dx = ctx.grad_for(0, || {
+            let mut dx = vec![T::ZERO; batch * steps * d];
+            product(
+                &dxz,
+                &kernel,
+                &mut dx,
+                (batch * steps, g * u, d),
+                (false, true),
+                T::ZERO,
+            )?;
+            Ok(Tensor::from_vec(dx, ctx.inputs[0].shape())?)
+        })?;
+        let dk = ctx.grad_for(1, || {
+            let mut dk = vec![T::ZERO; d * g * u];
+            product(
+                &x,
+                &dxz,
+                &mut dk,
+                (d, batch * steps, g * u),
+                (true, false),
+                T::ZERO,
+            )?;
+            Ok(Tensor::from_vec(dk, ctx.inputs[1].shape())?)
+        })?;
+        let dr = ctx.grad_for(2, || {
+            Ok(Tensor::from_vec(drecurrent.clone(), ctx.inputs[2].shape())?)
+        })?;
+        let mut grads = vec![dx, dk, dr];
+        if self.bias {
+            grads.push(ctx.grad_for(3, || {
+                let mut db = vec![T::ZERO; g * u];
+                for row in dxz.chunks_exact(g * u) {
+                    for (v, &dz) in db.iter_mut().zip(row) {
+                        *v += dz;
+                    }
+                }
+                if recurrent_bias {
+                    db.extend_from_slice(&drecurrent_bias);
+                }
+                Ok(Tensor::from_vec(db, ctx.inputs[3].shape())?)
+            })?);
+        }
+        if self.initial {
+            grads.push(ctx.grad_for(first_state, || {
+                Ok(Tensor::from_vec(dh_next.clone(), &[batch, u])?)
+            })?);
+            if self.cell == Cell::Lstm {
+                grads.push(ctx.grad_for(first_state + 1, || {
+                    Ok(Tensor::from_vec(dc_next.clone(), &[batch, u])?)
+                })?);
+            }
+        }
+        Ok(grads)
+    }
+}
+
+/// The parameters and options an LSTM or GRU layer shares.
+#[derive(Debug, Clone)]
+struct Recurrence<T: Float> {
+    cell: Cell,
+    units: usize,
+    kernel: Parameter<T>,
+    recurrent_kernel: Parameter<T>,
+    bias: Option<Parameter<T>>,
+    return_sequences: bool,
+    layer: &'static str,
+}
+
+impl<T: Float> Recurrence<T> {
+    fn new(
+        cell: Cell,
+        input_dim: usize,
+        units: usize,
+        layer: &'static str,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if input_dim == 0 || units == 0 {
+            return Err(LayerError::Invalid {
+                what: layer,
+                message: format!(
+                    "input features and units must be at least 1 (got {input_dim} and {units})"
+                ),
+            });
+        }
+        let g = cell.gates();
+        // Keras' defaults: Glorot-uniform kernel, an orthogonal recurrent
+        // kernel (here Glorot-uniform over its [U, G U] shape: polyhead has
+        // no orthogonal initializer yet), zero bias with the LSTM's forget
+        // gate at 1 (`unit_forget_bias`).
+        let kernel = Initializer::GlorotUniform.init::<T>(
+            &[input_dim, g * units],
+            input_dim,
+            g * units,
+            rng,
+        )?;
+        let recurrent =
+            Initializer::GlorotUniform.init::<T>(&[units, g * units], units, g * units, rng)?;
+        let bias = match cell {
+            Cell::Lstm => {
+                let mut b = vec![T::ZERO; 4 * units];
+                b[units..2 * units].fill(T::ONE);
+                Tensor::from_vec(b, &[4 * units])?
+            }
+            Cell::Gru { reset_after: true } => Tensor::zeros(&[2, 3 * units])?,
+            Cell::Gru { reset_after: false } => Tensor::zeros(&[3 * units])?,
+        };
+        Ok(Recurrence {
+            cell,
+            units,
+            kernel: Parameter::new(kernel),
+            recurrent_kernel: Parameter::new(recurrent),
+            bias: Some(Parameter::new(bias)),
+            return_sequences: false,
+            layer,
+        })
+    }
+
+    fn input_dim(&self) -> usize {
+        self.kernel.value().shape()[0]
+    }
+
+    /// Runs the recurrence; the full per-step states `[B, T, width]`.
+    fn states<'t>(
+        &self,
+        x: Var<'t, T>,
+        mask: Option<&Tensor<T>>,
+        initial: Option<&[Var<'t, T>]>,
+        reverse: bool,
+    ) -> Result<Var<'t, T>> {
+        let layer = self.layer;
+        let s = x.shape();
+        if s.len() != 3 || s[2] != self.input_dim() {
+            return Err(LayerError::Shape {
+                layer,
+                message: format!(
+                    "input must be [batch, steps, {}], got shape {s:?}",
+                    self.input_dim()
+                ),
+            });
+        }
+        if s[1] == 0 {
+            return Err(LayerError::Shape {
+                layer,
+                message: format!("a sequence needs at least one step, got shape {s:?}"),
+            });
+        }
+        let mask = match mask {
+            None => None,
+            Some(m) => {
+                if m.shape() != [s[0], s[1]] {
+                    return Err(LayerError::Shape {
+                        layer,
+                        message: format!(
+                            "the mask must be [batch, steps] = [{}, {}], got shape {:?}",
+                            s[0],
+                            s[1],
+                            m.shape()
+                        ),
+                    });
+                }
+                Some(m.to_vec().iter().map(|&v| v != T::ZERO).collect())
+            }
+        };
+        let tape = x.tape();
+        let mut inputs = vec![
+            x,
+            tape.param(&self.kernel),
+            tape.param(&self.recurrent_kernel),
+        ];
+        if let Some(b) = &self.bias {
+            inputs.push(tape.param(b));
+        }
+        if let Some(states) = initial {
+            let wanted = if self.cell == Cell::Lstm { 2 } else { 1 };
+            if states.len() != wanted {
+                return Err(LayerError::Shape {
+                    layer,
+                    message: format!(
+                        "the initial state is {wanted} tensor(s), got {}",
+                        states.len()
+                    ),
+                });
+            }
+            for st in states {
+                if st.shape() != [s[0], self.units] {
+                    return Err(LayerError::Shape {
+                        layer,
+                        message: format!(
+                            "an initial state must be [batch, units] = [{}, {}], got shape {:?}",
+                            s[0],
+                            self.units,
+                            st.shape()
+                        ),
+                    });
+                }
+                inputs.push(*st);
+            }
+        }
+        let op = RecurrentOp {
+            cell: self.cell,
+            units: self.units,
+            bias: self.bias.is_some(),
+            initial: initial.is_some(),
+            reverse,
+            mask,
+            gates: Vec::new(),
+            extra: Vec::new(),
+        };
+        Ok(tape.apply(op, &inputs)?)
+    }
+
+    /// The layer's output from the states: every step's h, or the final
+    /// one (the last position, or the first for a reversed run).
+    fn output<'t>(&self, states: Var<'t, T>, reverse: bool) -> Result<Var<'t, T>> {
+        let s = states.shape();
+        let h = if self.cell == Cell::Lstm {
+            states.slice_axis(2, 0, self.units)?
+        } else {
+            states
+        };
+        if self.return_sequences {
+            return Ok(h);
+        }
+        let t = if reverse { 0 } else { s[1] - 1 };
+        Ok(h.slice_axis(1, t, t + 1)?.reshape(&[s[0], self.units])?)
+    }
+
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        f(child(prefix, "kernel"), &self.kernel);
+        f(child(prefix, "recurrent_kernel"), &self.recurrent_kernel);
+        if let Some(b) = &self.bias {
+            f(child(prefix, "bias"), b);
+        }
+    }
+
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Parameter<T>)) {
+        f(child(prefix, "kernel"), &mut self.kernel);
+        f(
+            child(prefix, "recurrent_kernel"),
+            &mut self.recurrent_kernel,
+        );
+        if let Some(b) = &mut self.bias {
+            f(child(prefix, "bias"), b);
+        }
+    }
+}
+
+macro_rules! recurrent_layer {
+    ($(#[$doc:meta])* $name:ident, $layer:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name<T: Float = f32> {
+            inner: Recurrence<T>,
+        }
+
+        impl<T: Float> $name<T> {
+            /// Every step's output `[B, T, units]` instead of the last
+            /// `[B, units]` (Keras' `return_sequences`).
+            ///
+            /// ```
+            #[doc = concat!("let layer = polyhead_layers::", stringify!($name), "::<f32>::new(3, 4, &mut polyhead_tensor::Rng::new(0))?.return_sequences(true);")]
+            /// # let _ = layer;
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
+            pub fn return_sequences(mut self, yes: bool) -> Self {
+                self.inner.return_sequences = yes;
+                self
+            }
+
+            /// Without the bias (Keras' `use_bias=False`).
+            ///
+            /// ```
+            /// use polyhead_layers::Module;
+            #[doc = concat!("let layer = polyhead_layers::", stringify!($name), "::<f32>::new(3, 4, &mut polyhead_tensor::Rng::new(0))?.use_bias(false);")]
+            /// assert_eq!(layer.parameters().len(), 2);
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
+            pub fn use_bias(mut self, yes: bool) -> Self {
+                if !yes {
+                    self.inner.bias = None;
+                }
+                self
+            }
+
+            /// The layer on `x` with a mask (`[B, T]`, nonzero = a real
+            /// step): a padded step carries the state over, its output is
+            /// the previous output and its input gets no gradient.
+            ///
+            /// ```
+            /// use polyhead_autograd::Tape;
+            /// use polyhead_tensor::{Rng, Tensor};
+            #[doc = concat!("let layer = polyhead_layers::", stringify!($name), "::<f64>::new(2, 3, &mut Rng::new(0))?;")]
+            /// let tape = Tape::new();
+            /// let x = tape.constant(Tensor::rand_normal(&[1, 4, 2], 0.0, 1.0, 1)?);
+            /// // The last two steps are padding: the output is the state after step 1.
+            /// let mask = Tensor::from_vec(vec![1.0, 1.0, 0.0, 0.0], &[1, 4])?;
+            /// let padded = layer.forward_masked(x, Some(&mask))?;
+            /// let short = layer.forward_masked(tape.constant(x.value().slice_axis(1, 0, 2)?.to_contiguous()), None)?;
+            /// assert_eq!(padded.value().to_vec(), short.value().to_vec());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn forward_masked<'t>(&self, x: Var<'t, T>, mask: Option<&Tensor<T>>) -> Result<Var<'t, T>> {
+                let states = self.inner.states(x, mask, None, false)?;
+                self.inner.output(states, false)
+            }
+
+            /// The kernel `[in, gates * units]`.
+            ///
+            /// ```
+            #[doc = concat!("let layer = polyhead_layers::", stringify!($name), "::<f32>::new(3, 4, &mut polyhead_tensor::Rng::new(0))?;")]
+            /// assert_eq!(layer.kernel().value().shape()[0], 3);
+            /// # Ok::<(), polyhead_layers::LayerError>(())
+            /// ```
+            pub fn kernel(&self) -> &Parameter<T> {
+                &self.inner.kernel
+            }
+        }
+
+        impl<T: Float> Module<T> for $name<T> {
+            fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+                self.forward_masked(x, None)
+            }
+            fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+                self.inner.visit(prefix, f);
+            }
+            fn visit_parameters_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Parameter<T>)) {
+                self.inner.visit_mut(prefix, f);
+            }
+        }
+    };
+}
+
+recurrent_layer!(
+    /// Keras' `LSTM` over `[B, T, in]`: kernel `[in, 4U]`, recurrent kernel
+    /// `[U, 4U]`, bias `[4U]`, gate blocks i, f, c, o; tanh and the logistic
+    /// sigmoid. Returns the last state `[B, U]`, or with `return_sequences`
+    /// every step's `[B, T, U]`;
+    /// [`forward_with_state`](Lstm::forward_with_state) also returns the
+    /// final h and c and takes an initial state.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Lstm, Module};
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let lstm = Lstm::<f32>::new(5, 8, &mut Rng::new(0))?.return_sequences(true);
+    /// let tape = Tape::new();
+    /// let y = lstm.forward(tape.constant(Tensor::ones(&[2, 7, 5])?))?;
+    /// assert_eq!(y.shape(), vec![2, 7, 8]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    Lstm,
+    "lstm"
+);
+
+recurrent_layer!(
+    /// Keras' `GRU` over `[B, T, in]`: kernel `[in, 3U]`, recurrent kernel
+    /// `[U, 3U]`, gate blocks z, r, h; with `reset_after` (Keras' default)
+    /// the bias is `[2, 3U]` (input and recurrent) and the reset gate
+    /// multiplies the recurrent product, without it `[3U]` and the reset
+    /// gate multiplies the state.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Gru, Module};
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let gru = Gru::<f32>::new(5, 8, &mut Rng::new(0))?;
+    /// assert_eq!(gru.parameters()[2].1.value().shape(), &[2, 24]);
+    /// let tape = Tape::new();
+    /// assert_eq!(gru.forward(tape.constant(Tensor::ones(&[2, 7, 5])?))?.shape(), vec![2, 8]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    Gru,
+    "gru"
+);
+
+impl<T: Float> Lstm<T> {
+    /// An LSTM from `input_dim` features to `units`, Keras' initializers
+    /// (Glorot-uniform kernels, the forget gate's bias at 1).
+    ///
+    /// ```
+    /// let lstm = polyhead_layers::Lstm::<f32>::new(3, 4, &mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(lstm.kernel().value().shape(), &[3, 16]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn new(input_dim: usize, units: usize, rng: &mut Rng) -> Result<Self> {
+        Ok(Lstm {
+            inner: Recurrence::new(Cell::Lstm, input_dim, units, "lstm", rng)?,
+        })
+    }
+
+    /// The output (as `forward` gives it) and the final state `(h, c)`,
+    /// from an optional initial state `(h0, c0)` (each `[B, U]`; zeros by
+    /// default) and mask (Keras' `return_state` and `initial_state`).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::Lstm;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let lstm = Lstm::<f64>::new(2, 3, &mut Rng::new(0))?;
+    /// let tape = Tape::new();
+    /// let x = Tensor::rand_normal(&[1, 6, 2], 0.0, 1.0, 1)?;
+    /// // Running the second half from the first half's state is running it whole.
+    /// let (_, h, c) = lstm.forward_with_state(tape.constant(x.slice_axis(1, 0, 3)?.to_contiguous()), None, None)?;
+    /// let (rest, _, _) = lstm.forward_with_state(tape.constant(x.slice_axis(1, 3, 6)?.to_contiguous()), Some((h, c)), None)?;
+    /// let (whole, _, _) = lstm.forward_with_state(tape.constant(x), None, None)?;
+    /// let diff: f64 = rest.value().to_vec().iter().zip(whole.value().to_vec()).map(|(a, b)| (a - b).abs()).sum();
+    /// assert!(diff < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn forward_with_state<'t>(
+        &self,
+        x: Var<'t, T>,
+        initial: Option<(Var<'t, T>, Var<'t, T>)>,
+        mask: Option<&Tensor<T>>,
+    ) -> Result<(Var<'t, T>, Var<'t, T>, Var<'t, T>)> {
+        let initial = initial.map(|(h, c)| [h, c]);
+        let states = self
+            .inner
+            .states(x, mask, initial.as_ref().map(|s| &s[..]), false)?;
+        let s = states.shape();
+        let u = self.inner.units;
+        let last = states
+            .slice_axis(1, s[1] - 1, s[1])?
+            .reshape(&[s[0], 2 * u])?;
+        let h = last.slice_axis(1, 0, u)?;
+        let c = last.slice_axis(1, u, 2 * u)?;
+        Ok((self.inner.output(states, false)?, h, c))
+    }
+}
+
+impl<T: Float> Gru<T> {
+    /// A GRU from `input_dim` features to `units` (`reset_after`, Keras'
+    /// default; see [`Gru::reset_after`]).
+    ///
+    /// ```
+    /// let gru = polyhead_layers::Gru::<f32>::new(3, 4, &mut polyhead_tensor::Rng::new(0))?;
+    /// assert_eq!(gru.kernel().value().shape(), &[3, 12]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn new(input_dim: usize, units: usize, rng: &mut Rng) -> Result<Self> {
+        Ok(Gru {
+            inner: Recurrence::new(
+                Cell::Gru { reset_after: true },
+                input_dim,
+                units,
+                "gru",
+                rng,
+            )?,
+        })
+    }
+
+    /// Keras' `reset_after`: `true` (the default) applies the reset gate
+    /// after the recurrent product and keeps a recurrent bias; `false`
+    /// before it, with one bias. Changing it resets the bias to zeros of
+    /// the new shape.
+    ///
+    /// ```
+    /// use polyhead_layers::Module;
+    /// let gru = polyhead_layers::Gru::<f32>::new(3, 4, &mut polyhead_tensor::Rng::new(0))?.reset_after(false);
+    /// assert_eq!(gru.parameters()[2].1.value().shape(), &[12]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reset_after(mut self, reset_after: bool) -> Self {
+        let u = self.inner.units;
+        self.inner.cell = Cell::Gru { reset_after };
+        if self.inner.bias.is_some() {
+            let shape: &[usize] = if reset_after { &[2, 3 * u] } else { &[3 * u] };
+            self.inner.bias = Tensor::zeros(shape).ok().map(Parameter::new);
+        }
+        self
+    }
+
+    /// The output and the final state `h`, from an optional initial state
+    /// (`[B, U]`) and mask.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let gru = polyhead_layers::Gru::<f32>::new(2, 3, &mut Rng::new(0))?;
+    /// let tape = Tape::new();
+    /// let (y, h) = gru.forward_with_state(tape.constant(Tensor::ones(&[4, 5, 2])?), None, None)?;
+    /// assert_eq!(y.value().to_vec(), h.value().to_vec());
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn forward_with_state<'t>(
+        &self,
+        x: Var<'t, T>,
+        initial: Option<Var<'t, T>>,
+        mask: Option<&Tensor<T>>,
+    ) -> Result<(Var<'t, T>, Var<'t, T>)> {
+        let initial = initial.map(|h| [h]);
+        let states = self
+            .inner
+            .states(x, mask, initial.as_ref().map(|s| &s[..]), false)?;
+        let s = states.shape();
+        let h = states
+            .slice_axis(1, s[1] - 1, s[1])?
+            .reshape(&[s[0], self.inner.units])?;
+        Ok((self.inner.output(states, false)?, h))
+    }
+}
+
+/// How [`Bidirectional`] joins its two directions (Keras' `merge_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// `[forward, backward]` along the last axis (the default).
+    Concat,
+    /// `forward + backward`.
+    Sum,
+}
+
+/// Keras' `Bidirectional` around an [`Lstm`] or a [`Gru`]: a second layer
+/// of the same kind reads the sequence from the end, its outputs realigned
+/// with the input's steps; parameters `forward_<kind>.*` and
+/// `backward_<kind>.*` as Keras names them.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_layers::{Bidirectional, Lstm, Merge, Module};
+/// use polyhead_tensor::{Rng, Tensor};
+/// let mut rng = Rng::new(0);
+/// let bi = Bidirectional::lstm(Lstm::<f32>::new(3, 4, &mut rng)?.return_sequences(true), Lstm::new(3, 4, &mut rng)?.return_sequences(true))?;
+/// let tape = Tape::new();
+/// assert_eq!(bi.forward(tape.constant(Tensor::ones(&[2, 5, 3])?))?.shape(), vec![2, 5, 8]);
+/// assert_eq!(bi.parameters()[3].0, "backward_lstm.kernel");
+/// let summed = bi.merge(Merge::Sum);
+/// assert_eq!(summed.forward(tape.constant(Tensor::ones(&[2, 5, 3])?))?.shape(), vec![2, 5, 4]);
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Bidirectional<T: Float = f32> {
+    forward: Recurrence<T>,
+    backward: Recurrence<T>,
+    merge: Merge,
+}
+
+impl<T: Float> Bidirectional<T> {
+    fn new(forward: Recurrence<T>, backward: Recurrence<T>) -> Result<Self> {
+        if forward.cell != backward.cell
+            || forward.units != backward.units
+            || forward.input_dim() != backward.input_dim()
+            || forward.return_sequences != backward.return_sequences
+        {
+            return Err(LayerError::Invalid {
+                what: "bidirectional",
+                message: "the two directions must be the same kind of layer with the same sizes and options".into(),
+            });
+        }
+        Ok(Bidirectional {
+            forward,
+            backward,
+            merge: Merge::Concat,
+        })
+    }
+
+    /// Two LSTMs (the second reads from the end).
+    ///
+    /// ```
+    /// let mut rng = polyhead_tensor::Rng::new(0);
+    /// let bi = polyhead_layers::Bidirectional::lstm(polyhead_layers::Lstm::<f32>::new(3, 4, &mut rng)?, polyhead_layers::Lstm::new(3, 4, &mut rng)?)?;
+    /// # let _ = bi;
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn lstm(forward: Lstm<T>, backward: Lstm<T>) -> Result<Self> {
+        Self::new(forward.inner, backward.inner)
+    }
+
+    /// Two GRUs (the second reads from the end).
+    ///
+    /// ```
+    /// let mut rng = polyhead_tensor::Rng::new(0);
+    /// let bi = polyhead_layers::Bidirectional::gru(polyhead_layers::Gru::<f32>::new(3, 4, &mut rng)?, polyhead_layers::Gru::new(3, 4, &mut rng)?)?;
+    /// # let _ = bi;
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn gru(forward: Gru<T>, backward: Gru<T>) -> Result<Self> {
+        Self::new(forward.inner, backward.inner)
+    }
+
+    /// Keras' `merge_mode` (`Concat` by default).
+    ///
+    /// ```
+    /// # let mut rng = polyhead_tensor::Rng::new(0);
+    /// # let bi = polyhead_layers::Bidirectional::lstm(polyhead_layers::Lstm::<f32>::new(3, 4, &mut rng)?, polyhead_layers::Lstm::new(3, 4, &mut rng)?)?;
+    /// let bi = bi.merge(polyhead_layers::Merge::Sum);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn merge(mut self, merge: Merge) -> Self {
+        self.merge = merge;
+        self
+    }
+
+    /// Both directions on `x` with an optional mask (`[B, T]`).
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let mut rng = Rng::new(0);
+    /// let bi = polyhead_layers::Bidirectional::gru(polyhead_layers::Gru::<f32>::new(3, 4, &mut rng)?, polyhead_layers::Gru::new(3, 4, &mut rng)?)?;
+    /// let tape = Tape::new();
+    /// let mask = Tensor::ones(&[2, 5])?;
+    /// assert_eq!(bi.forward_masked(tape.constant(Tensor::ones(&[2, 5, 3])?), Some(&mask))?.shape(), vec![2, 8]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn forward_masked<'t>(
+        &self,
+        x: Var<'t, T>,
+        mask: Option<&Tensor<T>>,
+    ) -> Result<Var<'t, T>> {
+        let f = self
+            .forward
+            .output(self.forward.states(x, mask, None, false)?, false)?;
+        let b = self
+            .backward
+            .output(self.backward.states(x, mask, None, true)?, true)?;
+        Ok(match self.merge {
+            Merge::Concat => Var::concat(&[f, b], -1)?,
+            Merge::Sum => f.add(b)?,
+        })
+    }
+
+    fn prefix(&self) -> (&'static str, &'static str) {
+        match self.forward.cell {
+            Cell::Lstm => ("forward_lstm", "backward_lstm"),
+            Cell::Gru { .. } => ("forward_gru", "backward_gru"),
+        }
+    }
+}
+
+impl<T: Float> Module<T> for Bidirectional<T> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.forward_masked(x, None)
+    }
+    fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        let (fw, bw) = self.prefix();
+        self.forward.visit(&format!("{prefix}{fw}."), f);
+        self.backward.visit(&format!("{prefix}{bw}."), f);
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Parameter<T>),
+    ) {
+        let (fw, bw) = self.prefix();
+        self.forward.visit_mut(&format!("{prefix}{fw}."), f);
+        self.backward.visit_mut(&format!("{prefix}{bw}."), f);
+    }
+}
