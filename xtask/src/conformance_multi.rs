@@ -3,8 +3,9 @@
 //! beside it) is replayed on a `#[derive(MultiOutput)]` model: outputs,
 //! per-head and total losses, every gradient, and the weights and logs
 //! after each optimizer step. One-input files build the trunk from the
-//! setup's layer list; the two-input files run on a model with its own
-//! forward (`TwoInputFixture`: two inputs, heads at two depths).
+//! setup's layer list; the two-input and sequence files run on models
+//! with their own forward (`TwoInputFixture`: two inputs, heads at two
+//! depths; `SequenceFixture`: a masked embedding and two LSTMs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,10 +13,10 @@ use std::path::Path;
 use polyhead::MultiOutput;
 use polyhead::autograd::Tape;
 use polyhead::layers::{
-    Activation, Adam, BatchNormalization, Conv2D, Dense, GlobalPooling, Module, Optimizer, Padding,
-    Pooling2D, Sequential, Sgd,
+    Activation, Adam, BatchNormalization, Conv2D, Dense, Embedding, GlobalPooling, Lstm, Module,
+    Optimizer, Padding, Pooling2D, Sequential, Sgd,
 };
-use polyhead::losses::{CrossEntropy, Loss, Mse, closure_loss};
+use polyhead::losses::{CrossEntropy, Labels, Loss, Mse, SparseCrossEntropy, closure_loss};
 use polyhead::prelude::LossWeights;
 use polyhead::tensor::{Float, Tensor};
 use serde_json::Value;
@@ -193,6 +194,9 @@ pub fn run_variant_file(path: &Path, json: &Value) -> Result<Vec<CaseOutcome>, S
 fn run<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, String> {
     if setup["model"]["inputs"].is_array() {
         return run_two_inputs::<T>(variant, setup);
+    }
+    if setup["model"]["layers"][0]["type"] == "Embedding" {
+        return run_sequence::<T>(variant, setup);
     }
     let rule = Rule {
         f64: T::NAME == "f64",
@@ -539,6 +543,171 @@ fn run_two_inputs<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOu
         },
         &mut model,
         &x,
+        &targets,
+        &loss_weights,
+        &mut optimizer,
+    )
+}
+
+/// The sequence fixture's model (joint intent and slots): token ids ->
+/// embedding (id 0 is padding) -> LSTM over every step -> per-token
+/// `slots` logits, and a second LSTM's last real state -> `intent`
+/// probabilities. Its forward is its own: the padding mask, read from the
+/// ids, goes to both LSTMs; the slots loss takes it through the targets.
+#[derive(MultiOutput)]
+#[multi_output(forward = Self::graph)]
+struct SequenceFixture<T: Float> {
+    #[layer(shared)]
+    embedding: Embedding<T>,
+    #[layer(shared)]
+    lstm: Lstm<T>,
+    #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
+    slots: Dense<T>,
+    #[layer]
+    intent_lstm: Lstm<T>,
+    #[head(loss = SparseCrossEntropy::from_probabilities(), weight = 0.5, target = Labels)]
+    intent: Dense<T>,
+}
+
+/// 1 where a token id is not 0 (padding).
+fn padding_mask<T: Float>(ids: &Tensor<T>) -> Result<Tensor<T>, String> {
+    let m: Vec<T> = ids
+        .to_vec()
+        .iter()
+        .map(|&v| if v == T::ZERO { T::ZERO } else { T::ONE })
+        .collect();
+    Tensor::from_vec(m, ids.shape()).map_err(|e| e.to_string())
+}
+
+impl<T: Float> SequenceFixture<T> {
+    fn graph<'t>(
+        &self,
+        ids: polyhead::autograd::Var<'t, T>,
+    ) -> polyhead::Result<SequenceFixtureOutputs<polyhead::autograd::Var<'t, T>>> {
+        let mask = padding_mask(&ids.value()).map_err(polyhead::Error::Other)?;
+        let embedded = self.embedding.forward(ids)?;
+        let states = self.lstm.forward_masked(embedded, Some(&mask))?;
+        Ok(SequenceFixtureOutputs {
+            slots: self.slots.forward(states)?,
+            intent: self
+                .intent
+                .forward(self.intent_lstm.forward_masked(states, Some(&mask))?)?,
+        })
+    }
+}
+
+/// The sequence variant files: the setup's layers must be the ones
+/// [`SequenceFixture`] wires; labels are class indices, and the slots
+/// loss averages over the real tokens only.
+fn run_sequence<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutcome>, String> {
+    let rule = Rule {
+        f64: T::NAME == "f64",
+        f32: f32_rule(variant)?,
+    };
+    let layers = setup["model"]["layers"]
+        .as_array()
+        .ok_or("setup: no model.layers")?;
+    let described: Vec<(&str, &str, &str)> = layers
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap_or(""),
+                l["type"].as_str().unwrap_or(""),
+                l["input"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let expected = [
+        ("embedding", "Embedding", "input"),
+        ("lstm", "LSTM", "embedding"),
+        ("slots", "Dense", "lstm"),
+        ("intent_lstm", "LSTM", "lstm"),
+        ("intent", "Dense", "intent_lstm"),
+    ];
+    if described != expected {
+        return Err(format!(
+            "unsupported architecture: the sequence model is wired {expected:?}, the file describes {described:?}"
+        ));
+    }
+    let config = |i: usize| &layers[i]["config"];
+    if config(0)["mask_zero"] != true
+        || config(1)["return_sequences"] != true
+        || config(3)["return_sequences"].as_bool().unwrap_or(false)
+        || config(2)["activation"].as_str().unwrap_or("linear") != "linear"
+        || config(4)["activation"] != "softmax"
+    {
+        return Err("unsupported architecture: expected mask_zero, a sequence LSTM, slot logits, a last-state LSTM and softmax intents".into());
+    }
+    let weights0 = &setup["initial_weights"];
+    let weight = |name: &str| -> Result<Tensor<T>, String> { array(&weights0[name], name) };
+    let mut rng = polyhead::tensor::Rng::new(0);
+    let embeddings = weight("embedding.embeddings")?;
+    let lstm_of = |name: &str, rng: &mut polyhead::tensor::Rng| -> Result<Lstm<T>, String> {
+        let k = weight(&format!("{name}.kernel"))?;
+        let u = weight(&format!("{name}.recurrent_kernel"))?.shape()[0];
+        Lstm::new(k.shape()[0], u, rng).map_err(|e| e.to_string())
+    };
+    let dense = |name: &str| -> Result<Dense<T>, String> {
+        Dense::from_tensors(
+            weight(&format!("{name}.kernel"))?,
+            Some(weight(&format!("{name}.bias"))?),
+            Activation::Linear,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let mut model = SequenceFixture::<T> {
+        embedding: Embedding::new(embeddings.shape()[0], embeddings.shape()[1], &mut rng)
+            .map_err(|e| e.to_string())?,
+        lstm: lstm_of("lstm", &mut rng)?.return_sequences(true),
+        slots: dense("slots")?,
+        intent_lstm: lstm_of("intent_lstm", &mut rng)?,
+        intent: Dense::from_tensors(
+            weight("intent.kernel")?,
+            Some(weight("intent.bias")?),
+            Activation::Softmax,
+        )
+        .map_err(|e| e.to_string())?,
+    };
+    for (name, p) in model.parameters_mut() {
+        p.set_value(weight(&name)?)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    let compile = &variant["compile"];
+    let losses = (
+        compile["loss"]["slots"].as_str(),
+        compile["loss"]["intent"].as_str(),
+    );
+    if losses
+        != (
+            Some("SparseCategoricalCrossentropy(from_logits=True), masked"),
+            Some("sparse_categorical_crossentropy"),
+        )
+    {
+        return Err(format!("unsupported losses {losses:?}"));
+    }
+    let loss_weights = loss_weights_of::<SequenceFixtureLossWeights>(compile)?;
+    let mut optimizer = optimizer_of::<T>(compile)?;
+    let ids: Tensor<T> = array(&setup["x"], "x")?;
+    let labels = |v: &Value, what: &str| -> Result<Labels, String> {
+        let t: Tensor<f64> = array(v, what)?;
+        Labels::new(t.to_vec().iter().map(|&c| c as i64).collect(), t.shape())
+            .map_err(|e| e.to_string())
+    };
+    let targets = SequenceFixtureTargets::new(
+        labels(&setup["y"]["slots"], "y.slots")?,
+        labels(&setup["y"]["intent"], "y.intent")?,
+    )
+    .slots_mask(padding_mask(&ids)?);
+    let same = |name: &str| name.to_string();
+    replay(
+        &mut Replay {
+            variant,
+            weights0,
+            rule: &rule,
+            keras_name: &same,
+        },
+        &mut model,
+        &ids,
         &targets,
         &loss_weights,
         &mut optimizer,

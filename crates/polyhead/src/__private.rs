@@ -13,9 +13,11 @@ pub use polyhead_layers::Module;
 pub use polyhead_losses::closure_loss;
 pub use polyhead_tensor::Float as FloatTrait;
 
-/// Records head `name`'s loss on its output. A 0/1 `mask` (per sample)
-/// turns the loss into the mean over unmasked samples (0 when all are
-/// masked), by rescaling the sample weights by `batch / sum(mask)`.
+/// Records head `name`'s loss on its output. A 0/1 `mask`, one per sample
+/// (`[B]`) or one per position of the output's leading axes (`[B, T]` for
+/// a per-token head), turns the loss into the mean over the unmasked
+/// entries (0 when all are masked), by rescaling the sample weights by
+/// `entries / sum(mask)`.
 pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized, G: HeadTarget<L::Target> + ?Sized>(
     name: &'static str,
     loss: &L,
@@ -28,18 +30,24 @@ pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized, G: HeadTarget<L::Target> + ?
     let weight = match mask {
         None => sample_weight.cloned(),
         Some(mask) => {
-            let batch = pred.shape().first().copied().unwrap_or(1);
-            if mask.shape() != [batch] {
+            let shape = pred.shape();
+            let leading = mask.ndim();
+            if leading == 0 || leading >= shape.len().max(2) || mask.shape() != &shape[..leading] {
                 return Err(Error::in_part(
                     name,
                     Error::Other(format!(
-                        "mask has shape {:?}, expected [{batch}] (one 0/1 per sample)",
-                        mask.shape()
+                        "mask has shape {:?}, expected [{}] (one 0/1 per sample) or a prefix of the output's shape {shape:?} (one per position)",
+                        mask.shape(),
+                        shape.first().copied().unwrap_or(1)
                     )),
                 ));
             }
             let kept: f64 = mask.to_vec().iter().map(|v| v.to_f64()).sum();
-            let scale = if kept > 0.0 { batch as f64 / kept } else { 0.0 };
+            let scale = if kept > 0.0 {
+                mask.len() as f64 / kept
+            } else {
+                0.0
+            };
             let m = mask.mul_scalar(T::from_f64(scale));
             Some(match sample_weight {
                 Some(w) => w.mul(&m).map_err(|e| Error::in_part(name, e))?,

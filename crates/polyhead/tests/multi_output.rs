@@ -250,7 +250,7 @@ fn masks_and_sample_weights_travel_with_the_targets() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "bbox: mask has shape [3], expected [4] (one 0/1 per sample)"
+        "bbox: mask has shape [3], expected [4] (one 0/1 per sample) or a prefix of the output's shape [4, 4] (one per position)"
     );
 }
 
