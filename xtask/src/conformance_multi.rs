@@ -549,51 +549,20 @@ fn run_two_inputs<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOu
     )
 }
 
-/// The sequence fixture's model (joint intent and slots): token ids ->
-/// embedding (id 0 is padding) -> LSTM over every step -> per-token
-/// `slots` logits, and a second LSTM's last real state -> `intent`
-/// probabilities. Its forward is its own: the padding mask, read from the
-/// ids, goes to both LSTMs; the slots loss takes it through the targets.
+/// The sequence fixture's model (joint intent and slots) as a plain
+/// trunk and heads: token ids -> embedding with `mask_zero` -> LSTM over
+/// every step (the trunk), per-token `slots` logits, and `intent`, a
+/// second LSTM's last real state -> softmax. Nothing passes the padding
+/// mask by hand: the embedding's output carries it through the trunk, the
+/// LSTMs honour it and the slots loss averages over the real tokens.
 #[derive(MultiOutput)]
-#[multi_output(forward = Self::graph)]
 struct SequenceFixture<T: Float> {
-    #[layer(shared)]
-    embedding: Embedding<T>,
-    #[layer(shared)]
-    lstm: Lstm<T>,
+    #[trunk]
+    body: Sequential<T>,
     #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
     slots: Dense<T>,
-    #[layer]
-    intent_lstm: Lstm<T>,
     #[head(loss = SparseCrossEntropy::from_probabilities(), weight = 0.5, target = Labels)]
-    intent: Dense<T>,
-}
-
-/// 1 where a token id is not 0 (padding).
-fn padding_mask<T: Float>(ids: &Tensor<T>) -> Result<Tensor<T>, String> {
-    let m: Vec<T> = ids
-        .to_vec()
-        .iter()
-        .map(|&v| if v == T::ZERO { T::ZERO } else { T::ONE })
-        .collect();
-    Tensor::from_vec(m, ids.shape()).map_err(|e| e.to_string())
-}
-
-impl<T: Float> SequenceFixture<T> {
-    fn graph<'t>(
-        &self,
-        ids: polyhead::autograd::Var<'t, T>,
-    ) -> polyhead::Result<SequenceFixtureOutputs<polyhead::autograd::Var<'t, T>>> {
-        let mask = padding_mask(&ids.value()).map_err(polyhead::Error::Other)?;
-        let embedded = self.embedding.forward(ids)?;
-        let states = self.lstm.forward_masked(embedded, Some(&mask))?;
-        Ok(SequenceFixtureOutputs {
-            slots: self.slots.forward(states)?,
-            intent: self
-                .intent
-                .forward(self.intent_lstm.forward_masked(states, Some(&mask))?)?,
-        })
-    }
+    intent: Sequential<T>,
 }
 
 /// The sequence variant files: the setup's layers must be the ones
@@ -656,21 +625,40 @@ fn run_sequence<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutc
         .map_err(|e| e.to_string())
     };
     let mut model = SequenceFixture::<T> {
-        embedding: Embedding::new(embeddings.shape()[0], embeddings.shape()[1], &mut rng)
-            .map_err(|e| e.to_string())?,
-        lstm: lstm_of("lstm", &mut rng)?.return_sequences(true),
+        body: Sequential::new()
+            .push(
+                Embedding::new(embeddings.shape()[0], embeddings.shape()[1], &mut rng)
+                    .map_err(|e| e.to_string())?
+                    .mask_zero(true),
+            )
+            .push(lstm_of("lstm", &mut rng)?.return_sequences(true)),
         slots: dense("slots")?,
-        intent_lstm: lstm_of("intent_lstm", &mut rng)?,
-        intent: Dense::from_tensors(
-            weight("intent.kernel")?,
-            Some(weight("intent.bias")?),
-            Activation::Softmax,
-        )
-        .map_err(|e| e.to_string())?,
+        intent: Sequential::new()
+            .push(lstm_of("intent_lstm", &mut rng)?)
+            .push(
+                Dense::from_tensors(
+                    weight("intent.kernel")?,
+                    Some(weight("intent.bias")?),
+                    Activation::Softmax,
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+    };
+    // polyhead's names -> Keras' layer names.
+    let keras_name = |ours: &str| -> String {
+        [
+            ("body.0.", "embedding."),
+            ("body.1.", "lstm."),
+            ("intent.0.", "intent_lstm."),
+            ("intent.1.", "intent."),
+        ]
+        .iter()
+        .find_map(|(p, k)| ours.strip_prefix(p).map(|rest| format!("{k}{rest}")))
+        .unwrap_or_else(|| ours.to_string())
     };
     for (name, p) in model.parameters_mut() {
-        p.set_value(weight(&name)?)
-            .map_err(|e| format!("{name}: {e}"))?;
+        let k = keras_name(&name);
+        p.set_value(weight(&k)?).map_err(|e| format!("{k}: {e}"))?;
     }
     let compile = &variant["compile"];
     let losses = (
@@ -693,18 +681,17 @@ fn run_sequence<T: Float>(variant: &Value, setup: &Value) -> Result<Vec<CaseOutc
         Labels::new(t.to_vec().iter().map(|&c| c as i64).collect(), t.shape())
             .map_err(|e| e.to_string())
     };
+    // No slots mask here: the model's output carries the padding mask.
     let targets = SequenceFixtureTargets::new(
         labels(&setup["y"]["slots"], "y.slots")?,
         labels(&setup["y"]["intent"], "y.intent")?,
-    )
-    .slots_mask(padding_mask(&ids)?);
-    let same = |name: &str| name.to_string();
+    );
     replay(
         &mut Replay {
             variant,
             weights0,
             rule: &rule,
-            keras_name: &same,
+            keras_name: &keras_name,
         },
         &mut model,
         &ids,

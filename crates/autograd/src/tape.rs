@@ -20,6 +20,9 @@ struct Node<T: Float> {
     /// The op and its input nodes; `None` for leaves, parameters, constants
     /// and anything computed only from them without a gradient.
     op: Option<(Box<dyn Op<T>>, Inputs)>,
+    /// Which positions of the value's leading axes are real (nonzero) and
+    /// which are padding: set by [`Var::with_mask`], read by [`Var::mask`].
+    mask: Option<Tensor<T>>,
 }
 
 /// The input node indices of an op: up to [`INLINE_INPUTS`] stored in the
@@ -203,6 +206,7 @@ impl<T: Float> Tape<T> {
             value,
             requires_grad,
             op,
+            mask: None,
         });
         Var {
             tape: self,
@@ -490,6 +494,55 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape.nodes.borrow()[self.index].requires_grad
     }
 
+    /// The same value carrying a mask over its leading axes (`[B, T]` for a
+    /// `[B, T, D]` sequence; nonzero = a real position, 0 = padding), as
+    /// Keras propagates masks: layers that keep those axes pass their
+    /// input's mask on, layers that consume it (a recurrent layer without
+    /// sequences, masked pooling, a per-position loss) use it. Recorded as
+    /// an identity node (the gradient passes through unchanged); the value
+    /// is not copied.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_tensor::Tensor;
+    /// let tape = Tape::<f32>::new();
+    /// let x = tape.leaf(Tensor::ones(&[2, 3, 4])?);
+    /// let masked = x.with_mask(Tensor::from_vec(vec![1.0, 1.0, 0.0, 1.0, 0.0, 0.0], &[2, 3])?)?;
+    /// assert_eq!(masked.mask().unwrap().shape(), &[2, 3]);
+    /// assert!(x.mask().is_none());
+    /// assert!(x.with_mask(Tensor::ones(&[3])?).is_err()); // not the leading axes
+    /// let grads = tape.backward(masked.sum_all())?;
+    /// assert_eq!(grads.wrt(x)?.to_vec(), vec![1.0; 24]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_mask(self, mask: Tensor<T>) -> Result<Var<'t, T>> {
+        let shape = self.shape();
+        let k = mask.ndim();
+        if k == 0 || k > shape.len() || mask.shape() != &shape[..k] {
+            return Err(AutogradError::Op {
+                op: "with_mask",
+                message: format!(
+                    "a mask covers the value's leading axes: shape {:?} does not lead {shape:?}",
+                    mask.shape()
+                ),
+            });
+        }
+        let out = self.apply(Identity)?;
+        out.tape.nodes.borrow_mut()[out.index].mask = Some(mask);
+        Ok(out)
+    }
+
+    /// The mask this value carries, if any (see [`Var::with_mask`]).
+    ///
+    /// ```
+    /// let tape = polyhead_autograd::Tape::<f32>::new();
+    /// assert!(tape.constant(polyhead_tensor::Tensor::ones(&[2])?).mask().is_none());
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn mask(&self) -> Option<Tensor<T>> {
+        self.tape.nodes.borrow()[self.index].mask.clone()
+    }
+
     /// The tape this value is recorded on.
     ///
     /// ```
@@ -647,5 +700,20 @@ impl<T: Float> Gradients<T> {
     pub fn by_id(&self, id: ParamId) -> Option<&Tensor<T>> {
         let &index = self.params.get(&id)?;
         self.grads.get(index).and_then(Option::as_ref)
+    }
+}
+
+/// The identity, recorded so that a value can carry a mask of its own.
+struct Identity;
+
+impl<T: Float> Op<T> for Identity {
+    fn name(&self) -> &'static str {
+        "with_mask"
+    }
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(inputs[0].clone())
+    }
+    fn backward(&self, ctx: &crate::op::BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
+        Ok(vec![ctx.grad_for(0, || Ok(ctx.grad_output.clone()))?])
     }
 }

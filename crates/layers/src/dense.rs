@@ -314,7 +314,8 @@ impl<T: Float> Module<T> for Dense<T> {
             Some(b) => y.add(tape.param(b))?,
             None => y,
         };
-        self.activation.apply(y)
+        // Per-position outputs keep a sequence's mask.
+        crate::module::pass_mask(x, self.activation.apply(y)?)
     }
 
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {

@@ -86,7 +86,10 @@ impl<T: Float> Module<T> for Dropout {
                 }
             })
             .collect();
-        Ok(x.mul(x.tape().constant(Tensor::from_vec(mask, &shape)?))?)
+        crate::module::pass_mask(
+            x,
+            x.mul(x.tape().constant(Tensor::from_vec(mask, &shape)?))?,
+        )
     }
 
     fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<T>)) {}

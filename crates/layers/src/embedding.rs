@@ -27,6 +27,7 @@ use crate::module::{Module, child};
 #[derive(Debug, Clone)]
 pub struct Embedding<T: Float = f32> {
     embeddings: Parameter<T>,
+    mask_zero: bool,
 }
 
 impl<T: Float> Embedding<T> {
@@ -49,7 +50,28 @@ impl<T: Float> Embedding<T> {
         let table = Initializer::Uniform(-0.05, 0.05).init::<T>(&[vocab, dim], vocab, dim, rng)?;
         Ok(Embedding {
             embeddings: Parameter::new(table),
+            mask_zero: false,
         })
+    }
+
+    /// Keras' `mask_zero`: id 0 is padding, and the output carries a mask
+    /// (nonzero where the id is not 0) that the layers after it honour
+    /// (see `Var::with_mask`): recurrent layers carry their state over
+    /// padded steps, masked pooling and per-position losses skip them.
+    ///
+    /// ```
+    /// use polyhead_autograd::Tape;
+    /// use polyhead_layers::{Embedding, Module};
+    /// use polyhead_tensor::{Rng, Tensor};
+    /// let emb = Embedding::<f32>::new(10, 4, &mut Rng::new(0))?.mask_zero(true);
+    /// let tape = Tape::new();
+    /// let v = emb.forward(tape.constant(Tensor::from_vec(vec![3.0, 5.0, 0.0], &[1, 3])?))?;
+    /// assert_eq!(v.mask().unwrap().to_vec(), vec![1.0, 1.0, 0.0]);
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    pub fn mask_zero(mut self, mask_zero: bool) -> Self {
+        self.mask_zero = mask_zero;
+        self
     }
 }
 
@@ -72,7 +94,15 @@ impl<T: Float> Module<T> for Embedding<T> {
         let mut shape = values.shape().to_vec();
         shape.push(dim);
         let table = ids.tape().param(&self.embeddings);
-        Ok(table.index_select(0, &index)?.reshape(&shape)?)
+        let out = table.index_select(0, &index)?.reshape(&shape)?;
+        if !self.mask_zero {
+            return Ok(out);
+        }
+        let mask: Vec<T> = index
+            .iter()
+            .map(|&i| if i == 0 { T::ZERO } else { T::ONE })
+            .collect();
+        Ok(out.with_mask(polyhead_tensor::Tensor::from_vec(mask, values.shape())?)?)
     }
 
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {

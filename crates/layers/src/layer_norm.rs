@@ -125,10 +125,11 @@ impl<T: Float> Module<T> for LayerNorm<T> {
             Some(gamma) => normed.mul(tape.param(gamma))?,
             None => normed,
         };
-        Ok(match &self.beta {
+        let y = match &self.beta {
             Some(beta) => scaled.add(tape.param(beta))?,
             None => scaled,
-        })
+        };
+        crate::module::pass_mask(x, y)
     }
 
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {

@@ -68,7 +68,7 @@ pub use error::{LayerError, Result};
 pub use flatten::Flatten;
 pub use initializer::Initializer;
 pub use layer_norm::LayerNorm;
-pub use module::Module;
+pub use module::{Module, pass_mask};
 pub use optim::{Adam, Optimizer, OptimizerConvention, RmsProp, Schedule, Sgd};
 pub use pooling::{GlobalPooling, MaxPooling1D, Pooling2D};
 pub use recurrent::{Bidirectional, Gru, Lstm, Merge};

@@ -121,6 +121,28 @@ pub(crate) fn child(prefix: &str, name: &str) -> String {
     format!("{prefix}{name}")
 }
 
+/// `y` carrying `x`'s mask, for a layer that keeps its input's leading
+/// axes (dense, dropout, normalization): how the built-in layers pass a
+/// mask on, and how a user's own layer can (see `Var::with_mask`).
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_tensor::Tensor;
+/// let tape = Tape::<f32>::new();
+/// let x = tape.constant(Tensor::ones(&[2, 3, 4])?).with_mask(Tensor::ones(&[2, 3])?)?;
+/// let y = polyhead_layers::pass_mask(x, x.scale(2.0))?;
+/// assert_eq!(y.mask().unwrap().shape(), &[2, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pass_mask<'t, T: Float>(x: Var<'t, T>, y: Var<'t, T>) -> Result<Var<'t, T>> {
+    match x.mask() {
+        Some(mask) if y.mask().is_none() && y.shape().starts_with(mask.shape()) => {
+            Ok(y.with_mask(mask)?)
+        }
+        _ => Ok(y),
+    }
+}
+
 impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         (**self).forward(x)

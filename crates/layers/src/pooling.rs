@@ -781,6 +781,10 @@ impl GlobalPooling {
 
 impl<T: Float> Module<T> for GlobalPooling {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        // A sequence's mask: the average over its real steps (Keras).
+        if let (Kind::Average, 1, Some(mask)) = (self.kind, self.spatial_axes, x.mask()) {
+            return self.forward_masked(x, &mask);
+        }
         let (layer, expected) = match (self.kind, self.spatial_axes) {
             (Kind::Average, 1) => ("global_average_pooling1d", "[batch, steps, channels]"),
             (Kind::Average, _) => (

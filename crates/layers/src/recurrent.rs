@@ -698,6 +698,14 @@ impl<T: Float> Recurrence<T> {
         Ok(h.slice_axis(1, t, t + 1)?.reshape(&[s[0], self.units])?)
     }
 
+    /// A sequence output carries the mask on; a last state consumed it.
+    fn masked_output<'t>(&self, y: Var<'t, T>, mask: Option<Tensor<T>>) -> Result<Var<'t, T>> {
+        match mask {
+            Some(m) if self.return_sequences => Ok(y.with_mask(m)?),
+            _ => Ok(y),
+        }
+    }
+
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         f(child(prefix, "kernel"), &self.kernel);
         f(child(prefix, "recurrent_kernel"), &self.recurrent_kernel);
@@ -756,8 +764,10 @@ macro_rules! recurrent_layer {
             }
 
             /// The layer on `x` with a mask (`[B, T]`, nonzero = a real
-            /// step): a padded step carries the state over, its output is
-            /// the previous output and its input gets no gradient.
+            /// step; `None`: the mask `x` carries, if any): a padded step
+            /// carries the state over, its output is the previous output
+            /// and its input gets no gradient. With `return_sequences` the
+            /// output carries the mask on.
             ///
             /// ```
             /// use polyhead_autograd::Tape;
@@ -773,8 +783,9 @@ macro_rules! recurrent_layer {
             /// # Ok::<(), Box<dyn std::error::Error>>(())
             /// ```
             pub fn forward_masked<'t>(&self, x: Var<'t, T>, mask: Option<&Tensor<T>>) -> Result<Var<'t, T>> {
-                let states = self.inner.states(x, mask, None, false)?;
-                self.inner.output(states, false)
+                let mask = mask.cloned().or_else(|| x.mask());
+                let states = self.inner.states(x, mask.as_ref(), None, false)?;
+                self.inner.masked_output(self.inner.output(states, false)?, mask)
             }
 
             /// The kernel `[in, gates * units]`.
@@ -888,9 +899,10 @@ impl<T: Float> Lstm<T> {
         mask: Option<&Tensor<T>>,
     ) -> Result<(Var<'t, T>, Var<'t, T>, Var<'t, T>)> {
         let initial = initial.map(|(h, c)| [h, c]);
-        let states = self
-            .inner
-            .states(x, mask, initial.as_ref().map(|s| &s[..]), false)?;
+        let mask = mask.cloned().or_else(|| x.mask());
+        let states =
+            self.inner
+                .states(x, mask.as_ref(), initial.as_ref().map(|s| &s[..]), false)?;
         let s = states.shape();
         let u = self.inner.units;
         let last = states
@@ -898,7 +910,12 @@ impl<T: Float> Lstm<T> {
             .reshape(&[s[0], 2 * u])?;
         let h = last.slice_axis(1, 0, u)?;
         let c = last.slice_axis(1, u, 2 * u)?;
-        Ok((self.inner.output(states, false)?, h, c))
+        Ok((
+            self.inner
+                .masked_output(self.inner.output(states, false)?, mask)?,
+            h,
+            c,
+        ))
     }
 }
 
@@ -963,14 +980,19 @@ impl<T: Float> Gru<T> {
         mask: Option<&Tensor<T>>,
     ) -> Result<(Var<'t, T>, Var<'t, T>)> {
         let initial = initial.map(|h| [h]);
-        let states = self
-            .inner
-            .states(x, mask, initial.as_ref().map(|s| &s[..]), false)?;
+        let mask = mask.cloned().or_else(|| x.mask());
+        let states =
+            self.inner
+                .states(x, mask.as_ref(), initial.as_ref().map(|s| &s[..]), false)?;
         let s = states.shape();
         let h = states
             .slice_axis(1, s[1] - 1, s[1])?
             .reshape(&[s[0], self.inner.units])?;
-        Ok((self.inner.output(states, false)?, h))
+        Ok((
+            self.inner
+                .masked_output(self.inner.output(states, false)?, mask)?,
+            h,
+        ))
     }
 }
 
@@ -1064,7 +1086,8 @@ impl<T: Float> Bidirectional<T> {
         self
     }
 
-    /// Both directions on `x` with an optional mask (`[B, T]`).
+    /// Both directions on `x` with an optional mask (`[B, T]`; `None`: the
+    /// mask `x` carries, if any).
     ///
     /// ```
     /// use polyhead_autograd::Tape;
@@ -1081,16 +1104,18 @@ impl<T: Float> Bidirectional<T> {
         x: Var<'t, T>,
         mask: Option<&Tensor<T>>,
     ) -> Result<Var<'t, T>> {
+        let mask = mask.cloned().or_else(|| x.mask());
         let f = self
             .forward
-            .output(self.forward.states(x, mask, None, false)?, false)?;
+            .output(self.forward.states(x, mask.as_ref(), None, false)?, false)?;
         let b = self
             .backward
-            .output(self.backward.states(x, mask, None, true)?, true)?;
-        Ok(match self.merge {
+            .output(self.backward.states(x, mask.as_ref(), None, true)?, true)?;
+        let y = match self.merge {
             Merge::Concat => Var::concat(&[f, b], -1)?,
             Merge::Sum => f.add(b)?,
-        })
+        };
+        self.forward.masked_output(y, mask)
     }
 
     fn prefix(&self) -> (&'static str, &'static str) {

@@ -720,3 +720,52 @@ fn recurrent_mistakes_are_errors_naming_the_layer_and_the_shapes() {
         "global_average_pooling1d: row 1 of the mask has no real step to average"
     );
 }
+
+/// A mask set by `Embedding::mask_zero` travels with the value: the
+/// recurrent layer, its sequence output, dense per position and masked
+/// pooling give what passing the same mask by hand gives, and the
+/// gradients match finite differences through it.
+#[test]
+fn masks_travel_from_the_embedding_through_the_layers() {
+    let mut rng = Rng::new(3);
+    let emb = Embedding::<f64>::new(6, 3, &mut rng)
+        .unwrap()
+        .mask_zero(true);
+    let mut lstm = Lstm::<f64>::new(3, 4, &mut rng)
+        .unwrap()
+        .return_sequences(true);
+    scramble(&mut lstm, 3);
+    let dense = Dense::<f64>::new(4, 2, &mut rng).unwrap();
+    let ids = Tensor::from_vec(vec![3.0, 1.0, 5.0, 0.0, 2.0, 0.0, 0.0, 0.0], &[2, 4]).unwrap();
+    let mask = Tensor::from_vec(vec![1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0], &[2, 4]).unwrap();
+    let tape = Tape::new();
+    let e = emb.forward(tape.constant(ids.clone())).unwrap();
+    assert_eq!(e.mask().unwrap().to_vec(), mask.to_vec());
+    let h = lstm.forward(e).unwrap();
+    assert_eq!(
+        h.mask().unwrap().to_vec(),
+        mask.to_vec(),
+        "a sequence output carries the mask"
+    );
+    let d = dense.forward(h).unwrap();
+    assert!(d.mask().is_some(), "dense per position passes it on");
+    let pooled = GlobalPooling::average_1d().forward(d).unwrap();
+    assert!(pooled.mask().is_none(), "pooling consumes it");
+    // By hand, from an unmasked embedding.
+    let plain = Embedding::<f64>::new(6, 3, &mut Rng::new(0)).unwrap();
+    let mut plain = plain;
+    plain.parameters_mut()[0]
+        .1
+        .set_value(emb.parameters()[0].1.value().clone())
+        .unwrap();
+    let e2 = plain.forward(tape.constant(ids)).unwrap();
+    assert!(e2.mask().is_none());
+    let h2 = lstm.forward_masked(e2, Some(&mask)).unwrap();
+    let by_hand = GlobalPooling::average_1d()
+        .forward_masked(dense.forward(h2).unwrap(), &mask)
+        .unwrap();
+    assert_eq!(pooled.value().to_vec(), by_hand.value().to_vec());
+    // The real steps' average: the padded positions do not count.
+    let second_row = &d.value().to_vec()[8..10];
+    assert_eq!(pooled.value().to_vec()[2..4], *second_row);
+}

@@ -27,6 +27,10 @@ pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized, G: HeadTarget<L::Target> + ?
     mask: Option<&Tensor<T>>,
 ) -> Result<Var<'t, T>> {
     let target = target.as_wanted();
+    // Without a mask in the targets, the one the output carries (padded
+    // tokens from a masked embedding) decides which positions count.
+    let carried = if mask.is_none() { pred.mask() } else { None };
+    let mask = mask.or(carried.as_ref());
     let weight = match mask {
         None => sample_weight.cloned(),
         Some(mask) => {
