@@ -10,7 +10,7 @@ use polyhead::autograd::{Parameter, Tape};
 use polyhead::layers::{
     Activation, BatchNormalization, Bidirectional, Conv1D, Conv2D, Conv2DTranspose,
     DepthwiseConv2D, GlobalPooling, Gru, LayerNorm, Lstm, MaxPooling1D, Merge, Module,
-    MovingStatistics, Padding, Pooling2D,
+    MovingStatistics, MultiHeadAttention, Padding, Pooling2D,
 };
 use polyhead::tensor::{Float, Rng, Tensor};
 use serde_json::Value;
@@ -32,21 +32,24 @@ pub fn run_layer_file(json: &Value) -> Result<Vec<CaseOutcome>, String> {
             if let Some(outcome) = sequence_case(id, case["layer"].as_str(), &case["mask"]) {
                 return outcome;
             }
-            CaseOutcome::ran(
-                id,
-                if f64_file {
-                    run_case::<f64>(case, &Rule::standard(true))
-                } else {
-                    run_case::<f32>(case, &Rule::standard(false))
-                },
-            )
+            let result = match (case["layer"].as_str(), f64_file) {
+                (Some("MultiHeadAttention"), true) => {
+                    run_attention::<f64>(case, &Rule::standard(true))
+                }
+                (Some("MultiHeadAttention"), false) => {
+                    run_attention::<f32>(case, &Rule::standard(false))
+                }
+                (_, true) => run_case::<f64>(case, &Rule::standard(true)),
+                (_, false) => run_case::<f32>(case, &Rule::standard(false)),
+            };
+            CaseOutcome::ran(id, result)
         })
         .collect())
 }
 
 /// The layers of the sequence issue (#19) polyhead does not have yet, in
-/// Keras' and PyTorch's names.
-const SEQUENCE_LAYERS: [&str; 2] = ["MultiHeadAttention", "MultiheadAttention"];
+/// Keras' and PyTorch's names (none left).
+const SEQUENCE_LAYERS: [&str; 0] = [];
 
 /// A case that needs #19 (a sequence layer, or a mask): not supported,
 /// and not run. Only these may be reported so; any other layer polyhead
@@ -552,6 +555,9 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
     if matches!(module, "LSTM" | "GRU") {
         return run_torch_recurrent(case, rule);
     }
+    if module == "MultiheadAttention" {
+        return run_torch_attention(case, rule);
+    }
     if !matches!(
         module,
         "Conv1d"
@@ -1001,5 +1007,322 @@ fn run_torch_recurrent(case: &Value, rule: &Rule) -> Result<(), String> {
             &case["grad_weights"][format!("bias_hh_l0{suffix}")],
         )?;
     }
+    Ok(())
+}
+
+/// A Keras `MultiHeadAttention` case: query, value, optional key and
+/// attention mask; the file's `attention_scale` (the factor Keras really
+/// used) as the score scale; every weight by its Keras path.
+fn run_attention<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
+    let config = &case["config"];
+    known_keys(config, &["num_heads", "key_dim", "value_dim"])?;
+    let query: Tensor<T> = array(&case["query"], "query")?;
+    let value: Tensor<T> = array(&case["value"], "value")?;
+    let key: Option<Tensor<T>> = if case["key"].is_null() {
+        None
+    } else {
+        Some(array(&case["key"], "key")?)
+    };
+    let mut builder = MultiHeadAttention::<T>::builder(
+        config["num_heads"].as_u64().ok_or("no num_heads")? as usize,
+        config["key_dim"].as_u64().ok_or("no key_dim")? as usize,
+        query.shape()[2],
+    )
+    .value_features(value.shape()[2])
+    .key_features(key.as_ref().map_or(value.shape()[2], |k| k.shape()[2]));
+    if let Some(v) = config["value_dim"].as_u64() {
+        builder = builder.value_dim(v as usize);
+    }
+    if let Some(scale) = case["attention_scale"].as_f64() {
+        builder = builder.score_scale(scale);
+    }
+    let mut mha = builder.build(&mut Rng::new(0)).map_err(|e| e.to_string())?;
+    let weights = case["weights"].as_object().ok_or("no weights")?;
+    let mut names = Vec::new();
+    for (name, p) in mha.parameters_mut() {
+        let name = name.replace('.', "/");
+        p.set_value(array(
+            weights
+                .get(&name)
+                .ok_or(format!("the case has no weight {name}"))?,
+            &name,
+        )?)
+        .map_err(|e| format!("{name}: {e}"))?;
+        names.push(name);
+    }
+    if let Some(extra) = weights.keys().find(|k| !names.contains(k)) {
+        return Err(format!("the layer has no weight {extra}"));
+    }
+    let attention_mask = mask::<T>(&case["attention_mask"])?;
+    let tape = Tape::new();
+    let (qv, vv) = (tape.leaf(query), tape.leaf(value));
+    let kv = key.map(|k| tape.leaf(k));
+    let y = mha
+        .attend(qv, vv, kv, attention_mask.as_ref())
+        .map_err(|e| e.to_string())?;
+    rule.array("y", &y.value(), &case["y"])?;
+    let upstream: Tensor<T> = array(&case["upstream"], "upstream")?;
+    let objective = y
+        .mul(tape.constant(upstream))
+        .map_err(|e| e.to_string())?
+        .sum_all();
+    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
+    rule.array(
+        "grad_query",
+        &grads.wrt(qv).map_err(|e| e.to_string())?,
+        &case["grad_query"],
+    )?;
+    rule.array(
+        "grad_value",
+        &grads.wrt(vv).map_err(|e| e.to_string())?,
+        &case["grad_value"],
+    )?;
+    if let Some(kv) = kv {
+        rule.array(
+            "grad_key",
+            &grads.wrt(kv).map_err(|e| e.to_string())?,
+            &case["grad_key"],
+        )?;
+    }
+    let largest_query_bias = grads
+        .by_id(
+            mha.parameters()
+                .iter()
+                .find(|(n, _)| n == "query.bias")
+                .map(|(_, p)| p.id())
+                .ok_or("no query bias")?,
+        )
+        .map(|g| {
+            g.to_vec()
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.to_f64().abs()))
+        })
+        .unwrap_or(0.0);
+    for (name, p) in mha.parameters() {
+        let name = name.replace('.', "/");
+        let g = grads
+            .by_id(p.id())
+            .ok_or(format!("no gradient for {name}"))?;
+        if name == "key/bias" {
+            // Exactly 0 in exact arithmetic (a per-row constant added to
+            // every score leaves a softmax unchanged); the files hold
+            // rounding noise, so FORMAT.md bounds it absolutely.
+            let bound = if T::NAME == "f64" { 1e-12 } else { 1e-5 } * largest_query_bias.max(1.0);
+            let worst = g
+                .to_vec()
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
+            if worst > bound {
+                return Err(format!(
+                    "grad_weights.key/bias: |{worst:e}| above the bound {bound:e}"
+                ));
+            }
+            continue;
+        }
+        rule.array(
+            &format!("grad_weights.{name}"),
+            g,
+            &case["grad_weights"][&name],
+        )?;
+    }
+    Ok(())
+}
+
+/// PyTorch's `nn.MultiheadAttention` (batch first) on polyhead's layer:
+/// Keras' `query/kernel [E, H, K]` is PyTorch's q rows of the input
+/// projection, transposed and split per head; `key_padding_mask` (true =
+/// ignore that key) and `attn_mask` (true = not allowed) become polyhead's
+/// `[B, L, S]` mask (nonzero = may attend).
+fn run_torch_attention(case: &Value, rule: &Rule) -> Result<(), String> {
+    let args = &case["module_args"];
+    let unknown: Vec<&String> = args
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| {
+                    !["embed_dim", "num_heads", "batch_first", "kdim", "vdim"].contains(&k.as_str())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !unknown.is_empty() {
+        return Err(format!("polyhead lacks module argument(s) {unknown:?}"));
+    }
+    if args["batch_first"].as_bool() != Some(true) {
+        return Err("only batch_first=True is replayed".into());
+    }
+    let e = args["embed_dim"].as_u64().ok_or("no embed_dim")? as usize;
+    let h = args["num_heads"].as_u64().ok_or("no num_heads")? as usize;
+    let kdim = args["kdim"].as_u64().map_or(e, |d| d as usize);
+    let vdim = args["vdim"].as_u64().map_or(e, |d| d as usize);
+    let k = e / h;
+    let err = |e: polyhead::tensor::TensorError| e.to_string();
+    let w = |name: &str| -> Result<Tensor<f64>, String> { array(&case["weights"][name], name) };
+    // PyTorch's q, k, v projection weights ([E, in]) and biases ([E]).
+    let (wq, wk, wv) = if case["weights"]["in_proj_weight"].is_null() {
+        (
+            w("q_proj_weight")?,
+            w("k_proj_weight")?,
+            w("v_proj_weight")?,
+        )
+    } else {
+        let all = w("in_proj_weight")?;
+        let rows = |i: usize| {
+            all.slice_axis(0, i * e, (i + 1) * e)
+                .map(|t| t.to_contiguous())
+                .map_err(err)
+        };
+        (rows(0)?, rows(1)?, rows(2)?)
+    };
+    let bias = w("in_proj_bias")?;
+    let part = |i: usize| {
+        bias.slice_axis(0, i * e, (i + 1) * e)
+            .map(|t| t.to_contiguous())
+            .map_err(err)
+    };
+    let kernel = |t: &Tensor<f64>, input: usize| -> Result<Tensor<f64>, String> {
+        t.transpose(0, 1)
+            .map_err(err)?
+            .to_contiguous()
+            .reshape(&[input, h, k])
+            .map_err(err)
+    };
+    let mut mha = MultiHeadAttention::<f64>::builder(h, k, e)
+        .key_features(kdim)
+        .value_features(vdim)
+        .build(&mut Rng::new(0))
+        .map_err(|e| e.to_string())?;
+    let values = [
+        kernel(&wq, e)?,
+        part(0)?.reshape(&[h, k]).map_err(err)?,
+        kernel(&wk, kdim)?,
+        part(1)?.reshape(&[h, k]).map_err(err)?,
+        kernel(&wv, vdim)?,
+        part(2)?.reshape(&[h, k]).map_err(err)?,
+        w("out_proj.weight")?
+            .transpose(0, 1)
+            .map_err(err)?
+            .to_contiguous()
+            .reshape(&[h, k, e])
+            .map_err(err)?,
+        w("out_proj.bias")?,
+    ];
+    for ((name, p), v) in mha.parameters_mut().into_iter().zip(values) {
+        p.set_value(v).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let query: Tensor<f64> = array(&case["query"], "query")?;
+    let key: Tensor<f64> = array(&case["key"], "key")?;
+    let value: Tensor<f64> = array(&case["value"], "value")?;
+    let (b, l, s_len) = (query.shape()[0], query.shape()[1], key.shape()[1]);
+    let bool_array = |v: &Value| -> Result<Option<Vec<bool>>, String> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        v["data"]
+            .as_array()
+            .ok_or("mask: no data")?
+            .iter()
+            .map(|x| x.as_bool().ok_or("mask: not a boolean".to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    };
+    let padding = bool_array(&case["key_padding_mask"])?;
+    let attn = bool_array(&case["attn_mask"])?;
+    let mask = if padding.is_none() && attn.is_none() {
+        None
+    } else {
+        let mut m = Vec::with_capacity(b * l * s_len);
+        for bi in 0..b {
+            for t in 0..l {
+                for si in 0..s_len {
+                    let ignored = padding.as_ref().is_some_and(|p| p[bi * s_len + si]);
+                    let forbidden = attn.as_ref().is_some_and(|a| a[t * s_len + si]);
+                    m.push(if ignored || forbidden { 0.0 } else { 1.0 });
+                }
+            }
+        }
+        Some(Tensor::from_vec(m, &[b, l, s_len]).map_err(err)?)
+    };
+    let tape = Tape::new();
+    let (qv, kv, vv) = (tape.leaf(query), tape.leaf(key), tape.leaf(value));
+    let y = mha
+        .attend(qv, vv, Some(kv), mask.as_ref())
+        .map_err(|e| e.to_string())?;
+    rule.array("y", &y.value(), &case["y"])?;
+    let upstream: Tensor<f64> = array(&case["upstream"], "upstream")?;
+    let grads = tape
+        .backward(
+            y.mul(tape.constant(upstream))
+                .map_err(|e| e.to_string())?
+                .sum_all(),
+        )
+        .map_err(|e| e.to_string())?;
+    for (what, var) in [("grad_query", qv), ("grad_key", kv), ("grad_value", vv)] {
+        rule.array(
+            what,
+            &grads.wrt(var).map_err(|e| e.to_string())?,
+            &case[what],
+        )?;
+    }
+    // polyhead's gradients in PyTorch's layouts.
+    let g: Vec<Tensor<f64>> = mha
+        .parameters()
+        .iter()
+        .map(|(name, p)| {
+            grads
+                .by_id(p.id())
+                .cloned()
+                .ok_or(format!("no gradient for {name}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let weight_back = |t: &Tensor<f64>, input: usize| -> Result<Tensor<f64>, String> {
+        t.reshape(&[input, e])
+            .map_err(err)?
+            .transpose(0, 1)
+            .map_err(err)
+            .map(|t| t.to_contiguous())
+    };
+    let (gq, gk, gv) = (
+        weight_back(&g[0], e)?,
+        weight_back(&g[2], kdim)?,
+        weight_back(&g[4], vdim)?,
+    );
+    let flat = |t: &Tensor<f64>| t.reshape(&[e]).map_err(err);
+    let gbias = Tensor::concat(&[flat(&g[1])?, flat(&g[3])?, flat(&g[5])?], 0).map_err(err)?;
+    let want = &case["grad_weights"];
+    if want["in_proj_weight"].is_null() {
+        rule.array("q_proj_weight", &gq, &want["q_proj_weight"])?;
+        rule.array("k_proj_weight", &gk, &want["k_proj_weight"])?;
+        rule.array("v_proj_weight", &gv, &want["v_proj_weight"])?;
+    } else {
+        rule.array(
+            "in_proj_weight",
+            &Tensor::concat(&[gq, gk, gv], 0).map_err(err)?,
+            &want["in_proj_weight"],
+        )?;
+    }
+    // The key bias's gradient is 0 in exact arithmetic: compare the q and
+    // v parts, and bound the k part absolutely (FORMAT.md).
+    let got = gbias.to_vec();
+    let wanted: Tensor<f64> = array(&want["in_proj_bias"], "in_proj_bias")?;
+    let largest = got[..e].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(wanted.to_vec()).enumerate() {
+        let ok = if (e..2 * e).contains(&i) {
+            a.abs() <= 1e-12 * largest.max(1.0) && b.abs() <= 1e-12 * largest.max(1.0)
+        } else {
+            (a - b).abs() <= 1e-10 * b.abs() + 1e-12
+        };
+        if !ok {
+            return Err(format!("in_proj_bias[{i}]: {a} vs {b}"));
+        }
+    }
+    let gout = g[6]
+        .reshape(&[e, e])
+        .map_err(err)?
+        .transpose(0, 1)
+        .map_err(err)?
+        .to_contiguous();
+    rule.array("out_proj.weight", &gout, &want["out_proj.weight"])?;
+    rule.array("out_proj.bias", &g[7], &want["out_proj.bias"])?;
     Ok(())
 }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod activation;
+mod attention;
 mod batch_norm;
 mod buffer;
 mod checkpoint;
@@ -54,6 +55,7 @@ mod recurrent;
 mod sequential;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
+pub use attention::{MultiHeadAttention, MultiHeadAttentionBuilder};
 pub use batch_norm::{BatchNormalization, MovingStatistics};
 pub use buffer::Buffer;
 pub use checkpoint::{load_checkpoint, load_checkpoint_bytes, save_checkpoint};

@@ -769,3 +769,93 @@ fn masks_travel_from_the_embedding_through_the_layers() {
     let second_row = &d.value().to_vec()[8..10];
     assert_eq!(pooled.value().to_vec()[2..4], *second_row);
 }
+
+/// `MultiHeadAttention` as a `Module` on a fixed value, key and mask, so
+/// that the gradient checks see the query and every weight.
+struct Attending {
+    mha: MultiHeadAttention<f64>,
+    value: Tensor<f64>,
+    key: Option<Tensor<f64>>,
+    mask: Option<Tensor<f64>>,
+}
+
+impl Module<f64> for Attending {
+    fn forward<'t>(
+        &self,
+        q: polyhead_autograd::Var<'t, f64>,
+    ) -> Result<polyhead_autograd::Var<'t, f64>> {
+        let tape = q.tape();
+        let key = self.key.clone().map(|k| tape.constant(k));
+        self.mha.attend(
+            q,
+            tape.constant(self.value.clone()),
+            key,
+            self.mask.as_ref(),
+        )
+    }
+    fn visit_parameters<'a>(
+        &'a self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a polyhead_autograd::Parameter<f64>),
+    ) {
+        self.mha.visit_parameters(prefix, f)
+    }
+    fn visit_parameters_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut polyhead_autograd::Parameter<f64>),
+    ) {
+        self.mha.visit_parameters_mut(prefix, f)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(12) })]
+
+    #[test]
+    fn attention_with_any_heads_lengths_and_masks(
+        heads in 1usize..3, key_dim in 1usize..3, value_dim in 1usize..3, tq in 1usize..4, tv in 1usize..4,
+        separate_key in any::<bool>(), masked in any::<bool>(), bias in any::<bool>(), seed in any::<u64>(),
+    ) {
+        // Keys of width 2; values of width 4 beside them, or the keys
+        // themselves.
+        let value_features = if separate_key { 4 } else { 2 };
+        let mha = MultiHeadAttention::<f64>::builder(heads, key_dim, 3)
+            .value_dim(value_dim).key_features(2).value_features(value_features)
+            .use_bias(bias).build(&mut Rng::new(seed)).unwrap();
+        let value = Tensor::rand_normal(&[2, tv, value_features], 0.0, 1.0, seed ^ 2).unwrap();
+        let key = separate_key.then(|| Tensor::rand_normal(&[2, tv, 2], 0.0, 1.0, seed ^ 3).unwrap());
+        // A random mask, some rows fully masked (they attend uniformly).
+        let mask = masked.then(|| {
+            let mut rng = Rng::new(seed ^ 4);
+            Tensor::from_vec((0..2 * tq * tv).map(|_| (rng.below(3) != 0) as u8 as f64).collect(), &[2, tq, tv]).unwrap()
+        });
+        let mut m = Attending { mha, value, key, mask };
+        scramble(&mut m, seed);
+        let q = Tensor::rand_normal(&[2, tq, 3], 0.0, 1.0, seed ^ 1).unwrap();
+        check_parameters(&mut m, &q, seed)?;
+    }
+}
+
+#[test]
+fn attention_mistakes_are_errors_naming_the_shapes() {
+    let mha = MultiHeadAttention::<f32>::builder(2, 3, 4)
+        .build(&mut Rng::new(0))
+        .unwrap();
+    let tape = Tape::<f32>::new();
+    let x = |shape: &[usize]| tape.constant(Tensor::ones(shape).unwrap());
+    let err = |r: Result<polyhead_autograd::Var<'_, f32>>| r.unwrap_err().to_string();
+    assert_eq!(
+        err(mha.attend(x(&[2, 3, 5]), x(&[2, 4, 4]), None, None)),
+        "multi_head_attention: query must be [batch, steps, 4], got shape [2, 3, 5]"
+    );
+    assert_eq!(
+        err(mha.attend(x(&[2, 3, 4]), x(&[3, 4, 4]), None, None)),
+        "multi_head_attention: query [2, 3, 4], key [3, 4, 4] and value [3, 4, 4] must share the batch, and key and value their steps"
+    );
+    let mask = Tensor::ones(&[2, 4, 3]).unwrap();
+    assert_eq!(
+        err(mha.attend(x(&[2, 3, 4]), x(&[2, 4, 4]), None, Some(&mask))),
+        "multi_head_attention: the attention mask must be [batch, query steps, key steps] = [2, 3, 4], got shape [2, 4, 3]"
+    );
+}

@@ -140,5 +140,11 @@ proptest! {
             prop_assert!(Bidirectional::lstm(f, b).is_err());
         }
         let _ = GlobalPooling::average_1d().forward_masked(x, &mask);
+        if let Ok(mha) = MultiHeadAttention::<f64>::builder(units, units.max(1), input).build(&mut rng) {
+            let attention_mask = Tensor::ones(&state_shape).unwrap();
+            for y in [mha.forward(x), mha.attend(x, x, Some(state), Some(&attention_mask))].into_iter().flatten() {
+                let _ = tape.backward(y.sum_all());
+            }
+        }
     }
 }
