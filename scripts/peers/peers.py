@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["ce", "mse", "multi", "train", "cnn"]
+WORKLOADS = ["ce", "mse", "multi", "train", "cnn", "seq"]
 
 
 def shapes(workload, quick):
@@ -46,6 +46,9 @@ def shapes(workload, quick):
     if workload == "cnn":
         batches = [32] if quick else [32, 256]
         return [(f"{b}x28x28", (b,)) for b in batches]
+    if workload == "seq":
+        batches = [32] if quick else [32, 128]
+        return [(f"{b}x32", (b,)) for b in batches]
     raise ValueError(workload)
 
 
@@ -160,7 +163,25 @@ def torch_steps(threads):
             return F.cross_entropy(class_head(h), y) + 0.5 * F.mse_loss(bbox_head(h), box)
         return sgd_step(params, opt, loss)
 
-    return {"ce": ce, "mse": mse, "multi": multi, "train": train, "cnn": cnn}, \
+    def seq(b):
+        embedding = torch.nn.Embedding(1000, 64)
+        lstm = torch.nn.LSTM(64, 64, batch_first=True)
+        tokens = torch.nn.Linear(64, 9)
+        utterance = torch.nn.Linear(64, 5)
+        params = [*embedding.parameters(), *lstm.parameters(), *tokens.parameters(),
+                  *utterance.parameters()]
+        opt = torch.optim.SGD(params, lr=0.1)
+        ids = torch.randint(0, 1000, (b, 32), generator=gen)
+        token_labels = torch.randint(0, 9, (b, 32), generator=gen)
+        labels = classes(b, 5)
+
+        def loss():
+            h, _ = lstm(embedding(ids))
+            return F.cross_entropy(tokens(h).reshape(-1, 9), token_labels.reshape(-1)) \
+                + 0.5 * F.cross_entropy(utterance(h.mean(dim=1)), labels)
+        return sgd_step(params, opt, loss)
+
+    return {"ce": ce, "mse": mse, "multi": multi, "train": train, "cnn": cnn, "seq": seq}, \
         f"pytorch {torch.__version__} (eager)"
 
 
@@ -258,7 +279,43 @@ def jax_steps(threads):
                 + 0.5 * mse_loss(h @ p["bbox"]["w"] + p["bbox"]["b"], box)
         return sgd_loop(loss, params, uniform(b, 28, 28, 1), classes(b, 10), uniform(b, 4))
 
-    return {"ce": ce, "mse": mse, "multi": multi, "train": train, "cnn": cnn}, \
+    def seq(b):
+        lim_k = (6.0 / (64 + 256)) ** 0.5
+        params = {
+            "embedding": jax.random.uniform(next(keys), (1000, 64), jnp.float32, -0.05, 0.05),
+            "kernel": jax.random.uniform(next(keys), (64, 256), jnp.float32, -lim_k, lim_k),
+            "recurrent": jax.random.uniform(next(keys), (64, 256), jnp.float32, -lim_k, lim_k),
+            "bias": jnp.zeros((256,), jnp.float32),
+            "tokens": dense(64, 9),
+            "utterance": dense(64, 5),
+        }
+
+        def lstm(p, x):
+            b = x.shape[0]
+            xz = x @ p["kernel"] + p["bias"]  # every step's input projection at once
+
+            def step(carry, z):
+                h, c = carry
+                z = z + h @ p["recurrent"]
+                i, f, g, o = jnp.split(z, 4, axis=-1)
+                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+                h = jax.nn.sigmoid(o) * jnp.tanh(c)
+                return (h, c), h
+            zeros = jnp.zeros((b, 64), jnp.float32)
+            _, hs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(xz, 0, 1))
+            return jnp.swapaxes(hs, 0, 1)
+
+        def loss(p, ids, token_labels, labels):
+            h = lstm(p, p["embedding"][ids])
+            logits = h @ p["tokens"]["w"] + p["tokens"]["b"]
+            per_token = sparse_ce(logits.reshape(-1, 9), token_labels.reshape(-1))
+            pooled = h.mean(axis=1)
+            return per_token + 0.5 * sparse_ce(pooled @ p["utterance"]["w"] + p["utterance"]["b"], labels)
+        ids = jax.random.randint(next(keys), (b, 32), 0, 1000)
+        token_labels = jax.random.randint(next(keys), (b, 32), 0, 9)
+        return sgd_loop(loss, params, ids, token_labels, classes(b, 5))
+
+    return {"ce": ce, "mse": mse, "multi": multi, "train": train, "cnn": cnn, "seq": seq}, \
         f"jax {jax.__version__} (jit)"
 
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use polyhead::MultiOutput;
 use polyhead::autograd::Tape;
 use polyhead::layers::{
-    Activation, Conv2D, Dense, GlobalPooling, Padding, Pooling2D, Sequential, Sgd,
+    Activation, Conv2D, Dense, Embedding, GlobalPooling, Lstm, Padding, Pooling2D, Sequential, Sgd,
 };
 use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::parallel::with_awake_pool;
@@ -319,6 +319,68 @@ fn cnn_row(quick: bool, batch: usize) -> Row {
     }
 }
 
+#[derive(MultiOutput)]
+struct SeqBenchModel {
+    #[trunk]
+    body: Sequential,
+    #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
+    tokens: Dense,
+    #[head(loss = SparseCrossEntropy::from_logits(), weight = 0.5, target = Labels)]
+    utterance: Sequential,
+}
+
+/// One SGD step of the sequence issue's model: token ids `[B, 32]`
+/// (vocabulary 1000) -> Embedding(64) -> LSTM(64, every step) -> a
+/// per-token Dense(9) and a mean-pooled Dense(5), both sparse
+/// cross-entropy from logits (weights 1.0 and 0.5).
+fn seq_row(quick: bool, batch: usize) -> Row {
+    let mut rng = Rng::new(6);
+    let mut m = SeqBenchModel {
+        body: Sequential::new()
+            .push(Embedding::new(1000, 64, &mut rng).unwrap())
+            .push(Lstm::new(64, 64, &mut rng).unwrap().return_sequences(true)),
+        tokens: Dense::new(64, 9, &mut rng).unwrap(),
+        utterance: Sequential::new()
+            .push(GlobalPooling::average_1d())
+            .push(Dense::new(64, 5, &mut rng).unwrap()),
+    };
+    let mut opt = Sgd::new(0.1).build();
+    let mut ids_rng = Rng::new(10);
+    let ids: Vec<f32> = (0..batch * 32)
+        .map(|_| ids_rng.below(1000) as f32)
+        .collect();
+    let x = Tensor::from_vec(ids, &[batch, 32]).unwrap();
+    let token_labels = Labels::new(
+        (0..batch * 32).map(|i| (i * 7 % 9) as i64).collect(),
+        &[batch, 32],
+    )
+    .unwrap();
+    let targets = SeqBenchModelTargets::new(token_labels, labels(batch, 5, 11));
+    let weights = SeqBenchModelLossWeights::default();
+    let mut step = || {
+        let tape = Tape::new();
+        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
+        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
+        let grads = tape.backward(loss.total).unwrap();
+        opt.step(&mut m, &grads).unwrap();
+    };
+    step();
+    let peak = peak_bytes(&mut step);
+    let (seconds, allocations) = time(quick, step);
+    Row {
+        workload: "seq".into(),
+        shape: format!("{batch}x32"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes: 0.0,
+        // The count: about 6.3 MFLOP per sample for the step.
+        flops: 6.3e6 * batch as f64,
+        allocations,
+        peak,
+    }
+}
+
 /// One SGD step (forward, backward, update) of the derived model.
 fn train_row(quick: bool, batch: usize) -> Row {
     let mut m = model(1);
@@ -354,7 +416,7 @@ fn train_row(quick: bool, batch: usize) -> Row {
 }
 
 /// The workloads `--filter` can select.
-pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn"];
+pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn", "seq"];
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, Default)]
@@ -490,6 +552,15 @@ pub fn run(options: &Options) -> Result<(), String> {
         .iter()
         .map(|p| format!(" x {} |", p.short_name()))
         .collect();
+    if wants("seq") {
+        let batches: &[usize] = if quick { &[32] } else { &[32, 128] };
+        rows.extend(
+            batches
+                .iter()
+                .flat_map(|&b| at_threads(&|| seq_row(quick, b))),
+        );
+    }
+
     println!(
         "| workload | shape | threads | time/iter | samples/s | GB/s | roofline | allocs/iter | peak MB |{peer_heads}"
     );
