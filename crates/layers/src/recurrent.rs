@@ -56,7 +56,14 @@ fn sigmoid_slice<T: Float>(values: &mut [T]) {
 /// `2 / (1 + e^{2x})` with the exponentials vectorised, and for `|x| <
 /// 0.4` the odd series to `x^15` (where the subtraction would cancel);
 /// the test below bounds its error against f64's `tanh`.
+#[cfg(test)]
 fn tanh_slice<T: Float>(values: &mut [T]) {
+    let mut scratch = Vec::new();
+    tanh_with(values, &mut scratch);
+}
+
+/// [`tanh_slice`] with a buffer the caller keeps (no allocation per call).
+fn tanh_with<T: Float>(values: &mut [T], scratch: &mut Vec<T>) {
     if T::NAME != "f32" {
         for v in values.iter_mut() {
             *v = v.tanh();
@@ -64,8 +71,10 @@ fn tanh_slice<T: Float>(values: &mut [T]) {
         return;
     }
     let small = T::from_f64(0.4);
-    let mut e: Vec<T> = values.iter().map(|&x| x + x).collect();
-    T::exp_slice(&mut e);
+    scratch.clear();
+    scratch.extend(values.iter().map(|&x| x + x));
+    let e = &mut scratch[..];
+    T::exp_slice(e);
     // The odd series of tanh to x^15 (the next term is below 1e-10 of the
     // result for |x| < 0.4); beyond 0.4 the subtraction loses under 2 bits.
     let coefficients = [
@@ -79,7 +88,7 @@ fn tanh_slice<T: Float>(values: &mut [T]) {
     ]
     .map(T::from_f64);
     let two = T::ONE + T::ONE;
-    for (v, &e) in values.iter_mut().zip(&e) {
+    for (v, &e) in values.iter_mut().zip(e.iter()) {
         let x = *v;
         *v = if x.abs() < small {
             let x2 = x * x;
@@ -168,6 +177,7 @@ impl<T: Float> RecurrentOp<T> {
         }
         let rk = ArrayView2::from_shape((u, 4 * u), recurrent).expect("recurrent kernel shape");
         let mut tc = vec![T::ZERO; u];
+        let mut scratch = Vec::with_capacity(u);
         for t in self.order(steps) {
             {
                 let hv = ArrayView2::from_shape((batch, u), &*h).expect("state shape");
@@ -188,14 +198,14 @@ impl<T: Float> RecurrentOp<T> {
                 let at = (b * steps + t) * 4 * u;
                 let z = &mut xz[at..at + 4 * u];
                 sigmoid_slice(&mut z[..2 * u]);
-                tanh_slice(&mut z[2 * u..3 * u]);
+                tanh_with(&mut z[2 * u..3 * u], &mut scratch);
                 sigmoid_slice(&mut z[3 * u..]);
                 for j in 0..u {
                     let cn = z[u + j] * c[b * u + j] + z[j] * z[2 * u + j];
                     c[b * u + j] = cn;
                     tc[j] = cn;
                 }
-                tanh_slice(&mut tc);
+                tanh_with(&mut tc, &mut scratch);
                 for j in 0..u {
                     let hn = z[3 * u + j] * tc[j];
                     h[b * u + j] = hn;
@@ -453,6 +463,8 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
         let mut dhr = vec![T::ZERO; batch * g * u];
         let mut h_prev = vec![T::ZERO; batch * u];
         let mut dh_prev = vec![T::ZERO; batch * u];
+        let mut h_prev_all = vec![T::ZERO; batch * steps * u];
+        let mut dhr_all = vec![T::ZERO; batch * steps * g * u];
         let mut rh_prev = vec![T::ZERO; batch * u];
         let mut drh = vec![T::ZERO; batch * u];
         let rk_h: Vec<T> = match self.cell {
@@ -586,14 +598,13 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
             for (n, &p) in dh_next.iter_mut().zip(&dh_prev) {
                 *n += p;
             }
-            product(
-                &h_prev,
-                &dhr,
-                &mut drecurrent,
-                (u, batch, g * u),
-                (true, false),
-                T::ONE,
-            )?;
+            // dR += h_prev^T dhr waits for one product over every step.
+            for b in 0..batch {
+                let row = b * steps + t;
+                h_prev_all[row * u..(row + 1) * u].copy_from_slice(&h_prev[b * u..(b + 1) * u]);
+                dhr_all[row * g * u..(row + 1) * g * u]
+                    .copy_from_slice(&dhr[b * g * u..(b + 1) * g * u]);
+            }
             if recurrent_bias {
                 for row in dhr.chunks_exact(g * u) {
                     for (v, &d) in drecurrent_bias.iter_mut().zip(row) {
@@ -602,6 +613,14 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
                 }
             }
         }
+        product(
+            &h_prev_all,
+            &dhr_all,
+            &mut drecurrent,
+            (u, batch * steps, g * u),
+            (true, false),
+            T::ONE,
+        )?;
         let dx = ctx.grad_for(0, || {
             let mut dx = vec![T::ZERO; batch * steps * d];
             product(
