@@ -194,7 +194,7 @@ def jax_steps(threads):
 
     jax.config.update("jax_platforms", "cpu")
     key = jax.random.PRNGKey(0)
-    keys = iter(jax.random.split(key, 64))
+    keys = iter(jax.random.split(key, 1024))
 
     def normal(*shape, std=1.0):
         return jax.random.normal(next(keys), shape, jnp.float32) * std
