@@ -278,7 +278,7 @@ fn cnn_row(quick: bool, batch: usize) -> Row {
             .build(rng)
             .unwrap()
     };
-    let mut m = CnnBenchModel {
+    let m = CnnBenchModel {
         body: Sequential::new()
             .push(conv(1, 16, &mut rng))
             .push(Pooling2D::max([2, 2]))
@@ -288,35 +288,22 @@ fn cnn_row(quick: bool, batch: usize) -> Row {
         class: Dense::new(32, 10, &mut rng).unwrap(),
         bbox: Dense::new(32, 4, &mut rng).unwrap(),
     };
-    let mut opt = Sgd::new(0.1).build();
     let x = Tensor::<f32>::rand_uniform(&[batch, 28, 28, 1], 0.0, 1.0, 7).unwrap();
     let targets = CnnBenchModelTargets::new(
         labels(batch, 10, 8),
         Tensor::rand_uniform(&[batch, 4], 0.0, 1.0, 9).unwrap(),
     );
-    let weights = CnnBenchModelLossWeights::default();
-    let mut step = || {
-        let tape = Tape::new();
-        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
-        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
-        let grads = tape.backward(loss.total).unwrap();
-        opt.step(&mut m, &grads).unwrap();
-    };
-    step();
-    let peak = peak_bytes(&mut step);
-    let (seconds, allocations) = time(quick, step);
-    Row {
-        workload: "cnn".into(),
-        shape: format!("{batch}x28x28"),
-        threads: 1,
+    // The count: about 5.9 MFLOP per sample for the step.
+    step_row(
+        quick,
+        "cnn",
+        format!("{batch}x28x28"),
         batch,
-        seconds,
-        bytes: 0.0,
-        // The count: about 5.9 MFLOP per sample for the step.
-        flops: 5.9e6 * batch as f64,
-        allocations,
-        peak,
-    }
+        5.9e6 * batch as f64,
+        m,
+        x,
+        targets,
+    )
 }
 
 #[derive(MultiOutput)]
@@ -335,7 +322,7 @@ struct SeqBenchModel {
 /// cross-entropy from logits (weights 1.0 and 0.5).
 fn seq_row(quick: bool, batch: usize) -> Row {
     let mut rng = Rng::new(6);
-    let mut m = SeqBenchModel {
+    let m = SeqBenchModel {
         body: Sequential::new()
             .push(Embedding::new(1000, 64, &mut rng).unwrap())
             .push(Lstm::new(64, 64, &mut rng).unwrap().return_sequences(true)),
@@ -344,7 +331,6 @@ fn seq_row(quick: bool, batch: usize) -> Row {
             .push(GlobalPooling::average_1d())
             .push(Dense::new(64, 5, &mut rng).unwrap()),
     };
-    let mut opt = Sgd::new(0.1).build();
     let mut ids_rng = Rng::new(10);
     let ids: Vec<f32> = (0..batch * 32)
         .map(|_| ids_rng.below(1000) as f32)
@@ -356,26 +342,53 @@ fn seq_row(quick: bool, batch: usize) -> Row {
     )
     .unwrap();
     let targets = SeqBenchModelTargets::new(token_labels, labels(batch, 5, 11));
-    let weights = SeqBenchModelLossWeights::default();
+    // The count: about 6.3 MFLOP per sample for the step.
+    step_row(
+        quick,
+        "seq",
+        format!("{batch}x32"),
+        batch,
+        6.3e6 * batch as f64,
+        m,
+        x,
+        targets,
+    )
+}
+
+/// One workload of whole training steps (forward, weighted loss, backward,
+/// SGD update) of `model` on `x` and `targets`: the step's time, heap
+/// allocations and peak memory, and `flops` per step for the roofline.
+#[allow(clippy::too_many_arguments)]
+fn step_row<M: MultiOutput<f32>>(
+    quick: bool,
+    workload: &str,
+    shape: String,
+    batch: usize,
+    flops: f64,
+    mut model: M,
+    x: M::Inputs<Tensor<f32>>,
+    targets: M::Targets,
+) -> Row {
+    let mut opt = Sgd::new(0.1).build();
+    let weights = M::LossWeights::default();
     let mut step = || {
         let tape = Tape::new();
-        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
-        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
+        let outputs = model.forward_heads(M::input_vars(&tape, &x)).unwrap();
+        let loss = model.weighted_loss(&outputs, &targets, &weights).unwrap();
         let grads = tape.backward(loss.total).unwrap();
-        opt.step(&mut m, &grads).unwrap();
+        opt.step(&mut model, &grads).unwrap();
     };
     step();
     let peak = peak_bytes(&mut step);
     let (seconds, allocations) = time(quick, step);
     Row {
-        workload: "seq".into(),
-        shape: format!("{batch}x32"),
+        workload: workload.into(),
+        shape,
         threads: 1,
         batch,
         seconds,
         bytes: 0.0,
-        // The count: about 6.3 MFLOP per sample for the step.
-        flops: 6.3e6 * batch as f64,
+        flops,
         allocations,
         peak,
     }
@@ -383,36 +396,25 @@ fn seq_row(quick: bool, batch: usize) -> Row {
 
 /// One SGD step (forward, backward, update) of the derived model.
 fn train_row(quick: bool, batch: usize) -> Row {
-    let mut m = model(1);
-    let mut opt = Sgd::new(0.1).build();
     let x = Tensor::<f32>::rand_uniform(&[batch, 784], 0.0, 1.0, 7).unwrap();
     let targets = BenchModelTargets::new(
         labels(batch, 10, 8),
         Tensor::rand_uniform(&[batch, 4], 0.0, 1.0, 9).unwrap(),
     );
-    let weights = BenchModelLossWeights::default();
-    let (seconds, allocations) = time(quick, || {
-        let tape = Tape::new();
-        let outputs = m.forward_heads(tape.constant(x.clone())).unwrap();
-        let loss = m.weighted_loss(&outputs, &targets, &weights).unwrap();
-        let grads = tape.backward(loss.total).unwrap();
-        opt.step(&mut m, &grads).unwrap();
-    });
     // Forward 2*B*(784*64 + 64*14) FLOPs. Backward: the heads need their
     // kernels' and inputs' gradients (twice their forward), the first layer
     // only its kernel's (once: the input is a constant).
     let flops = 2.0 * batch as f64 * (2.0 * 784.0 * 64.0 + 3.0 * 64.0 * 14.0);
-    Row {
-        workload: "train".into(),
-        shape: format!("{batch}"),
-        threads: 1,
+    step_row(
+        quick,
+        "train",
+        format!("{batch}"),
         batch,
-        seconds,
-        bytes: 0.0,
         flops,
-        allocations,
-        peak: 0.0,
-    }
+        model(1),
+        x,
+        targets,
+    )
 }
 
 /// The workloads `--filter` can select.

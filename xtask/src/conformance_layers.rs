@@ -229,6 +229,33 @@ fn rnn<T: Float>(class: &str, config: &Value, input: usize) -> Result<Rnn<T>, St
     }
 }
 
+/// Runs `module` on `x` (in the case's layout), compares `y` and the
+/// input's gradient of `sum(y * upstream)` with the case's, and returns
+/// every gradient for the weights' checks.
+fn output_and_input_gradient<T: Float>(
+    module: &dyn Module<T>,
+    x: Tensor<T>,
+    case: &Value,
+    rule: &Rule,
+) -> Result<polyhead::autograd::Gradients<T>, String> {
+    let tape = Tape::new();
+    let xv = tape.leaf(x);
+    let y = module.forward(xv).map_err(|e| e.to_string())?;
+    rule.array("y", &y.value(), &case["y"])?;
+    let upstream: Tensor<T> = array(&case["upstream"], "upstream")?;
+    let objective = y
+        .mul(tape.constant(upstream))
+        .map_err(|e| e.to_string())?
+        .sum_all();
+    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
+    rule.array(
+        "grad_x",
+        &grads.wrt(xv).map_err(|e| e.to_string())?,
+        &case["grad_x"],
+    )?;
+    Ok(grads)
+}
+
 fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
     let layer = case["layer"].as_str().unwrap_or("?");
     let config = &case["config"];
@@ -468,21 +495,7 @@ fn run_case<T: Float>(case: &Value, rule: &Rule) -> Result<(), String> {
     if let Some(extra) = weights.keys().find(|k| !names.contains(k)) {
         return Err(format!("the layer has no weight {extra}"));
     }
-    let tape = Tape::new();
-    let xv = tape.leaf(x);
-    let y = module.forward(xv).map_err(|e| e.to_string())?;
-    rule.array("y", &y.value(), &case["y"])?;
-    let upstream: Tensor<T> = array(&case["upstream"], "upstream")?;
-    let objective = y
-        .mul(tape.constant(upstream))
-        .map_err(|e| e.to_string())?
-        .sum_all();
-    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
-    rule.array(
-        "grad_x",
-        &grads.wrt(xv).map_err(|e| e.to_string())?,
-        &case["grad_x"],
-    )?;
+    let grads = output_and_input_gradient(module.as_ref(), x, case, rule)?;
     let params: Vec<(String, &Parameter<T>)> = module.parameters();
     for (name, p) in params {
         let name = name.replace('.', "/");
@@ -927,21 +940,7 @@ fn run_torch_recurrent(case: &Value, rule: &Rule) -> Result<(), String> {
     for ((name, p), v) in params.into_iter().zip(values) {
         p.set_value(v).map_err(|e| format!("{name}: {e}"))?;
     }
-    let tape = Tape::new();
-    let xv = tape.leaf(array(&case["x"], "x")?);
-    let y = layer.forward(xv).map_err(|e| e.to_string())?;
-    rule.array("y", &y.value(), &case["y"])?;
-    let upstream: Tensor<f64> = array(&case["upstream"], "upstream")?;
-    let objective = y
-        .mul(tape.constant(upstream))
-        .map_err(|e| e.to_string())?
-        .sum_all();
-    let grads = tape.backward(objective).map_err(|e| e.to_string())?;
-    rule.array(
-        "grad_x",
-        &grads.wrt(xv).map_err(|e| e.to_string())?,
-        &case["grad_x"],
-    )?;
+    let grads = output_and_input_gradient(layer.as_ref(), array(&case["x"], "x")?, case, rule)?;
     // polyhead's gradients back in PyTorch's layout: blocks in PyTorch's
     // order (the GRU's swap is its own inverse), kernels transposed.
     let ours: Vec<Tensor<f64>> = layer
