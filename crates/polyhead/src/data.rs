@@ -1,0 +1,372 @@
+//! Data from files. Today: a CSV table read into memory with a typed
+//! mapping from columns to the model's input and to each head's target,
+//! where an empty cell in a head's column means "no target for this head
+//! on this row" (a 0 in that head's mask, which `head_loss` turns into the
+//! mean over the labelled rows), never a zero.
+//!
+//! ```
+//! use polyhead::data::CsvReader;
+//! let dir = std::env::temp_dir().join(format!("polyhead-data-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("flowers.csv");
+//! std::fs::write(&path, "length,width,species,height\n1.0,0.5,2,3.0\n2.0,0.25,,4.5\n")?;
+//! let table = CsvReader::new()
+//!     .inputs(&["length", "width"])
+//!     .classes("species", 3)
+//!     .values("height", &["height"])
+//!     .read::<f32>(&path)?;
+//! assert_eq!(table.inputs().to_vec(), vec![1.0, 0.5, 2.0, 0.25]);
+//! assert_eq!(table.mask("species")?.to_vec(), vec![1.0, 0.0]); // row 2 has no species
+//! assert_eq!(table.values("height")?.to_vec(), vec![3.0, 4.5]);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::Path;
+
+use polyhead_losses::Labels;
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{Error, Result};
+
+/// What one head's target is made of.
+#[derive(Debug, Clone, PartialEq)]
+enum HeadColumns {
+    /// One column of class indices in `0..classes`.
+    Classes { column: String, classes: usize },
+    /// Numeric columns, one target value each.
+    Values(Vec<String>),
+}
+
+/// How a CSV file maps to a model's input and its heads' targets (see the
+/// [module docs](self)). The file has a header row naming its columns;
+/// columns the mapping does not name are ignored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CsvReader {
+    inputs: Vec<String>,
+    heads: Vec<(String, HeadColumns)>,
+    delimiter: Option<u8>,
+}
+
+impl CsvReader {
+    /// A mapping with no columns yet.
+    ///
+    /// ```
+    /// let reader = polyhead::data::CsvReader::new();
+    /// # let _ = reader;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The input's columns, in this order (every input cell must hold a
+    /// number).
+    ///
+    /// ```
+    /// let reader = polyhead::data::CsvReader::new().inputs(&["a", "b"]);
+    /// # let _ = reader;
+    /// ```
+    pub fn inputs(mut self, columns: &[&str]) -> Self {
+        self.inputs = columns.iter().map(|c| c.to_string()).collect();
+        self
+    }
+
+    /// A head whose target is the class index in `column` (`0..classes`);
+    /// an empty cell leaves the row unlabelled for this head.
+    ///
+    /// ```
+    /// let reader = polyhead::data::CsvReader::new().classes("species", 3);
+    /// # let _ = reader;
+    /// ```
+    pub fn classes(mut self, column: &str, classes: usize) -> Self {
+        self.heads.push((
+            column.to_string(),
+            HeadColumns::Classes {
+                column: column.to_string(),
+                classes,
+            },
+        ));
+        self
+    }
+
+    /// A head named `head` whose target is the numbers in `columns`; a row
+    /// with any of them empty is unlabelled for this head.
+    ///
+    /// ```
+    /// let reader = polyhead::data::CsvReader::new().values("bbox", &["x0", "y0", "x1", "y1"]);
+    /// # let _ = reader;
+    /// ```
+    pub fn values(mut self, head: &str, columns: &[&str]) -> Self {
+        self.heads.push((
+            head.to_string(),
+            HeadColumns::Values(columns.iter().map(|c| c.to_string()).collect()),
+        ));
+        self
+    }
+
+    /// The field delimiter (default `,`).
+    ///
+    /// ```
+    /// let reader = polyhead::data::CsvReader::new().delimiter(b';');
+    /// # let _ = reader;
+    /// ```
+    pub fn delimiter(mut self, delimiter: u8) -> Self {
+        self.delimiter = Some(delimiter);
+        self
+    }
+
+    /// Reads `path` whole. Errors name the file, the line and the column:
+    /// a missing column, a row with another number of fields, a cell that
+    /// is not a number, a class out of range, an empty input cell.
+    ///
+    /// ```
+    /// use polyhead::data::CsvReader;
+    /// let err = CsvReader::new().inputs(&["a"]).read::<f32>("no/such/file.csv").unwrap_err();
+    /// assert!(err.to_string().starts_with("no/such/file.csv: "));
+    /// ```
+    pub fn read<T: Float>(&self, path: impl AsRef<Path>) -> Result<CsvTable<T>> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let fail = |message: String| Error::Other(format!("{shown}: {message}"));
+        if self.inputs.is_empty() && self.heads.is_empty() {
+            return Err(fail("the mapping names no column".into()));
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(self.delimiter.unwrap_or(b','))
+            .from_path(path)
+            .map_err(|e| fail(e.to_string()))?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| fail(e.to_string()))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let index = |name: &str| -> Result<usize> {
+            header.iter().position(|h| h == name).ok_or_else(|| {
+                fail(format!(
+                    "no column `{name}` (the header has: {})",
+                    header.join(", ")
+                ))
+            })
+        };
+        let input_columns: Vec<usize> = self
+            .inputs
+            .iter()
+            .map(|c| index(c))
+            .collect::<Result<_>>()?;
+        let head_columns: Vec<Vec<usize>> = self
+            .heads
+            .iter()
+            .map(|(_, h)| match h {
+                HeadColumns::Classes { column, .. } => Ok(vec![index(column)?]),
+                HeadColumns::Values(columns) => columns.iter().map(|c| index(c)).collect(),
+            })
+            .collect::<Result<_>>()?;
+        let mut inputs: Vec<T> = Vec::new();
+        let mut targets: Vec<Vec<f64>> = vec![Vec::new(); self.heads.len()];
+        let mut masks: Vec<Vec<T>> = vec![Vec::new(); self.heads.len()];
+        let mut rows = 0usize;
+        for record in reader.records() {
+            let record = record.map_err(|e| fail(e.to_string()))?;
+            let line = record.position().map_or(0, |p| p.line());
+            let cell = |col: usize| record.get(col).unwrap_or("").trim();
+            let number = |col: usize| -> Result<Option<f64>> {
+                let text = cell(col);
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "line {line}, column `{}`: `{text}` is not a finite number",
+                            header[col]
+                        ))
+                    })
+            };
+            for &col in &input_columns {
+                let v = number(col)?.ok_or_else(|| {
+                    fail(format!(
+                        "line {line}, column `{}`: an input cell is empty (only targets may be missing)",
+                        header[col]
+                    ))
+                })?;
+                inputs.push(T::from_f64(v));
+            }
+            for (h, ((_, spec), cols)) in self.heads.iter().zip(&head_columns).enumerate() {
+                let values: Vec<Option<f64>> =
+                    cols.iter().map(|&c| number(c)).collect::<Result<_>>()?;
+                let labelled = values.iter().all(Option::is_some);
+                if let HeadColumns::Classes { classes, .. } = spec
+                    && let Some(Some(v)) = values.first()
+                    && (v.fract() != 0.0 || *v < 0.0 || *v >= *classes as f64)
+                {
+                    return Err(fail(format!(
+                        "line {line}, column `{}`: class {v} is not in 0..{classes}",
+                        header[cols[0]]
+                    )));
+                }
+                targets[h].extend(values.iter().map(|v| v.unwrap_or(0.0)));
+                masks[h].push(if labelled { T::ONE } else { T::ZERO });
+            }
+            rows += 1;
+        }
+        Ok(CsvTable {
+            file: shown,
+            inputs: Tensor::from_vec(inputs, &[rows, self.inputs.len()])?,
+            heads: self
+                .heads
+                .iter()
+                .zip(targets)
+                .zip(masks)
+                .map(|(((name, spec), values), mask)| {
+                    Ok(HeadData {
+                        name: name.clone(),
+                        classes: matches!(spec, HeadColumns::Classes { .. }),
+                        width: match spec {
+                            HeadColumns::Classes { .. } => 1,
+                            HeadColumns::Values(c) => c.len(),
+                        },
+                        values,
+                        mask: Tensor::from_vec(mask, &[rows])?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HeadData<T: Float> {
+    name: String,
+    classes: bool,
+    width: usize,
+    /// Row-major, 0 where unlabelled.
+    values: Vec<f64>,
+    mask: Tensor<T>,
+}
+
+/// A CSV file read by a [`CsvReader`]: the input `[rows, columns]` and
+/// each head's target and mask (1 = labelled), by head name.
+#[derive(Debug, Clone)]
+pub struct CsvTable<T: Float = f32> {
+    file: String,
+    inputs: Tensor<T>,
+    heads: Vec<HeadData<T>>,
+}
+
+impl<T: Float> CsvTable<T> {
+    fn head(&self, name: &str) -> Result<&HeadData<T>> {
+        self.heads.iter().find(|h| h.name == name).ok_or_else(|| {
+            Error::Other(format!(
+                "{}: no head `{name}` in the mapping (heads: {})",
+                self.file,
+                self.heads
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// The input, `[rows, input columns]`.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-inputs-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// # std::fs::write(&path, "a,b\n1,2\n")?;
+    /// let table = polyhead::data::CsvReader::new().inputs(&["b", "a"]).read::<f64>(&path)?;
+    /// assert_eq!(table.inputs().to_vec(), vec![2.0, 1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn inputs(&self) -> &Tensor<T> {
+        &self.inputs
+    }
+
+    /// The number of rows read.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-rows-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// # std::fs::write(&path, "a\n1\n2\n")?;
+    /// assert_eq!(polyhead::data::CsvReader::new().inputs(&["a"]).read::<f32>(&path)?.rows(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rows(&self) -> usize {
+        self.inputs.shape()[0]
+    }
+
+    /// A class head's labels (0 on its unlabelled rows, which its mask
+    /// leaves out).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-labels-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// # std::fs::write(&path, "a,c\n1,2\n2,\n")?;
+    /// let table = polyhead::data::CsvReader::new().inputs(&["a"]).classes("c", 3).read::<f32>(&path)?;
+    /// assert_eq!(table.labels("c")?.as_array().iter().copied().collect::<Vec<_>>(), vec![2, 0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn labels(&self, head: &str) -> Result<Labels> {
+        let h = self.head(head)?;
+        if !h.classes {
+            return Err(Error::Other(format!(
+                "{}: head `{head}` holds values, not classes: use `values`",
+                self.file
+            )));
+        }
+        Ok(Labels::new(
+            h.values.iter().map(|&v| v as i64).collect(),
+            &[h.values.len()],
+        )?)
+    }
+
+    /// A value head's target `[rows, columns]` (0 on unlabelled rows).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-values-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// # std::fs::write(&path, "a,x,y\n1,2,3\n")?;
+    /// let table = polyhead::data::CsvReader::new().inputs(&["a"]).values("xy", &["x", "y"]).read::<f32>(&path)?;
+    /// assert_eq!(table.values("xy")?.shape(), &[1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn values(&self, head: &str) -> Result<Tensor<T>> {
+        let h = self.head(head)?;
+        if h.classes {
+            return Err(Error::Other(format!(
+                "{}: head `{head}` holds classes: use `labels`",
+                self.file
+            )));
+        }
+        Ok(Tensor::from_vec(
+            h.values.iter().map(|&v| T::from_f64(v)).collect(),
+            &[self.rows(), h.width],
+        )?)
+    }
+
+    /// A head's mask `[rows]`: 1 where the row has this head's target, 0
+    /// where its cells were empty. Give it to the derived targets
+    /// (`<Model>Targets::<head>_mask`) so that the head's loss is the mean
+    /// over its labelled rows.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-mask-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// # std::fs::write(&path, "a,x\n1,\n2,5\n")?;
+    /// let table = polyhead::data::CsvReader::new().inputs(&["a"]).values("x", &["x"]).read::<f32>(&path)?;
+    /// assert_eq!(table.mask("x")?.to_vec(), vec![0.0, 1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn mask(&self, head: &str) -> Result<Tensor<T>> {
+        Ok(self.head(head)?.mask.clone())
+    }
+}

@@ -1,0 +1,201 @@
+//! CSV data with partial labels: the table, its masks through to the loss
+//! (a masked head's loss is the loss over its labelled rows only), and
+//! every malformed input as an error naming the file, line and column.
+
+use polyhead::data::CsvReader;
+use polyhead::prelude::*;
+
+#[derive(MultiOutput)]
+struct Net {
+    #[trunk]
+    body: Dense,
+    #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
+    class: Dense,
+    #[head(loss = Mse::new(), weight = 0.5)]
+    bbox: Dense,
+}
+
+fn folder(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("polyhead-data-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const ROWS: &str = "a,b,class,x,y,note\n\
+    0.5,1.0,2,0.1,0.2,first\n\
+    -1.0,0.25,,0.3,0.4,no class\n\
+    2.0,-0.5,0,,,no box\n\
+    0.0,0.0,1,0.5,0.6,\n";
+
+fn reader() -> CsvReader {
+    CsvReader::new()
+        .inputs(&["a", "b"])
+        .classes("class", 3)
+        .values("bbox", &["x", "y"])
+}
+
+#[test]
+fn a_table_with_partial_labels_masks_what_is_missing() {
+    let dir = folder("table");
+    let path = dir.join("rows.csv");
+    std::fs::write(&path, ROWS).unwrap();
+    let table = reader().read::<f32>(&path).unwrap();
+    assert_eq!(table.rows(), 4);
+    assert_eq!(
+        table.inputs().to_vec(),
+        vec![0.5, 1.0, -1.0, 0.25, 2.0, -0.5, 0.0, 0.0]
+    );
+    assert_eq!(
+        table.mask("class").unwrap().to_vec(),
+        vec![1.0, 0.0, 1.0, 1.0]
+    );
+    assert_eq!(
+        table.mask("bbox").unwrap().to_vec(),
+        vec![1.0, 1.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        table.values("bbox").unwrap().to_vec(),
+        vec![0.1, 0.2, 0.3, 0.4, 0.0, 0.0, 0.5, 0.6]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_masked_heads_loss_is_the_loss_over_its_labelled_rows_only() {
+    let dir = folder("loss");
+    let path = dir.join("rows.csv");
+    std::fs::write(&path, ROWS).unwrap();
+    let table = reader().read::<f32>(&path).unwrap();
+    let mut rng = Rng::new(1);
+    let net = Net {
+        body: Dense::builder(2, 4)
+            .activation(Activation::Tanh)
+            .build(&mut rng)
+            .unwrap(),
+        class: Dense::new(4, 3, &mut rng).unwrap(),
+        bbox: Dense::new(4, 2, &mut rng).unwrap(),
+    };
+    let targets = NetTargets::new(
+        table.labels("class").unwrap(),
+        table.values("bbox").unwrap(),
+    )
+    .class_mask(table.mask("class").unwrap())
+    .bbox_mask(table.mask("bbox").unwrap());
+    let tape = Tape::no_record();
+    let outputs = net
+        .forward_heads(tape.constant(table.inputs().clone()))
+        .unwrap();
+    let logs = net
+        .weighted_loss(&outputs, &targets, &Default::default())
+        .unwrap()
+        .logs()
+        .unwrap();
+    let get = |name: &str| logs.iter().find(|(n, _)| n == name).unwrap().1;
+    // The same heads on the labelled rows alone, without masks.
+    let rows_only = |rows: &[usize]| {
+        let x = polyhead::tensor::Tensor::from_vec(
+            rows.iter()
+                .flat_map(|&r| table.inputs().to_vec()[2 * r..2 * r + 2].to_vec())
+                .collect(),
+            &[rows.len(), 2],
+        )
+        .unwrap();
+        let t = polyhead::TargetSet::select_rows(
+            &NetTargets::new(
+                table.labels("class").unwrap(),
+                table.values("bbox").unwrap(),
+            ),
+            rows,
+        )
+        .unwrap();
+        let outputs = net.forward_heads(tape.constant(x)).unwrap();
+        net.weighted_loss(&outputs, &t, &Default::default())
+            .unwrap()
+            .logs()
+            .unwrap()
+    };
+    let class_rows = rows_only(&[0, 2, 3]);
+    let bbox_rows = rows_only(&[0, 1, 3]);
+    let from = |logs: &[(String, f64)], name: &str| logs.iter().find(|(n, _)| n == name).unwrap().1;
+    assert!((get("class_loss") - from(&class_rows, "class_loss")).abs() < 1e-6);
+    assert!((get("bbox_loss") - from(&bbox_rows, "bbox_loss")).abs() < 1e-6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn malformed_files_are_errors_naming_the_file_line_and_column() {
+    let dir = folder("bad");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let err = |path: &std::path::Path| reader().read::<f32>(path).unwrap_err().to_string();
+    let path = write("column.csv", "a,class,x,y\n1,2,3,4\n");
+    assert_eq!(
+        err(&path),
+        format!(
+            "{}: no column `b` (the header has: a, class, x, y)",
+            path.display()
+        )
+    );
+    let path = write("number.csv", "a,b,class,x,y\n1,2,0,3,4\n1,zz,0,3,4\n");
+    assert_eq!(
+        err(&path),
+        format!(
+            "{}: line 3, column `b`: `zz` is not a finite number",
+            path.display()
+        )
+    );
+    let path = write("class.csv", "a,b,class,x,y\n1,2,3,3,4\n");
+    assert_eq!(
+        err(&path),
+        format!(
+            "{}: line 2, column `class`: class 3 is not in 0..3",
+            path.display()
+        )
+    );
+    let path = write("input.csv", "a,b,class,x,y\n1,,0,3,4\n");
+    assert_eq!(
+        err(&path),
+        format!(
+            "{}: line 2, column `b`: an input cell is empty (only targets may be missing)",
+            path.display()
+        )
+    );
+    let path = write("fields.csv", "a,b,class,x,y\n1,2,0,3,4\n1,2,0\n");
+    let message = err(&path);
+    assert!(
+        message.starts_with(&format!("{}: ", path.display()))
+            && message.contains("line: 3")
+            && message.contains("3 fields"),
+        "{message}"
+    );
+    let path = write("nan.csv", "a,b,class,x,y\n1,NaN,0,3,4\n");
+    assert_eq!(
+        err(&path),
+        format!(
+            "{}: line 2, column `b`: `NaN` is not a finite number",
+            path.display()
+        )
+    );
+    let missing = dir.join("missing.csv");
+    assert!(err(&missing).starts_with(&format!("{}: ", missing.display())));
+    // Asking for a head the mapping does not have, or the wrong kind.
+    let table = reader().read::<f32>(write("ok.csv", ROWS)).unwrap();
+    assert!(
+        table
+            .labels("bbox")
+            .unwrap_err()
+            .to_string()
+            .ends_with("head `bbox` holds values, not classes: use `values`")
+    );
+    assert!(
+        table
+            .mask("size")
+            .unwrap_err()
+            .to_string()
+            .ends_with("no head `size` in the mapping (heads: class, bbox)")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
