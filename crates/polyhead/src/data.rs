@@ -1,5 +1,6 @@
-//! Data from files. Today: a CSV table read into memory with a typed
-//! mapping from columns to the model's input and to each head's target,
+//! Data from files. Today: NumPy `.npy` arrays ([`read_npy`],
+//! [`write_npy`]) and a CSV table read into memory with a typed mapping
+//! from columns to the model's input and to each head's target,
 //! where an empty cell in a head's column means "no target for this head
 //! on this row" (a 0 in that head's mask, which `head_loss` turns into the
 //! mean over the labelled rows), never a zero.
@@ -369,4 +370,82 @@ impl<T: Float> CsvTable<T> {
     pub fn mask(&self, head: &str) -> Result<Tensor<T>> {
         Ok(self.head(head)?.mask.clone())
     }
+}
+
+/// A NumPy `.npy` file of `float32` or `float64` values as a tensor of `T`
+/// (the other precision is converted, rounding to nearest). Errors name
+/// the file: a missing file, another dtype (integers, say), a malformed
+/// header or truncated data.
+///
+/// ```
+/// use polyhead::tensor::Tensor;
+/// let dir = std::env::temp_dir().join(format!("polyhead-npy-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("x.npy");
+/// polyhead::data::write_npy(&path, &Tensor::<f64>::from_vec(vec![1.0, 2.5, -3.0, 4.0], &[2, 2])?)?;
+/// let x = polyhead::data::read_npy::<f32>(&path)?;
+/// assert_eq!((x.shape(), x.to_vec()), (&[2, 2][..], vec![1.0, 2.5, -3.0, 4.0]));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_npy<T: Float>(path: impl AsRef<Path>) -> Result<Tensor<T>> {
+    use ndarray_npy::ReadNpyExt;
+    let path = path.as_ref();
+    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let open = || std::fs::File::open(path).map_err(|e| fail(e.to_string()));
+    // The file's own dtype decides how it is read; the other one fails
+    // with a type error, which is then tried the other way.
+    let as_f64 = ndarray::ArrayD::<f64>::read_npy(open()?);
+    let (shape, values): (Vec<usize>, Vec<f64>) = match as_f64 {
+        Ok(a) => (a.shape().to_vec(), a.iter().copied().collect()),
+        Err(first) => match ndarray::ArrayD::<f32>::read_npy(open()?) {
+            Ok(a) => (
+                a.shape().to_vec(),
+                a.iter().map(|&v| f64::from(v)).collect(),
+            ),
+            Err(_) => {
+                return Err(fail(format!(
+                    "not a float32 or float64 .npy array ({first})"
+                )));
+            }
+        },
+    };
+    Ok(Tensor::from_vec(
+        values.into_iter().map(T::from_f64).collect(),
+        &shape,
+    )?)
+}
+
+/// Writes a tensor as a NumPy `.npy` file (`float32` or `float64` as `T`
+/// is), to a temporary file first and then renamed over `path`, so that a
+/// failure never leaves a half-written file.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("polyhead-npy-write-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let t = polyhead::tensor::Tensor::<f32>::ones(&[3])?;
+/// polyhead::data::write_npy(dir.join("ones.npy"), &t)?;
+/// assert_eq!(polyhead::data::read_npy::<f32>(dir.join("ones.npy"))?.to_vec(), vec![1.0; 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_npy<T: Float>(path: impl AsRef<Path>, tensor: &Tensor<T>) -> Result<()> {
+    use ndarray_npy::WriteNpyExt;
+    let path = path.as_ref();
+    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let tmp = path.with_extension("npy.partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| fail(e.to_string()))?;
+    let values = tensor.to_vec();
+    let result = if T::NAME == "f32" {
+        let data: Vec<f32> = values.iter().map(|v| v.to_f64() as f32).collect();
+        ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
+            .map_err(|e| fail(e.to_string()))?
+            .write_npy(std::io::BufWriter::new(file))
+    } else {
+        let data: Vec<f64> = values.iter().map(|v| v.to_f64()).collect();
+        ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
+            .map_err(|e| fail(e.to_string()))?
+            .write_npy(std::io::BufWriter::new(file))
+    };
+    result.map_err(|e| fail(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
 }

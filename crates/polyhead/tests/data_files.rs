@@ -1,4 +1,5 @@
-//! CSV data with partial labels: the table, its masks through to the loss
+//! Data from files: NumPy arrays, and CSV with partial labels: the table,
+//! its masks through to the loss
 //! (a masked head's loss is the loss over its labelled rows only), and
 //! every malformed input as an error naming the file, line and column.
 
@@ -197,5 +198,63 @@ fn malformed_files_are_errors_naming_the_file_line_and_column() {
             .to_string()
             .ends_with("no head `size` in the mapping (heads: class, bbox)")
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn npy_files_round_trip_and_refuse_other_dtypes_by_name() {
+    use polyhead::data::{read_npy, write_npy};
+    let dir = folder("npy");
+    let t =
+        polyhead::tensor::Tensor::<f64>::from_vec(vec![0.1, -2.0, 3.5, 1e-300, 7.0, 8.0], &[3, 2])
+            .unwrap();
+    write_npy(dir.join("t.npy"), &t).unwrap();
+    let back = read_npy::<f64>(dir.join("t.npy")).unwrap();
+    assert_eq!((back.shape(), back.to_vec()), (t.shape(), t.to_vec()));
+    // float64 read as f32 rounds to nearest; float32 read as f64 is exact.
+    assert_eq!(
+        read_npy::<f32>(dir.join("t.npy")).unwrap().to_vec()[0],
+        0.1f32
+    );
+    write_npy(
+        dir.join("s.npy"),
+        &polyhead::tensor::Tensor::<f32>::from_vec(vec![0.1], &[1]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        read_npy::<f64>(dir.join("s.npy")).unwrap().to_vec(),
+        vec![f64::from(0.1f32)]
+    );
+    // An integer array (a hand-written header for int64), a missing file,
+    // a truncated file.
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    std::fs::write(dir.join("ints.npy"), &bytes).unwrap();
+    let err = read_npy::<f32>(dir.join("ints.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: not a float32 or float64 .npy array",
+            dir.join("ints.npy").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        read_npy::<f32>(dir.join("none.npy"))
+            .unwrap_err()
+            .to_string()
+            .starts_with(&dir.join("none.npy").display().to_string())
+    );
+    let full = std::fs::read(dir.join("t.npy")).unwrap();
+    std::fs::write(dir.join("short.npy"), &full[..full.len() - 4]).unwrap();
+    assert!(read_npy::<f64>(dir.join("short.npy")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
