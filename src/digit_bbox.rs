@@ -193,3 +193,106 @@ where
         .weighting(config.weighting.clone())
         .progress(config.progress.clone())
 }
+
+/// Writes `n` glyphs drawn with `seed` to `dir` as `images.npy` (`[n,
+/// 784]`) and `labels.csv` (`class, x0, y0, x1, y1`), leaving a fraction
+/// `missing` of the classes and, separately, of the boxes empty: a
+/// partially labelled data set on disk.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("polyhead-digits-doc-{}", std::process::id()));
+/// polyhead_examples::digit_bbox::write_to_disk(&dir, 8, 1, 0.25)?;
+/// let (images, targets) = polyhead_examples::digit_bbox::read_from_disk(&dir)?;
+/// assert_eq!(images.shape(), &[8, 784]);
+/// # let _ = targets;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), polyhead::Error>(())
+/// ```
+pub fn write_to_disk(
+    dir: &std::path::Path,
+    n: usize,
+    seed: u64,
+    missing: f64,
+) -> polyhead::Result<()> {
+    let data = glyphs::generate(n, seed)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| polyhead::Error::Other(format!("{}: {e}", dir.display())))?;
+    polyhead::data::write_npy(dir.join("images.npy"), &data.images)?;
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let classes: Vec<i64> = data.labels.as_array().iter().copied().collect();
+    let boxes = data.boxes.to_vec();
+    let mut csv = String::from("class,x0,y0,x1,y1\n");
+    for (i, class) in classes.iter().enumerate() {
+        let class = if rng.uniform() < missing {
+            String::new()
+        } else {
+            class.to_string()
+        };
+        let bbox = if rng.uniform() < missing {
+            ",,,".to_string()
+        } else {
+            boxes[i * 4..i * 4 + 4]
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        csv.push_str(&format!("{class},{bbox}\n"));
+    }
+    std::fs::write(dir.join("labels.csv"), csv)
+        .map_err(|e| polyhead::Error::Other(format!("{}: {e}", dir.display())))
+}
+
+/// Reads what [`write_to_disk`] wrote: the images, and the targets with
+/// each head's mask (0 where the file has no label for that head).
+pub fn read_from_disk(
+    dir: &std::path::Path,
+) -> polyhead::Result<(Tensor<f32>, DigitBboxTargets<f32>)> {
+    let images = polyhead::data::read_npy::<f32>(dir.join("images.npy"))?;
+    let table = polyhead::data::CsvReader::new()
+        .classes("class", 10)
+        .values("bbox", &["x0", "y0", "x1", "y1"])
+        .read::<f32>(dir.join("labels.csv"))?;
+    if table.rows() != images.shape()[0] {
+        return Err(polyhead::Error::Other(format!(
+            "{}: {} label rows for {} images",
+            dir.display(),
+            table.rows(),
+            images.shape()[0]
+        )));
+    }
+    let targets = DigitBboxTargets::new(table.labels("class")?, table.values("bbox")?)
+        .class_mask(table.mask("class")?)
+        .bbox_mask(table.mask("bbox")?);
+    Ok((images, targets))
+}
+
+/// [`run`]'s dense model trained from files: the training and validation
+/// glyphs are written to `dir` with a fraction `missing` of each head's
+/// labels left out, read back, and trained on (each head learns from the
+/// rows that have its label).
+pub fn run_from_disk(
+    config: &Config,
+    dir: &std::path::Path,
+    missing: f64,
+) -> polyhead::Result<Report> {
+    write_to_disk(&dir.join("train"), config.train, 1, missing)?;
+    write_to_disk(&dir.join("validation"), config.validation, 2, 0.0)?;
+    let (x, targets) = read_from_disk(&dir.join("train"))?;
+    let (vx, vt) = read_from_disk(&dir.join("validation"))?;
+    let mut model = DigitBbox::new(42)?;
+    let history = trainer::<DigitBbox>(config)
+        .validation_data(vx, vt)
+        .fit(&mut model, &x, &targets)?;
+    let last = |name: &str| {
+        history
+            .get(name)
+            .and_then(|v| v.last().copied())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Report {
+        val_accuracy: last("val_class_accuracy"),
+        val_box_error_pixels: last("val_bbox_mae") * glyphs::SIDE as f64,
+        history,
+    })
+}

@@ -122,3 +122,55 @@ fn predict_and_evaluate_agree_on_both_example_models() {
         &t.evaluate(&mut cnn, &images, &targets).unwrap(),
     );
 }
+
+/// The glyphs written to disk with labels left out read back as the same
+/// images and labels, with each head's mask marking exactly the rows that
+/// kept its label; a short run from those files learns both heads.
+#[test]
+fn digit_bbox_from_disk_keeps_the_data_and_masks_missing_labels() {
+    use polyhead_examples::digit_bbox::{read_from_disk, run_from_disk, write_to_disk};
+    let dir = std::env::temp_dir().join(format!("polyhead-digits-test-{}", std::process::id()));
+    write_to_disk(&dir, 200, 4, 0.3).unwrap();
+    let (images, targets) = read_from_disk(&dir).unwrap();
+    let data = glyphs::generate(200, 4).unwrap();
+    assert_eq!(images.to_vec(), data.images.to_vec());
+    let class_mask = targets.masks.class.clone().unwrap().to_vec();
+    let bbox_mask = targets.masks.bbox.clone().unwrap().to_vec();
+    let kept = |m: &[f32]| m.iter().filter(|&&v| v == 1.0).count();
+    // About 70% kept, and never a row with a label but mask 0 or the reverse.
+    assert!(
+        (100..180).contains(&kept(&class_mask)),
+        "{}",
+        kept(&class_mask)
+    );
+    assert!(
+        (100..180).contains(&kept(&bbox_mask)),
+        "{}",
+        kept(&bbox_mask)
+    );
+    let gold: Vec<i64> = data.labels.as_array().iter().copied().collect();
+    for (i, (&m, &label)) in class_mask
+        .iter()
+        .zip(targets.class.as_array().iter())
+        .enumerate()
+    {
+        if m == 1.0 {
+            assert_eq!(label, gold[i]);
+        }
+    }
+    let report = run_from_disk(
+        &Config {
+            architecture: Default::default(),
+            train: 3000,
+            validation: 300,
+            epochs: 4,
+            progress: Progress::Silent,
+            weighting: polyhead::weighting::Weighting::Fixed,
+        },
+        &dir.join("run"),
+        0.2,
+    )
+    .unwrap();
+    assert!(report.val_accuracy > 0.4, "{}", report.val_accuracy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
