@@ -469,6 +469,13 @@ fn expand_targets(model: &Model<'_>, outputs: &Ident, targets: &Ident) -> TokenS
                     _ => ::core::option::Option::None,
                 }
             }
+
+            fn mask(&self, name: &str) -> ::core::option::Option<&::polyhead::tensor::Tensor<T>> {
+                match name {
+                    #(#labels => self.masks.#idents.as_ref(),)*
+                    _ => ::core::option::Option::None,
+                }
+            }
         }
 
         impl<T: ::polyhead::tensor::Float> #targets<T> {

@@ -118,6 +118,11 @@ pub trait TargetSet<T: Float>: Sized {
     fn select_rows(&self, rows: &[usize]) -> Result<Self>;
     /// Head `name`'s target, if it has a loss.
     fn target(&self, name: &str) -> Option<&dyn Target<T>>;
+    /// Head `name`'s 0/1 mask (1 = the row has this head's label), if one
+    /// was given; metrics count only the rows it keeps.
+    fn mask(&self, _name: &str) -> Option<&Tensor<T>> {
+        None
+    }
 }
 
 /// Rows of an optional per-sample tensor (sample weights, masks).

@@ -489,3 +489,34 @@ fn predict_and_evaluate_run_in_inference_mode_and_leave_the_statistics_alone() {
     let loss = scores.iter().find(|(n, _)| n == "loss").unwrap().1;
     assert!((loss - mse).abs() < 1e-6 * mse.max(1.0), "{loss} vs {mse}");
 }
+
+#[test]
+fn metrics_count_only_the_rows_a_heads_mask_keeps() {
+    let (x, t) = data(40, 13);
+    let mut model = net(2);
+    let trainer = trainer(1);
+    let predicted = trainer.predict(&mut model, &x).unwrap();
+    let guesses: Vec<usize> = predicted
+        .class
+        .argmax_axis(1, false)
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    // Rows 0, 3, 6, ... are unlabelled for the class head.
+    let mask: Vec<f32> = (0..40)
+        .map(|i| if i % 3 == 0 { 0.0 } else { 1.0 })
+        .collect();
+    let labels: Vec<i64> = t.class.as_array().iter().copied().collect();
+    let (hits, kept) = (0..40).filter(|i| i % 3 != 0).fold((0, 0), |(h, k), i| {
+        (h + usize::from(guesses[i] as i64 == labels[i]), k + 1)
+    });
+    let masked = t.class_mask(Tensor::from_vec(mask, &[40]).unwrap());
+    let scores = trainer.evaluate(&mut model, &x, &masked).unwrap();
+    let accuracy = scores
+        .iter()
+        .find(|(n, _)| n == "class_accuracy")
+        .unwrap()
+        .1;
+    assert_eq!(accuracy, hits as f64 / kept as f64);
+}

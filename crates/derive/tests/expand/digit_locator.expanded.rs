@@ -105,6 +105,16 @@ where
             _ => ::core::option::Option::None,
         }
     }
+    fn mask(
+        &self,
+        name: &str,
+    ) -> ::core::option::Option<&::polyhead::tensor::Tensor<T>> {
+        match name {
+            "class" => self.masks.class.as_ref(),
+            "bbox" => self.masks.bbox.as_ref(),
+            _ => ::core::option::Option::None,
+        }
+    }
 }
 impl<T: ::polyhead::tensor::Float> DigitLocatorTargets<T> {
     /// The targets, in field order, with no sample weights or masks.

@@ -84,7 +84,15 @@ impl Accumulator {
         metric: Metric,
         pred: &Tensor<T>,
         target: &dyn Target<T>,
+        mask: Option<&Tensor<T>>,
     ) -> Result<()> {
+        // Rows the head's mask leaves out (unlabelled) count for nothing.
+        let kept: Option<Vec<bool>> =
+            mask.map(|m| m.to_vec().iter().map(|&v| v != T::ZERO).collect());
+        let keep = |row: usize| {
+            kept.as_ref()
+                .is_none_or(|k| k.get(row).copied().unwrap_or(true))
+        };
         let err =
             |what: &str| Error::Other(format!("metric {} of head `{head}`: {what}", metric.name()));
         match metric {
@@ -102,7 +110,10 @@ impl Accumulator {
                 }
                 let c = pred.shape()[1];
                 let values = pred.to_contiguous().to_vec();
-                for (row, &y) in values.chunks(c.max(1)).zip(&classes) {
+                for (i, (row, &y)) in values.chunks(c.max(1)).zip(&classes).enumerate() {
+                    if !keep(i) {
+                        continue;
+                    }
                     let truth = row
                         .get(y)
                         .copied()
@@ -113,7 +124,15 @@ impl Accumulator {
                 }
             }
             Metric::BinaryAccuracy(threshold) => {
-                for (p, y) in dense_pairs(pred, target).map_err(|w| err(&w))? {
+                let per_row = pred.len() / pred.shape().first().copied().unwrap_or(1).max(1);
+                for (i, (p, y)) in dense_pairs(pred, target)
+                    .map_err(|w| err(&w))?
+                    .into_iter()
+                    .enumerate()
+                {
+                    if !keep(i / per_row.max(1)) {
+                        continue;
+                    }
                     self.sum += if (p > threshold) == (y > threshold) {
                         1.0
                     } else {
@@ -123,7 +142,15 @@ impl Accumulator {
                 }
             }
             Metric::Mae | Metric::Mse | Metric::Rmse => {
-                for (p, y) in dense_pairs(pred, target).map_err(|w| err(&w))? {
+                let per_row = pred.len() / pred.shape().first().copied().unwrap_or(1).max(1);
+                for (i, (p, y)) in dense_pairs(pred, target)
+                    .map_err(|w| err(&w))?
+                    .into_iter()
+                    .enumerate()
+                {
+                    if !keep(i / per_row.max(1)) {
+                        continue;
+                    }
                     let e = p - y;
                     self.sum += if metric == Metric::Mae {
                         e.abs()

@@ -823,7 +823,7 @@ where
                             .map(|(_, v)| v.value());
                         let target = tb.target(head);
                         match (pred, target) {
-                            (Some(p), Some(t)) => acc.add(head, *metric, &p, t)?,
+                            (Some(p), Some(t)) => acc.add(head, *metric, &p, t, tb.mask(head))?,
                             _ => {
                                 return Err(Error::Other(format!(
                                     "metric {} names head `{head}`, which has no output or target",
@@ -952,7 +952,13 @@ where
                 if let (Some((_, p)), Some(t)) =
                     (values.iter().find(|(h, _)| h == head), tb.target(head))
                 {
-                    acc.add(head, *metric, &p.value(), t as &dyn Target<T>)?;
+                    acc.add(
+                        head,
+                        *metric,
+                        &p.value(),
+                        t as &dyn Target<T>,
+                        tb.mask(head),
+                    )?;
                 }
             }
         }
