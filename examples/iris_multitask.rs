@@ -3,7 +3,11 @@
 //! (cross-entropy) and the petal width (mean squared error) with one shared
 //! layer. Reports both metrics on a held-out 30%.
 //!
-//! `cargo run --release --example iris_multitask`
+//! `cargo run --release --example iris_multitask`; with `-- --write-csv
+//! FILE` it also writes the data set as a CSV (`sepal_length,
+//! sepal_width, petal_length, petal_width, species`), and with `-- --csv
+//! FILE` it reads the flowers from such a file instead (through
+//! `polyhead::data::CsvReader`).
 
 use polyhead::prelude::*;
 use polyhead::{Progress, Trainer};
@@ -18,10 +22,57 @@ struct Iris {
     petal_width: Dense,
 }
 
+const COLUMNS: [&str; 4] = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+
+/// The flowers: 4 measurements a row, and the species.
+fn flowers(args: &[String]) -> polyhead::Result<(Vec<f64>, Vec<usize>)> {
+    match args {
+        [] => {
+            let iris = linfa_datasets::iris();
+            Ok((
+                iris.records().iter().copied().collect(),
+                iris.targets().iter().copied().collect(),
+            ))
+        }
+        [flag, path] if flag == "--write-csv" => {
+            let (records, species) = flowers(&[])?;
+            let mut text = format!("{},species\n", COLUMNS.join(","));
+            for (row, s) in records.chunks(4).zip(&species) {
+                let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+                text.push_str(&format!("{},{s}\n", cells.join(",")));
+            }
+            std::fs::write(path, text)
+                .map_err(|e| polyhead::Error::Other(format!("{path}: {e}")))?;
+            println!("wrote {path}");
+            Ok((records, species))
+        }
+        [flag, path] if flag == "--csv" => {
+            let table = polyhead::data::CsvReader::new()
+                .inputs(&COLUMNS)
+                .classes("species", 3)
+                .read::<f64>(path)?;
+            if table.mask("species")?.to_vec().contains(&0.0) {
+                return Err(polyhead::Error::Other(format!(
+                    "{path}: every flower needs its species"
+                )));
+            }
+            let species = table
+                .labels("species")?
+                .as_array()
+                .iter()
+                .map(|&c| c as usize)
+                .collect();
+            Ok((table.inputs().to_vec(), species))
+        }
+        other => Err(polyhead::Error::Other(format!(
+            "iris_multitask: unknown arguments {other:?}; the options are --csv FILE or --write-csv FILE"
+        ))),
+    }
+}
+
 fn main() -> polyhead::Result<()> {
-    let iris = linfa_datasets::iris();
-    let records: Vec<f64> = iris.records().iter().copied().collect();
-    let species: Vec<usize> = iris.targets().iter().copied().collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (records, species) = flowers(&args)?;
     let n = species.len();
     // Shuffle once, then standardise the three inputs on the training part.
     let mut order: Vec<usize> = (0..n).collect();
