@@ -1,5 +1,6 @@
-//! Data from files. Today: NumPy `.npy` arrays ([`read_npy`],
-//! [`write_npy`]) and a CSV table read into memory with a typed mapping
+//! Data from files, read into memory: NumPy `.npy` arrays ([`read_npy`],
+//! [`write_npy`]), image folders with a manifest ([`ImageFolder`], PNG and
+//! JPEG through the `image` crate), and CSV tables with a typed mapping
 //! from columns to the model's input and to each head's target,
 //! where an empty cell in a head's column means "no target for this head
 //! on this row" (a 0 in that head's mask, which `head_loss` turns into the
@@ -448,4 +449,120 @@ pub fn write_npy<T: Float>(path: impl AsRef<Path>, tensor: &Tensor<T>) -> Result
     };
     result.map_err(|e| fail(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
+}
+
+/// A folder of PNG or JPEG images with a manifest CSV: one row per image,
+/// a column naming its file (relative to the folder) and the targets read
+/// by a [`CsvReader`] mapping (classes, boxes, empty cells for missing
+/// labels). Each image is decoded, converted to grey or RGB and resized
+/// (bilinear) to the model's input, values in `[0, 1]`.
+///
+/// ```
+/// use polyhead::data::{CsvReader, ImageFolder};
+/// let dir = std::env::temp_dir().join(format!("polyhead-images-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// image::GrayImage::from_pixel(8, 8, image::Luma([255])).save(dir.join("white.png"))?;
+/// std::fs::write(dir.join("manifest.csv"), "file,class\nwhite.png,1\n")?;
+/// let (images, table) = ImageFolder::new(&dir, "manifest.csv", "file", [4, 4], 1)
+///     .read::<f32>(&CsvReader::new().classes("class", 2))?;
+/// assert_eq!(images.shape(), &[1, 4, 4, 1]);
+/// assert_eq!(images.to_vec(), vec![1.0; 16]);
+/// assert_eq!(table.mask("class")?.to_vec(), vec![1.0]);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolder {
+    dir: std::path::PathBuf,
+    manifest: String,
+    file_column: String,
+    size: [usize; 2],
+    channels: usize,
+}
+
+impl ImageFolder {
+    /// Images in `dir`, listed by the CSV `manifest` (in `dir`) whose
+    /// `file_column` names each file; resized to `size` (`[height,
+    /// width]`) with `channels` 1 (grey) or 3 (RGB).
+    ///
+    /// ```
+    /// let folder = polyhead::data::ImageFolder::new("photos", "manifest.csv", "file", [28, 28], 1);
+    /// # let _ = folder;
+    /// ```
+    pub fn new(
+        dir: impl AsRef<Path>,
+        manifest: &str,
+        file_column: &str,
+        size: [usize; 2],
+        channels: usize,
+    ) -> Self {
+        ImageFolder {
+            dir: dir.as_ref().to_path_buf(),
+            manifest: manifest.to_string(),
+            file_column: file_column.to_string(),
+            size,
+            channels,
+        }
+    }
+
+    /// The images `[n, height, width, channels]` and the manifest's targets
+    /// (read with `targets`, whose `inputs` should be empty). Errors name
+    /// the manifest's line and the file: a missing or undecodable image,
+    /// an empty file cell; and the manifest's own errors as
+    /// [`CsvReader::read`] reports them.
+    ///
+    /// ```
+    /// use polyhead::data::{CsvReader, ImageFolder};
+    /// let err = ImageFolder::new("no/such/dir", "manifest.csv", "file", [8, 8], 1)
+    ///     .read::<f32>(&CsvReader::new().classes("class", 2))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("no/such/dir/manifest.csv: "));
+    /// ```
+    pub fn read<T: Float>(&self, targets: &CsvReader) -> Result<(Tensor<T>, CsvTable<T>)> {
+        let manifest = self.dir.join(&self.manifest);
+        let shown = manifest.display().to_string();
+        let fail = |message: String| Error::Other(format!("{shown}: {message}"));
+        if !matches!(self.channels, 1 | 3) || self.size.contains(&0) {
+            return Err(fail(format!(
+                "images are resized to a positive size with 1 or 3 channels, got {:?} and {}",
+                self.size, self.channels
+            )));
+        }
+        let table = targets.read::<T>(&manifest)?;
+        let mut reader = csv::Reader::from_path(&manifest).map_err(|e| fail(e.to_string()))?;
+        let header = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
+        let column = header
+            .iter()
+            .position(|h| h == self.file_column)
+            .ok_or_else(|| {
+                fail(format!(
+                    "no column `{}` (the header has: {})",
+                    self.file_column,
+                    header.iter().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+        let [h, w] = self.size;
+        let mut pixels: Vec<T> = Vec::with_capacity(table.rows() * h * w * self.channels);
+        for record in reader.records() {
+            let record = record.map_err(|e| fail(e.to_string()))?;
+            let line = record.position().map_or(0, |p| p.line());
+            let name = record.get(column).unwrap_or("").trim();
+            if name.is_empty() {
+                return Err(fail(format!("line {line}: the file cell is empty")));
+            }
+            let path = self.dir.join(name);
+            let image = image::open(&path)
+                .map_err(|e| fail(format!("line {line}, file `{}`: {e}", path.display())))?;
+            let resized =
+                image.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+            let scale = |v: u8| T::from_f64(f64::from(v) / 255.0);
+            if self.channels == 1 {
+                pixels.extend(resized.to_luma8().into_raw().into_iter().map(scale));
+            } else {
+                pixels.extend(resized.to_rgb8().into_raw().into_iter().map(scale));
+            }
+        }
+        let n = pixels.len() / (h * w * self.channels);
+        Ok((Tensor::from_vec(pixels, &[n, h, w, self.channels])?, table))
+    }
 }

@@ -258,3 +258,67 @@ fn npy_files_round_trip_and_refuse_other_dtypes_by_name() {
     assert!(read_npy::<f64>(dir.join("short.npy")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_image_folder_reads_resized_images_with_partial_labels() {
+    use polyhead::data::ImageFolder;
+    let dir = folder("images");
+    // A 2x2 grey PNG (left column black, right white), an RGB JPEG, and a
+    // manifest whose second row has no class.
+    image::GrayImage::from_fn(2, 2, |x, _| image::Luma([if x == 0 { 0 } else { 255 }]))
+        .save(dir.join("a.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(6, 6, image::Rgb([255, 255, 255]))
+        .save(dir.join("b.jpg"))
+        .unwrap();
+    std::fs::write(
+        dir.join("manifest.csv"),
+        "file,class,x\na.png,1,0.5\nb.jpg,,0.25\n",
+    )
+    .unwrap();
+    let targets = CsvReader::new().classes("class", 2).values("box", &["x"]);
+    let (images, table) = ImageFolder::new(&dir, "manifest.csv", "file", [2, 2], 1)
+        .read::<f32>(&targets)
+        .unwrap();
+    assert_eq!(images.shape(), &[2, 2, 2, 1]);
+    assert_eq!(&images.to_vec()[..4], &[0.0, 1.0, 0.0, 1.0]);
+    // JPEG is lossy: white within a few levels.
+    assert!(
+        images.to_vec()[4..].iter().all(|&v| v > 0.95),
+        "{:?}",
+        images.to_vec()
+    );
+    assert_eq!(table.mask("class").unwrap().to_vec(), vec![1.0, 0.0]);
+    assert_eq!(table.values("box").unwrap().to_vec(), vec![0.5, 0.25]);
+    // RGB keeps three channels.
+    let (rgb, _) = ImageFolder::new(&dir, "manifest.csv", "file", [3, 3], 3)
+        .read::<f32>(&targets)
+        .unwrap();
+    assert_eq!(rgb.shape(), &[2, 3, 3, 3]);
+
+    // A missing image, an undecodable one, an empty file cell.
+    let manifest = dir.join("manifest.csv").display().to_string();
+    let err = |text: &str| {
+        std::fs::write(dir.join("manifest.csv"), text).unwrap();
+        ImageFolder::new(&dir, "manifest.csv", "file", [2, 2], 1)
+            .read::<f32>(&targets)
+            .unwrap_err()
+            .to_string()
+    };
+    let missing = err("file,class,x\na.png,1,0.5\nnone.png,0,0.1\n");
+    assert!(
+        missing.starts_with(&format!("{manifest}: line 3, file `")) && missing.contains("none.png"),
+        "{missing}"
+    );
+    std::fs::write(dir.join("bad.png"), b"not an image").unwrap();
+    let bad = err("file,class,x\nbad.png,1,0.5\n");
+    assert!(
+        bad.starts_with(&format!("{manifest}: line 2, file `")) && bad.contains("bad.png"),
+        "{bad}"
+    );
+    assert_eq!(
+        err("file,class,x\n,1,0.5\n"),
+        format!("{manifest}: line 2: the file cell is empty")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
