@@ -315,6 +315,15 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
         };
         let mut hr = vec![T::ZERO; batch * g * u];
         let mut rh = vec![T::ZERO; batch * u];
+        // A GRU without reset_after multiplies r * h by the h block of the
+        // recurrent kernel: that block, copied once.
+        let rk_h: Vec<T> = match self.cell {
+            Cell::Gru { reset_after: false } => recurrent
+                .chunks_exact(g * u)
+                .flat_map(|row| row[2 * u..].iter().copied())
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut rh_product = vec![T::ZERO; batch * u];
         for t in self.order(steps) {
             // The recurrent product of the previous state (GRU without
@@ -336,13 +345,9 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
                     }
                 }
                 // (r * h) R_h: the h block of the recurrent kernel.
-                let rk: Vec<T> = recurrent
-                    .chunks_exact(g * u)
-                    .flat_map(|row| row[2 * u..].iter().copied())
-                    .collect();
                 product(
                     &rh,
-                    &rk,
+                    &rk_h,
                     &mut rh_product,
                     (batch, u, u),
                     (false, false),
@@ -465,6 +470,10 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
         let mut dh_prev = vec![T::ZERO; batch * u];
         let mut h_prev_all = vec![T::ZERO; batch * steps * u];
         let mut dhr_all = vec![T::ZERO; batch * steps * g * u];
+        // A GRU without reset_after: the candidate's gradient per step, and
+        // its share of the recurrent kernel's gradient.
+        let mut da = vec![T::ZERO; batch * u];
+        let mut drk_h = vec![T::ZERO; u * u];
         let mut rh_prev = vec![T::ZERO; batch * u];
         let mut drh = vec![T::ZERO; batch * u];
         let rk_h: Vec<T> = match self.cell {
@@ -544,15 +553,12 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
             }
             if let Cell::Gru { reset_after: false } = self.cell {
                 // d(r * h) = da R_h^T; then r's gradient and h's share.
-                let da: Vec<T> = (0..batch)
-                    .flat_map(|b| {
-                        let at = (b * steps + t) * g * u;
-                        dxz[at + 2 * u..at + 3 * u].to_vec()
-                    })
-                    .collect();
+                for (b, row) in da.chunks_exact_mut(u).enumerate() {
+                    let at = (b * steps + t) * g * u;
+                    row.copy_from_slice(&dxz[at + 2 * u..at + 3 * u]);
+                }
                 product(&da, &rk_h, &mut drh, (batch, u, u), (false, true), T::ZERO)?;
                 // dR_h += (r * h_prev)^T da.
-                let mut drk_h = vec![T::ZERO; u * u];
                 product(
                     &rh_prev,
                     &da,
