@@ -30,6 +30,59 @@ use polyhead_losses::Labels;
 use polyhead_tensor::{Float, Tensor};
 
 use crate::error::{Error, Result};
+use crate::multi_output::MultiOutput;
+
+/// A data set that [`Trainer::fit_dataset`](crate::Trainer::fit_dataset)
+/// reads batch by batch (on a background thread, hence `Sync`): its number
+/// of samples, and the inputs and targets of any rows, in that order.
+/// [`FromFn`] makes one from a function; [`NpyRows`] reads rows of a large
+/// `.npy` file on demand.
+pub trait Dataset<M: MultiOutput<T>, T: Float>: Sync {
+    /// The number of samples.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The samples at `rows`, in that order.
+    #[allow(clippy::type_complexity)]
+    fn batch(&self, rows: &[usize]) -> Result<(M::Inputs<Tensor<T>>, M::Targets)>;
+}
+
+/// A [`Dataset`] of `len` samples made by a function of the rows asked
+/// for (see [`Trainer::fit_dataset`](crate::Trainer::fit_dataset) for an
+/// example).
+#[derive(Debug, Clone)]
+pub struct FromFn<F> {
+    len: usize,
+    make: F,
+}
+
+impl<F> FromFn<F> {
+    /// `len` samples, `make(rows)` giving the inputs and targets of `rows`.
+    ///
+    /// ```
+    /// let data = polyhead::data::FromFn::new(10, |rows: &[usize]| rows.len());
+    /// # let _ = data;
+    /// ```
+    pub fn new(len: usize, make: F) -> Self {
+        FromFn { len, make }
+    }
+}
+
+impl<M, T, F> Dataset<M, T> for FromFn<F>
+where
+    M: MultiOutput<T>,
+    T: Float,
+    F: Fn(&[usize]) -> Result<(M::Inputs<Tensor<T>>, M::Targets)> + Sync,
+{
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn batch(&self, rows: &[usize]) -> Result<(M::Inputs<Tensor<T>>, M::Targets)> {
+        (self.make)(rows)
+    }
+}
 
 /// What one head's target is made of.
 #[derive(Debug, Clone, PartialEq)]
@@ -564,5 +617,204 @@ impl ImageFolder {
         }
         let n = pixels.len() / (h * w * self.channels);
         Ok((Tensor::from_vec(pixels, &[n, h, w, self.channels])?, table))
+    }
+}
+
+/// The rows of a float32 or float64 `.npy` file (C order), read from disk
+/// when asked for, so a file larger than memory can feed
+/// [`Trainer::fit_dataset`](crate::Trainer::fit_dataset) one batch at a
+/// time. A row is everything after the first axis.
+///
+/// ```
+/// use polyhead::tensor::Tensor;
+/// let dir = std::env::temp_dir().join(format!("polyhead-npy-rows-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("x.npy");
+/// polyhead::data::write_npy(&path, &Tensor::<f32>::from_vec((0..12).map(|v| v as f32).collect(), &[4, 3])?)?;
+/// let rows = polyhead::data::NpyRows::open(&path)?;
+/// assert_eq!((rows.len(), rows.row_shape()), (4, &[3][..]));
+/// assert_eq!(rows.rows::<f32>(&[3, 0])?.to_vec(), vec![9.0, 10.0, 11.0, 0.0, 1.0, 2.0]);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyRows {
+    path: std::path::PathBuf,
+    shape: Vec<usize>,
+    /// Bytes per element: 4 (`<f4`) or 8 (`<f8`).
+    element: usize,
+    /// Where the data starts.
+    offset: u64,
+}
+
+impl NpyRows {
+    /// Reads the header of `path`: a little-endian float32 or float64 array
+    /// in C order with at least one axis; anything else is an error naming
+    /// the file. (The header is read here, not by ndarray-npy, which reads
+    /// whole arrays only.)
+    ///
+    /// ```
+    /// let err = polyhead::data::NpyRows::open("no/such.npy").unwrap_err();
+    /// assert!(err.to_string().starts_with("no/such.npy: "));
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let mut lead = [0u8; 8];
+        file.read_exact(&mut lead)
+            .map_err(|e| fail(format!("not an .npy file ({e})")))?;
+        if &lead[..6] != b"\x93NUMPY" {
+            return Err(fail("not an .npy file (no magic string)".into()));
+        }
+        let header_len = match lead[6] {
+            1 => {
+                let mut n = [0u8; 2];
+                file.read_exact(&mut n).map_err(|e| fail(e.to_string()))?;
+                u16::from_le_bytes(n) as usize
+            }
+            2 | 3 => {
+                let mut n = [0u8; 4];
+                file.read_exact(&mut n).map_err(|e| fail(e.to_string()))?;
+                u32::from_le_bytes(n) as usize
+            }
+            v => return Err(fail(format!(".npy format version {v} is not supported"))),
+        };
+        let mut header = vec![0u8; header_len];
+        file.read_exact(&mut header)
+            .map_err(|e| fail(format!("truncated header ({e})")))?;
+        let header = String::from_utf8_lossy(&header);
+        let value = |key: &str| -> Option<&str> {
+            let at = header.find(&format!("'{key}':"))? + key.len() + 3;
+            Some(header[at..].trim_start())
+        };
+        let element = match value("descr").and_then(|v| v.get(1..4)) {
+            Some("<f4") => 4,
+            Some("<f8") => 8,
+            other => {
+                return Err(fail(format!(
+                    "holds {}, not little-endian float32 or float64",
+                    other.unwrap_or("an unknown dtype")
+                )));
+            }
+        };
+        if value("fortran_order").is_none_or(|v| !v.starts_with("False")) {
+            return Err(fail("is not in C order".into()));
+        }
+        let shape_text = value("shape")
+            .and_then(|v| v.strip_prefix('('))
+            .and_then(|v| v.split(')').next())
+            .ok_or_else(|| fail("has no shape".into()))?;
+        let shape: Vec<usize> = shape_text
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                d.parse()
+                    .map_err(|_| fail(format!("has a malformed shape ({shape_text})")))
+            })
+            .collect::<Result<_>>()?;
+        if shape.is_empty() {
+            return Err(fail("holds a scalar, not rows".into()));
+        }
+        let offset = (lead.len() + if lead[6] == 1 { 2 } else { 4 } + header_len) as u64;
+        let needed = offset + (shape.iter().product::<usize>() * element) as u64;
+        let size = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        if size < needed {
+            return Err(fail(format!(
+                "is truncated: {size} bytes, the shape {shape:?} needs {needed}"
+            )));
+        }
+        Ok(NpyRows {
+            path: path.to_path_buf(),
+            shape,
+            element,
+            offset,
+        })
+    }
+
+    /// The number of rows.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-npy-len-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # polyhead::data::write_npy(dir.join("x.npy"), &polyhead::tensor::Tensor::<f64>::zeros(&[5, 2])?)?;
+    /// assert_eq!(polyhead::data::NpyRows::open(dir.join("x.npy"))?.len(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// Whether the file has no rows.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-npy-empty-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # polyhead::data::write_npy(dir.join("x.npy"), &polyhead::tensor::Tensor::<f64>::zeros(&[0, 2])?)?;
+    /// assert!(polyhead::data::NpyRows::open(dir.join("x.npy"))?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shape of one row.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-npy-shape-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # polyhead::data::write_npy(dir.join("x.npy"), &polyhead::tensor::Tensor::<f64>::zeros(&[2, 28, 28, 1])?)?;
+    /// assert_eq!(polyhead::data::NpyRows::open(dir.join("x.npy"))?.row_shape(), &[28, 28, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn row_shape(&self) -> &[usize] {
+        &self.shape[1..]
+    }
+
+    /// The rows at `rows` (in that order) as `[rows.len(), row shape...]`,
+    /// read from the file now; a row out of range is an error.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-npy-read-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # polyhead::data::write_npy(dir.join("x.npy"), &polyhead::tensor::Tensor::<f64>::zeros(&[2, 3])?)?;
+    /// let rows = polyhead::data::NpyRows::open(dir.join("x.npy"))?;
+    /// assert!(rows.rows::<f32>(&[2]).unwrap_err().to_string().ends_with("row 2 is not in 0..2"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rows<T: Float>(&self, rows: &[usize]) -> Result<Tensor<T>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let fail = |message: String| Error::Other(format!("{}: {message}", self.path.display()));
+        let per_row: usize = self.row_shape().iter().product();
+        let bytes = per_row * self.element;
+        let mut file = std::fs::File::open(&self.path).map_err(|e| fail(e.to_string()))?;
+        let mut buffer = vec![0u8; bytes];
+        let mut values = Vec::with_capacity(rows.len() * per_row);
+        for &r in rows {
+            if r >= self.len() {
+                return Err(fail(format!("row {r} is not in 0..{}", self.len())));
+            }
+            file.seek(SeekFrom::Start(self.offset + (r * bytes) as u64))
+                .and_then(|_| file.read_exact(&mut buffer))
+                .map_err(|e| fail(format!("row {r}: {e}")))?;
+            if self.element == 4 {
+                values.extend(
+                    buffer.chunks_exact(4).map(|b| {
+                        T::from_f64(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                    }),
+                );
+            } else {
+                values.extend(
+                    buffer
+                        .chunks_exact(8)
+                        .map(|b| T::from_f64(f64::from_le_bytes(b.try_into().expect("8 bytes")))),
+                );
+            }
+        }
+        let mut shape = vec![rows.len()];
+        shape.extend_from_slice(self.row_shape());
+        Ok(Tensor::from_vec(values, &shape)?)
     }
 }

@@ -322,3 +322,141 @@ fn an_image_folder_reads_resized_images_with_partial_labels() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn bits(net: &Net) -> Vec<u32> {
+    net.parameters()
+        .iter()
+        .flat_map(|(_, p)| p.value().to_vec())
+        .map(f32::to_bits)
+        .collect()
+}
+
+fn fresh_net() -> Net {
+    let mut rng = Rng::new(9);
+    Net {
+        body: Dense::builder(2, 6)
+            .activation(Activation::Tanh)
+            .build(&mut rng)
+            .unwrap(),
+        class: Dense::new(6, 3, &mut rng).unwrap(),
+        bbox: Dense::new(6, 2, &mut rng).unwrap(),
+    }
+}
+
+fn trainer() -> polyhead::Trainer<Net, f32> {
+    polyhead::Trainer::new(Adam::new(0.01).build())
+        .epochs(3)
+        .batch_size(7)
+        .shuffle(Some(5))
+        .progress(polyhead::Progress::Silent)
+}
+
+#[test]
+fn fit_dataset_streams_rows_of_an_npy_file_and_trains_as_fit_does() {
+    use polyhead::data::{FromFn, NpyRows, write_npy};
+    let dir = folder("stream");
+    let x = polyhead::tensor::Tensor::<f32>::rand_normal(&[50, 2], 0.0, 1.0, 3).unwrap();
+    let classes: Vec<usize> = (0..50).map(|i| i % 3).collect();
+    let boxes = polyhead::tensor::Tensor::<f32>::rand_normal(&[50, 2], 0.0, 1.0, 4).unwrap();
+    write_npy(dir.join("x.npy"), &x).unwrap();
+    let targets = NetTargets::new(Labels::from_classes(&classes), boxes.clone());
+
+    // In memory.
+    let mut a = fresh_net();
+    let ha = trainer().fit(&mut a, &x, &targets).unwrap();
+    // The inputs read from disk row by row, on the reader thread.
+    let rows = NpyRows::open(dir.join("x.npy")).unwrap();
+    let data = FromFn::new(rows.len(), |r: &[usize]| {
+        Ok((
+            rows.rows::<f32>(r)?,
+            polyhead::TargetSet::select_rows(&targets, r)?,
+        ))
+    });
+    let mut b = fresh_net();
+    let hb = trainer().fit_dataset(&mut b, &data).unwrap();
+    assert_eq!(bits(&a), bits(&b), "the same steps in the same order");
+    assert_eq!(ha.get("loss"), hb.get("loss"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fit_dataset_reports_bad_batches_and_refuses_a_validation_split() {
+    use polyhead::data::FromFn;
+    let good = |r: &[usize]| -> polyhead::Result<(polyhead::tensor::Tensor<f32>, NetTargets<f32>)> {
+        let x = polyhead::tensor::Tensor::from_vec(
+            r.iter().flat_map(|&i| [i as f32, 1.0]).collect(),
+            &[r.len(), 2],
+        )?;
+        let t = NetTargets::new(
+            Labels::from_classes(&r.iter().map(|&i| i % 3).collect::<Vec<_>>()),
+            polyhead::tensor::Tensor::zeros(&[r.len(), 2])?,
+        );
+        Ok((x, t))
+    };
+    // A reader error at a row reaches fit_dataset as it is.
+    let failing = FromFn::new(30, |r: &[usize]| {
+        if r.contains(&20) {
+            return Err(polyhead::Error::Other("row 20 is corrupt".into()));
+        }
+        good(r)
+    });
+    let mut net = fresh_net();
+    let err = trainer()
+        .shuffle(None)
+        .fit_dataset(&mut net, &failing)
+        .unwrap_err();
+    assert_eq!(err.to_string(), "row 20 is corrupt");
+    // NaN in a batch's inputs is refused as it arrives.
+    let nan = FromFn::new(30, |r: &[usize]| {
+        let (x, t) = good(r)?;
+        let mut v = x.to_vec();
+        if r.contains(&11) {
+            v[0] = f32::NAN;
+        }
+        Ok((polyhead::tensor::Tensor::from_vec(v, x.shape())?, t))
+    });
+    let err = trainer()
+        .shuffle(None)
+        .fit_dataset(&mut net, &nan)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("input x") && err.contains("NaN"), "{err}");
+    let err = trainer()
+        .validation_split(0.2)
+        .fit_dataset(&mut net, &FromFn::new(30, good))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fit_dataset: validation_split 0.2 needs the whole data in memory; give validation_data instead"
+    );
+    // Early stopping ends the reader thread too (the test ends, nothing hangs).
+    let stopped = trainer()
+        .epochs(50)
+        .callback(polyhead::EarlyStopping::new("loss").patience(0))
+        .fit_dataset(&mut net, &FromFn::new(30, good))
+        .unwrap();
+    assert!(stopped.epochs() < 50);
+}
+
+#[test]
+fn npy_rows_refuse_what_they_cannot_read() {
+    use polyhead::data::{NpyRows, write_npy};
+    let dir = folder("rows");
+    write_npy(
+        dir.join("ok.npy"),
+        &polyhead::tensor::Tensor::<f64>::zeros(&[4, 3]).unwrap(),
+    )
+    .unwrap();
+    let full = std::fs::read(dir.join("ok.npy")).unwrap();
+    std::fs::write(dir.join("short.npy"), &full[..full.len() - 8]).unwrap();
+    let err = NpyRows::open(dir.join("short.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is truncated"), "{err}");
+    std::fs::write(dir.join("text.npy"), b"hello, world").unwrap();
+    let err = NpyRows::open(dir.join("text.npy")).unwrap_err().to_string();
+    assert!(err.ends_with("not an .npy file (no magic string)"), "{err}");
+    let rows = NpyRows::open(dir.join("ok.npy")).unwrap();
+    assert_eq!(rows.rows::<f32>(&[1, 3]).unwrap().shape(), &[2, 3]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

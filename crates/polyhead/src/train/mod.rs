@@ -60,11 +60,14 @@ pub enum OnNonFinite {
     SkipStep,
 }
 
-/// A model's inputs and targets (validation data).
-type Dataset<M, T> = (
+/// A model's inputs and targets (validation data, a batch).
+type Batch<M, T> = (
     <M as MultiOutput<T>>::Inputs<Tensor<T>>,
     <M as MultiOutput<T>>::Targets,
 );
+
+/// Where a training run gets the batch of given rows.
+type Fetch<'a, M, T> = dyn FnMut(&[usize]) -> Result<Batch<M, T>> + 'a;
 
 /// Trains a `MultiOutput` model: `fit` with epochs, batches, shuffling,
 /// validation, metrics and callbacks, returning a [`History`] under Keras'
@@ -109,7 +112,7 @@ pub struct Trainer<M: MultiOutput<T>, T: Float> {
     batch_size: usize,
     shuffle_seed: Option<u64>,
     validation_split: f64,
-    validation_data: Option<Dataset<M, T>>,
+    validation_data: Option<Batch<M, T>>,
     metrics: Vec<(String, Metric)>,
     callbacks: Vec<Box<dyn Callback<M, T>>>,
     on_non_finite: OnNonFinite,
@@ -640,17 +643,127 @@ where
         } else {
             None
         };
-        let user_validation = self.validation_data.take();
         let train_rows: Vec<usize> = (0..n_train).collect();
+        let mut fetch = |rows: &[usize]| -> Result<Batch<M, T>> {
+            Ok((M::select_input_rows(x, rows)?, targets.select_rows(rows)?))
+        };
+        self.train(model, &mut fetch, &train_rows, split_val)
+    }
+
+    /// [`fit`](Self::fit) on a [`Dataset`](crate::data::Dataset) read batch
+    /// by batch: a background thread prepares the batches in the order of
+    /// the epochs (the same seeded shuffling as `fit`, whatever the number
+    /// of threads), at most two ahead, so a data set on disk trains in
+    /// bounded memory while the next batch is read during the current step.
+    /// Each batch's inputs are checked for NaN and infinity as it arrives.
+    /// Validation comes from [`validation_data`](Self::validation_data)
+    /// (`validation_split` needs the whole data in memory: it is refused
+    /// here). On the same data, the same model and seed, it trains exactly
+    /// as `fit` does.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// use polyhead::data::FromFn;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let mut net = Net { out: Dense::new(2, 1, &mut rng)? };
+    /// // 100 samples made on demand: y = x0 - x1.
+    /// let data = FromFn::new(100, |rows: &[usize]| {
+    ///     let x: Vec<f32> = rows.iter().flat_map(|&r| [r as f32 / 100.0, 1.0 - r as f32 / 100.0]).collect();
+    ///     let y: Vec<f32> = x.chunks(2).map(|p| p[0] - p[1]).collect();
+    ///     Ok((Tensor::from_vec(x, &[rows.len(), 2])?, NetTargets::new(Tensor::from_vec(y, &[rows.len(), 1])?)))
+    /// });
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.5).build()).epochs(20).batch_size(10).progress(polyhead::Progress::Silent);
+    /// let history = trainer.fit_dataset(&mut net, &data)?;
+    /// let loss = history.get("loss").unwrap();
+    /// assert!(loss[loss.len() - 1] < loss[0] / 10.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fit_dataset<D>(&mut self, model: &mut M, data: &D) -> Result<History>
+    where
+        D: crate::data::Dataset<M, T> + ?Sized,
+        M::Inputs<Tensor<T>>: Send,
+        M::Targets: Send,
+    {
+        let n = data.len();
+        if n == 0 {
+            return Err(Error::Other(
+                "fit_dataset: the data set has no samples".into(),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Other(format!(
+                "batch_size must be positive, got {}",
+                self.batch_size
+            )));
+        }
+        if self.validation_split != 0.0 {
+            return Err(Error::Other(format!(
+                "fit_dataset: validation_split {} needs the whole data in memory; give validation_data instead",
+                self.validation_split
+            )));
+        }
+        let train_rows: Vec<usize> = (0..n).collect();
+        let (seed, epochs, batch_size) = (self.shuffle_seed, self.epochs, self.batch_size);
+        std::thread::scope(|scope| {
+            // At most two batches wait while a step runs.
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Batch<M, T>>>(2);
+            let rows = &train_rows;
+            scope.spawn(move || {
+                for epoch in 0..epochs {
+                    for chunk in epoch_order(seed, rows, epoch).chunks(batch_size) {
+                        let batch = data.batch(chunk);
+                        let failed = batch.is_err();
+                        // A closed channel: training stopped early.
+                        if sender.send(batch).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+            });
+            let mut fetch = |rows: &[usize]| -> Result<Batch<M, T>> {
+                let (x, t) = receiver
+                    .recv()
+                    .map_err(|_| Error::Other("fit_dataset: the batch reader stopped".into()))??;
+                let got = M::input_rows(&x)?;
+                if got != rows.len() {
+                    return Err(Error::Other(format!(
+                        "fit_dataset: a batch of {} rows was asked for, the data set gave {got}",
+                        rows.len()
+                    )));
+                }
+                for (name, input) in M::inputs_of(&x) {
+                    check_finite(&format!("input {name}"), input)?;
+                }
+                Ok((x, t))
+            };
+            self.train(model, &mut fetch, &train_rows, None)
+        })
+    }
+
+    /// The training run shared by `fit` and `fit_dataset`: the epochs over
+    /// `train_rows` (batches from `fetch`), validation on the user's data or
+    /// `split_val`, callbacks at the end; the History.
+    fn train(
+        &mut self,
+        model: &mut M,
+        fetch: &mut Fetch<'_, M, T>,
+        train_rows: &[usize],
+        split_val: Option<Batch<M, T>>,
+    ) -> Result<History> {
+        let user_validation = self.validation_data.take();
         let mut history = History::default();
         let mut reporter = Reporter::new(self.progress.clone(), self.epochs);
         let mut callbacks = std::mem::take(&mut self.callbacks);
         let validation = user_validation.as_ref().or(split_val.as_ref());
         let result = self.run(
             model,
-            x,
-            targets,
-            &train_rows,
+            fetch,
+            train_rows,
             validation,
             &mut history,
             &mut reporter,
@@ -679,10 +792,9 @@ where
     fn run(
         &mut self,
         model: &mut M,
-        x: &M::Inputs<Tensor<T>>,
-        targets: &M::Targets,
+        fetch: &mut Fetch<'_, M, T>,
         train_rows: &[usize],
-        validation: Option<&Dataset<M, T>>,
+        validation: Option<&Batch<M, T>>,
         history: &mut History,
         reporter: &mut Reporter,
         callbacks: &mut [Box<dyn Callback<M, T>>],
@@ -701,14 +813,7 @@ where
                     c.on_epoch_begin(epoch, &mut ctx)?;
                 }
             }
-            let mut order = train_rows.to_vec();
-            if let Some(seed) = self.shuffle_seed {
-                Rng::new(
-                    seed.wrapping_add(epoch as u64)
-                        .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                )
-                .shuffle(&mut order);
-            }
+            let order = epoch_order(self.shuffle_seed, train_rows, epoch);
             model.set_training(true);
             let steps = order.len().div_ceil(self.batch_size);
             reporter.epoch_begin(epoch, steps);
@@ -721,8 +826,7 @@ where
             // steps, so the GEMMs split over them pay from small sizes.
             with_awake_pool(|| -> Result<()> {
                 for (step, rows) in order.chunks(self.batch_size).enumerate() {
-                    let xb = M::select_input_rows(x, rows)?;
-                    let tb = targets.select_rows(rows)?;
+                    let (xb, tb) = fetch(rows)?;
                     let tape = Tape::new();
                     let (features, outputs) =
                         model.forward_with_features(M::input_vars(&tape, &xb))?;
@@ -1042,6 +1146,21 @@ where
             joined.next().expect("one joined tensor per head")
         }))
     }
+}
+
+/// The rows of an epoch in the order it visits them: `rows` as they are,
+/// or shuffled with a generator seeded by the seed and the epoch (never by
+/// the thread count).
+fn epoch_order(seed: Option<u64>, rows: &[usize], epoch: usize) -> Vec<usize> {
+    let mut order = rows.to_vec();
+    if let Some(seed) = seed {
+        Rng::new(
+            seed.wrapping_add(epoch as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+        .shuffle(&mut order);
+    }
+    order
 }
 
 /// The number of rows (samples) of the inputs, the same in each, with
