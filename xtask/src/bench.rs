@@ -417,8 +417,60 @@ fn train_row(quick: bool, batch: usize) -> Row {
     )
 }
 
+/// One epoch of `fit` on the `train` workload's model (4096 samples,
+/// batches of 128, SGD 0.1), from `source`: `memory` (the tensors) or
+/// `npy` (`fit_dataset` reading the inputs' rows from an `.npy` file on a
+/// reader thread). Rows report the epoch's time; the README compares the
+/// two (the data issue's target: under 5% more for `npy`).
+fn data_row(quick: bool, source: &str) -> Row {
+    use polyhead::data::{FromFn, NpyRows, write_npy};
+    let n = if quick { 1024 } else { 4096 };
+    let x = Tensor::<f32>::rand_uniform(&[n, 784], 0.0, 1.0, 7).unwrap();
+    let targets = BenchModelTargets::new(
+        labels(n, 10, 8),
+        Tensor::rand_uniform(&[n, 4], 0.0, 1.0, 9).unwrap(),
+    );
+    let dir = std::env::temp_dir().join(format!("polyhead-bench-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("x.npy");
+    write_npy(&path, &x).unwrap();
+    let rows = NpyRows::open(&path).unwrap();
+    let data = FromFn::new(n, |r: &[usize]| {
+        Ok((
+            rows.rows::<f32>(r)?,
+            polyhead::TargetSet::select_rows(&targets, r)?,
+        ))
+    });
+    let mut m = model(1);
+    let mut epoch = || {
+        let mut trainer = polyhead::Trainer::<BenchModel, f32>::new(Sgd::new(0.1).build())
+            .epochs(1)
+            .batch_size(128)
+            .shuffle(Some(3))
+            .progress(polyhead::Progress::Silent);
+        let history = match source {
+            "memory" => trainer.fit(&mut m, &x, &targets),
+            _ => trainer.fit_dataset(&mut m, &data),
+        };
+        black_box(history.unwrap());
+    };
+    let (seconds, allocations) = time(quick, &mut epoch);
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        workload: "data".into(),
+        shape: format!("{source} {n}x784"),
+        threads: 1,
+        batch: n,
+        seconds,
+        bytes: 0.0,
+        flops: 0.0,
+        allocations,
+        peak: 0.0,
+    }
+}
+
 /// The workloads `--filter` can select.
-pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn", "seq"];
+pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn", "seq", "data"];
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, Default)]
@@ -561,6 +613,12 @@ pub fn run(options: &Options) -> Result<(), String> {
                 .iter()
                 .flat_map(|&b| at_threads(&|| seq_row(quick, b))),
         );
+    }
+
+    if wants("data") {
+        for source in ["memory", "npy"] {
+            rows.extend(at_threads(&|| data_row(quick, source)));
+        }
     }
 
     println!(

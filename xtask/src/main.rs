@@ -27,7 +27,7 @@ commands:
                         the repository's fixtures/; prints each failing case and
                         ends with `N passed, N failed` (`, N not supported` for
                         cases of layers issue #19 is to add)
-  bench [--quick] [--filter ce,mse,multi,train,cnn,seq] [--peers FILE]...
+  bench [--quick] [--filter ce,mse,multi,train,cnn,seq,data] [--peers FILE]...
                         loss and training throughput against the machine's
                         bandwidth and GEMM rate; writes target/bench/bench.json;
                         with --peers (scripts/peers/peers.py's JSON), each row's
