@@ -785,7 +785,6 @@ impl NpyRows {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rows<T: Float>(&self, rows: &[usize]) -> Result<Tensor<T>> {
-        use std::io::{Read, Seek, SeekFrom};
         let fail = |message: String| Error::Other(format!("{}: {message}", self.path.display()));
         let per_row: usize = self.row_shape().iter().product();
         let bytes = per_row * self.element;
@@ -796,8 +795,7 @@ impl NpyRows {
             if r >= self.len() {
                 return Err(fail(format!("row {r} is not in 0..{}", self.len())));
             }
-            file.seek(SeekFrom::Start(self.offset + (r * bytes) as u64))
-                .and_then(|_| file.read_exact(&mut buffer))
+            read_at(&mut file, &mut buffer, self.offset + (r * bytes) as u64)
                 .map_err(|e| fail(format!("row {r}: {e}")))?;
             if self.element == 4 {
                 values.extend(
@@ -816,5 +814,20 @@ impl NpyRows {
         let mut shape = vec![rows.len()];
         shape.extend_from_slice(self.row_shape());
         Ok(Tensor::from_vec(values, &shape)?)
+    }
+}
+
+/// Fills `buffer` from `file` at `offset`: one positioned read (`pread`)
+/// where the platform has it, else a seek and a read.
+fn read_at(file: &mut std::fs::File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buffer)
     }
 }

@@ -372,10 +372,27 @@ fn fit_dataset_streams_rows_of_an_npy_file_and_trains_as_fit_does() {
             polyhead::TargetSet::select_rows(&targets, r)?,
         ))
     });
+    // Read in the step (a pool with a thread per core), and on the reader
+    // thread (a one-thread pool leaves a core for it, on any machine with
+    // two cores or more).
     let mut b = fresh_net();
     let hb = trainer().fit_dataset(&mut b, &data).unwrap();
     assert_eq!(bits(&a), bits(&b), "the same steps in the same order");
     assert_eq!(ha.get("loss"), hb.get("loss"));
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut c = fresh_net();
+    let hc = one
+        .install(|| trainer().fit_dataset(&mut c, &data))
+        .unwrap();
+    assert_eq!(
+        bits(&a),
+        bits(&c),
+        "the reader thread's batches, in the same order"
+    );
+    assert_eq!(ha.get("loss"), hc.get("loss"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -406,6 +423,27 @@ fn fit_dataset_reports_bad_batches_and_refuses_a_validation_split() {
         .fit_dataset(&mut net, &failing)
         .unwrap_err();
     assert_eq!(err.to_string(), "row 20 is corrupt");
+    // The same through the reader thread (a one-thread pool leaves it a core).
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let err = one
+        .install(|| trainer().shuffle(None).fit_dataset(&mut net, &failing))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "row 20 is corrupt");
+    let stopped = one
+        .install(|| {
+            trainer()
+                .epochs(50)
+                .callback(polyhead::EarlyStopping::new("loss").patience(0))
+                .fit_dataset(&mut net, &FromFn::new(30, good))
+        })
+        .unwrap();
+    assert!(
+        stopped.epochs() < 50,
+        "early stopping ends the reader thread"
+    );
     // NaN in a batch's inputs is refused as it arrives.
     let nan = FromFn::new(30, |r: &[usize]| {
         let (x, t) = good(r)?;

@@ -651,10 +651,11 @@ where
     }
 
     /// [`fit`](Self::fit) on a [`Dataset`](crate::data::Dataset) read batch
-    /// by batch: a background thread prepares the batches in the order of
-    /// the epochs (the same seeded shuffling as `fit`, whatever the number
-    /// of threads), at most two ahead, so a data set on disk trains in
-    /// bounded memory while the next batch is read during the current step.
+    /// by batch, in the order of the epochs (the same seeded shuffling as
+    /// `fit`, whatever the number of threads), so a data set on disk trains
+    /// in bounded memory. When the rayon pool leaves a core free, a reader
+    /// thread prepares the batches at most two ahead, during the steps;
+    /// otherwise each step reads its own batch.
     /// Each batch's inputs are checked for NaN and infinity as it arrives.
     /// Validation comes from [`validation_data`](Self::validation_data)
     /// (`validation_split` needs the whole data in memory: it is refused
@@ -708,6 +709,31 @@ where
             )));
         }
         let train_rows: Vec<usize> = (0..n).collect();
+        // A batch as it arrives: the rows asked for, and finite inputs.
+        let checked = |rows: &[usize], batch: Result<Batch<M, T>>| -> Result<Batch<M, T>> {
+            let (x, t) = batch?;
+            let got = M::input_rows(&x)?;
+            if got != rows.len() {
+                return Err(Error::Other(format!(
+                    "fit_dataset: a batch of {} rows was asked for, the data set gave {got}",
+                    rows.len()
+                )));
+            }
+            for (name, input) in M::inputs_of(&x) {
+                check_finite(&format!("input {name}"), input)?;
+            }
+            Ok((x, t))
+        };
+        // A reader thread pays when a core is left over for it; when the
+        // rayon pool already has one thread per core, its second thread
+        // polls for work through each step (`with_awake_pool`) and a
+        // reader would take turns with it on that core, delaying every
+        // split product: the batches are then read in the step itself.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if rayon::current_num_threads() >= cores {
+            let mut fetch = |rows: &[usize]| checked(rows, data.batch(rows));
+            return self.train(model, &mut fetch, &train_rows, None);
+        }
         let (seed, epochs, batch_size) = (self.shuffle_seed, self.epochs, self.batch_size);
         std::thread::scope(|scope| {
             // At most two batches wait while a step runs.
@@ -726,20 +752,10 @@ where
                 }
             });
             let mut fetch = |rows: &[usize]| -> Result<Batch<M, T>> {
-                let (x, t) = receiver
+                let batch = receiver
                     .recv()
-                    .map_err(|_| Error::Other("fit_dataset: the batch reader stopped".into()))??;
-                let got = M::input_rows(&x)?;
-                if got != rows.len() {
-                    return Err(Error::Other(format!(
-                        "fit_dataset: a batch of {} rows was asked for, the data set gave {got}",
-                        rows.len()
-                    )));
-                }
-                for (name, input) in M::inputs_of(&x) {
-                    check_finite(&format!("input {name}"), input)?;
-                }
-                Ok((x, t))
+                    .map_err(|_| Error::Other("fit_dataset: the batch reader stopped".into()))?;
+                checked(rows, batch)
             };
             self.train(model, &mut fetch, &train_rows, None)
         })
