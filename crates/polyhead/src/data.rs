@@ -1,5 +1,6 @@
-//! Data from files, read into memory: NumPy `.npy` arrays ([`read_npy`],
-//! [`write_npy`]), image folders with a manifest ([`ImageFolder`], PNG and
+//! Data from files, read into memory: NumPy `.npy` arrays and `.npz`
+//! archives ([`read_npy`], [`write_npy`], [`read_npz`], [`write_npz`]),
+//! image folders with a manifest ([`ImageFolder`], PNG and
 //! JPEG through the `image` crate), and CSV tables with a typed mapping
 //! from columns to the model's input and to each head's target,
 //! where an empty cell in a head's column means "no target for this head
@@ -830,4 +831,100 @@ fn read_at(file: &mut std::fs::File, buffer: &mut [u8], offset: u64) -> std::io:
         file.seek(SeekFrom::Start(offset))?;
         file.read_exact(buffer)
     }
+}
+
+/// Array `name` of a NumPy `.npz` archive (`numpy.savez` or
+/// `savez_compressed`; `name` with or without `.npy`), float32 or float64,
+/// as a tensor of `T`. Errors name the archive and the array: a missing
+/// archive or array (listing those it holds), another dtype.
+///
+/// ```
+/// use polyhead::tensor::Tensor;
+/// let dir = std::env::temp_dir().join(format!("polyhead-npz-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("data.npz");
+/// polyhead::data::write_npz(&path, &[("x", &Tensor::<f32>::ones(&[2, 3])?), ("y", &Tensor::zeros(&[2])?)])?;
+/// assert_eq!(polyhead::data::read_npz::<f32>(&path, "x")?.shape(), &[2, 3]);
+/// let err = polyhead::data::read_npz::<f32>(&path, "z").unwrap_err().to_string();
+/// assert!(err.ends_with("has no array `z` (it holds: x, y)"), "{err}");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_npz<T: Float>(path: impl AsRef<Path>, name: &str) -> Result<Tensor<T>> {
+    let path = path.as_ref();
+    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let open = || {
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        ndarray_npy::NpzReader::new(file).map_err(|e| fail(e.to_string()))
+    };
+    let mut archive = open()?;
+    let names = archive.names().map_err(|e| fail(e.to_string()))?;
+    let base = name.trim_end_matches(".npy");
+    let wanted = [base.to_string(), format!("{base}.npy")];
+    let Some(entry) = names.iter().find(|n| wanted.contains(n)).cloned() else {
+        let listed: Vec<&str> = names.iter().map(|n| n.trim_end_matches(".npy")).collect();
+        return Err(fail(format!(
+            "has no array `{name}` (it holds: {})",
+            listed.join(", ")
+        )));
+    };
+    let (shape, values): (Vec<usize>, Vec<f64>) =
+        match archive.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(&entry) {
+            Ok(a) => (a.shape().to_vec(), a.iter().copied().collect()),
+            Err(first) => {
+                let mut archive = open()?;
+                match archive.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(&entry) {
+                    Ok(a) => (
+                        a.shape().to_vec(),
+                        a.iter().map(|&v| f64::from(v)).collect(),
+                    ),
+                    Err(_) => {
+                        return Err(fail(format!(
+                            "array `{name}` is not float32 or float64 ({first})"
+                        )));
+                    }
+                }
+            }
+        };
+    Ok(Tensor::from_vec(
+        values.into_iter().map(T::from_f64).collect(),
+        &shape,
+    )?)
+}
+
+/// Writes tensors as a NumPy `.npz` archive (uncompressed, as
+/// `numpy.savez`), each under its name, atomically (a temporary file
+/// renamed over `path`).
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("polyhead-npz-write-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let t = polyhead::tensor::Tensor::<f64>::ones(&[3])?;
+/// polyhead::data::write_npz(dir.join("one.npz"), &[("t", &t)])?;
+/// assert_eq!(polyhead::data::read_npz::<f64>(dir.join("one.npz"), "t")?.to_vec(), vec![1.0; 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_npz<T: Float>(path: impl AsRef<Path>, arrays: &[(&str, &Tensor<T>)]) -> Result<()> {
+    let path = path.as_ref();
+    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let tmp = path.with_extension("npz.partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| fail(e.to_string()))?;
+    let mut writer = ndarray_npy::NpzWriter::new(file);
+    for (name, tensor) in arrays {
+        let values = tensor.to_vec();
+        let result = if T::NAME == "f32" {
+            let data: Vec<f32> = values.iter().map(|v| v.to_f64() as f32).collect();
+            let array = ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
+                .map_err(|e| fail(e.to_string()))?;
+            writer.add_array(*name, &array)
+        } else {
+            let data: Vec<f64> = values.iter().map(|v| v.to_f64()).collect();
+            let array = ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
+                .map_err(|e| fail(e.to_string()))?;
+            writer.add_array(*name, &array)
+        };
+        result.map_err(|e| fail(format!("array `{name}`: {e}")))?;
+    }
+    writer.finish().map_err(|e| fail(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
 }

@@ -498,3 +498,49 @@ fn npy_rows_refuse_what_they_cannot_read() {
     assert_eq!(rows.rows::<f32>(&[1, 3]).unwrap().shape(), &[2, 3]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn npz_archives_compressed_or_not_and_their_mistakes() {
+    use polyhead::data::{read_npz, write_npz};
+    let dir = folder("npz");
+    let x = polyhead::tensor::Tensor::<f64>::from_vec(vec![0.5, -1.5, 2.25, 4.0], &[2, 2]).unwrap();
+    write_npz(dir.join("plain.npz"), &[("x", &x)]).unwrap();
+    assert_eq!(
+        read_npz::<f64>(dir.join("plain.npz"), "x")
+            .unwrap()
+            .to_vec(),
+        x.to_vec()
+    );
+    // numpy.savez_compressed, and an integer array beside it.
+    let mut writer = ndarray_npy::NpzWriter::new_compressed(
+        std::fs::File::create(dir.join("packed.npz")).unwrap(),
+    );
+    writer
+        .add_array("x", &ndarray::arr2(&[[1.0f32, 2.0], [3.0, 4.0]]))
+        .unwrap();
+    writer
+        .add_array("ids", &ndarray::arr1(&[1i64, 2, 3]))
+        .unwrap();
+    writer.finish().unwrap();
+    assert_eq!(
+        read_npz::<f64>(dir.join("packed.npz"), "x.npy")
+            .unwrap()
+            .to_vec(),
+        vec![1.0, 2.0, 3.0, 4.0]
+    );
+    let err = read_npz::<f32>(dir.join("packed.npz"), "ids")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("array `ids` is not float32 or float64"),
+        "{err}"
+    );
+    let err = read_npz::<f32>(dir.join("none.npz"), "x")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&dir.join("none.npz").display().to_string()),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
