@@ -573,6 +573,31 @@ impl ImageFolder {
     /// assert!(err.to_string().starts_with("no/such/dir/manifest.csv: "));
     /// ```
     pub fn read<T: Float>(&self, targets: &CsvReader) -> Result<(Tensor<T>, CsvTable<T>)> {
+        let (images, table) = self.index::<T>(targets)?;
+        let all: Vec<usize> = (0..images.len()).collect();
+        Ok((images.rows(&all)?, table))
+    }
+
+    /// The manifest's targets and its list of images, decoded only when
+    /// asked for ([`ImageRows::rows`]): a folder larger than memory can feed
+    /// [`Trainer::fit_dataset`](crate::Trainer::fit_dataset) one batch at a
+    /// time. The same errors as [`read`](Self::read), an image's when it is
+    /// read.
+    ///
+    /// ```
+    /// use polyhead::data::{CsvReader, ImageFolder};
+    /// let dir = std::env::temp_dir().join(format!("polyhead-images-index-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// image::GrayImage::from_pixel(4, 4, image::Luma([0])).save(dir.join("black.png"))?;
+    /// std::fs::write(dir.join("manifest.csv"), "file,class\nblack.png,0\nblack.png,1\n")?;
+    /// let (images, table) = ImageFolder::new(&dir, "manifest.csv", "file", [2, 2], 1)
+    ///     .index::<f32>(&CsvReader::new().classes("class", 2))?;
+    /// assert_eq!((images.len(), table.rows()), (2, 2));
+    /// assert_eq!(images.rows::<f32>(&[1])?.shape(), &[1, 2, 2, 1]);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn index<T: Float>(&self, targets: &CsvReader) -> Result<(ImageRows, CsvTable<T>)> {
         let manifest = self.dir.join(&self.manifest);
         let shown = manifest.display().to_string();
         let fail = |message: String| Error::Other(format!("{shown}: {message}"));
@@ -595,8 +620,7 @@ impl ImageFolder {
                     header.iter().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-        let [h, w] = self.size;
-        let mut pixels: Vec<T> = Vec::with_capacity(table.rows() * h * w * self.channels);
+        let mut files = Vec::new();
         for record in reader.records() {
             let record = record.map_err(|e| fail(e.to_string()))?;
             let line = record.position().map_or(0, |p| p.line());
@@ -604,8 +628,85 @@ impl ImageFolder {
             if name.is_empty() {
                 return Err(fail(format!("line {line}: the file cell is empty")));
             }
-            let path = self.dir.join(name);
-            let image = image::open(&path)
+            files.push((line, self.dir.join(name)));
+        }
+        Ok((
+            ImageRows {
+                manifest: shown,
+                files,
+                size: self.size,
+                channels: self.channels,
+            },
+            table,
+        ))
+    }
+}
+
+/// The images an [`ImageFolder`] manifest lists, decoded and resized when
+/// asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRows {
+    manifest: String,
+    /// Each image's manifest line and path.
+    files: Vec<(u64, std::path::PathBuf)>,
+    size: [usize; 2],
+    channels: usize,
+}
+
+impl ImageRows {
+    /// The number of images listed (read only when asked for).
+    ///
+    /// ```
+    /// # use polyhead::data::{CsvReader, ImageFolder};
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-images-len-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # std::fs::write(dir.join("m.csv"), "file,class\na.png,0\n")?;
+    /// let (images, _) = ImageFolder::new(&dir, "m.csv", "file", [2, 2], 1).index::<f32>(&CsvReader::new().classes("class", 2))?;
+    /// assert_eq!(images.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether the manifest lists no image.
+    ///
+    /// ```
+    /// # use polyhead::data::{CsvReader, ImageFolder};
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-images-empty-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # std::fs::write(dir.join("m.csv"), "file,class\n")?;
+    /// let (images, _) = ImageFolder::new(&dir, "m.csv", "file", [2, 2], 1).index::<f32>(&CsvReader::new().classes("class", 2))?;
+    /// assert!(images.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The images at `rows` as `[rows.len(), height, width, channels]`,
+    /// values in `[0, 1]`; a missing or undecodable image is an error naming
+    /// the manifest line and the file.
+    ///
+    /// ```
+    /// # use polyhead::data::{CsvReader, ImageFolder};
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-images-rows-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # std::fs::write(dir.join("m.csv"), "file,class\nmissing.png,0\n")?;
+    /// let (images, _) = ImageFolder::new(&dir, "m.csv", "file", [2, 2], 1).index::<f32>(&CsvReader::new().classes("class", 2))?;
+    /// assert!(images.rows::<f32>(&[0]).unwrap_err().to_string().contains("line 2, file `"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rows<T: Float>(&self, rows: &[usize]) -> Result<Tensor<T>> {
+        let fail = |message: String| Error::Other(format!("{}: {message}", self.manifest));
+        let [h, w] = self.size;
+        let mut pixels: Vec<T> = Vec::with_capacity(rows.len() * h * w * self.channels);
+        for &r in rows {
+            let (line, path) = self
+                .files
+                .get(r)
+                .ok_or_else(|| fail(format!("image {r} is not in 0..{}", self.files.len())))?;
+            let image = image::open(path)
                 .map_err(|e| fail(format!("line {line}, file `{}`: {e}", path.display())))?;
             let resized =
                 image.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
@@ -616,8 +717,10 @@ impl ImageFolder {
                 pixels.extend(resized.to_rgb8().into_raw().into_iter().map(scale));
             }
         }
-        let n = pixels.len() / (h * w * self.channels);
-        Ok((Tensor::from_vec(pixels, &[n, h, w, self.channels])?, table))
+        Ok(Tensor::from_vec(
+            pixels,
+            &[rows.len(), h, w, self.channels],
+        )?)
     }
 }
 
