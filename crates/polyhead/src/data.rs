@@ -197,14 +197,7 @@ impl CsvReader {
             .iter()
             .map(str::to_string)
             .collect();
-        let index = |name: &str| -> Result<usize> {
-            header.iter().position(|h| h == name).ok_or_else(|| {
-                fail(format!(
-                    "no column `{name}` (the header has: {})",
-                    header.join(", ")
-                ))
-            })
-        };
+        let index = |name: &str| column_of(&header, name).map_err(fail);
         let input_columns: Vec<usize> = self
             .inputs
             .iter()
@@ -451,24 +444,15 @@ pub fn read_npy<T: Float>(path: impl AsRef<Path>) -> Result<Tensor<T>> {
     // The file's own dtype decides how it is read; the other one fails
     // with a type error, which is then tried the other way.
     let as_f64 = ndarray::ArrayD::<f64>::read_npy(open()?);
-    let (shape, values): (Vec<usize>, Vec<f64>) = match as_f64 {
-        Ok(a) => (a.shape().to_vec(), a.iter().copied().collect()),
+    match as_f64 {
+        Ok(a) => tensor_of(&a),
         Err(first) => match ndarray::ArrayD::<f32>::read_npy(open()?) {
-            Ok(a) => (
-                a.shape().to_vec(),
-                a.iter().map(|&v| f64::from(v)).collect(),
-            ),
-            Err(_) => {
-                return Err(fail(format!(
-                    "not a float32 or float64 .npy array ({first})"
-                )));
-            }
+            Ok(a) => tensor_of(&a),
+            Err(_) => Err(fail(format!(
+                "not a float32 or float64 .npy array ({first})"
+            ))),
         },
-    };
-    Ok(Tensor::from_vec(
-        values.into_iter().map(T::from_f64).collect(),
-        &shape,
-    )?)
+    }
 }
 
 /// Writes a tensor as a NumPy `.npy` file (`float32` or `float64` as `T`
@@ -489,17 +473,9 @@ pub fn write_npy<T: Float>(path: impl AsRef<Path>, tensor: &Tensor<T>) -> Result
     let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
     let tmp = path.with_extension("npy.partial");
     let file = std::fs::File::create(&tmp).map_err(|e| fail(e.to_string()))?;
-    let values = tensor.to_vec();
-    let result = if T::NAME == "f32" {
-        let data: Vec<f32> = values.iter().map(|v| v.to_f64() as f32).collect();
-        ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
-            .map_err(|e| fail(e.to_string()))?
-            .write_npy(std::io::BufWriter::new(file))
-    } else {
-        let data: Vec<f64> = values.iter().map(|v| v.to_f64()).collect();
-        ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
-            .map_err(|e| fail(e.to_string()))?
-            .write_npy(std::io::BufWriter::new(file))
+    let result = match FloatArray::of(tensor).map_err(|e| fail(e.to_string()))? {
+        FloatArray::F32(a) => a.write_npy(std::io::BufWriter::new(file)),
+        FloatArray::F64(a) => a.write_npy(std::io::BufWriter::new(file)),
     };
     result.map_err(|e| fail(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
@@ -609,17 +585,13 @@ impl ImageFolder {
         }
         let table = targets.read::<T>(&manifest)?;
         let mut reader = csv::Reader::from_path(&manifest).map_err(|e| fail(e.to_string()))?;
-        let header = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
-        let column = header
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| fail(e.to_string()))?
             .iter()
-            .position(|h| h == self.file_column)
-            .ok_or_else(|| {
-                fail(format!(
-                    "no column `{}` (the header has: {})",
-                    self.file_column,
-                    header.iter().collect::<Vec<_>>().join(", ")
-                ))
-            })?;
+            .map(str::to_string)
+            .collect();
+        let column = column_of(&header, &self.file_column).map_err(fail)?;
         let mut files = Vec::new();
         for record in reader.records() {
             let record = record.map_err(|e| fail(e.to_string()))?;
@@ -971,28 +943,18 @@ pub fn read_npz<T: Float>(path: impl AsRef<Path>, name: &str) -> Result<Tensor<T
             listed.join(", ")
         )));
     };
-    let (shape, values): (Vec<usize>, Vec<f64>) =
-        match archive.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(&entry) {
-            Ok(a) => (a.shape().to_vec(), a.iter().copied().collect()),
-            Err(first) => {
-                let mut archive = open()?;
-                match archive.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(&entry) {
-                    Ok(a) => (
-                        a.shape().to_vec(),
-                        a.iter().map(|&v| f64::from(v)).collect(),
-                    ),
-                    Err(_) => {
-                        return Err(fail(format!(
-                            "array `{name}` is not float32 or float64 ({first})"
-                        )));
-                    }
-                }
+    match archive.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(&entry) {
+        Ok(a) => tensor_of(&a),
+        Err(first) => {
+            let mut archive = open()?;
+            match archive.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(&entry) {
+                Ok(a) => tensor_of(&a),
+                Err(_) => Err(fail(format!(
+                    "array `{name}` is not float32 or float64 ({first})"
+                ))),
             }
-        };
-    Ok(Tensor::from_vec(
-        values.into_iter().map(T::from_f64).collect(),
-        &shape,
-    )?)
+        }
+    }
 }
 
 /// Writes tensors as a NumPy `.npz` archive (uncompressed, as
@@ -1014,20 +976,47 @@ pub fn write_npz<T: Float>(path: impl AsRef<Path>, arrays: &[(&str, &Tensor<T>)]
     let file = std::fs::File::create(&tmp).map_err(|e| fail(e.to_string()))?;
     let mut writer = ndarray_npy::NpzWriter::new(file);
     for (name, tensor) in arrays {
-        let values = tensor.to_vec();
-        let result = if T::NAME == "f32" {
-            let data: Vec<f32> = values.iter().map(|v| v.to_f64() as f32).collect();
-            let array = ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
-                .map_err(|e| fail(e.to_string()))?;
-            writer.add_array(*name, &array)
-        } else {
-            let data: Vec<f64> = values.iter().map(|v| v.to_f64()).collect();
-            let array = ndarray::ArrayD::from_shape_vec(tensor.shape().to_vec(), data)
-                .map_err(|e| fail(e.to_string()))?;
-            writer.add_array(*name, &array)
+        let result = match FloatArray::of(*tensor).map_err(|e| fail(e.to_string()))? {
+            FloatArray::F32(a) => writer.add_array(*name, &a),
+            FloatArray::F64(a) => writer.add_array(*name, &a),
         };
         result.map_err(|e| fail(format!("array `{name}`: {e}")))?;
     }
     writer.finish().map_err(|e| fail(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
+}
+
+/// The index of the CSV column `name`, or an error listing the header.
+fn column_of(header: &[String], name: &str) -> std::result::Result<usize, String> {
+    header
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| format!("no column `{name}` (the header has: {})", header.join(", ")))
+}
+
+/// A NumPy float array read from a file, as a tensor of `T`.
+fn tensor_of<T: Float, A: Copy + Into<f64>>(array: &ndarray::ArrayD<A>) -> Result<Tensor<T>> {
+    let values = array.iter().map(|&v| T::from_f64(v.into())).collect();
+    Ok(Tensor::from_vec(values, array.shape())?)
+}
+
+/// A tensor as the NumPy array of its own precision (`float32` for `f32`,
+/// `float64` for `f64`), ready for `ndarray-npy` to write.
+enum FloatArray {
+    F32(ndarray::ArrayD<f32>),
+    F64(ndarray::ArrayD<f64>),
+}
+
+impl FloatArray {
+    fn of<T: Float>(tensor: &Tensor<T>) -> std::result::Result<Self, ndarray::ShapeError> {
+        let shape = tensor.shape().to_vec();
+        let values = tensor.to_vec();
+        Ok(if T::NAME == "f32" {
+            let data = values.iter().map(|v| v.to_f64() as f32).collect();
+            FloatArray::F32(ndarray::ArrayD::from_shape_vec(shape, data)?)
+        } else {
+            let data = values.iter().map(|v| v.to_f64()).collect();
+            FloatArray::F64(ndarray::ArrayD::from_shape_vec(shape, data)?)
+        })
+    }
 }
