@@ -696,10 +696,16 @@ impl ImageRows {
     }
 }
 
-/// The rows of a float32 or float64 `.npy` file (C order), read from disk
-/// when asked for, so a file larger than memory can feed
+/// The rows of a float32 or float64 `.npy` file (C order), memory-mapped
+/// and copied out when asked for, so a file larger than memory can feed
 /// [`Trainer::fit_dataset`](crate::Trainer::fit_dataset) one batch at a
-/// time. A row is everything after the first axis.
+/// time: the operating system pages the file in and out, and the heap
+/// holds only the batches read. A row is everything after the first axis.
+///
+/// As with `numpy.load(mmap_mode="r")`, the file must not be truncated or
+/// written in place while it is open (replacing it, as
+/// [`write_npy`] does through a rename, is safe: the mapping keeps the old
+/// file).
 ///
 /// ```
 /// use polyhead::tensor::Tensor;
@@ -713,54 +719,50 @@ impl ImageRows {
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NpyRows {
     path: std::path::PathBuf,
     shape: Vec<usize>,
     /// Bytes per element: 4 (`<f4`) or 8 (`<f8`).
     element: usize,
     /// Where the data starts.
-    offset: u64,
+    offset: usize,
+    /// The whole file, mapped read-only.
+    map: std::sync::Arc<memmap2::Mmap>,
 }
 
 impl NpyRows {
-    /// Reads the header of `path`: a little-endian float32 or float64 array
-    /// in C order with at least one axis; anything else is an error naming
-    /// the file. (The header is read here, not by ndarray-npy, which reads
-    /// whole arrays only.)
+    /// Maps `path` and reads its header: a little-endian float32 or float64
+    /// array in C order with at least one axis; anything else is an error
+    /// naming the file. (The header is read here, not by ndarray-npy, which
+    /// reads whole arrays only.)
     ///
     /// ```
     /// let err = polyhead::data::NpyRows::open("no/such.npy").unwrap_err();
     /// assert!(err.to_string().starts_with("no/such.npy: "));
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        use std::io::Read;
         let path = path.as_ref();
         let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
-        let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-        let mut lead = [0u8; 8];
-        file.read_exact(&mut lead)
-            .map_err(|e| fail(format!("not an .npy file ({e})")))?;
-        if &lead[..6] != b"\x93NUMPY" {
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let map = map_file(&file).map_err(|e| fail(e.to_string()))?;
+        let bytes: &[u8] = &map;
+        if bytes.len() < 8 || &bytes[..6] != b"\x93NUMPY" {
             return Err(fail("not an .npy file (no magic string)".into()));
         }
-        let header_len = match lead[6] {
-            1 => {
-                let mut n = [0u8; 2];
-                file.read_exact(&mut n).map_err(|e| fail(e.to_string()))?;
-                u16::from_le_bytes(n) as usize
-            }
-            2 | 3 => {
-                let mut n = [0u8; 4];
-                file.read_exact(&mut n).map_err(|e| fail(e.to_string()))?;
-                u32::from_le_bytes(n) as usize
-            }
+        let (header_len, header_at) = match bytes[6] {
+            1 if bytes.len() >= 10 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+            2 | 3 if bytes.len() >= 12 => (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            ),
+            1..=3 => return Err(fail("truncated header".into())),
             v => return Err(fail(format!(".npy format version {v} is not supported"))),
         };
-        let mut header = vec![0u8; header_len];
-        file.read_exact(&mut header)
-            .map_err(|e| fail(format!("truncated header ({e})")))?;
-        let header = String::from_utf8_lossy(&header);
+        let header = bytes
+            .get(header_at..header_at + header_len)
+            .ok_or_else(|| fail("truncated header".into()))?;
+        let header = String::from_utf8_lossy(header);
         let value = |key: &str| -> Option<&str> {
             let at = header.find(&format!("'{key}':"))? + key.len() + 3;
             Some(header[at..].trim_start())
@@ -794,12 +796,16 @@ impl NpyRows {
         if shape.is_empty() {
             return Err(fail("holds a scalar, not rows".into()));
         }
-        let offset = (lead.len() + if lead[6] == 1 { 2 } else { 4 } + header_len) as u64;
-        let needed = offset + (shape.iter().product::<usize>() * element) as u64;
-        let size = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-        if size < needed {
+        let offset = header_at + header_len;
+        let needed = shape
+            .iter()
+            .try_fold(element, |n: usize, &d| n.checked_mul(d))
+            .and_then(|n| n.checked_add(offset))
+            .ok_or_else(|| fail(format!("the shape {shape:?} is too large")))?;
+        if bytes.len() < needed {
             return Err(fail(format!(
-                "is truncated: {size} bytes, the shape {shape:?} needs {needed}"
+                "is truncated: {} bytes, the shape {shape:?} needs {needed}",
+                bytes.len()
             )));
         }
         Ok(NpyRows {
@@ -807,6 +813,7 @@ impl NpyRows {
             shape,
             element,
             offset,
+            map: std::sync::Arc::new(map),
         })
     }
 
@@ -850,7 +857,7 @@ impl NpyRows {
     }
 
     /// The rows at `rows` (in that order) as `[rows.len(), row shape...]`,
-    /// read from the file now; a row out of range is an error.
+    /// copied out of the mapped file; a row out of range is an error.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("polyhead-npy-read-{}", std::process::id()));
@@ -861,28 +868,28 @@ impl NpyRows {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rows<T: Float>(&self, rows: &[usize]) -> Result<Tensor<T>> {
-        let fail = |message: String| Error::Other(format!("{}: {message}", self.path.display()));
         let per_row: usize = self.row_shape().iter().product();
         let bytes = per_row * self.element;
-        let mut file = std::fs::File::open(&self.path).map_err(|e| fail(e.to_string()))?;
-        let mut buffer = vec![0u8; bytes];
         let mut values = Vec::with_capacity(rows.len() * per_row);
         for &r in rows {
             if r >= self.len() {
-                return Err(fail(format!("row {r} is not in 0..{}", self.len())));
+                return Err(Error::Other(format!(
+                    "{}: row {r} is not in 0..{}",
+                    self.path.display(),
+                    self.len()
+                )));
             }
-            read_at(&mut file, &mut buffer, self.offset + (r * bytes) as u64)
-                .map_err(|e| fail(format!("row {r}: {e}")))?;
+            let at = self.offset + r * bytes;
+            let row = &self.map[at..at + bytes];
             if self.element == 4 {
                 values.extend(
-                    buffer.chunks_exact(4).map(|b| {
+                    row.chunks_exact(4).map(|b| {
                         T::from_f64(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
                     }),
                 );
             } else {
                 values.extend(
-                    buffer
-                        .chunks_exact(8)
+                    row.chunks_exact(8)
                         .map(|b| T::from_f64(f64::from_le_bytes(b.try_into().expect("8 bytes")))),
                 );
             }
@@ -893,19 +900,17 @@ impl NpyRows {
     }
 }
 
-/// Fills `buffer` from `file` at `offset`: one positioned read (`pread`)
-/// where the platform has it, else a seek and a read.
-fn read_at(file: &mut std::fs::File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
-    }
-    #[cfg(not(unix))]
-    {
-        use std::io::{Read, Seek, SeekFrom};
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(buffer)
-    }
+/// `file` mapped read-only into memory, whole.
+#[allow(unsafe_code)]
+fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: `Mmap::map` is unsafe because the mapped bytes change, or
+    // vanish (SIGBUS), if the file is modified or truncated while mapped,
+    // which Rust cannot see. The map is read-only and private to an
+    // `NpyRows`; polyhead itself never writes a file in place (`write_npy`
+    // writes a temporary file and renames it, leaving the mapped inode
+    // as it was), and `NpyRows` documents that others must not either,
+    // the contract of `numpy.load(mmap_mode="r")`.
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 /// Array `name` of a NumPy `.npz` archive (`numpy.savez` or

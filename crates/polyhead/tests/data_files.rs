@@ -494,6 +494,16 @@ fn npy_rows_refuse_what_they_cannot_read() {
     std::fs::write(dir.join("text.npy"), b"hello, world").unwrap();
     let err = NpyRows::open(dir.join("text.npy")).unwrap_err().to_string();
     assert!(err.ends_with("not an .npy file (no magic string)"), "{err}");
+    std::fs::write(dir.join("empty.npy"), b"").unwrap();
+    let err = NpyRows::open(dir.join("empty.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("not an .npy file (no magic string)"), "{err}");
+    std::fs::write(dir.join("header.npy"), &full[..20]).unwrap();
+    let err = NpyRows::open(dir.join("header.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("truncated header"), "{err}");
     let rows = NpyRows::open(dir.join("ok.npy")).unwrap();
     assert_eq!(rows.rows::<f32>(&[1, 3]).unwrap().shape(), &[2, 3]);
     let _ = std::fs::remove_dir_all(&dir);
