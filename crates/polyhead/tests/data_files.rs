@@ -393,6 +393,25 @@ fn fit_dataset_streams_rows_of_an_npy_file_and_trains_as_fit_does() {
         "the reader thread's batches, in the same order"
     );
     assert_eq!(ha.get("loss"), hc.get("loss"));
+
+    // Scored and predicted from the file: the numbers of `evaluate` and
+    // `predict` on the tensors, with batches that do not divide the rows.
+    let scorer = trainer().batch_size(7).metric("class", Metric::Accuracy);
+    let in_memory = scorer.evaluate(&mut a, &x, &targets).unwrap();
+    let streamed = scorer.evaluate_dataset(&mut a, &data).unwrap();
+    assert_eq!(in_memory, streamed);
+    assert_eq!(
+        in_memory
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["loss", "class_loss", "bbox_loss", "class_accuracy"]
+    );
+    let p = scorer.predict(&mut a, &x).unwrap();
+    let q = scorer.predict_dataset(&mut a, &data).unwrap();
+    assert_eq!(p.class.to_vec(), q.class.to_vec());
+    assert_eq!(p.bbox.to_vec(), q.bbox.to_vec());
+    assert_eq!(q.bbox.shape(), &[50, 2]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -459,6 +478,23 @@ fn fit_dataset_reports_bad_batches_and_refuses_a_validation_split() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("input x") && err.contains("NaN"), "{err}");
+    let err = trainer()
+        .evaluate_dataset(&mut net, &nan)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("input x") && err.contains("NaN"), "{err}");
+    let err = trainer().predict_dataset(&mut net, &failing).unwrap_err();
+    assert_eq!(err.to_string(), "row 20 is corrupt");
+    // A data set giving fewer rows than asked for.
+    let short = FromFn::new(30, |r: &[usize]| good(&r[1..]));
+    let err = trainer()
+        .evaluate_dataset(&mut net, &short)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("evaluate_dataset: a batch of 7 rows was asked for, the data set gave 6"),
+        "{err}"
+    );
     let err = trainer()
         .validation_split(0.2)
         .fit_dataset(&mut net, &FromFn::new(30, good))

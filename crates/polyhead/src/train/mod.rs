@@ -68,6 +68,9 @@ type Batch<M, T> = (
 
 /// Where a training run gets the batch of given rows.
 type Fetch<'a, M, T> = dyn FnMut(&[usize]) -> Result<Batch<M, T>> + 'a;
+/// Where `predict` gets the inputs of the rows it asks for.
+type FetchInputs<'a, M, T> =
+    dyn FnMut(&[usize]) -> Result<<M as MultiOutput<T>>::Inputs<Tensor<T>>> + 'a;
 
 /// Trains a `MultiOutput` model: `fit` with epochs, batches, shuffling,
 /// validation, metrics and callbacks, returning a [`History`] under Keras'
@@ -709,21 +712,6 @@ where
             )));
         }
         let train_rows: Vec<usize> = (0..n).collect();
-        // A batch as it arrives: the rows asked for, and finite inputs.
-        let checked = |rows: &[usize], batch: Result<Batch<M, T>>| -> Result<Batch<M, T>> {
-            let (x, t) = batch?;
-            let got = M::input_rows(&x)?;
-            if got != rows.len() {
-                return Err(Error::Other(format!(
-                    "fit_dataset: a batch of {} rows was asked for, the data set gave {got}",
-                    rows.len()
-                )));
-            }
-            for (name, input) in M::inputs_of(&x) {
-                check_finite(&format!("input {name}"), input)?;
-            }
-            Ok((x, t))
-        };
         // A reader thread pays when a core is left over for it; when the
         // rayon pool already has one thread per core, its second thread
         // polls for work through each step (`with_awake_pool`) and a
@@ -731,7 +719,7 @@ where
         // split product: the batches are then read in the step itself.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if rayon::current_num_threads() >= cores {
-            let mut fetch = |rows: &[usize]| checked(rows, data.batch(rows));
+            let mut fetch = |rows: &[usize]| dataset_batch("fit_dataset", data, rows);
             return self.train(model, &mut fetch, &train_rows, None);
         }
         let (seed, epochs, batch_size) = (self.shuffle_seed, self.epochs, self.batch_size);
@@ -742,7 +730,7 @@ where
             scope.spawn(move || {
                 for epoch in 0..epochs {
                     for chunk in epoch_order(seed, rows, epoch).chunks(batch_size) {
-                        let batch = data.batch(chunk);
+                        let batch = dataset_batch("fit_dataset", data, chunk);
                         let failed = batch.is_err();
                         // A closed channel: training stopped early.
                         if sender.send(batch).is_err() || failed {
@@ -751,11 +739,11 @@ where
                     }
                 }
             });
-            let mut fetch = |rows: &[usize]| -> Result<Batch<M, T>> {
-                let batch = receiver
+            // The reader visits the same rows in the same order as `train`.
+            let mut fetch = |_: &[usize]| -> Result<Batch<M, T>> {
+                receiver
                     .recv()
-                    .map_err(|_| Error::Other("fit_dataset: the batch reader stopped".into()))?;
-                checked(rows, batch)
+                    .map_err(|_| Error::Other("fit_dataset: the batch reader stopped".into()))?
             };
             self.train(model, &mut fetch, &train_rows, None)
         })
@@ -1043,7 +1031,6 @@ where
         x: &M::Inputs<Tensor<T>>,
         targets: &M::Targets,
     ) -> Result<Vec<(String, f64)>> {
-        model.set_training(false);
         let n = batch_rows::<M, T>("evaluate", x)?;
         let target_rows = targets.rows()?;
         if target_rows != n {
@@ -1052,14 +1039,58 @@ where
                 shapes::<M, T>(x)
             )));
         }
+        self.evaluate_batches(model, n, &mut |rows| {
+            Ok((M::select_input_rows(x, rows)?, targets.select_rows(rows)?))
+        })
+    }
+
+    /// [`evaluate`](Self::evaluate) on a [`Dataset`](crate::data::Dataset)
+    /// read batch by batch (rows in order), so a data set on disk is
+    /// scored in bounded memory; the same numbers as `evaluate` on the same
+    /// data.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// use polyhead::data::FromFn;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut net = Net { out: Dense::new(1, 1, &mut Rng::new(0))? };
+    /// let data = FromFn::new(6, |rows: &[usize]| {
+    ///     let x: Vec<f32> = rows.iter().map(|&r| r as f32).collect();
+    ///     Ok((Tensor::from_vec(x.clone(), &[rows.len(), 1])?, NetTargets::new(Tensor::from_vec(x, &[rows.len(), 1])?)))
+    /// });
+    /// let trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.1).build()).batch_size(4);
+    /// let scores = trainer.evaluate_dataset(&mut net, &data)?;
+    /// assert_eq!(scores[0].0, "loss");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn evaluate_dataset<D>(&self, model: &mut M, data: &D) -> Result<Vec<(String, f64)>>
+    where
+        D: crate::data::Dataset<M, T> + ?Sized,
+    {
+        self.evaluate_batches(model, data.len(), &mut |rows| {
+            dataset_batch("evaluate_dataset", data, rows)
+        })
+    }
+
+    /// `evaluate` over `n` rows whose batches `fetch` gives.
+    fn evaluate_batches(
+        &self,
+        model: &mut M,
+        n: usize,
+        fetch: &mut Fetch<'_, M, T>,
+    ) -> Result<Vec<(String, f64)>> {
+        model.set_training(false);
         let mut sums: Vec<(String, f64)> = Vec::new();
         let mut metrics = vec![Accumulator::default(); self.metrics.len()];
         let rows: Vec<usize> = (0..n).collect();
         for chunk in rows.chunks(self.batch_size.max(1)) {
             let tape = Tape::no_record();
-            let tb = targets.select_rows(chunk)?;
-            let outputs =
-                model.forward_heads(M::input_vars(&tape, &M::select_input_rows(x, chunk)?))?;
+            let (xb, tb) = fetch(chunk)?;
+            let outputs = model.forward_heads(M::input_vars(&tape, &xb))?;
             let loss = model.weighted_loss(&outputs, &tb, &self.loss_weights)?;
             for (name, v) in loss.logs()? {
                 match sums.iter_mut().find(|(n, _)| *n == name) {
@@ -1127,8 +1158,48 @@ where
         model: &mut M,
         x: &M::Inputs<Tensor<T>>,
     ) -> Result<M::Outputs<Tensor<T>>> {
-        model.set_training(false);
         let n = batch_rows::<M, T>("predict", x)?;
+        self.predict_batches(model, n, &mut |rows| M::select_input_rows(x, rows))
+    }
+
+    /// [`predict`](Self::predict) on a [`Dataset`](crate::data::Dataset)'s
+    /// inputs, read batch by batch in order (its targets are read and
+    /// ignored); the same predictions as `predict` on the same data.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// use polyhead::data::FromFn;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut net = Net { out: Dense::new(1, 2, &mut Rng::new(0))? };
+    /// let data = FromFn::new(5, |rows: &[usize]| {
+    ///     let x = Tensor::<f32>::from_vec(rows.iter().map(|&r| r as f32).collect(), &[rows.len(), 1])?;
+    ///     Ok((x, NetTargets::new(Tensor::zeros(&[rows.len(), 2])?)))
+    /// });
+    /// let trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.1).build()).batch_size(2);
+    /// assert_eq!(trainer.predict_dataset(&mut net, &data)?.out.shape(), &[5, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn predict_dataset<D>(&self, model: &mut M, data: &D) -> Result<M::Outputs<Tensor<T>>>
+    where
+        D: crate::data::Dataset<M, T> + ?Sized,
+    {
+        self.predict_batches(model, data.len(), &mut |rows| {
+            Ok(dataset_batch("predict_dataset", data, rows)?.0)
+        })
+    }
+
+    /// `predict` over `n` rows whose inputs `fetch` gives.
+    fn predict_batches(
+        &self,
+        model: &mut M,
+        n: usize,
+        fetch: &mut FetchInputs<'_, M, T>,
+    ) -> Result<M::Outputs<Tensor<T>>> {
+        model.set_training(false);
         let rows: Vec<usize> = (0..n).collect();
         let mut per_head: Vec<Vec<Tensor<T>>> = Vec::new();
         let mut template = None;
@@ -1141,8 +1212,7 @@ where
         };
         for chunk in batches {
             let tape = Tape::no_record();
-            let outputs =
-                model.forward_heads(M::input_vars(&tape, &M::select_input_rows(x, chunk)?))?;
+            let outputs = model.forward_heads(M::input_vars(&tape, &fetch(chunk)?))?;
             let mut head = 0;
             template = Some(M::map_outputs(outputs, |_, value| {
                 if per_head.len() <= head {
@@ -1162,6 +1232,28 @@ where
             joined.next().expect("one joined tensor per head")
         }))
     }
+}
+
+/// A batch of `data` at `rows`, checked as `fit_dataset` checks it: the
+/// rows asked for and finite inputs, with `what` (the caller) in errors.
+fn dataset_batch<M, T, D>(what: &str, data: &D, rows: &[usize]) -> Result<Batch<M, T>>
+where
+    M: MultiOutput<T>,
+    T: Float,
+    D: crate::data::Dataset<M, T> + ?Sized,
+{
+    let (x, t) = data.batch(rows)?;
+    let got = M::input_rows(&x)?;
+    if got != rows.len() {
+        return Err(Error::Other(format!(
+            "{what}: a batch of {} rows was asked for, the data set gave {got}",
+            rows.len()
+        )));
+    }
+    for (name, input) in M::inputs_of(&x) {
+        check_finite(&format!("input {name}"), input)?;
+    }
+    Ok((x, t))
 }
 
 /// The rows of an epoch in the order it visits them: `rows` as they are,
