@@ -102,6 +102,7 @@ pub struct CsvReader {
     inputs: Vec<String>,
     heads: Vec<(String, HeadColumns)>,
     delimiter: Option<u8>,
+    skip_bad_rows: bool,
 }
 
 impl CsvReader {
@@ -171,9 +172,35 @@ impl CsvReader {
         self
     }
 
+    /// Leave out the rows [`read`](Self::read) would refuse (a row with
+    /// another number of fields, a cell that is not a number, a class out
+    /// of range, an empty input cell) instead of failing on the first:
+    /// the table lists each with its line and reason
+    /// ([`CsvTable::skipped`]) and `read` writes their count to standard
+    /// error. A missing file or column still fails.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-skip-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// std::fs::write(&path, "a,c\n1,0\nx,1\n2,7\n3,1\n")?;
+    /// let reader = polyhead::data::CsvReader::new().inputs(&["a"]).classes("c", 2);
+    /// assert!(reader.read::<f32>(&path).is_err());
+    /// let table = reader.skip_bad_rows(true).read::<f32>(&path)?;
+    /// assert_eq!(table.inputs().to_vec(), vec![1.0, 3.0]);
+    /// assert_eq!(table.skipped().iter().map(|s| s.line).collect::<Vec<_>>(), vec![3, 4]);
+    /// assert_eq!(table.skipped()[1].reason, "column `c`: class 7 is not in 0..2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn skip_bad_rows(mut self, skip: bool) -> Self {
+        self.skip_bad_rows = skip;
+        self
+    }
+
     /// Reads `path` whole. Errors name the file, the line and the column:
     /// a missing column, a row with another number of fields, a cell that
-    /// is not a number, a class out of range, an empty input cell.
+    /// is not a number, a class out of range, an empty input cell (unless
+    /// such rows are [skipped](Self::skip_bad_rows)).
     ///
     /// ```
     /// use polyhead::data::CsvReader;
@@ -181,14 +208,27 @@ impl CsvReader {
     /// assert!(err.to_string().starts_with("no/such/file.csv: "));
     /// ```
     pub fn read<T: Float>(&self, path: impl AsRef<Path>) -> Result<CsvTable<T>> {
-        let path = path.as_ref();
+        Ok(self.read_table(path.as_ref(), None)?.0)
+    }
+
+    /// [`read`](Self::read), and with `file_column` each kept row's text in
+    /// that column (which must not be empty) and its line: an image
+    /// folder's manifest.
+    #[allow(clippy::type_complexity)]
+    fn read_table<T: Float>(
+        &self,
+        path: &Path,
+        file_column: Option<&str>,
+    ) -> Result<(CsvTable<T>, Vec<(u64, String)>)> {
         let shown = path.display().to_string();
         let fail = |message: String| Error::Other(format!("{shown}: {message}"));
-        if self.inputs.is_empty() && self.heads.is_empty() {
+        if self.inputs.is_empty() && self.heads.is_empty() && file_column.is_none() {
             return Err(fail("the mapping names no column".into()));
         }
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(self.delimiter.unwrap_or(b','))
+            // Rows of another length are refused by `parse_row`, by line.
+            .flexible(true)
             .from_path(path)
             .map_err(|e| fail(e.to_string()))?;
         let header: Vec<String> = reader
@@ -214,56 +254,61 @@ impl CsvReader {
         let mut inputs: Vec<T> = Vec::new();
         let mut targets: Vec<Vec<f64>> = vec![Vec::new(); self.heads.len()];
         let mut masks: Vec<Vec<T>> = vec![Vec::new(); self.heads.len()];
+        let file_column = file_column.map(index).transpose()?;
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
         let mut rows = 0usize;
         for record in reader.records() {
-            let record = record.map_err(|e| fail(e.to_string()))?;
-            let line = record.position().map_or(0, |p| p.line());
-            let cell = |col: usize| record.get(col).unwrap_or("").trim();
-            let number = |col: usize| -> Result<Option<f64>> {
-                let text = cell(col);
-                if text.is_empty() {
-                    return Ok(None);
+            // A row's cells, or why it is refused (naming the column).
+            let row = record
+                .map_err(|e| (e.position().map_or(0, |p| p.line()), e.to_string()))
+                .and_then(|record| {
+                    let line = record.position().map_or(0, |p| p.line());
+                    let file = match file_column {
+                        Some(col) => match record.get(col).unwrap_or("").trim() {
+                            "" => Err((
+                                line,
+                                format!("column `{}`: the file cell is empty", header[col]),
+                            )),
+                            name => Ok(Some((line, name.to_string()))),
+                        },
+                        None => Ok(None),
+                    }?;
+                    self.parse_row(&record, &header, &input_columns, &head_columns)
+                        .map(|row| (row, file))
+                        .map_err(|reason| (line, reason))
+                });
+            match row {
+                Ok(((input, head_values), file)) => {
+                    files.extend(file);
+                    inputs.extend(input.into_iter().map(T::from_f64));
+                    for (h, values) in head_values.into_iter().enumerate() {
+                        let labelled = values.iter().all(Option::is_some);
+                        targets[h].extend(values.iter().map(|v| v.unwrap_or(0.0)));
+                        masks[h].push(if labelled { T::ONE } else { T::ZERO });
+                    }
+                    rows += 1;
                 }
-                text.parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .map(Some)
-                    .ok_or_else(|| {
-                        fail(format!(
-                            "line {line}, column `{}`: `{text}` is not a finite number",
-                            header[col]
-                        ))
-                    })
-            };
-            for &col in &input_columns {
-                let v = number(col)?.ok_or_else(|| {
-                    fail(format!(
-                        "line {line}, column `{}`: an input cell is empty (only targets may be missing)",
-                        header[col]
-                    ))
-                })?;
-                inputs.push(T::from_f64(v));
-            }
-            for (h, ((_, spec), cols)) in self.heads.iter().zip(&head_columns).enumerate() {
-                let values: Vec<Option<f64>> =
-                    cols.iter().map(|&c| number(c)).collect::<Result<_>>()?;
-                let labelled = values.iter().all(Option::is_some);
-                if let HeadColumns::Classes { classes, .. } = spec
-                    && let Some(Some(v)) = values.first()
-                    && (v.fract() != 0.0 || *v < 0.0 || *v >= *classes as f64)
-                {
-                    return Err(fail(format!(
-                        "line {line}, column `{}`: class {v} is not in 0..{classes}",
-                        header[cols[0]]
-                    )));
+                Err((line, reason)) if self.skip_bad_rows => {
+                    skipped.push(SkippedRow { line, reason });
                 }
-                targets[h].extend(values.iter().map(|v| v.unwrap_or(0.0)));
-                masks[h].push(if labelled { T::ONE } else { T::ZERO });
+                Err((0, reason)) => return Err(fail(reason)),
+                Err((line, reason)) => return Err(fail(format!("line {line}, {reason}"))),
             }
-            rows += 1;
         }
-        Ok(CsvTable {
+        if !skipped.is_empty() {
+            eprintln!(
+                "polyhead: {shown}: skipped {} bad row{} of {} (first: line {}, {})",
+                skipped.len(),
+                if skipped.len() == 1 { "" } else { "s" },
+                rows + skipped.len(),
+                skipped[0].line,
+                skipped[0].reason
+            );
+        }
+        let table = CsvTable {
             file: shown,
+            skipped,
             inputs: Tensor::from_vec(inputs, &[rows, self.inputs.len()])?,
             heads: self
                 .heads
@@ -283,7 +328,67 @@ impl CsvReader {
                     })
                 })
                 .collect::<Result<_>>()?,
-        })
+        };
+        Ok((table, files))
+    }
+
+    /// One record's input values and each head's values (`None` where a
+    /// cell is empty), or why the row is refused, naming the column.
+    #[allow(clippy::type_complexity)]
+    fn parse_row(
+        &self,
+        record: &csv::StringRecord,
+        header: &[String],
+        input_columns: &[usize],
+        head_columns: &[Vec<usize>],
+    ) -> std::result::Result<(Vec<f64>, Vec<Vec<Option<f64>>>), String> {
+        if record.len() != header.len() {
+            return Err(format!(
+                "{} fields where the header has {}",
+                record.len(),
+                header.len()
+            ));
+        }
+        let number = |col: usize| -> std::result::Result<Option<f64>, String> {
+            let text = record.get(col).unwrap_or("").trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Some)
+                .ok_or_else(|| format!("column `{}`: `{text}` is not a finite number", header[col]))
+        };
+        let input = input_columns
+            .iter()
+            .map(|&col| {
+                number(col)?.ok_or_else(|| {
+                    format!(
+                        "column `{}`: an input cell is empty (only targets may be missing)",
+                        header[col]
+                    )
+                })
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let mut heads = Vec::with_capacity(self.heads.len());
+        for ((_, spec), cols) in self.heads.iter().zip(head_columns) {
+            let values: Vec<Option<f64>> = cols
+                .iter()
+                .map(|&c| number(c))
+                .collect::<std::result::Result<_, _>>()?;
+            if let HeadColumns::Classes { classes, .. } = spec
+                && let Some(Some(v)) = values.first()
+                && (v.fract() != 0.0 || *v < 0.0 || *v >= *classes as f64)
+            {
+                return Err(format!(
+                    "column `{}`: class {v} is not in 0..{classes}",
+                    header[cols[0]]
+                ));
+            }
+            heads.push(values);
+        }
+        Ok((input, heads))
     }
 }
 
@@ -297,11 +402,23 @@ struct HeadData<T: Float> {
     mask: Tensor<T>,
 }
 
+/// A row [`CsvReader::skip_bad_rows`] left out: its line in the file and
+/// why (naming the column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRow {
+    /// The row's line in the file (the header is line 1).
+    pub line: u64,
+    /// Why the row was refused, e.g. "column `x`: `abc` is not a finite
+    /// number".
+    pub reason: String,
+}
+
 /// A CSV file read by a [`CsvReader`]: the input `[rows, columns]` and
 /// each head's target and mask (1 = labelled), by head name.
 #[derive(Debug, Clone)]
 pub struct CsvTable<T: Float = f32> {
     file: String,
+    skipped: Vec<SkippedRow>,
     inputs: Tensor<T>,
     heads: Vec<HeadData<T>>,
 }
@@ -334,6 +451,21 @@ impl<T: Float> CsvTable<T> {
     /// ```
     pub fn inputs(&self) -> &Tensor<T> {
         &self.inputs
+    }
+
+    /// The rows left out by [`CsvReader::skip_bad_rows`], in file order
+    /// (none unless asked for: otherwise a bad row is an error).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("polyhead-data-skipped-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("t.csv");
+    /// # std::fs::write(&path, "a\n1\n")?;
+    /// assert!(polyhead::data::CsvReader::new().inputs(&["a"]).read::<f32>(&path)?.skipped().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn skipped(&self) -> &[SkippedRow] {
+        &self.skipped
     }
 
     /// The number of rows read.
@@ -576,32 +708,17 @@ impl ImageFolder {
     pub fn index<T: Float>(&self, targets: &CsvReader) -> Result<(ImageRows, CsvTable<T>)> {
         let manifest = self.dir.join(&self.manifest);
         let shown = manifest.display().to_string();
-        let fail = |message: String| Error::Other(format!("{shown}: {message}"));
         if !matches!(self.channels, 1 | 3) || self.size.contains(&0) {
-            return Err(fail(format!(
-                "images are resized to a positive size with 1 or 3 channels, got {:?} and {}",
+            return Err(Error::Other(format!(
+                "{shown}: images are resized to a positive size with 1 or 3 channels, got {:?} and {}",
                 self.size, self.channels
             )));
         }
-        let table = targets.read::<T>(&manifest)?;
-        let mut reader = csv::Reader::from_path(&manifest).map_err(|e| fail(e.to_string()))?;
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| fail(e.to_string()))?
-            .iter()
-            .map(str::to_string)
+        let (table, names) = targets.read_table::<T>(&manifest, Some(&self.file_column))?;
+        let files = names
+            .into_iter()
+            .map(|(line, name)| (line, self.dir.join(name)))
             .collect();
-        let column = column_of(&header, &self.file_column).map_err(fail)?;
-        let mut files = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| fail(e.to_string()))?;
-            let line = record.position().map_or(0, |p| p.line());
-            let name = record.get(column).unwrap_or("").trim();
-            if name.is_empty() {
-                return Err(fail(format!("line {line}: the file cell is empty")));
-            }
-            files.push((line, self.dir.join(name)));
-        }
         Ok((
             ImageRows {
                 manifest: shown,

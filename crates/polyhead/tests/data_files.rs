@@ -165,12 +165,12 @@ fn malformed_files_are_errors_naming_the_file_line_and_column() {
         )
     );
     let path = write("fields.csv", "a,b,class,x,y\n1,2,0,3,4\n1,2,0\n");
-    let message = err(&path);
-    assert!(
-        message.starts_with(&format!("{}: ", path.display()))
-            && message.contains("line: 3")
-            && message.contains("3 fields"),
-        "{message}"
+    assert_eq!(
+        err(&path),
+        format!(
+            "{}: line 3, 3 fields where the header has 5",
+            path.display()
+        )
     );
     let path = write("nan.csv", "a,b,class,x,y\n1,NaN,0,3,4\n");
     assert_eq!(
@@ -197,6 +197,73 @@ fn malformed_files_are_errors_naming_the_file_line_and_column() {
             .unwrap_err()
             .to_string()
             .ends_with("no head `size` in the mapping (heads: class, bbox)")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `skip_bad_rows`, every row `read` would refuse is left out and
+/// listed with its line and reason; the good rows, their targets and masks
+/// are those of the file without the bad rows.
+#[test]
+fn skipping_bad_rows_lists_each_and_keeps_the_rest() {
+    let dir = folder("skip");
+    let path = dir.join("mixed.csv");
+    std::fs::write(
+        &path,
+        "a,b,class,x,y,note\n\
+         0.5,1.0,2,0.1,0.2,good\n\
+         1,2,0\n\
+         -1.0,0.25,,0.3,0.4,good without class\n\
+         1,abc,0,1,1,bad number\n\
+         1,2,9,1,1,bad class\n\
+         ,2,1,1,1,empty input\n\
+         2.0,-0.5,0,,,good without box\n",
+    )
+    .unwrap();
+    let clean = dir.join("clean.csv");
+    std::fs::write(
+        &clean,
+        "a,b,class,x,y,note\n\
+         0.5,1.0,2,0.1,0.2,good\n\
+         -1.0,0.25,,0.3,0.4,good without class\n\
+         2.0,-0.5,0,,,good without box\n",
+    )
+    .unwrap();
+    assert!(reader().read::<f64>(&path).is_err(), "refused by default");
+    let table = reader().skip_bad_rows(true).read::<f64>(&path).unwrap();
+    let expected = reader().read::<f64>(&clean).unwrap();
+    assert!(expected.skipped().is_empty());
+    assert_eq!(table.inputs().to_vec(), expected.inputs().to_vec());
+    assert_eq!(
+        table.labels("class").unwrap().as_array(),
+        expected.labels("class").unwrap().as_array()
+    );
+    assert_eq!(
+        table.values("bbox").unwrap().to_vec(),
+        expected.values("bbox").unwrap().to_vec()
+    );
+    for head in ["class", "bbox"] {
+        assert_eq!(
+            table.mask(head).unwrap().to_vec(),
+            expected.mask(head).unwrap().to_vec()
+        );
+    }
+    let skipped: Vec<(u64, &str)> = table
+        .skipped()
+        .iter()
+        .map(|s| (s.line, s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (3, "3 fields where the header has 6"),
+            (5, "column `b`: `abc` is not a finite number"),
+            (6, "column `class`: class 9 is not in 0..3"),
+            (
+                7,
+                "column `a`: an input cell is empty (only targets may be missing)"
+            ),
+        ]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -318,7 +385,25 @@ fn an_image_folder_reads_resized_images_with_partial_labels() {
     );
     assert_eq!(
         err("file,class,x\n,1,0.5\n"),
-        format!("{manifest}: line 2: the file cell is empty")
+        format!("{manifest}: line 2, column `file`: the file cell is empty")
+    );
+    // Skipping the manifest's bad rows keeps each image with its own
+    // targets: the rows left are a.png (class 1) and b.jpg (no class).
+    std::fs::write(
+        dir.join("manifest.csv"),
+        "file,class,x\n,1,0.5\na.png,1,0.5\nb.jpg,5,0.1\nb.jpg,,0.25\n",
+    )
+    .unwrap();
+    let (images, table) = ImageFolder::new(&dir, "manifest.csv", "file", [2, 2], 1)
+        .read::<f32>(&targets.clone().skip_bad_rows(true))
+        .unwrap();
+    assert_eq!(images.shape(), &[2, 2, 2, 1]);
+    assert_eq!(&images.to_vec()[..4], &[0.0, 1.0, 0.0, 1.0]);
+    assert_eq!(table.mask("class").unwrap().to_vec(), vec![1.0, 0.0]);
+    assert_eq!(table.values("box").unwrap().to_vec(), vec![0.5, 0.25]);
+    assert_eq!(
+        table.skipped().iter().map(|s| s.line).collect::<Vec<_>>(),
+        [2, 4]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
