@@ -7,9 +7,12 @@
 //! `history.json`). With `-- --cnn` it trains the convolutional version of
 //! the model on the same glyphs (10000 images, 8 epochs) and writes to
 //! `target/digit_bbox_cnn/`. With `-- --from-disk` it writes the glyphs to
-//! `target/digit_bbox_data/` (`images.npy` and `labels.csv`, 20% of the
-//! classes and, separately, 20% of the boxes left out) and trains the dense
-//! model from those files, each head on the rows that have its label.
+//! `target/digit_bbox_data/` as image folders (one PNG per glyph and a
+//! manifest `labels.csv`, 20% of the training classes and, separately, 20%
+//! of the training boxes left out; and the pixels again in `images.npz`),
+//! then trains the dense model streaming the training PNGs through
+//! `fit_dataset`, each head on the rows that have its label, and validates
+//! on the `.npz` and its manifest.
 
 use polyhead::Progress;
 

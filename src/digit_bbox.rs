@@ -194,10 +194,12 @@ where
         .progress(config.progress.clone())
 }
 
-/// Writes `n` glyphs drawn with `seed` to `dir` as `images.npy` (`[n,
-/// 784]`) and `labels.csv` (`class, x0, y0, x1, y1`), leaving a fraction
-/// `missing` of the classes and, separately, of the boxes empty: a
-/// partially labelled data set on disk.
+/// Writes `n` glyphs drawn with `seed` to `dir` as an image folder: one
+/// PNG per glyph (`images/00000.png`, ...) and a manifest `labels.csv`
+/// (`file, class, x0, y0, x1, y1`), leaving a fraction `missing` of the
+/// classes and, separately, of the boxes empty (a partially labelled data
+/// set); and the same pixels as one array `images` (`[n, 784]`, 8-bit
+/// levels as the PNGs hold them) in `images.npz`.
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("polyhead-digits-doc-{}", std::process::id()));
@@ -214,19 +216,31 @@ pub fn write_to_disk(
     seed: u64,
     missing: f64,
 ) -> polyhead::Result<()> {
+    let io = |e: &dyn std::fmt::Display| polyhead::Error::Other(format!("{}: {e}", dir.display()));
     let data = glyphs::generate(n, seed)?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| polyhead::Error::Other(format!("{}: {e}", dir.display())))?;
-    polyhead::data::write_npy(dir.join("images.npy"), &data.images)?;
+    std::fs::create_dir_all(dir.join("images")).map_err(|e| io(&e))?;
+    // 8-bit levels, as a PNG holds them.
+    let levels: Vec<u8> = data
+        .images
+        .to_vec()
+        .iter()
+        .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let side = glyphs::SIDE as u32;
     let mut rng = Rng::new(seed ^ 0x5eed);
     let classes: Vec<i64> = data.labels.as_array().iter().copied().collect();
     let boxes = data.boxes.to_vec();
-    let mut csv = String::from("class,x0,y0,x1,y1\n");
-    for (i, class) in classes.iter().enumerate() {
+    let mut csv = String::from("file,class,x0,y0,x1,y1\n");
+    for (i, pixels) in levels.chunks(glyphs::SIDE * glyphs::SIDE).enumerate() {
+        let file = format!("images/{i:05}.png");
+        image::GrayImage::from_raw(side, side, pixels.to_vec())
+            .expect("a glyph has side * side pixels")
+            .save(dir.join(&file))
+            .map_err(|e| io(&e))?;
         let class = if rng.uniform() < missing {
             String::new()
         } else {
-            class.to_string()
+            classes[i].to_string()
         };
         let bbox = if rng.uniform() < missing {
             ",,,".to_string()
@@ -237,22 +251,45 @@ pub fn write_to_disk(
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        csv.push_str(&format!("{class},{bbox}\n"));
+        csv.push_str(&format!("{file},{class},{bbox}\n"));
     }
-    std::fs::write(dir.join("labels.csv"), csv)
-        .map_err(|e| polyhead::Error::Other(format!("{}: {e}", dir.display())))
+    std::fs::write(dir.join("labels.csv"), csv).map_err(|e| io(&e))?;
+    let images = Tensor::from_vec(
+        levels
+            .iter()
+            .map(|&v| (f64::from(v) / 255.0) as f32)
+            .collect(),
+        data.images.shape(),
+    )?;
+    polyhead::data::write_npz(dir.join("images.npz"), &[("images", &images)])
 }
 
-/// Reads what [`write_to_disk`] wrote: the images, and the targets with
-/// each head's mask (0 where the file has no label for that head).
+/// The manifest's targets, each head masked where the file has no label.
+fn manifest_targets(
+    table: &polyhead::data::CsvTable<f32>,
+) -> polyhead::Result<DigitBboxTargets<f32>> {
+    Ok(
+        DigitBboxTargets::new(table.labels("class")?, table.values("bbox")?)
+            .class_mask(table.mask("class")?)
+            .bbox_mask(table.mask("bbox")?),
+    )
+}
+
+/// How the manifest of [`write_to_disk`] maps to the heads' targets.
+fn manifest_reader() -> polyhead::data::CsvReader {
+    polyhead::data::CsvReader::new()
+        .classes("class", 10)
+        .values("bbox", &["x0", "y0", "x1", "y1"])
+}
+
+/// Reads what [`write_to_disk`] wrote, in memory: the images from
+/// `images.npz`, and the targets with each head's mask (0 where the
+/// manifest has no label for that head).
 pub fn read_from_disk(
     dir: &std::path::Path,
 ) -> polyhead::Result<(Tensor<f32>, DigitBboxTargets<f32>)> {
-    let images = polyhead::data::read_npy::<f32>(dir.join("images.npy"))?;
-    let table = polyhead::data::CsvReader::new()
-        .classes("class", 10)
-        .values("bbox", &["x0", "y0", "x1", "y1"])
-        .read::<f32>(dir.join("labels.csv"))?;
+    let images = polyhead::data::read_npz::<f32>(dir.join("images.npz"), "images")?;
+    let table = manifest_reader().read::<f32>(dir.join("labels.csv"))?;
     if table.rows() != images.shape()[0] {
         return Err(polyhead::Error::Other(format!(
             "{}: {} label rows for {} images",
@@ -261,16 +298,42 @@ pub fn read_from_disk(
             images.shape()[0]
         )));
     }
-    let targets = DigitBboxTargets::new(table.labels("class")?, table.values("bbox")?)
-        .class_mask(table.mask("class")?)
-        .bbox_mask(table.mask("bbox")?);
-    Ok((images, targets))
+    Ok((images, manifest_targets(&table)?))
+}
+
+/// What [`write_to_disk`] wrote, as a data set read batch by batch: each
+/// batch's PNGs are decoded when it is asked for (flattened to the dense
+/// model's 784 inputs) with their targets and masks; only the manifest is
+/// held in memory.
+pub fn stream_from_disk(
+    dir: &std::path::Path,
+) -> polyhead::Result<impl polyhead::data::Dataset<DigitBbox, f32> + use<>> {
+    let (images, table) = polyhead::data::ImageFolder::new(
+        dir,
+        "labels.csv",
+        "file",
+        [glyphs::SIDE, glyphs::SIDE],
+        1,
+    )
+    .index::<f32>(&manifest_reader())?;
+    let targets = manifest_targets(&table)?;
+    Ok(polyhead::data::FromFn::new(
+        images.len(),
+        move |rows: &[usize]| {
+            let pixels = images.rows::<f32>(rows)?;
+            Ok((
+                pixels.reshape(&[rows.len(), glyphs::SIDE * glyphs::SIDE])?,
+                polyhead::TargetSet::select_rows(&targets, rows)?,
+            ))
+        },
+    ))
 }
 
 /// [`run`]'s dense model trained from files: the training and validation
-/// glyphs are written to `dir` with a fraction `missing` of each head's
-/// labels left out, read back, and trained on (each head learns from the
-/// rows that have its label).
+/// glyphs are written to `dir` with a fraction `missing` of the training
+/// rows' labels left out of each head; training streams the PNG folder
+/// through [`Trainer::fit_dataset`] (each head learns from the rows that
+/// have its label), validation reads the `.npz` and manifest whole.
 pub fn run_from_disk(
     config: &Config,
     dir: &std::path::Path,
@@ -278,12 +341,12 @@ pub fn run_from_disk(
 ) -> polyhead::Result<Report> {
     write_to_disk(&dir.join("train"), config.train, 1, missing)?;
     write_to_disk(&dir.join("validation"), config.validation, 2, 0.0)?;
-    let (x, targets) = read_from_disk(&dir.join("train"))?;
+    let train = stream_from_disk(&dir.join("train"))?;
     let (vx, vt) = read_from_disk(&dir.join("validation"))?;
     let mut model = DigitBbox::new(42)?;
     let history = trainer::<DigitBbox>(config)
         .validation_data(vx, vt)
-        .fit(&mut model, &x, &targets)?;
+        .fit_dataset(&mut model, &train)?;
     let last = |name: &str| {
         history
             .get(name)

@@ -128,12 +128,47 @@ fn predict_and_evaluate_agree_on_both_example_models() {
 /// kept its label; a short run from those files learns both heads.
 #[test]
 fn digit_bbox_from_disk_keeps_the_data_and_masks_missing_labels() {
-    use polyhead_examples::digit_bbox::{read_from_disk, run_from_disk, write_to_disk};
+    use polyhead::data::Dataset;
+    use polyhead_examples::digit_bbox::{
+        DigitBbox, read_from_disk, run_from_disk, stream_from_disk, write_to_disk,
+    };
     let dir = std::env::temp_dir().join(format!("polyhead-digits-test-{}", std::process::id()));
     write_to_disk(&dir, 200, 4, 0.3).unwrap();
     let (images, targets) = read_from_disk(&dir).unwrap();
     let data = glyphs::generate(200, 4).unwrap();
-    assert_eq!(images.to_vec(), data.images.to_vec());
+    // The files hold 8-bit levels: each pixel within half a level.
+    for (got, want) in images.to_vec().iter().zip(data.images.to_vec()) {
+        assert!((got - want).abs() <= 0.5 / 255.0 + 1e-6, "{got} vs {want}");
+    }
+    assert!(
+        images
+            .to_vec()
+            .iter()
+            .all(|v| (v * 255.0 - (v * 255.0).round()).abs() < 1e-4)
+    );
+    // The PNG folder, streamed, gives the .npz's pixels and the manifest's
+    // targets for any rows asked for.
+    let streamed = stream_from_disk(&dir).unwrap();
+    assert_eq!(Dataset::<DigitBbox, f32>::len(&streamed), 200);
+    let rows = [17, 3, 199, 0];
+    let (x, t) = Dataset::<DigitBbox, f32>::batch(&streamed, &rows).unwrap();
+    let want = polyhead::TargetSet::select_rows(&targets, &rows).unwrap();
+    let all = images.to_vec();
+    let want_x: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| all[r * 784..(r + 1) * 784].to_vec())
+        .collect();
+    assert_eq!(x.to_vec(), want_x);
+    assert_eq!(t.class.as_array(), want.class.as_array());
+    assert_eq!(t.bbox.to_vec(), want.bbox.to_vec());
+    assert_eq!(
+        t.masks.class.unwrap().to_vec(),
+        want.masks.class.unwrap().to_vec()
+    );
+    assert_eq!(
+        t.masks.bbox.unwrap().to_vec(),
+        want.masks.bbox.unwrap().to_vec()
+    );
     let class_mask = targets.masks.class.clone().unwrap().to_vec();
     let bbox_mask = targets.masks.bbox.clone().unwrap().to_vec();
     let kept = |m: &[f32]| m.iter().filter(|&&v| v == 1.0).count();
