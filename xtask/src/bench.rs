@@ -418,29 +418,81 @@ fn train_row(quick: bool, batch: usize) -> Row {
 }
 
 /// One epoch of `fit` on the `train` workload's model (4096 samples,
-/// batches of 128, SGD 0.1), from `source`: `memory` (the tensors) or
-/// `npy` (`fit_dataset` reading the inputs' rows from an `.npy` file on a
-/// reader thread). Rows report the epoch's time; the README compares the
-/// two (the data issue's target: under 5% more for `npy`).
+/// batches of 128, SGD 0.1), from `source`: `memory` (the tensors), `npy`
+/// (`fit_dataset` copying the inputs' rows out of a memory-mapped `.npy`),
+/// `images` (`fit_dataset` decoding a folder of 28x28 grey PNGs listed by
+/// a manifest) or `csv` (a CSV of the 784 inputs read whole with
+/// `CsvReader`, then one epoch of `fit`: text is parsed once, not per
+/// epoch, so this row is the parse plus an epoch). The README compares
+/// each with `memory` at the same thread count (the data issue's target:
+/// under 5% more for `npy` on two threads).
 fn data_row(quick: bool, source: &str) -> Row {
-    use polyhead::data::{FromFn, NpyRows, write_npy};
+    use polyhead::data::{CsvReader, FromFn, ImageFolder, NpyRows, write_npy};
     let n = if quick { 1024 } else { 4096 };
-    let x = Tensor::<f32>::rand_uniform(&[n, 784], 0.0, 1.0, 7).unwrap();
+    // 8-bit levels, so that every source holds the same numbers.
+    let x = Tensor::<f32>::from_vec(
+        Tensor::<f32>::rand_uniform(&[n, 784], 0.0, 1.0, 7)
+            .unwrap()
+            .to_vec()
+            .iter()
+            .map(|v| (v * 255.0).round() / 255.0)
+            .collect(),
+        &[n, 784],
+    )
+    .unwrap();
     let targets = BenchModelTargets::new(
         labels(n, 10, 8),
         Tensor::rand_uniform(&[n, 4], 0.0, 1.0, 9).unwrap(),
     );
-    let dir = std::env::temp_dir().join(format!("polyhead-bench-data-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "polyhead-bench-data-{source}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("x.npy");
-    write_npy(&path, &x).unwrap();
-    let rows = NpyRows::open(&path).unwrap();
-    let data = FromFn::new(n, |r: &[usize]| {
-        Ok((
-            rows.rows::<f32>(r)?,
-            polyhead::TargetSet::select_rows(&targets, r)?,
-        ))
+    let pixels = x.to_vec();
+    let inputs: Vec<String> = (0..784).map(|c| format!("p{c}")).collect();
+    match source {
+        "npy" => write_npy(dir.join("x.npy"), &x).unwrap(),
+        "csv" => {
+            let mut text = inputs.join(",");
+            text.push('\n');
+            for row in pixels.chunks(784) {
+                let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+                text.push_str(&cells.join(","));
+                text.push('\n');
+            }
+            std::fs::write(dir.join("x.csv"), text).unwrap();
+        }
+        "images" => {
+            let mut manifest = String::from("file\n");
+            for (i, row) in pixels.chunks(784).enumerate() {
+                let levels = row.iter().map(|v| (v * 255.0).round() as u8).collect();
+                image::GrayImage::from_raw(28, 28, levels)
+                    .unwrap()
+                    .save(dir.join(format!("{i}.png")))
+                    .unwrap();
+                manifest.push_str(&format!("{i}.png\n"));
+            }
+            std::fs::write(dir.join("manifest.csv"), manifest).unwrap();
+        }
+        _ => {}
+    }
+    let npy = (source == "npy").then(|| NpyRows::open(dir.join("x.npy")).unwrap());
+    let images = (source == "images").then(|| {
+        ImageFolder::new(&dir, "manifest.csv", "file", [28, 28], 1)
+            .index::<f32>(&CsvReader::new())
+            .unwrap()
+            .0
     });
+    let data = FromFn::new(n, |r: &[usize]| {
+        let x = match (&npy, &images) {
+            (Some(rows), _) => rows.rows::<f32>(r)?,
+            (_, Some(images)) => images.rows::<f32>(r)?.reshape(&[r.len(), 784])?,
+            _ => unreachable!("a streamed source"),
+        };
+        Ok((x, polyhead::TargetSet::select_rows(&targets, r)?))
+    });
+    let columns: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let mut m = model(1);
     let mut epoch = || {
         let mut trainer = polyhead::Trainer::<BenchModel, f32>::new(Sgd::new(0.1).build())
@@ -450,6 +502,13 @@ fn data_row(quick: bool, source: &str) -> Row {
             .progress(polyhead::Progress::Silent);
         let history = match source {
             "memory" => trainer.fit(&mut m, &x, &targets),
+            "csv" => {
+                let table = CsvReader::new()
+                    .inputs(&columns)
+                    .read::<f32>(dir.join("x.csv"))
+                    .unwrap();
+                trainer.fit(&mut m, table.inputs(), &targets)
+            }
             _ => trainer.fit_dataset(&mut m, &data),
         };
         black_box(history.unwrap());
@@ -469,7 +528,31 @@ fn data_row(quick: bool, source: &str) -> Row {
     }
 }
 
-/// The workloads `--filter` can select.
+/// For each streamed source's row, the share of its epoch spent beyond the
+/// in-memory epoch at the same thread count (waiting for data: reading,
+/// decoding, or the reader thread's share of the cores), one line each.
+fn data_waits(rows: &[Row]) -> Vec<String> {
+    let memory = |threads: usize| {
+        rows.iter()
+            .find(|r| r.workload == "data" && r.shape.starts_with("memory") && r.threads == threads)
+    };
+    rows.iter()
+        .filter(|r| r.workload == "data" && !r.shape.starts_with("memory"))
+        .filter_map(|r| {
+            let m = memory(r.threads)?;
+            Some(format!(
+                "data {} on {} thread{}: {:.1}% of the epoch beyond the in-memory epoch ({:.2} ms vs {:.2} ms)",
+                r.shape,
+                r.threads,
+                if r.threads == 1 { "" } else { "s" },
+                100.0 * (r.seconds - m.seconds) / r.seconds,
+                r.seconds * 1e3,
+                m.seconds * 1e3
+            ))
+        })
+        .collect()
+}
+
 pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn", "seq", "data"];
 
 /// What `cargo xtask bench` was asked for.
@@ -616,7 +699,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
 
     if wants("data") {
-        for source in ["memory", "npy"] {
+        for source in ["memory", "npy", "images", "csv"] {
             rows.extend(at_threads(&|| data_row(quick, source)));
         }
     }
@@ -697,6 +780,9 @@ pub fn run(options: &Options) -> Result<(), String> {
         serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
+    for line in data_waits(&rows) {
+        println!("{line}");
+    }
     println!("\nwrote target/bench/bench.json");
     Ok(())
 }

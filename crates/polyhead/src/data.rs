@@ -787,29 +787,41 @@ impl ImageRows {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rows<T: Float>(&self, rows: &[usize]) -> Result<Tensor<T>> {
-        let fail = |message: String| Error::Other(format!("{}: {message}", self.manifest));
+        use rayon::prelude::*;
         let [h, w] = self.size;
-        let mut pixels: Vec<T> = Vec::with_capacity(rows.len() * h * w * self.channels);
-        for &r in rows {
-            let (line, path) = self
-                .files
-                .get(r)
-                .ok_or_else(|| fail(format!("image {r} is not in 0..{}", self.files.len())))?;
-            let image = image::open(path)
-                .map_err(|e| fail(format!("line {line}, file `{}`: {e}", path.display())))?;
-            let resized =
-                image.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
-            let scale = |v: u8| T::from_f64(f64::from(v) / 255.0);
-            if self.channels == 1 {
-                pixels.extend(resized.to_luma8().into_raw().into_iter().map(scale));
-            } else {
-                pixels.extend(resized.to_rgb8().into_raw().into_iter().map(scale));
-            }
-        }
+        // Decoded in parallel (in row order, so the first error is the
+        // first bad row asked for).
+        let images: Vec<Vec<T>> = rows
+            .par_iter()
+            .map(|&r| self.decode(r))
+            .collect::<Result<_>>()?;
         Ok(Tensor::from_vec(
-            pixels,
+            images.concat(),
             &[rows.len(), h, w, self.channels],
         )?)
+    }
+
+    /// Image `r`, decoded, converted and resized, values in `[0, 1]`.
+    fn decode<T: Float>(&self, r: usize) -> Result<Vec<T>> {
+        let fail = |message: String| Error::Other(format!("{}: {message}", self.manifest));
+        let [h, w] = self.size;
+        let (line, path) = self
+            .files
+            .get(r)
+            .ok_or_else(|| fail(format!("image {r} is not in 0..{}", self.files.len())))?;
+        let image = image::open(path)
+            .map_err(|e| fail(format!("line {line}, file `{}`: {e}", path.display())))?;
+        let resized = if (image.height() as usize, image.width() as usize) == (h, w) {
+            image
+        } else {
+            image.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+        };
+        let scale = |v: u8| T::from_f64(f64::from(v) / 255.0);
+        Ok(if self.channels == 1 {
+            resized.to_luma8().into_raw().into_iter().map(scale).collect()
+        } else {
+            resized.to_rgb8().into_raw().into_iter().map(scale).collect()
+        })
     }
 }
 
