@@ -818,9 +818,19 @@ impl ImageRows {
         };
         let scale = |v: u8| T::from_f64(f64::from(v) / 255.0);
         Ok(if self.channels == 1 {
-            resized.to_luma8().into_raw().into_iter().map(scale).collect()
+            resized
+                .to_luma8()
+                .into_raw()
+                .into_iter()
+                .map(scale)
+                .collect()
         } else {
-            resized.to_rgb8().into_raw().into_iter().map(scale).collect()
+            resized
+                .to_rgb8()
+                .into_raw()
+                .into_iter()
+                .map(scale)
+                .collect()
         })
     }
 }

@@ -500,6 +500,39 @@ fn fit_dataset_streams_rows_of_an_npy_file_and_trains_as_fit_does() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An `.npy` whose rows do not have the model's input shape: an error
+/// naming both shapes at the first step, no panic.
+#[test]
+fn an_npy_of_the_wrong_row_shape_is_an_error_naming_the_shapes() {
+    use polyhead::data::{FromFn, NpyRows, write_npy};
+    let dir = folder("wrong-shape");
+    write_npy(
+        dir.join("x.npy"),
+        &polyhead::tensor::Tensor::<f32>::zeros(&[10, 3]).unwrap(),
+    )
+    .unwrap();
+    let rows = NpyRows::open(dir.join("x.npy")).unwrap();
+    let data = FromFn::new(rows.len(), |r: &[usize]| {
+        Ok((
+            rows.rows::<f32>(r)?,
+            NetTargets::new(
+                Labels::from_classes(&vec![0; r.len()]),
+                polyhead::tensor::Tensor::zeros(&[r.len(), 2])?,
+            ),
+        ))
+    });
+    let mut net = fresh_net();
+    let err = trainer()
+        .fit_dataset(&mut net, &data)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "body: dense: input has 3 features (shape [7, 3]), the layer expects 2"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn fit_dataset_reports_bad_batches_and_refuses_a_validation_split() {
     use polyhead::data::FromFn;
