@@ -1,9 +1,9 @@
 //! The per-epoch record of a training run, under Keras' names.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::train::plot;
 use crate::train::raster::Canvas;
 
 /// What `fit` returns: for each logged name (`loss`, `class_loss`,
@@ -181,9 +181,12 @@ impl History {
         write(path.as_ref(), self.to_csv().as_bytes())
     }
 
-    /// Draws the history as an SVG image: one panel of loss curves (names
-    /// ending in `loss`; validation dashed in its training curve's colour),
-    /// one of the other values (metrics, loss weights).
+    /// The plot of every logged quantity as SVG: one panel per quantity
+    /// (the total loss, each head's loss, each metric, the loss weights
+    /// together, the learning rate, anything else), each with its `val_`
+    /// twin dashed in the same colour, scaled to its own data (a loss
+    /// spanning more than two decades on a log axis), with ticks, grid
+    /// lines, epoch numbers and a legend above the curves.
     ///
     /// ```
     /// let mut h = polyhead::History::default();
@@ -192,19 +195,17 @@ impl History {
     ///     h.push_epoch(&[("loss".into(), 1.0 / (1.0 + e)), ("val_loss".into(), 1.2 / (1.0 + e)), ("class_accuracy".into(), 0.5 + e / 10.0)]);
     /// }
     /// let svg = h.to_svg();
-    /// assert!(svg.starts_with("<svg") && svg.contains("val_loss") && svg.contains("class_accuracy"));
+    /// assert!(svg.starts_with("<svg") && svg.contains(">val_loss</text>") && svg.contains(">class_accuracy</text>"));
     /// ```
     pub fn to_svg(&self) -> String {
-        let mut svg = Svg(format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
-        ));
-        self.draw(&mut svg);
-        svg.0.push_str("</svg>\n");
-        svg.0
+        let page = plot::layout(&self.series);
+        let mut svg = plot::Svg::new(page.width, page.height);
+        plot::draw(&page, &mut svg);
+        svg.finish()
     }
 
-    /// The same plot as [`History::to_svg`], as a PNG image (text in the
-    /// DejaVu Sans font shipped with the crate).
+    /// The same drawing as [`History::to_svg`], as a PNG image (text in
+    /// the DejaVu Sans font shipped with the crate, anti-aliased).
     ///
     /// ```
     /// let mut h = polyhead::History::default();
@@ -214,8 +215,9 @@ impl History {
     /// assert_eq!(&png[1..4], b"PNG");
     /// ```
     pub fn to_png(&self) -> Vec<u8> {
-        let mut canvas = Canvas::new(WIDTH as usize, HEIGHT as usize);
-        self.draw(&mut canvas);
+        let page = plot::layout(&self.series);
+        let mut canvas = Canvas::new(page.width as usize, page.height as usize);
+        plot::draw(&page, &mut canvas);
         canvas.png()
     }
 
@@ -242,168 +244,6 @@ impl History {
     pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
         write(path.as_ref(), &self.to_png())
     }
-
-    fn draw(&self, surface: &mut dyn Surface) {
-        let losses: Vec<&(String, Vec<f64>)> = self
-            .series
-            .iter()
-            .filter(|(n, _)| n.ends_with("loss"))
-            .collect();
-        let others: Vec<&(String, Vec<f64>)> = self
-            .series
-            .iter()
-            .filter(|(n, _)| !n.ends_with("loss"))
-            .collect();
-        panel(surface, "losses", &losses, 10.0, WIDTH / 2.0 - 20.0, HEIGHT);
-        panel(
-            surface,
-            "metrics",
-            &others,
-            WIDTH / 2.0 + 10.0,
-            WIDTH / 2.0 - 20.0,
-            HEIGHT,
-        );
-    }
-}
-
-const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 420.0;
-
-const COLORS: [[u8; 3]; 8] = [
-    [0x1f, 0x77, 0xb4],
-    [0xff, 0x7f, 0x0e],
-    [0x2c, 0xa0, 0x2c],
-    [0xd6, 0x27, 0x28],
-    [0x94, 0x67, 0xbd],
-    [0x8c, 0x56, 0x4b],
-    [0xe3, 0x77, 0xc2],
-    [0x17, 0xbe, 0xcf],
-];
-
-/// What the plot is drawn on: SVG text or a raster canvas.
-trait Surface {
-    /// Text with its baseline at `y`; `end` aligns its end at `x`.
-    fn text(&mut self, x: f64, y: f64, s: &str, end: bool);
-    /// A grey rectangle outline.
-    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64);
-    /// A polyline in `color`, dashed or not.
-    fn polyline(&mut self, points: &[(f64, f64)], color: [u8; 3], dash: bool);
-}
-
-struct Svg(String);
-
-impl Surface for Svg {
-    fn text(&mut self, x: f64, y: f64, s: &str, end: bool) {
-        let anchor = if end { r#" text-anchor="end""# } else { "" };
-        let _ = write!(self.0, r#"<text x="{x:.1}" y="{y:.1}"{anchor}>{s}</text>"#);
-    }
-    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64) {
-        let _ = write!(
-            self.0,
-            r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="none" stroke="gray"/>"#
-        );
-    }
-    fn polyline(&mut self, points: &[(f64, f64)], [r, g, b]: [u8; 3], dash: bool) {
-        let dash = if dash {
-            r#" stroke-dasharray="6 3""#
-        } else {
-            ""
-        };
-        let pts: Vec<String> = points
-            .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
-            .collect();
-        let _ = write!(
-            self.0,
-            r#"<polyline fill="none" stroke="rgb({r},{g},{b})" stroke-width="2"{dash} points="{}"/>"#,
-            pts.join(" ")
-        );
-    }
-}
-
-impl Surface for Canvas {
-    fn text(&mut self, x: f64, y: f64, s: &str, end: bool) {
-        let x = if end { x - Canvas::text_width(s) } else { x };
-        Canvas::text(self, x, y, s, [40, 40, 40]);
-    }
-    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64) {
-        let g = [150, 150, 150];
-        self.line((x, y), (x + w, y), g, 1, false);
-        self.line((x + w, y), (x + w, y + h), g, 1, false);
-        self.line((x + w, y + h), (x, y + h), g, 1, false);
-        self.line((x, y + h), (x, y), g, 1, false);
-    }
-    fn polyline(&mut self, points: &[(f64, f64)], color: [u8; 3], dash: bool) {
-        for w in points.windows(2) {
-            self.line(w[0], w[1], color, 2, dash);
-        }
-    }
-}
-
-/// One chart: axes with min/max labels, a polyline per series, a legend.
-fn panel(
-    s: &mut dyn Surface,
-    title: &str,
-    series: &[&(String, Vec<f64>)],
-    x0: f64,
-    width: f64,
-    height: f64,
-) {
-    let (left, top, bottom) = (x0 + 50.0, 30.0, height - 40.0);
-    let right = x0 + width - 10.0;
-    s.text(x0 + 50.0, 18.0, title, false);
-    let finite = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    s.frame(left, top, right - left, bottom - top);
-    if !lo.is_finite() {
-        s.text(left + 10.0, top + 20.0, "(nothing logged)", false);
-        return;
-    }
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let epochs = series
-        .iter()
-        .map(|(_, v)| v.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let px = |e: usize| left + (right - left) * e as f64 / (epochs - 1) as f64;
-    let py = |v: f64| bottom - (bottom - top) * (v - lo) / span;
-    s.text(left - 4.0, top + 4.0, &format!("{hi:.4}"), true);
-    s.text(left - 4.0, bottom, &format!("{lo:.4}"), true);
-    s.text(left, bottom + 16.0, "epoch 1", false);
-    s.text(right, bottom + 16.0, &format!("epoch {epochs}"), true);
-    // A validation curve takes its training curve's colour, dashed.
-    let mut bases: Vec<&str> = Vec::new();
-    for (name, _) in series {
-        let base = name.strip_prefix("val_").unwrap_or(name);
-        if !bases.contains(&base) {
-            bases.push(base);
-        }
-    }
-    for (i, (name, values)) in series.iter().enumerate() {
-        let base = name.strip_prefix("val_").unwrap_or(name);
-        let color = COLORS[bases.iter().position(|b| *b == base).unwrap_or(0) % COLORS.len()];
-        let dash = name.starts_with("val_");
-        let points: Vec<(f64, f64)> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(e, &v)| (px(e), py(v)))
-            .collect();
-        s.polyline(&points, color, dash);
-        let ly = top + 14.0 + 16.0 * i as f64;
-        s.polyline(
-            &[(right - 150.0, ly - 4.0), (right - 130.0, ly - 4.0)],
-            color,
-            dash,
-        );
-        s.text(right - 125.0, ly, name, false);
-    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -414,39 +254,177 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::plot::{self, Page};
 
-    /// The PNG, decoded: its size, the first curve's colour along the
-    /// loss panel where the data puts it, and text ink in the title row.
-    #[test]
-    fn the_png_plot_decodes_and_shows_its_curves_and_text() {
+    /// A run shaped like `digit_bbox`'s: a loss falling from 1.7, a box
+    /// loss near 0.015, an accuracy rising to 1, constant loss weights, and
+    /// validation twins well apart from their training curves.
+    fn digit_like() -> History {
         let mut h = History::default();
-        for e in 0..4 {
-            h.push_epoch(&[("loss".into(), 1.0 - 0.25 * e as f64)]);
+        for e in 0..8 {
+            let t = e as f64 / 7.0;
+            let class = 1.7 * (1.0 - t) + 0.2 * t;
+            let bbox = 0.018 * (1.0 - t) + 0.012 * t;
+            h.push_epoch(&[
+                ("loss".into(), class + 0.5 * bbox),
+                ("class_loss".into(), class),
+                ("bbox_loss".into(), bbox),
+                ("class_accuracy".into(), 0.3 + 0.6 * t),
+                ("bbox_mae".into(), 0.11 - 0.03 * t),
+                ("weight_class".into(), 1.0),
+                ("weight_bbox".into(), 0.5),
+                ("val_loss".into(), 2.0 * (class + 0.5 * bbox) + 1.0),
+                ("val_class_accuracy".into(), 0.1 + 0.3 * t),
+            ]);
         }
-        let png = h.to_png();
-        let decoder = png::Decoder::new(std::io::Cursor::new(png.as_slice()));
+        h
+    }
+
+    fn decode(png: &[u8]) -> (u32, u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
         let mut reader = decoder.read_info().unwrap();
         let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut rgb).unwrap();
-        assert_eq!((info.width, info.height), (WIDTH as u32, HEIGHT as u32));
-        let at = |x: f64, y: f64| {
-            let i = ((y.round() as usize) * WIDTH as usize + x.round() as usize) * 3;
+        (info.width, info.height, rgb)
+    }
+
+    /// The PNG, decoded: its size is the layout's, and every solid curve's
+    /// colour is where its data puts it (the middle of each segment), in
+    /// panels scaled to their own data: the box loss spans most of its
+    /// panel's height instead of lying on the floor of the class loss's
+    /// scale, and a constant weight sits inside its panel, not on the
+    /// frame.
+    #[test]
+    fn the_png_shows_each_quantity_in_its_own_scaled_panel() {
+        let h = digit_like();
+        let page: Page = plot::layout(&h.series);
+        let (width, height, rgb) = decode(&h.to_png());
+        assert_eq!((width as f64, height as f64), (page.width, page.height));
+        let at = |(x, y): (f64, f64)| {
+            let i = ((y.round() as usize) * width as usize + x.round() as usize) * 3;
             [rgb[i], rgb[i + 1], rgb[i + 2]]
         };
-        // The loss panel spans x 60..470, y 30..380; the loss falls
-        // linearly from its maximum (top) to its minimum (bottom).
-        let (left, right, top, bottom) =
-            (60.0, 10.0 + WIDTH / 2.0 - 20.0 - 10.0, 30.0, HEIGHT - 40.0);
-        for k in 1..4 {
-            let t = k as f64 / 4.0;
-            let (x, y) = (left + (right - left) * t, top + (bottom - top) * t);
-            assert_eq!(at(x, y), COLORS[0], "curve pixel at ({x}, {y})");
+        let mut checked = 0;
+        for panel in &page.panels {
+            for curve in panel.curves.iter().filter(|c| !c.dashed) {
+                for e in 1..curve.values.len() {
+                    let (a, b) = (
+                        panel.point(e, curve.values[e - 1]),
+                        panel.point(e + 1, curve.values[e]),
+                    );
+                    let middle = ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+                    assert_eq!(at(middle), curve.color, "{} at {middle:?}", curve.name);
+                    checked += 1;
+                }
+            }
         }
-        // The title "losses" is inked in the band above the panel.
-        let inked = (5..28)
-            .flat_map(|y| (60..110).map(move |x| (x, y)))
-            .filter(|&(x, y)| at(f64::from(x), f64::from(y))[0] < 128)
-            .count();
-        assert!(inked > 20, "{inked} inked pixels in the title");
+        assert_eq!(checked, 7 * 7, "seven solid curves of seven segments");
+        let panel = |title: &str| page.panels.iter().find(|p| p.title == title).unwrap();
+        let bbox = panel("bbox_loss");
+        let [_, top, _, bottom] = bbox.area;
+        let drop = bbox.point(8, 0.012).1 - bbox.point(1, 0.018).1;
+        assert!(
+            drop > 0.6 * (bottom - top),
+            "the box loss falls {drop} px of {}",
+            bottom - top
+        );
+        let weights = panel("loss weights");
+        let [_, top, _, bottom] = weights.area;
+        for w in [1.0, 0.5] {
+            let y = weights.point(1, w).1;
+            // Off the frame (at least the 2-pixel line's width and a gap).
+            assert!(y > top + 4.0 && y < bottom - 4.0, "weight {w} at y {y}");
+        }
+    }
+
+    /// Every text element of the SVG, by its class.
+    fn svg_texts(svg: &str) -> Vec<(String, String)> {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| {
+                (
+                    n.attribute("class").unwrap_or("").to_string(),
+                    n.text().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The SVG, parsed as XML: a title per quantity, a legend entry per
+    /// series, tick labels on both axes of every panel.
+    #[test]
+    fn the_svg_names_every_panel_series_and_tick() {
+        let texts = svg_texts(&digit_like().to_svg());
+        let of = |class: &str| -> Vec<&str> {
+            texts
+                .iter()
+                .filter(|(c, _)| c == class)
+                .map(|(_, t)| t.as_str())
+                .collect()
+        };
+        assert_eq!(
+            of("title"),
+            [
+                "loss",
+                "class_loss",
+                "bbox_loss",
+                "class_accuracy",
+                "bbox_mae",
+                "loss weights"
+            ]
+        );
+        let mut legend = of("legend");
+        legend.sort();
+        let history = digit_like();
+        let mut names: Vec<&str> = history.names();
+        names.sort();
+        assert_eq!(legend, names);
+        assert_eq!(of("axis"), ["epoch"; 6]);
+        // Each panel: epochs 1, 2, 4, 6, 8 and at least three value ticks.
+        let ticks = of("tick");
+        assert_eq!(ticks.iter().filter(|t| **t == "8").count(), 6);
+        assert!(ticks.len() >= 6 * (5 + 3), "{ticks:?}");
+        // The box loss's ticks are its own: 0.012 to 0.018.
+        assert!(
+            ticks.contains(&"0.012") && ticks.contains(&"0.018"),
+            "{ticks:?}"
+        );
+    }
+
+    /// A loss over more than two decades is drawn on a log axis, labelled
+    /// by powers of ten; names with XML's special characters are escaped.
+    #[test]
+    fn a_loss_over_decades_is_drawn_on_a_log_axis() {
+        let mut h = History::default();
+        for e in 0..6 {
+            h.push_epoch(&[("loss".into(), 10f64.powi(-e)), ("a<b>&c".into(), e as f64)]);
+        }
+        let texts = svg_texts(&h.to_svg());
+        let ticks: Vec<&str> = texts
+            .iter()
+            .filter(|(c, _)| c == "tick")
+            .map(|(_, t)| t.as_str())
+            .collect();
+        for label in ["1e-4", "1e-2", "1e0"] {
+            assert!(ticks.contains(&label), "{label} in {ticks:?}");
+        }
+        assert!(texts.iter().any(|(c, t)| c == "title" && t == "a<b>&c"));
+        let page = plot::layout(&h.series);
+        let loss = &page.panels[0];
+        // Equal ratios, equal distances.
+        let y = |v: f64| loss.point(1, v).1;
+        assert!(((y(1.0) - y(0.1)) - (y(0.1) - y(0.01))).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_empty_history_says_so() {
+        let texts = svg_texts(&History::default().to_svg());
+        assert_eq!(
+            texts,
+            [("title".to_string(), "(nothing logged)".to_string())]
+        );
+        let (w, h, _) = decode(&History::default().to_png());
+        assert!(w > 0 && h > 0);
     }
 }

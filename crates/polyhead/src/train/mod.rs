@@ -4,6 +4,7 @@
 mod callback;
 mod history;
 mod metric;
+mod plot;
 mod progress;
 mod raster;
 

@@ -7,9 +7,6 @@ use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 /// DejaVu Sans (see `assets/fonts/README.md` for its license).
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-/// The plot's text size in pixels.
-const TEXT_PX: f32 = 12.0;
-
 fn font() -> FontRef<'static> {
     FontRef::try_from_slice(FONT_BYTES).expect("the shipped font parses")
 }
@@ -64,10 +61,10 @@ impl Canvas {
         }
     }
 
-    /// The width in pixels of `s` in the plot's font.
-    pub(crate) fn text_width(s: &str) -> f64 {
+    /// The width in pixels of `s` in the plot's font at `px` pixels.
+    pub(crate) fn text_width(s: &str, px: f64) -> f64 {
         let font = font();
-        let scaled = font.as_scaled(PxScale::from(TEXT_PX));
+        let scaled = font.as_scaled(PxScale::from(px as f32));
         let mut width = 0.0;
         let mut previous = None;
         for c in s.chars() {
@@ -81,11 +78,13 @@ impl Canvas {
         f64::from(width)
     }
 
-    /// Text whose baseline starts at `(x, y)`, anti-aliased (each pixel
-    /// blended towards `color` by the glyph's coverage).
-    pub(crate) fn text(&mut self, x: f64, y: f64, s: &str, color: [u8; 3]) {
+    /// Text `px` pixels high whose baseline starts at `(x, y)`,
+    /// anti-aliased (each pixel blended towards `color` by the glyph's
+    /// coverage).
+    pub(crate) fn text(&mut self, x: f64, y: f64, s: &str, px: f64, color: [u8; 3]) {
         let font = font();
-        let scaled = font.as_scaled(PxScale::from(TEXT_PX));
+        let px = px as f32;
+        let scaled = font.as_scaled(PxScale::from(px));
         let mut pen = x as f32;
         let mut previous = None;
         for c in s.chars() {
@@ -93,7 +92,7 @@ impl Canvas {
             if let Some(p) = previous {
                 pen += scaled.kern(p, id);
             }
-            let glyph = id.with_scale_and_position(TEXT_PX, ab_glyph::point(pen, y as f32));
+            let glyph = id.with_scale_and_position(px, ab_glyph::point(pen, y as f32));
             pen += scaled.h_advance(id);
             previous = Some(id);
             let Some(outline) = font.outline_glyph(glyph) else {
@@ -138,7 +137,7 @@ impl Canvas {
 
     /// The colour of pixel `(x, y)` (tests).
     #[cfg(test)]
-    fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+    pub(crate) fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
         let i = (y * self.width + x) * 3;
         [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
@@ -173,7 +172,7 @@ mod tests {
     #[test]
     fn text_is_drawn_anti_aliased_where_the_font_puts_it() {
         let mut c = Canvas::new(80, 20);
-        c.text(2.0, 14.0, "loss", [0, 0, 0]);
+        c.text(2.0, 14.0, "loss", 12.0, [0, 0, 0]);
         let inked: Vec<(usize, usize, u8)> = (0..20)
             .flat_map(|y| (0..80).map(move |x| (x, y)))
             .map(|(x, y)| (x, y, c.pixel(x, y)[0]))
@@ -181,7 +180,7 @@ mod tests {
             .collect();
         // Ink only between the pen's start and the text's width, above the
         // baseline (no descenders in "loss").
-        let width = Canvas::text_width("loss");
+        let width = Canvas::text_width("loss", 12.0);
         assert!(width > 15.0 && width < 40.0, "{width}");
         assert!(
             inked
