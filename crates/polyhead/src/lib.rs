@@ -53,6 +53,7 @@ pub mod data;
 mod error;
 mod multi_output;
 mod target;
+pub mod tensorboard;
 mod train;
 pub mod weighting;
 
@@ -67,6 +68,7 @@ pub use polyhead_layers as layers;
 pub use polyhead_losses as losses;
 pub use polyhead_tensor as tensor;
 pub use target::{Target, TargetSet};
+pub use tensorboard::TensorBoard;
 pub use train::{
     Callback, Control, CsvLogger, EarlyStopping, History, LossWeightSchedule, Metric,
     ModelCheckpoint, OnNonFinite, Progress, TrainContext, Trainer,

@@ -1,5 +1,6 @@
 //! Callbacks: code that runs at epoch boundaries, with access to the model,
-//! the optimizer, the loss weights and the history.
+//! the optimizer, the loss weights and the history (and after each step,
+//! with the step's logs).
 
 use std::path::PathBuf;
 
@@ -63,6 +64,14 @@ pub trait Callback<M: MultiOutput<T>, T: Float> {
     /// Before an epoch (0-based).
     fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut TrainContext<'_, M, T>) -> Result<()> {
         let _ = (epoch, ctx);
+        Ok(())
+    }
+
+    /// After each training step (`step` counts from 0 across epochs), with
+    /// the step's own logs: the weighted loss, each head's loss and each
+    /// loss weight (`loss`, `class_loss`, `weight_class`, ...).
+    fn on_train_batch_end(&mut self, step: usize, logs: &[(String, f64)]) -> Result<()> {
+        let _ = (step, logs);
         Ok(())
     }
 

@@ -924,6 +924,18 @@ where
                     for (w_sum, w) in weight_sums.iter_mut().zip(&result.weights) {
                         *w_sum += w * rows.len() as f64;
                     }
+                    if !callbacks.is_empty() {
+                        let mut step_logs = logs.clone();
+                        step_logs.extend(
+                            M::LOSSES
+                                .iter()
+                                .zip(&result.weights)
+                                .map(|(n, w)| (format!("weight_{n}"), *w)),
+                        );
+                        for c in callbacks.iter_mut() {
+                            c.on_train_batch_end(epoch * steps + step, &step_logs)?;
+                        }
+                    }
                     let values = M::head_values(&outputs);
                     for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
                         let pred = values
