@@ -12,7 +12,9 @@
 //! of the training boxes left out; and the pixels again in `images.npz`),
 //! then trains the dense model streaming the training PNGs through
 //! `fit_dataset`, each head on the rows that have its label, and validates
-//! on the `.npz` and its manifest.
+//! on the `.npz` and its manifest. The default run also writes its plot to
+//! `docs/images/digit_bbox_history.png` (the README's picture). With
+//! `-- --tensorboard DIR` any run writes TensorBoard logs to `DIR`.
 
 use polyhead::Progress;
 
@@ -26,17 +28,33 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use polyhead_examples::digit_bbox::{Architecture, Config, run, run_from_disk};
 
 fn main() -> polyhead::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cnn, from_disk) = match args.as_slice() {
-        [] => (false, false),
-        [flag] if flag == "--cnn" => (true, false),
-        [flag] if flag == "--from-disk" => (false, true),
-        other => {
-            return Err(polyhead::Error::Other(format!(
-                "digit_bbox: unknown arguments {other:?}; the options are --cnn or --from-disk"
-            )));
+    let usage = "the options are --cnn, --from-disk and --tensorboard DIR";
+    let (mut cnn, mut from_disk, mut tensorboard) = (false, false, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--cnn" => cnn = true,
+            "--from-disk" => from_disk = true,
+            "--tensorboard" => {
+                let dir = args.next().ok_or_else(|| {
+                    polyhead::Error::Other(format!(
+                        "digit_bbox: --tensorboard needs a folder; {usage}"
+                    ))
+                })?;
+                tensorboard = Some(std::path::PathBuf::from(dir));
+            }
+            other => {
+                return Err(polyhead::Error::Other(format!(
+                    "digit_bbox: unknown argument {other:?}; {usage}"
+                )));
+            }
         }
-    };
+    }
+    if cnn && from_disk {
+        return Err(polyhead::Error::Other(format!(
+            "digit_bbox: --cnn and --from-disk are separate runs; {usage}"
+        )));
+    }
     let config = Config {
         architecture: if cnn {
             Architecture::Convolutional
@@ -48,6 +66,7 @@ fn main() -> polyhead::Result<()> {
         epochs: if cnn { 8 } else { 15 },
         progress: Progress::Auto,
         weighting: polyhead::weighting::Weighting::Fixed,
+        tensorboard: tensorboard.clone(),
     };
     let model = if cnn {
         "28x28x1 -> Conv2D 16 relu -> max pool -> Conv2D 32 relu -> max pool -> Dense 64 relu"
@@ -90,5 +109,19 @@ fn main() -> polyhead::Result<()> {
         "history plot: {} (and history.png)",
         out.join("history.svg").display()
     );
+    if !cnn && !from_disk {
+        // The README's picture, the same bytes on every run (training is
+        // seeded and bit-identical for any thread count).
+        report
+            .history
+            .save_png(root.join("docs/images/digit_bbox_history.png"))?;
+    }
+    if let Some(dir) = tensorboard {
+        println!(
+            "TensorBoard logs: {} (open with: tensorboard --logdir {})",
+            dir.display(),
+            dir.display()
+        );
+    }
     Ok(())
 }

@@ -2,13 +2,25 @@
 //! same budget (same data, seed, optimizer and epochs). Prints a table of
 //! the final validation metrics and the weights each strategy ended with.
 //!
-//! `cargo run --release --example weighting`
+//! `cargo run --release --example weighting` (`-- --tensorboard DIR`
+//! writes each strategy's TensorBoard logs to its own folder under `DIR`,
+//! so that TensorBoard shows them side by side).
 
 use polyhead::Progress;
 use polyhead::weighting::{UncertaintyKind, Weighting};
 use polyhead_examples::digit_bbox::{Config, run};
 
 fn main() -> polyhead::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tensorboard = match args.as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--tensorboard" => Some(std::path::PathBuf::from(dir)),
+        other => {
+            return Err(polyhead::Error::Other(format!(
+                "weighting: unknown arguments {other:?}; the option is --tensorboard DIR"
+            )));
+        }
+    };
     let strategies: Vec<(&str, Weighting<f32>)> = vec![
         ("fixed 1.0 / 0.5", Weighting::Fixed),
         (
@@ -40,6 +52,8 @@ fn main() -> polyhead::Result<()> {
             epochs: 8,
             progress: Progress::Silent,
             weighting,
+            // One run per strategy: `fixed_1_0_0_5`, `uncertainty_kendall`, ...
+            tensorboard: tensorboard.as_ref().map(|dir| dir.join(slug(label))),
         })?;
         let last = |name: &str| {
             report
@@ -58,4 +72,14 @@ fn main() -> polyhead::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `label` as a folder name: lower-case letters and digits, `_` between.
+fn slug(label: &str) -> String {
+    label
+        .to_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
 }

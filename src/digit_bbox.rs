@@ -108,6 +108,8 @@ pub struct Config {
     pub progress: Progress,
     /// How the two losses are weighted.
     pub weighting: polyhead::weighting::Weighting<f32>,
+    /// Where to write TensorBoard logs, if anywhere.
+    pub tensorboard: Option<std::path::PathBuf>,
 }
 
 /// What a run achieved.
@@ -126,7 +128,7 @@ pub struct Report {
 /// ```no_run
 /// use polyhead_examples::digit_bbox::{run, Config};
 /// use polyhead::weighting::Weighting;
-/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: Weighting::Fixed })?;
+/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: Weighting::Fixed, tensorboard: None })?;
 /// println!("validation accuracy {:.3}", report.val_accuracy);
 /// # Ok::<(), polyhead::Error>(())
 /// ```
@@ -179,19 +181,24 @@ pub fn run(config: &Config) -> polyhead::Result<Report> {
 }
 
 /// The trainer both models share: Adam 2e-3, batches of 64, accuracy and
-/// box MAE.
+/// box MAE, and TensorBoard logs (with weight histograms every 5 epochs)
+/// if the config asks.
 fn trainer<M>(config: &Config) -> Trainer<M, f32>
 where
     M: MultiOutput<f32>,
     M::Targets: polyhead::TargetSet<f32>,
 {
-    Trainer::<M, f32>::new(Adam::new(2e-3).build())
+    let trainer = Trainer::<M, f32>::new(Adam::new(2e-3).build())
         .epochs(config.epochs)
         .batch_size(64)
         .metric("class", Metric::Accuracy)
         .metric("bbox", Metric::Mae)
         .weighting(config.weighting.clone())
-        .progress(config.progress.clone())
+        .progress(config.progress.clone());
+    match &config.tensorboard {
+        Some(dir) => trainer.callback(polyhead::TensorBoard::new(dir).histogram_freq(5)),
+        None => trainer,
+    }
 }
 
 /// Writes `n` glyphs drawn with `seed` to `dir` as an image folder: one

@@ -30,6 +30,7 @@ fn a_short_digit_bbox_run_learns_both_heads() {
         epochs: 6,
         progress: Progress::Silent,
         weighting: polyhead::weighting::Weighting::Fixed,
+        tensorboard: None,
     })
     .unwrap();
     // Chance is 0.1 for the class.
@@ -201,6 +202,7 @@ fn digit_bbox_from_disk_keeps_the_data_and_masks_missing_labels() {
             epochs: 4,
             progress: Progress::Silent,
             weighting: polyhead::weighting::Weighting::Fixed,
+            tensorboard: None,
         },
         &dir.join("run"),
         0.2,
