@@ -199,3 +199,52 @@ fn a_second_run_adds_files_and_overwrites_none() {
     );
     let _ = std::fs::remove_dir_all(&logs);
 }
+
+/// With a learning-rate schedule, each epoch logs `learning_rate` (the rate
+/// the next step will use, as Keras logs it): in History, in the plot's
+/// own panel, and in TensorBoard as `epoch_learning_rate`.
+#[test]
+fn a_scheduled_learning_rate_is_logged_plotted_and_sent() {
+    let logs = std::env::temp_dir().join(format!("polyhead-tensorboard-lr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&logs);
+    let (x, targets) = data(20, 1);
+    let mut rng = Rng::new(3);
+    let mut net = Net {
+        body: Dense::new(3, 5, &mut rng).unwrap(),
+        class: Dense::new(5, 2, &mut rng).unwrap(),
+        bbox: Dense::new(5, 2, &mut rng).unwrap(),
+    };
+    let schedule = polyhead::layers::Schedule::Step {
+        initial: 0.1,
+        step_size: 4,
+        gamma: 0.5,
+    };
+    // Two steps an epoch: the rate halves every second epoch.
+    let history = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.1).build().schedule(schedule))
+        .epochs(5)
+        .batch_size(10)
+        .callback(polyhead::TensorBoard::new(&logs))
+        .progress(polyhead::Progress::Silent)
+        .fit(&mut net, &x, &targets)
+        .unwrap();
+    let want: Vec<f64> = (1..=5).map(|e| schedule.at(2 * e)).collect();
+    assert_eq!(history.get("learning_rate").unwrap(), want);
+    assert_eq!(want, [0.1, 0.05, 0.05, 0.025, 0.025]);
+    let sent: Vec<f32> = read_scalars(logs.join("train"))
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| t == "epoch_learning_rate")
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(sent, want.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    assert!(history.to_svg().contains(r#"class="title" "#));
+    assert!(history.to_svg().contains(">learning rate</text>"));
+    // Without a schedule, History stays as Keras' (no learning_rate).
+    let plain = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.1).build())
+        .epochs(1)
+        .progress(polyhead::Progress::Silent)
+        .fit(&mut net, &x, &targets)
+        .unwrap();
+    assert!(plain.get("learning_rate").is_none());
+    let _ = std::fs::remove_dir_all(&logs);
+}

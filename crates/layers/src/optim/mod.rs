@@ -212,6 +212,19 @@ impl<T: Float> Optimizer<T> {
         self.schedule.at(self.steps)
     }
 
+    /// Whether the learning rate changes with the steps (a schedule other
+    /// than a constant).
+    ///
+    /// ```
+    /// use polyhead_layers::{Schedule, Sgd};
+    /// assert!(!Sgd::new(0.1).build::<f32>().is_scheduled());
+    /// let s = Schedule::Step { initial: 0.1, step_size: 10, gamma: 0.5 };
+    /// assert!(Sgd::new(0.1).build::<f32>().schedule(s).is_scheduled());
+    /// ```
+    pub fn is_scheduled(&self) -> bool {
+        !matches!(self.schedule, Schedule::Constant(_))
+    }
+
     /// The number of steps taken.
     ///
     /// ```

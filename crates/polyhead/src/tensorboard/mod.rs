@@ -21,7 +21,9 @@ use crate::train::{Callback, Control, TrainContext};
 /// Writes TensorBoard event files as Keras' `TensorBoard(log_dir)` does:
 /// `log_dir/train/` holds every training value of each epoch's logs as
 /// `epoch_<name>` (`epoch_loss`, `epoch_class_loss`, `epoch_weight_bbox`,
-/// ...) and the learning rate as `epoch_learning_rate`, at step = epoch
+/// ...) and the learning rate as `epoch_learning_rate` (logged by `fit`
+/// when the optimizer has a schedule, read from the optimizer otherwise),
+/// at step = epoch
 /// (0-based); `log_dir/validation/` holds the `val_` values under the
 /// same tags without the prefix, so TensorBoard draws a run's training and
 /// validation curves together. With [`update_freq`](Self::update_freq),
@@ -177,9 +179,11 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for TensorBoard {
             self.writer(validation)?
                 .scalar(&format!("epoch_{name}"), step, *value)?;
         }
-        let rate = ctx.optimizer.learning_rate();
-        self.writer(false)?
-            .scalar("epoch_learning_rate", step, rate)?;
+        if !logs.iter().any(|(n, _)| n == "learning_rate") {
+            let rate = ctx.optimizer.learning_rate();
+            self.writer(false)?
+                .scalar("epoch_learning_rate", step, rate)?;
+        }
         if self.histogram_freq > 0 && epoch.is_multiple_of(self.histogram_freq) {
             let parameters: Vec<(String, Vec<f64>)> = ctx
                 .model

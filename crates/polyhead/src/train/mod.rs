@@ -984,6 +984,10 @@ where
                     logs.push((format!("weight_{name}"), w / seen as f64));
                 }
             }
+            if self.optimizer.is_scheduled() {
+                // The rate the next step will use, as Keras logs it.
+                logs.push(("learning_rate".into(), self.optimizer.learning_rate()));
+            }
             self.weighting.epoch_end()?;
             if let Some((vx, vt)) = validation {
                 model.set_training(false);
