@@ -587,8 +587,8 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
     let args = &case["module_args"];
     let x: Tensor<f64> = array(&case["x"], "x")?;
     let (to_last, to_first) = channels_last(x.ndim());
-    let weights = case["weights"].as_object().ok_or("no weights")?;
-    // (polyhead name, PyTorch name, polyhead layout from PyTorch's)
+    // (polyhead name, PyTorch name, polyhead layout from PyTorch's), to
+    // bring the gradients back to PyTorch's layout.
     let mut names: Vec<(String, String, Vec<usize>)> = Vec::new();
     let refuse = |keys: &[&str]| -> Result<(), String> {
         let unknown: Vec<&String> = args
@@ -752,36 +752,10 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
         }
         other => return Err(format!("polyhead has no layer for torch.nn.{other} yet")),
     };
-    let lookup = |torch: &str| -> Result<Tensor<f64>, String> {
-        array(
-            weights
-                .get(torch)
-                .ok_or(format!("the case has no weight {torch}"))?,
-            torch,
-        )
-    };
-    for (name, p) in layer.parameters_mut() {
-        let (_, torch, layout) = names
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .ok_or(format!("no PyTorch name for {name}"))?;
-        p.set_value(permuted(&lookup(torch)?, layout)?)
-            .map_err(|e| format!("{name}: {e}"))?;
-    }
-    for (name, b) in layer.buffers() {
-        let (_, torch, layout) = names
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .ok_or(format!("no PyTorch name for {name}"))?;
-        b.set_value(permuted(&lookup(torch)?, layout)?)
-            .map_err(|e| format!("{name}: {e}"))?;
-    }
-    if let Some(extra) = weights
-        .keys()
-        .find(|k| !names.iter().any(|(_, t, _)| t == *k))
-    {
-        return Err(format!("the layer has no weight {extra}"));
-    }
+    // The weights go in as a user's would: a safetensors state_dict
+    // through `load_torch_state_dict_bytes`, which converts the layouts
+    // (`names` is kept to bring the gradients back to PyTorch's).
+    load_state_dict(case, layer.as_mut())?;
     let tape = Tape::new();
     let xv = tape.leaf(permuted(&x, &to_last)?);
     let y = layer.forward(xv).map_err(|e| e.to_string())?;
@@ -827,6 +801,37 @@ fn run_torch_case(case: &Value, rule: &Rule) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the case's `weights` (its `state_dict`) as safetensors bytes and
+/// loads them into `layer` with `polyhead_layers::load_torch_state_dict_bytes`.
+fn load_state_dict(case: &Value, layer: &mut dyn Module<f64>) -> Result<(), String> {
+    let weights = case["weights"].as_object().ok_or("no weights")?;
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .iter()
+        .map(|(name, v)| {
+            let t: Tensor<f64> = array(v, name)?;
+            let bytes = t.to_vec().iter().flat_map(|x| x.to_le_bytes()).collect();
+            Ok((name.clone(), t.shape().to_vec(), bytes))
+        })
+        .collect::<Result<_, String>>()?;
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F64, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
+    let id = case["id"].as_str().unwrap_or("case");
+    polyhead::layers::load_torch_state_dict_bytes(
+        id,
+        &bytes,
+        layer,
+        &polyhead::layers::TorchNames::new(),
+    )
+    .map_err(|e| e.to_string())
+}
+
 /// PyTorch's `nn.LSTM` / `nn.GRU` (batch first, one layer, optionally
 /// bidirectional) on polyhead's layers: Keras' kernel is `weight_ih^T`, the
 /// LSTM's one bias is `bias_ih + bias_hh` (each gets the bias's gradient),
@@ -863,8 +868,7 @@ fn run_torch_recurrent(case: &Value, rule: &Rule) -> Result<(), String> {
     } else {
         vec![1, 0, 2]
     };
-    let w = |name: &str| -> Result<Tensor<f64>, String> { array(&case["weights"][name], name) };
-    // Rows of a PyTorch [G H, ...] weight in polyhead's block order.
+    // Rows of a PyTorch [G H, ...] tensor in polyhead's block order.
     let reorder_rows = |t: &Tensor<f64>| -> Result<Tensor<f64>, String> {
         let blocks: Vec<Tensor<f64>> = order
             .iter()
@@ -875,27 +879,6 @@ fn run_torch_recurrent(case: &Value, rule: &Rule) -> Result<(), String> {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         Tensor::concat(&blocks, 0).map_err(|e| e.to_string())
-    };
-    let transposed = |t: &Tensor<f64>| -> Result<Tensor<f64>, String> {
-        Ok(reorder_rows(t)?
-            .transpose(0, 1)
-            .map_err(|e| e.to_string())?
-            .to_contiguous())
-    };
-    // The three polyhead parameters of one direction from PyTorch's four.
-    let direction = |suffix: &str| -> Result<[Tensor<f64>; 3], String> {
-        let kernel = transposed(&w(&format!("weight_ih_l0{suffix}"))?)?;
-        let recurrent = transposed(&w(&format!("weight_hh_l0{suffix}"))?)?;
-        let (bi, bh) = (
-            reorder_rows(&w(&format!("bias_ih_l0{suffix}"))?)?,
-            reorder_rows(&w(&format!("bias_hh_l0{suffix}"))?)?,
-        );
-        let bias = if lstm {
-            bi.add(&bh).map_err(|e| e.to_string())?
-        } else {
-            Tensor::stack(&[bi, bh], 0).map_err(|e| e.to_string())?
-        };
-        Ok([kernel, recurrent, bias])
     };
     let mut rng = Rng::new(0);
     let make = |rng: &mut Rng| -> Result<Rnn<f64>, String> {
@@ -925,21 +908,7 @@ fn run_torch_recurrent(case: &Value, rule: &Rule) -> Result<(), String> {
             Rnn::Lstm(_) => unreachable!("one kind"),
         },
     };
-    let mut values: Vec<Tensor<f64>> = direction("")?.into_iter().collect();
-    if bidirectional {
-        values.extend(direction("_reverse")?);
-    }
-    let params = layer.parameters_mut();
-    if params.len() != values.len() {
-        return Err(format!(
-            "{} parameters for {} PyTorch weights",
-            params.len(),
-            values.len()
-        ));
-    }
-    for ((name, p), v) in params.into_iter().zip(values) {
-        p.set_value(v).map_err(|e| format!("{name}: {e}"))?;
-    }
+    load_state_dict(case, layer.as_mut())?;
     let grads = output_and_input_gradient(layer.as_ref(), array(&case["x"], "x")?, case, rule)?;
     // polyhead's gradients back in PyTorch's layout: blocks in PyTorch's
     // order (the GRU's swap is its own inverse), kernels transposed.
@@ -1156,59 +1125,12 @@ fn run_torch_attention(case: &Value, rule: &Rule) -> Result<(), String> {
     let vdim = args["vdim"].as_u64().map_or(e, |d| d as usize);
     let k = e / h;
     let err = |e: polyhead::tensor::TensorError| e.to_string();
-    let w = |name: &str| -> Result<Tensor<f64>, String> { array(&case["weights"][name], name) };
-    // PyTorch's q, k, v projection weights ([E, in]) and biases ([E]).
-    let (wq, wk, wv) = if case["weights"]["in_proj_weight"].is_null() {
-        (
-            w("q_proj_weight")?,
-            w("k_proj_weight")?,
-            w("v_proj_weight")?,
-        )
-    } else {
-        let all = w("in_proj_weight")?;
-        let rows = |i: usize| {
-            all.slice_axis(0, i * e, (i + 1) * e)
-                .map(|t| t.to_contiguous())
-                .map_err(err)
-        };
-        (rows(0)?, rows(1)?, rows(2)?)
-    };
-    let bias = w("in_proj_bias")?;
-    let part = |i: usize| {
-        bias.slice_axis(0, i * e, (i + 1) * e)
-            .map(|t| t.to_contiguous())
-            .map_err(err)
-    };
-    let kernel = |t: &Tensor<f64>, input: usize| -> Result<Tensor<f64>, String> {
-        t.transpose(0, 1)
-            .map_err(err)?
-            .to_contiguous()
-            .reshape(&[input, h, k])
-            .map_err(err)
-    };
     let mut mha = MultiHeadAttention::<f64>::builder(h, k, e)
         .key_features(kdim)
         .value_features(vdim)
         .build(&mut Rng::new(0))
         .map_err(|e| e.to_string())?;
-    let values = [
-        kernel(&wq, e)?,
-        part(0)?.reshape(&[h, k]).map_err(err)?,
-        kernel(&wk, kdim)?,
-        part(1)?.reshape(&[h, k]).map_err(err)?,
-        kernel(&wv, vdim)?,
-        part(2)?.reshape(&[h, k]).map_err(err)?,
-        w("out_proj.weight")?
-            .transpose(0, 1)
-            .map_err(err)?
-            .to_contiguous()
-            .reshape(&[h, k, e])
-            .map_err(err)?,
-        w("out_proj.bias")?,
-    ];
-    for ((name, p), v) in mha.parameters_mut().into_iter().zip(values) {
-        p.set_value(v).map_err(|e| format!("{name}: {e}"))?;
-    }
+    load_state_dict(case, &mut mha)?;
     let query: Tensor<f64> = array(&case["query"], "query")?;
     let key: Tensor<f64> = array(&case["key"], "key")?;
     let value: Tensor<f64> = array(&case["value"], "value")?;

@@ -34,6 +34,14 @@ pub enum LayerError {
         /// What is wrong, with the values.
         message: String,
     },
+    /// A PyTorch `state_dict` could not be read or does not fit the model.
+    #[error("state_dict {path}: {message}")]
+    StateDict {
+        /// The file.
+        path: String,
+        /// What went wrong; for a model mismatch, every mismatch at once.
+        message: String,
+    },
     /// A checkpoint could not be written or read.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -53,6 +53,7 @@ mod optim;
 mod pooling;
 mod recurrent;
 mod sequential;
+mod torch;
 
 pub use activation::{Activation, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh};
 pub use attention::{MultiHeadAttention, MultiHeadAttentionBuilder};
@@ -75,3 +76,4 @@ pub use optim::{Adam, Optimizer, OptimizerConvention, RmsProp, Schedule, Sgd};
 pub use pooling::{GlobalPooling, MaxPooling1D, Pooling2D};
 pub use recurrent::{Bidirectional, Gru, Lstm, Merge};
 pub use sequential::Sequential;
+pub use torch::{TorchNames, load_torch_state_dict, load_torch_state_dict_bytes};
