@@ -94,6 +94,34 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             ::core::result::Result::Ok((#features_out, #outputs { #(#head_forwards),* }))
         },
     };
+    // The inference graph of a trunk-and-heads model with one input; a
+    // model with its own forward keeps the trait's default (an error).
+    let export_method = match (&model.forward, model.inputs.is_empty()) {
+        (None, true) => {
+            let features = match &model.trunk {
+                Some(trunk) => {
+                    let ident = trunk.ident;
+                    let label = ident.to_string();
+                    quote!(::polyhead::layers::Module::<#elem>::export(&self.#ident, __graph, #label, __input)?)
+                }
+                None => quote!(::std::string::ToString::to_string(__input)),
+            };
+            quote! {
+                fn export_graph(
+                    &self,
+                    __graph: &mut ::polyhead::layers::export::Graph,
+                    __input: &str,
+                ) -> ::polyhead::Result<::std::vec::Vec<(&'static str, ::std::string::String)>> {
+                    let __features: ::std::string::String = #features;
+                    ::core::result::Result::Ok(::std::vec![#((
+                        #head_names,
+                        ::polyhead::layers::Module::<#elem>::export(&self.#head_idents, __graph, #head_names, &__features)?,
+                    )),*])
+                }
+            }
+        }
+        _ => quote!(),
+    };
     let tensor = quote!(::polyhead::tensor::Tensor<#elem>);
     let input_names: Vec<String> = model.inputs.iter().map(|i| i.to_string()).collect();
     let input_idents = &model.inputs;
@@ -235,6 +263,8 @@ pub fn expand(model: &Model<'_>) -> TokenStream {
             )> {
                 #forward_body
             }
+
+            #export_method
 
             fn head_values<'__t>(
                 __outputs: &<Self as ::polyhead::MultiOutput<#elem>>::Outputs<::polyhead::autograd::Var<'__t, #elem>>,

@@ -60,6 +60,55 @@ impl Activation {
             Activation::Softmax => x.softmax(-1)?,
         })
     }
+
+    /// Adds the activation to an export graph (`layer` names the layer);
+    /// returns the activated value (`x` itself for `Linear`).
+    ///
+    /// ```
+    /// use polyhead_layers::{export::Graph, Activation};
+    /// let mut g = Graph::default();
+    /// assert_eq!(Activation::Linear.export(&mut g, "dense", "x"), "x");
+    /// Activation::Gelu.export(&mut g, "dense", "x");
+    /// let ops: Vec<&str> = g.nodes().iter().map(|n| n.op.as_str()).collect();
+    /// assert_eq!(ops, ["Div", "Erf", "Add", "Mul", "Mul"]);
+    /// ```
+    pub fn export(&self, g: &mut crate::export::Graph, layer: &str, x: &str) -> String {
+        use crate::export::Attribute;
+        let x = x.to_string();
+        match *self {
+            Activation::Linear => x,
+            Activation::Relu => g.op(layer, "Relu", &[x], vec![]),
+            Activation::LeakyRelu(slope) => g.op(
+                layer,
+                "LeakyRelu",
+                &[x],
+                vec![("alpha", Attribute::Float(slope as f32))],
+            ),
+            Activation::Sigmoid => g.op(layer, "Sigmoid", &[x], vec![]),
+            Activation::Tanh => g.op(layer, "Tanh", &[x], vec![]),
+            Activation::Softmax => g.op(layer, "Softmax", &[x], vec![("axis", Attribute::Int(-1))]),
+            Activation::Gelu => {
+                // x * Phi(x) = x * 0.5 * (1 + erf(x / sqrt 2)).
+                let root2 = g.constant(
+                    &format!("{layer}.sqrt2"),
+                    &polyhead_tensor::Tensor::<f64>::scalar(std::f64::consts::SQRT_2),
+                );
+                let one = g.constant(
+                    &format!("{layer}.one"),
+                    &polyhead_tensor::Tensor::<f64>::scalar(1.0),
+                );
+                let half = g.constant(
+                    &format!("{layer}.half"),
+                    &polyhead_tensor::Tensor::<f64>::scalar(0.5),
+                );
+                let scaled = g.op(layer, "Div", &[x.clone(), root2], vec![]);
+                let erf = g.op(layer, "Erf", &[scaled], vec![]);
+                let phi2 = g.op(layer, "Add", &[erf, one], vec![]);
+                let y = g.op(layer, "Mul", &[x, phi2], vec![]);
+                g.op(layer, "Mul", &[y, half], vec![])
+            }
+        }
+    }
 }
 
 macro_rules! activation_module {
@@ -71,6 +120,9 @@ macro_rules! activation_module {
         impl<T: Float> Module<T> for $name {
             fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
                 $act.apply(x)
+            }
+            fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+                Ok($act.export(g, name, x))
             }
             fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<T>)) {}
             fn visit_parameters_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, &'a mut Parameter<T>)) {}
@@ -170,6 +222,9 @@ pub struct LeakyReLU(pub f64);
 impl<T: Float> Module<T> for LeakyReLU {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         Activation::LeakyRelu(self.0).apply(x)
+    }
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        Ok(Activation::LeakyRelu(self.0).export(g, name, x))
     }
     fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<T>)) {}
     fn visit_parameters_mut<'a>(

@@ -304,6 +304,30 @@ impl<T: Float> BatchNormalization<T> {
 }
 
 impl<T: Float> Module<T> for BatchNormalization<T> {
+    /// Inference on the moving statistics, in the forward's order:
+    /// `(x - mean) * (1 / sqrt(variance + epsilon)) * gamma + beta` over
+    /// the last axis.
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        let eps = T::from_f64(self.epsilon);
+        let inv_std = self
+            .moving_variance
+            .value()
+            .map(|v| T::ONE / (v + eps).sqrt());
+        let mean = g.constant(&format!("{name}.moving_mean"), &self.moving_mean.value());
+        let inv_std = g.constant(&format!("{name}.inv_std"), &inv_std);
+        let centered = g.op(name, "Sub", &[x.to_string(), mean], vec![]);
+        let mut y = g.op(name, "Mul", &[centered, inv_std], vec![]);
+        if let Some(gamma) = &self.gamma {
+            let gamma = g.constant(&format!("{name}.gamma"), gamma.value());
+            y = g.op(name, "Mul", &[y, gamma], vec![]);
+        }
+        if let Some(beta) = &self.beta {
+            let beta = g.constant(&format!("{name}.beta"), beta.value());
+            y = g.op(name, "Add", &[y, beta], vec![]);
+        }
+        Ok(y)
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let layer = "batch_normalization";
         let shape = x.shape();

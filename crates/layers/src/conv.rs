@@ -870,6 +870,91 @@ impl<T: Float> ConvCore<T> {
         }
     }
 
+    /// The convolution as an ONNX `Conv` between transposes to and from
+    /// channels first: `one_d` for `[B, L, C]` input, `depthwise` with the
+    /// depth multiplier for a depthwise kernel `[kh, kw, C, M]`.
+    fn export(
+        &self,
+        g: &mut crate::export::Graph,
+        name: &str,
+        x: &str,
+        one_d: bool,
+        depthwise: Option<usize>,
+    ) -> Result<String> {
+        use crate::export::Attribute;
+        let k = self.kernel.value();
+        let ks = k.shape().to_vec();
+        // ONNX's weight [out, in/groups, spatial...].
+        let (weight, spatial, group) = if one_d {
+            // [k, C/g, F] -> [F, C/g, k]
+            (
+                k.permute(&[2, 1, 0])?.to_contiguous(),
+                vec![ks[0]],
+                self.groups,
+            )
+        } else if let Some(m) = depthwise {
+            // [kh, kw, C, M] -> [C, M, kh, kw] -> [C*M, 1, kh, kw]
+            let c = ks[2];
+            (
+                k.permute(&[2, 3, 0, 1])?
+                    .to_contiguous()
+                    .reshape(&[c * m, 1, ks[0], ks[1]])?,
+                vec![ks[0], ks[1]],
+                c,
+            )
+        } else {
+            // [kh, kw, C/g, F] -> [F, C/g, kh, kw]
+            (
+                k.permute(&[3, 2, 0, 1])?.to_contiguous(),
+                vec![ks[0], ks[1]],
+                self.groups,
+            )
+        };
+        let axes = |v: [usize; 2]| -> Vec<i64> {
+            if one_d {
+                vec![v[1] as i64]
+            } else {
+                vec![v[0] as i64, v[1] as i64]
+            }
+        };
+        let rank = spatial.len();
+        let mut attributes = vec![
+            (
+                "kernel_shape",
+                Attribute::Ints(spatial.iter().map(|&d| d as i64).collect()),
+            ),
+            ("strides", Attribute::Ints(axes(self.strides))),
+            ("dilations", Attribute::Ints(axes(self.dilation))),
+            ("group", Attribute::Int(group as i64)),
+        ];
+        match self.padding {
+            Padding::Valid => attributes.push(("pads", Attribute::Ints(vec![0; 2 * rank]))),
+            Padding::Same => attributes.push(("auto_pad", Attribute::String("SAME_UPPER".into()))),
+            Padding::Explicit(p) => {
+                attributes.push(("pads", Attribute::Ints(vec![p as i64; 2 * rank])))
+            }
+            Padding::Causal => {
+                let before = ((spatial[rank - 1] - 1) * self.dilation[1]) as i64;
+                let mut pads = vec![0; 2 * rank];
+                pads[rank - 1] = before;
+                attributes.push(("pads", Attribute::Ints(pads)));
+            }
+        }
+        let (to_first, to_last): (&[i64], &[i64]) = if one_d {
+            (&[0, 2, 1], &[0, 2, 1])
+        } else {
+            (&[0, 3, 1, 2], &[0, 2, 3, 1])
+        };
+        let first = g.transpose(name, x, to_first);
+        let mut inputs = vec![first, g.constant(&format!("{name}.kernel"), &weight)];
+        if let Some(b) = &self.bias {
+            inputs.push(g.constant(&format!("{name}.bias"), b.value()));
+        }
+        let y = g.op(name, "Conv", &inputs, attributes);
+        let last = g.transpose(name, &y, to_last);
+        Ok(self.activation.export(g, name, &last))
+    }
+
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         f(child(prefix, "kernel"), &self.kernel);
         if let Some(b) = &self.bias {
@@ -1128,6 +1213,9 @@ impl<T: Float> Module<T> for Conv2D<T> {
         let hw = [k[0], k[1]];
         self.core.forward(x, hw, false)
     }
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        self.core.export(g, name, x, false, None)
+    }
     parameters_of_core!();
 }
 
@@ -1215,6 +1303,9 @@ impl<T: Float> Module<T> for Conv1D<T> {
             .forward(x.reshape(&[shape[0], 1, shape[1], shape[2]])?, [1, k], true)?;
         let out = y.shape();
         Ok(y.reshape(&[out[0], out[2], out[3]])?)
+    }
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        self.core.export(g, name, x, true, None)
     }
     parameters_of_core!();
 }
@@ -1342,6 +1433,9 @@ impl<T: Float> Module<T> for DepthwiseConv2D<T> {
         let k = self.core.kernel.value().shape();
         debug_assert_eq!(k[3], self.multiplier);
         self.core.forward(x, [k[0], k[1]], false)
+    }
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        self.core.export(g, name, x, false, Some(self.multiplier))
     }
     parameters_of_core!();
 }

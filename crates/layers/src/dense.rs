@@ -285,6 +285,16 @@ impl<T: Float> Dense<T> {
 }
 
 impl<T: Float> Module<T> for Dense<T> {
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        let kernel = g.constant(&format!("{name}.kernel"), self.kernel.value());
+        let mut y = g.op(name, "MatMul", &[x.to_string(), kernel], vec![]);
+        if let Some(b) = &self.bias {
+            let bias = g.constant(&format!("{name}.bias"), b.value());
+            y = g.op(name, "Add", &[y, bias], vec![]);
+        }
+        Ok(self.activation.export(g, name, &y))
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let shape = x.shape();
         if shape.last() != Some(&self.in_features()) {

@@ -67,6 +67,11 @@ impl Dropout {
 }
 
 impl<T: Float> Module<T> for Dropout {
+    /// Inference: the identity.
+    fn export(&self, _: &mut crate::export::Graph, _: &str, x: &str) -> Result<String> {
+        Ok(x.to_string())
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         if !self.training || self.rate == 0.0 {
             return Ok(x);

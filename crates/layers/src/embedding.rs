@@ -76,6 +76,26 @@ impl<T: Float> Embedding<T> {
 }
 
 impl<T: Float> Module<T> for Embedding<T> {
+    /// The ids (floats in polyhead) cast to int64 and gathered from the
+    /// table; the zero-id mask is not part of an exported graph.
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        use crate::export::Attribute;
+        let table = g.constant(&format!("{name}.embeddings"), self.embeddings.value());
+        // ONNX's TensorProto.INT64 is 7.
+        let ids = g.op(
+            name,
+            "Cast",
+            &[x.to_string()],
+            vec![("to", Attribute::Int(7))],
+        );
+        Ok(g.op(
+            name,
+            "Gather",
+            &[table, ids],
+            vec![("axis", Attribute::Int(0))],
+        ))
+    }
+
     fn forward<'t>(&self, ids: Var<'t, T>) -> Result<Var<'t, T>> {
         let vocab = self.embeddings.value().shape()[0];
         let dim = self.embeddings.value().shape()[1];

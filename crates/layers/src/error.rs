@@ -34,6 +34,15 @@ pub enum LayerError {
         /// What is wrong, with the values.
         message: String,
     },
+    /// A layer has no inference graph to export (or not with these
+    /// settings).
+    #[error("{layer}: cannot be exported: {reason}")]
+    NotExportable {
+        /// The layer's name in the model and its type.
+        layer: String,
+        /// Why.
+        reason: String,
+    },
     /// A PyTorch `state_dict` could not be read or does not fit the model.
     #[error("state_dict {path}: {message}")]
     StateDict {

@@ -21,6 +21,15 @@ use crate::module::Module;
 pub struct Flatten;
 
 impl<T: Float> Module<T> for Flatten {
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        Ok(g.op(
+            name,
+            "Flatten",
+            &[x.to_string()],
+            vec![("axis", crate::export::Attribute::Int(1))],
+        ))
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let shape = x.shape();
         let Some((&batch, rest)) = shape.split_first() else {

@@ -107,6 +107,35 @@ impl<T: Float> LayerNorm<T> {
 }
 
 impl<T: Float> Module<T> for LayerNorm<T> {
+    /// The same steps as the forward: mean, centred, variance, divided by
+    /// its square root plus epsilon, scaled and shifted.
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        use crate::export::Attribute;
+        let last = || {
+            vec![
+                ("axes", Attribute::Ints(vec![-1])),
+                ("keepdims", Attribute::Int(1)),
+            ]
+        };
+        let mean = g.op(name, "ReduceMean", &[x.to_string()], last());
+        let centered = g.op(name, "Sub", &[x.to_string(), mean], vec![]);
+        let squared = g.op(name, "Mul", &[centered.clone(), centered.clone()], vec![]);
+        let var = g.op(name, "ReduceMean", &[squared], last());
+        let eps = g.constant(&format!("{name}.epsilon"), &Tensor::<f64>::scalar(self.eps));
+        let var_eps = g.op(name, "Add", &[var, eps], vec![]);
+        let std = g.op(name, "Sqrt", &[var_eps], vec![]);
+        let mut y = g.op(name, "Div", &[centered, std], vec![]);
+        if let Some(gamma) = &self.gamma {
+            let gamma = g.constant(&format!("{name}.gamma"), gamma.value());
+            y = g.op(name, "Mul", &[y, gamma], vec![]);
+        }
+        if let Some(beta) = &self.beta {
+            let beta = g.constant(&format!("{name}.beta"), beta.value());
+            y = g.op(name, "Add", &[y, beta], vec![]);
+        }
+        Ok(y)
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let dim = self.dim;
         let shape = x.shape();

@@ -45,6 +45,7 @@ mod dense;
 mod dropout;
 mod embedding;
 mod error;
+pub mod export;
 mod flatten;
 mod initializer;
 mod layer_norm;

@@ -50,6 +50,40 @@ pub trait Module<T: Float> {
     /// The forward pass, recorded on `x`'s tape.
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>>;
 
+    /// Adds this layer's inference computation (as in inference mode:
+    /// dropout off, batch normalization on its moving statistics) to
+    /// `graph`, reading value `x`, and returns the value it makes; `name`
+    /// is the layer's dotted name in the model. A layer that cannot be
+    /// exported keeps this default: an error naming it and its type.
+    ///
+    /// ```
+    /// use polyhead_layers::{export::Graph, Dense, Lstm, Module};
+    /// use polyhead_tensor::Rng;
+    /// let mut graph = Graph::default();
+    /// let dense = Dense::<f32>::new(2, 3, &mut Rng::new(0))?;
+    /// let y = dense.export(&mut graph, "hidden", "input")?;
+    /// assert_eq!(graph.nodes().last().unwrap().outputs, vec![y]);
+    /// let lstm = Lstm::<f32>::new(2, 3, &mut Rng::new(0))?;
+    /// let err = lstm.export(&mut graph, "encoder", "input").unwrap_err();
+    /// assert_eq!(err.to_string(), "encoder (Lstm): cannot be exported: polyhead has no export for this layer yet");
+    /// # Ok::<(), polyhead_layers::LayerError>(())
+    /// ```
+    fn export(&self, graph: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        let _ = (graph, x);
+        let full = std::any::type_name::<Self>();
+        let short = full
+            .split('<')
+            .next()
+            .unwrap_or(full)
+            .rsplit("::")
+            .next()
+            .unwrap_or(full);
+        Err(crate::LayerError::NotExportable {
+            layer: format!("{name} ({short})"),
+            reason: "polyhead has no export for this layer yet".into(),
+        })
+    }
+
     /// Calls `f` with each parameter's full name (`prefix` + its own dotted
     /// name) and the parameter, in a fixed order.
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>));
@@ -162,5 +196,8 @@ impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     }
     fn visit_buffers<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Buffer<T>)) {
         (**self).visit_buffers(prefix, f)
+    }
+    fn export(&self, graph: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        (**self).export(graph, name, x)
     }
 }

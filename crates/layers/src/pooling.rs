@@ -264,6 +264,63 @@ struct Windows {
 }
 
 impl Windows {
+    /// The pooling as ONNX's `MaxPool` / `AveragePool` between transposes
+    /// to and from channels first.
+    fn export(
+        &self,
+        kind: Kind,
+        g: &mut crate::export::Graph,
+        name: &str,
+        x: &str,
+    ) -> crate::Result<String> {
+        use crate::export::Attribute;
+        let axes = |v: [usize; 2]| -> Vec<i64> {
+            if self.one_d {
+                vec![v[1] as i64]
+            } else {
+                vec![v[0] as i64, v[1] as i64]
+            }
+        };
+        let rank = if self.one_d { 1 } else { 2 };
+        let mut attributes = vec![
+            ("kernel_shape", Attribute::Ints(axes(self.pool))),
+            ("strides", Attribute::Ints(axes(self.strides))),
+            ("ceil_mode", Attribute::Int(i64::from(self.ceil_mode))),
+        ];
+        match self.padding {
+            Padding::Valid => attributes.push(("pads", Attribute::Ints(vec![0; 2 * rank]))),
+            Padding::Same => attributes.push(("auto_pad", Attribute::String("SAME_UPPER".into()))),
+            Padding::Explicit(p) => {
+                attributes.push(("pads", Attribute::Ints(vec![p as i64; 2 * rank])))
+            }
+            Padding::Causal => {
+                return Err(crate::LayerError::NotExportable {
+                    layer: name.to_string(),
+                    reason: "causal pooling has no ONNX counterpart".into(),
+                });
+            }
+        }
+        let op = match kind {
+            Kind::Max => "MaxPool",
+            Kind::Average => {
+                // Same padding averages the real elements only (ONNX's
+                // default); explicit padding counts as PyTorch's flag says.
+                let include =
+                    matches!(self.padding, Padding::Explicit(_)) && self.count_include_pad;
+                attributes.push(("count_include_pad", Attribute::Int(i64::from(include))));
+                "AveragePool"
+            }
+        };
+        let (to_first, to_last): (&[i64], &[i64]) = if self.one_d {
+            (&[0, 2, 1], &[0, 2, 1])
+        } else {
+            (&[0, 3, 1, 2], &[0, 2, 3, 1])
+        };
+        let first = g.transpose(name, x, to_first);
+        let y = g.op(name, op, &[first], attributes);
+        Ok(g.transpose(name, &y, to_last))
+    }
+
     fn new(pool: [usize; 2], one_d: bool) -> Self {
         Windows {
             pool,
@@ -549,6 +606,9 @@ impl<T: Float> Module<T> for Pooling2D {
         }
         self.windows.apply(self.kind, x, layer)
     }
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        self.windows.export(self.kind, g, name, x)
+    }
     no_parameters!();
 }
 
@@ -635,6 +695,9 @@ impl<T: Float> Module<T> for MaxPooling1D {
             .apply(Kind::Max, x.reshape(&[s[0], 1, s[1], s[2]])?, layer)?;
         let o = y.shape();
         Ok(y.reshape(&[o[0], o[2], o[3]])?)
+    }
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        self.windows.export(Kind::Max, g, name, x)
     }
     no_parameters!();
 }
@@ -780,6 +843,28 @@ impl GlobalPooling {
 }
 
 impl<T: Float> Module<T> for GlobalPooling {
+    /// A mean or maximum over the spatial axes (a sequence's mask is not
+    /// part of an exported graph).
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        use crate::export::Attribute;
+        let op = match self.kind {
+            Kind::Max => "ReduceMax",
+            Kind::Average => "ReduceMean",
+        };
+        Ok(g.op(
+            name,
+            op,
+            &[x.to_string()],
+            vec![
+                (
+                    "axes",
+                    Attribute::Ints((1..=self.spatial_axes as i64).collect()),
+                ),
+                ("keepdims", Attribute::Int(i64::from(self.keepdims))),
+            ],
+        ))
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         // A sequence's mask: the average over its real steps (Keras).
         if let (Kind::Average, 1, Some(mask)) = (self.kind, self.spatial_axes, x.mask()) {

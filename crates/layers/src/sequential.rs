@@ -85,6 +85,19 @@ impl<T: Float> Module<T> for Sequential<T> {
         self.layers.iter().try_fold(x, |x, layer| layer.forward(x))
     }
 
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        let mut value = x.to_string();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let child = if name.is_empty() {
+                i.to_string()
+            } else {
+                format!("{name}.{i}")
+            };
+            value = layer.export(g, &child, &value)?;
+        }
+        Ok(value)
+    }
+
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         for (i, layer) in self.layers.iter().enumerate() {
             layer.visit_parameters(&format!("{prefix}{i}."), f);

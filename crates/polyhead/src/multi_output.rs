@@ -6,7 +6,7 @@ use polyhead_autograd::{Tape, Var};
 use polyhead_layers::Module;
 use polyhead_tensor::{Float, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Loss weights by name: the struct the derive generates
 /// (`<Model>LossWeights`) implements it so trainers and weighting
@@ -216,6 +216,40 @@ pub trait MultiOutput<T: Float>: Module<T> {
     /// output (or on the input, without a trunk).
     fn forward_heads<'t>(&self, x: Self::Inputs<Var<'t, T>>) -> Result<Self::Outputs<Var<'t, T>>> {
         Ok(self.forward_with_features(x)?.1)
+    }
+
+    /// Adds the model's inference graph to `graph`, reading value `input`,
+    /// and returns each head's output value, in head order (the derive
+    /// writes it for a trunk-and-heads model with one input; a model with
+    /// a forward of its own, or several inputs, keeps this default, an
+    /// error). `polyhead-onnx` writes the graph as an ONNX file.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let mut rng = Rng::new(0);
+    /// let net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
+    /// let mut graph = polyhead::layers::export::Graph::default();
+    /// let outputs = net.export_graph(&mut graph, "input")?;
+    /// assert_eq!(outputs[0].0, "out");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn export_graph(
+        &self,
+        graph: &mut polyhead_layers::export::Graph,
+        input: &str,
+    ) -> Result<Vec<(&'static str, String)>> {
+        let _ = (graph, input);
+        Err(Error::Other(format!(
+            "{}: only a model of a trunk and heads on one input can be exported; this one has a forward of its own or several inputs",
+            std::any::type_name::<Self>()
+        )))
     }
 
     /// Each head's value by name, in field order (for metrics and logs).

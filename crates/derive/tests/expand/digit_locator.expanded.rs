@@ -274,6 +274,24 @@ where
             },
         ))
     }
+    fn export_graph(
+        &self,
+        __graph: &mut ::polyhead::layers::export::Graph,
+        __input: &str,
+    ) -> ::polyhead::Result<::std::vec::Vec<(&'static str, ::std::string::String)>> {
+        let __features: ::std::string::String = ::polyhead::layers::Module::<
+            f32,
+        >::export(&self.body, __graph, "body", __input)?;
+        ::core::result::Result::Ok(
+            ::std::vec![
+                ("class", ::polyhead::layers::Module:: < f32 > ::export(& self.class,
+                __graph, "class", & __features) ?,), ("bbox",
+                ::polyhead::layers::Module:: < f32 > ::export(& self.bbox, __graph,
+                "bbox", & __features) ?,), ("embedding", ::polyhead::layers::Module:: <
+                f32 > ::export(& self.embedding, __graph, "embedding", & __features) ?,)
+            ],
+        )
+    }
     fn head_values<'__t>(
         __outputs: &<Self as ::polyhead::MultiOutput<
             f32,
