@@ -77,9 +77,16 @@ impl<T: Float> Embedding<T> {
 
 impl<T: Float> Module<T> for Embedding<T> {
     /// The ids (floats in polyhead) cast to int64 and gathered from the
-    /// table; the zero-id mask is not part of an exported graph.
+    /// table. With `mask_zero` the layers after it skip padded steps,
+    /// which an exported graph would not: refused.
     fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
         use crate::export::Attribute;
+        if self.mask_zero {
+            return Err(LayerError::NotExportable {
+                layer: format!("{name} (Embedding)"),
+                reason: "with mask_zero the following layers skip padded steps, which the exported graph cannot do yet".into(),
+            });
+        }
         let table = g.constant(&format!("{name}.embeddings"), self.embeddings.value());
         // ONNX's TensorProto.INT64 is 7.
         let ids = g.op(

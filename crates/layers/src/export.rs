@@ -103,6 +103,39 @@ impl Graph {
         output
     }
 
+    /// Adds node `op` with `outputs` outputs (LSTM's `Y`, `Y_h`, `Y_c`);
+    /// returns their names.
+    ///
+    /// ```
+    /// use polyhead_layers::export::Graph;
+    /// let mut g = Graph::default();
+    /// let outs = g.op_outputs("encoder", "GRU", &["x".into()], vec![], 2);
+    /// assert_eq!(g.nodes()[0].outputs, outs);
+    /// ```
+    pub fn op_outputs(
+        &mut self,
+        layer: &str,
+        op: &str,
+        inputs: &[String],
+        attributes: Vec<(&str, Attribute)>,
+        outputs: usize,
+    ) -> Vec<String> {
+        let names: Vec<String> = (0..outputs)
+            .map(|_| self.fresh(&format!("{layer}/{op}")))
+            .collect();
+        self.nodes.push(Node {
+            op: op.to_string(),
+            name: names[0].clone(),
+            inputs: inputs.to_vec(),
+            outputs: names.clone(),
+            attributes: attributes
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        });
+        names
+    }
+
     /// Adds a float constant (converted to float32) named after `name`.
     ///
     /// ```

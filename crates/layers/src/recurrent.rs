@@ -695,7 +695,128 @@ struct Recurrence<T: Float> {
     layer: &'static str,
 }
 
+/// Recurrent layers as ONNX's `LSTM` / `GRU` operators (time-major, so
+/// the input and outputs are transposed around the node): `directions`
+/// are the forward and, for a bidirectional layer, the backward recurrence,
+/// merged by `merge`.
+fn export_recurrence<T: Float>(
+    directions: &[&Recurrence<T>],
+    merge: Merge,
+    g: &mut crate::export::Graph,
+    name: &str,
+    x: &str,
+) -> Result<String> {
+    use crate::export::Attribute;
+    let first = directions[0];
+    let units = first.units;
+    let (op, outputs, mut attributes) = match first.cell {
+        Cell::Lstm => ("LSTM", 3, vec![]),
+        Cell::Gru { reset_after } => (
+            "GRU",
+            2,
+            vec![(
+                "linear_before_reset",
+                Attribute::Int(i64::from(reset_after)),
+            )],
+        ),
+    };
+    attributes.push(("hidden_size", Attribute::Int(units as i64)));
+    let d = directions.len();
+    attributes.push((
+        "direction",
+        Attribute::String(if d == 2 { "bidirectional" } else { "forward" }.into()),
+    ));
+    let mut w = Vec::new();
+    let mut r = Vec::new();
+    let mut b = Vec::new();
+    for dir in directions {
+        let (wi, ri, bi) = dir.onnx_weights()?;
+        w.push(wi);
+        r.push(ri);
+        b.push(bi);
+    }
+    let w = g.constant(&format!("{name}.W"), &Tensor::stack(&w, 0)?);
+    let r = g.constant(&format!("{name}.R"), &Tensor::stack(&r, 0)?);
+    let b = g.constant(&format!("{name}.B"), &Tensor::stack(&b, 0)?);
+    let time_major = g.transpose(name, x, &[1, 0, 2]);
+    let out = g.op_outputs(name, op, &[time_major, w, r, b], attributes, outputs);
+    let reduce_directions = |g: &mut crate::export::Graph, value: String, axis: i64| {
+        let axes = g.int_constant(&format!("{name}.axes"), &[axis]);
+        g.op(
+            name,
+            "ReduceSum",
+            &[value, axes],
+            vec![("keepdims", Attribute::Int(0))],
+        )
+    };
+    if first.return_sequences {
+        // Y [T, D, B, U] -> [B, T, D, U] -> [B, T, D*U] (concat) or sum.
+        let y = g.transpose(name, &out[0], &[2, 0, 1, 3]);
+        Ok(match merge {
+            Merge::Sum if d == 2 => reduce_directions(g, y, 2),
+            _ => {
+                let shape = g.int_constant(&format!("{name}.shape"), &[0, 0, -1]);
+                g.op(name, "Reshape", &[y, shape], vec![])
+            }
+        })
+    } else {
+        // Y_h [D, B, U] -> [B, D, U] -> [B, D*U] (concat) or sum.
+        let h = g.transpose(name, &out[1], &[1, 0, 2]);
+        Ok(match merge {
+            Merge::Sum if d == 2 => reduce_directions(g, h, 1),
+            _ => {
+                let shape = g.int_constant(&format!("{name}.shape"), &[0, -1]);
+                g.op(name, "Reshape", &[h, shape], vec![])
+            }
+        })
+    }
+}
+
 impl<T: Float> Recurrence<T> {
+    /// ONNX's `W [G U, in]`, `R [G U, U]` and `B [2 G U]` for this
+    /// direction: gate blocks in ONNX's order (LSTM i, o, f, c from Keras'
+    /// i, f, c, o; GRU z, r, h as Keras), the input bias then the
+    /// recurrent one.
+    fn onnx_weights(&self) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+        let u = self.units;
+        let order: &[usize] = match self.cell {
+            Cell::Lstm => &[0, 3, 1, 2],
+            Cell::Gru { .. } => &[0, 1, 2],
+        };
+        let gu = order.len() * u;
+        let blocks = |t: &Tensor<T>| -> Result<Tensor<T>> {
+            let parts: Vec<Tensor<T>> = order
+                .iter()
+                .map(|&k| {
+                    t.slice_axis(0, k * u, (k + 1) * u)
+                        .map(|p| p.to_contiguous())
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            Ok(Tensor::concat(&parts, 0)?)
+        };
+        let w = blocks(&self.kernel.value().transpose(0, 1)?.to_contiguous())?;
+        let r = blocks(
+            &self
+                .recurrent_kernel
+                .value()
+                .transpose(0, 1)?
+                .to_contiguous(),
+        )?;
+        let zeros = Tensor::<T>::zeros(&[gu])?;
+        let (input_bias, recurrent_bias) = match (&self.bias, self.cell) {
+            (None, _) => (zeros.clone(), zeros),
+            (Some(b), Cell::Gru { reset_after: true }) => {
+                let b = b.value();
+                (
+                    blocks(&b.slice_axis(0, 0, 1)?.reshape(&[gu])?)?,
+                    blocks(&b.slice_axis(0, 1, 2)?.reshape(&[gu])?)?,
+                )
+            }
+            (Some(b), _) => (blocks(&b.value())?, zeros),
+        };
+        Ok((w, r, Tensor::concat(&[input_bias, recurrent_bias], 0)?))
+    }
+
     fn new(
         cell: Cell,
         input_dim: usize,
@@ -959,6 +1080,11 @@ macro_rules! recurrent_layer {
         impl<T: Float> Module<T> for $name<T> {
             fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
                 self.forward_masked(x, None)
+            }
+            /// ONNX's recurrent operator (zero initial state; a mask is
+            /// not part of an exported graph).
+            fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+                export_recurrence(&[&self.inner], Merge::Concat, g, name, x)
             }
             fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
                 self.inner.visit(prefix, f);
@@ -1285,6 +1411,10 @@ impl<T: Float> Bidirectional<T> {
 impl<T: Float> Module<T> for Bidirectional<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         self.forward_masked(x, None)
+    }
+    /// One bidirectional ONNX operator, its two directions merged.
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        export_recurrence(&[&self.forward, &self.backward], self.merge, g, name, x)
     }
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         let (fw, bw) = self.prefix();
