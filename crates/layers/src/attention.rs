@@ -333,6 +333,66 @@ impl<T: Float> Module<T> for MultiHeadAttention<T> {
         self.attend(x, x, None, None)
     }
 
+    /// Self-attention as MatMul, Softmax and reshapes: each projection
+    /// `[B, T, H, D]`, scores `q k^T * scale` per head, softmax over keys,
+    /// the heads' outputs joined and projected back.
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        use crate::export::Attribute;
+        let h = self.heads as i64;
+        // Projection `i` of `x` as [B, T, H, D].
+        let project = |g: &mut crate::export::Graph, i: usize| -> Result<String> {
+            let (kernel, bias) = &self.projections[i];
+            let k = kernel.value();
+            let s = k.shape().to_vec();
+            let flat = g.constant(
+                &format!("{name}.{}.kernel", NAMES[i]),
+                &k.reshape(&[s[0], s[1] * s[2]])?,
+            );
+            let mut y = g.op(name, "MatMul", &[x.to_string(), flat], vec![]);
+            if let Some(b) = bias {
+                let b = g.constant(
+                    &format!("{name}.{}.bias", NAMES[i]),
+                    &b.value().reshape(&[s[1] * s[2]])?,
+                );
+                y = g.op(name, "Add", &[y, b], vec![]);
+            }
+            let shape = g.int_constant(&format!("{name}.heads"), &[0, 0, h, s[2] as i64]);
+            Ok(g.op(name, "Reshape", &[y, shape], vec![]))
+        };
+        let q = project(g, 0)?;
+        let k = project(g, 1)?;
+        let v = project(g, 2)?;
+        let q = g.transpose(name, &q, &[0, 2, 1, 3]);
+        let k = g.transpose(name, &k, &[0, 2, 3, 1]);
+        let v = g.transpose(name, &v, &[0, 2, 1, 3]);
+        let scores = g.op(name, "MatMul", &[q, k], vec![]);
+        let scale = g.constant(&format!("{name}.scale"), &Tensor::<f64>::scalar(self.scale));
+        let scores = g.op(name, "Mul", &[scores, scale], vec![]);
+        let weights = g.op(
+            name,
+            "Softmax",
+            &[scores],
+            vec![("axis", Attribute::Int(-1))],
+        );
+        let context = g.op(name, "MatMul", &[weights, v], vec![]);
+        let context = g.transpose(name, &context, &[0, 2, 1, 3]);
+        let joined = g.int_constant(&format!("{name}.joined"), &[0, 0, -1]);
+        let context = g.op(name, "Reshape", &[context, joined], vec![]);
+        let (kernel, bias) = &self.projections[3];
+        let k = kernel.value();
+        let s = k.shape().to_vec();
+        let flat = g.constant(
+            &format!("{name}.attention_output.kernel"),
+            &k.reshape(&[s[0] * s[1], s[2]])?,
+        );
+        let mut y = g.op(name, "MatMul", &[context, flat], vec![]);
+        if let Some(b) = bias {
+            let b = g.constant(&format!("{name}.attention_output.bias"), b.value());
+            y = g.op(name, "Add", &[y, b], vec![]);
+        }
+        Ok(y)
+    }
+
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         for (name, (kernel, bias)) in NAMES.iter().zip(&self.projections) {
             f(child(prefix, &format!("{name}.kernel")), kernel);

@@ -1650,7 +1650,82 @@ impl<T: Float> Conv2DTransposeBuilder<T> {
     }
 }
 
+impl<T: Float> Conv2DTranspose<T> {
+    /// The part of an axis's full transposed convolution the layer keeps
+    /// (start and length), for `n` inputs, kernel `k`, stride `s` and
+    /// output padding `op` (Keras' and PyTorch's formulas). The full
+    /// result reaches `(n - 1) * s + k`; a kept part running past it ends
+    /// in zeros.
+    fn kept(&self, n: usize, k: usize, s: usize, op: Option<usize>) -> Result<(usize, usize)> {
+        let reach = (n.max(1) - 1) * s + k;
+        let (start, len) = match (self.core.padding, op) {
+            (Padding::Same, None) => (k.saturating_sub(s) / 2, Some(n * s)),
+            (Padding::Same, Some(op)) => {
+                let len = (reach + op).checked_sub(k / 2 * 2);
+                (len.map_or(0, |len| reach.saturating_sub(len) / 2), len)
+            }
+            (Padding::Explicit(p), op) => (p, (reach + op.unwrap_or(0)).checked_sub(2 * p)),
+            (_, op) => (0, Some(op.map_or(reach.max(n * s), |op| reach + op))),
+        };
+        let len = len.filter(|&len| len > 0 || n == 0).ok_or_else(|| LayerError::Shape {
+            layer: "conv2d_transpose",
+            message: format!(
+                "padding {:?} crops all of an axis of {n} upsampled to {reach} (kernel {k}, stride {s})",
+                self.core.padding
+            ),
+        })?;
+        Ok((start, len))
+    }
+}
+
 impl<T: Float> Module<T> for Conv2DTranspose<T> {
+    /// ONNX's `ConvTranspose` between transposes: the kept part of each
+    /// axis as `pads` (cropped from the full result) and `output_padding`
+    /// (zeros past its end), which do not depend on the input's size.
+    fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
+        use crate::export::Attribute;
+        let core = &self.core;
+        let k = core.kernel.value();
+        let ks = k.shape().to_vec();
+        let (mut begin, mut end, mut extra) = (vec![], vec![], vec![]);
+        for axis in 0..2 {
+            // Any input size gives the same crop; 4 inputs, say.
+            let (s, n) = (core.strides[axis], 4);
+            let (start, len) = self.kept(n, ks[axis], s, self.output_padding.map(|o| o[axis]))?;
+            let reach = (n - 1) * s + ks[axis];
+            begin.push(start as i64);
+            end.push(reach.saturating_sub(start + len) as i64);
+            extra.push((start + len).saturating_sub(reach) as i64);
+        }
+        // [kh, kw, F, C] -> ONNX's [C, F, kh, kw].
+        let weight = k.permute(&[3, 2, 0, 1])?.to_contiguous();
+        let first = g.transpose(name, x, &[0, 3, 1, 2]);
+        let mut inputs = vec![first, g.constant(&format!("{name}.kernel"), &weight)];
+        if let Some(b) = &core.bias {
+            inputs.push(g.constant(&format!("{name}.bias"), b.value()));
+        }
+        begin.extend(end);
+        let y = g.op(
+            name,
+            "ConvTranspose",
+            &inputs,
+            vec![
+                (
+                    "kernel_shape",
+                    Attribute::Ints(vec![ks[0] as i64, ks[1] as i64]),
+                ),
+                (
+                    "strides",
+                    Attribute::Ints(core.strides.iter().map(|&v| v as i64).collect()),
+                ),
+                ("pads", Attribute::Ints(begin)),
+                ("output_padding", Attribute::Ints(extra)),
+            ],
+        );
+        let last = g.transpose(name, &y, &[0, 2, 3, 1]);
+        Ok(core.activation.export(g, name, &last))
+    }
+
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let layer = "conv2d_transpose";
         let shape = x.shape();
@@ -1668,41 +1743,23 @@ impl<T: Float> Module<T> for Conv2DTranspose<T> {
         // Per axis: the kept part (start, length) of the full result, and
         // the full length (long enough to hold the kept part, which ends
         // in zeros where it runs past what the kernel reaches).
-        let axis = |n: usize,
-                    k: usize,
-                    s: usize,
-                    op: Option<usize>|
-         -> Result<(Axis, usize, usize)> {
-            let reach = (n.max(1) - 1) * s + k;
-            let (start, len) = match (core.padding, op) {
-                (Padding::Same, None) => (k.saturating_sub(s) / 2, Some(n * s)),
-                (Padding::Same, Some(op)) => {
-                    let len = (reach + op).checked_sub(k / 2 * 2);
-                    (len.map_or(0, |len| reach.saturating_sub(len) / 2), len)
-                }
-                (Padding::Explicit(p), op) => (p, (reach + op.unwrap_or(0)).checked_sub(2 * p)),
-                (_, op) => (0, Some(op.map_or(reach.max(n * s), |op| reach + op))),
+        let axis =
+            |n: usize, k: usize, s: usize, op: Option<usize>| -> Result<(Axis, usize, usize)> {
+                let (start, len) = self.kept(n, k, s, op)?;
+                let reach = (n.max(1) - 1) * s + k;
+                Ok((
+                    Axis {
+                        n: reach.max(start + len),
+                        k,
+                        stride: s,
+                        dilation: 1,
+                        before: 0,
+                        out: n,
+                    },
+                    start,
+                    len,
+                ))
             };
-            let len = len.filter(|&len| len > 0 || n == 0).ok_or_else(|| LayerError::Shape {
-                layer,
-                message: format!(
-                    "padding {:?} crops all of an axis of {n} upsampled to {reach} (kernel {k}, stride {s})",
-                    core.padding
-                ),
-            })?;
-            Ok((
-                Axis {
-                    n: reach.max(start + len),
-                    k,
-                    stride: s,
-                    dilation: 1,
-                    before: 0,
-                    out: n,
-                },
-                start,
-                len,
-            ))
-        };
         let op = self.output_padding;
         let (h, h0, hl) = axis(shape[1], k[0], core.strides[0], op.map(|o| o[0]))?;
         let (w, w0, wl) = axis(shape[2], k[1], core.strides[1], op.map(|o| o[1]))?;

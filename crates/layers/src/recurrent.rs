@@ -812,7 +812,7 @@ impl<T: Float> Recurrence<T> {
                     blocks(&b.slice_axis(0, 1, 2)?.reshape(&[gu])?)?,
                 )
             }
-            (Some(b), _) => (blocks(&b.value())?, zeros),
+            (Some(b), _) => (blocks(b.value())?, zeros),
         };
         Ok((w, r, Tensor::concat(&[input_bias, recurrent_bias], 0)?))
     }

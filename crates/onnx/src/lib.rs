@@ -8,8 +8,14 @@
 //! the derive writes for a trunk-and-heads model; each layer's
 //! [`Module::export`](polyhead::layers::Module::export)); this crate turns
 //! that graph into ONNX's protobuf messages (tract-onnx's `pb` types,
-//! encoded by `prost`). A layer without an export (recurrent and attention
-//! layers, for now) is an error naming it.
+//! encoded by `prost`). Every polyhead layer exports (dense, activations,
+//! normalizations, embedding, convolutions including transposed and
+//! depthwise, pooling, LSTM/GRU/bidirectional as ONNX's recurrent
+//! operators, multi-head self-attention); what cannot be (an embedding's
+//! `mask_zero`, whose masked steps the graph would not skip; a layer of
+//! your own without [`Module::export`](polyhead::layers::Module::export);
+//! a model with its own forward) is an error naming it, and nothing is
+//! written.
 //!
 //! ```
 //! use polyhead::prelude::*;

@@ -219,6 +219,49 @@ fn convolution_pooling_and_batch_norm_run_in_tract() {
     check(&mut model, &[10, 10, 3], |b| normal(&[b, 10, 10, 3], 10));
 }
 
+/// Transposed convolutions: valid (kernel above and below the stride),
+/// same, explicit padding, output padding.
+#[test]
+fn transposed_convolutions_run_in_tract() {
+    use polyhead::layers::Conv2DTranspose;
+    let mut rng = Rng::new(5);
+    let settings: Vec<([usize; 2], [usize; 2], Padding, Option<[usize; 2]>)> = vec![
+        ([3, 3], [2, 2], Padding::Valid, None),
+        ([2, 2], [3, 3], Padding::Valid, None),
+        ([3, 2], [2, 2], Padding::Same, None),
+        ([4, 4], [2, 2], Padding::Same, None),
+        ([3, 3], [2, 2], Padding::Explicit(1), Some([1, 1])),
+        ([3, 3], [2, 2], Padding::Valid, Some([1, 0])),
+        ([3, 3], [3, 2], Padding::Same, Some([2, 1])),
+    ];
+    for (kernel, strides, padding, output_padding) in settings {
+        let mut builder = Conv2DTranspose::builder(3, 4, kernel)
+            .strides(strides)
+            .padding(padding)
+            .activation(Activation::Tanh);
+        if let Some(op) = output_padding {
+            builder = builder.output_padding(op);
+        }
+        let mut model = ConvNet {
+            body: Sequential::new()
+                .push(builder.build(&mut rng).unwrap())
+                .push(Flatten),
+            class: Dense::new(1, 1, &mut rng).unwrap(),
+            bbox: Dense::new(1, 1, &mut rng).unwrap(),
+        };
+        // The heads' widths follow from the output size.
+        let tape = Tape::no_record();
+        let width = model
+            .body
+            .forward(tape.constant(normal(&[1, 5, 4, 3], 1)))
+            .unwrap()
+            .shape()[1];
+        model.class = Dense::new(width, 2, &mut rng).unwrap();
+        model.bbox = Dense::new(width, 3, &mut rng).unwrap();
+        check(&mut model, &[5, 4, 3], |b| normal(&[b, 5, 4, 3], 16));
+    }
+}
+
 /// 1-D convolutions (causal, dilated), 1-D max pooling and global average
 /// pooling over steps; and an embedding of token ids.
 #[test]
@@ -322,6 +365,25 @@ fn recurrent_layers_run_in_tract() {
         };
         check(&mut model, &[6, 3], x);
     }
+}
+
+/// Multi-head self-attention (separate key and value widths, the score
+/// scale set) followed by pooling.
+#[test]
+fn attention_runs_in_tract() {
+    let mut rng = Rng::new(6);
+    let attention = polyhead::layers::MultiHeadAttention::builder(2, 3, 5)
+        .value_dim(4)
+        .score_scale(0.3)
+        .build(&mut rng)
+        .unwrap();
+    let mut model = Recurrent {
+        body: Sequential::new()
+            .push(attention)
+            .push(GlobalPooling::average_1d()),
+        last: Dense::new(5, 2, &mut rng).unwrap(),
+    };
+    check(&mut model, &[4, 5], |b| normal(&[b, 4, 5], 15));
 }
 
 /// The examples' models: `digit_bbox`'s dense and convolutional models.
