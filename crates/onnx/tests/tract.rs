@@ -225,7 +225,9 @@ fn convolution_pooling_and_batch_norm_run_in_tract() {
 fn transposed_convolutions_run_in_tract() {
     use polyhead::layers::Conv2DTranspose;
     let mut rng = Rng::new(5);
-    let settings: Vec<([usize; 2], [usize; 2], Padding, Option<[usize; 2]>)> = vec![
+    // (kernel, strides, padding, output padding)
+    type Setting = ([usize; 2], [usize; 2], Padding, Option<[usize; 2]>);
+    let settings: Vec<Setting> = vec![
         ([3, 3], [2, 2], Padding::Valid, None),
         ([2, 2], [3, 3], Padding::Valid, None),
         ([3, 2], [2, 2], Padding::Same, None),
