@@ -176,18 +176,25 @@ where
 }
 
 /// Writes `model` as an ONNX file at `path` (a temporary file renamed into
-/// place, so an existing file is replaced whole or not at all).
+/// place, so an existing file is replaced whole or not at all). What
+/// cannot be exported is an error naming the layer, and nothing is
+/// written.
 ///
 /// ```
 /// use polyhead::prelude::*;
 /// #[derive(MultiOutput)]
 /// struct Net {
+///     #[trunk]
+///     tokens: polyhead::layers::Embedding,
 ///     #[head(loss = Mse::new())]
-///     out: polyhead::layers::Lstm,
+///     out: Dense,
 /// }
-/// let net = Net { out: polyhead::layers::Lstm::new(3, 2, &mut Rng::new(0))? };
-/// let err = polyhead_onnx::export_onnx(&net, &[5, 3], "never-written.onnx").unwrap_err();
-/// assert_eq!(err.to_string(), "out (Lstm): cannot be exported: polyhead has no export for this layer yet");
+/// let mut rng = Rng::new(0);
+/// let net = Net { tokens: polyhead::layers::Embedding::new(10, 4, &mut rng)?.mask_zero(true), out: Dense::new(4, 1, &mut rng)? };
+/// let path = std::env::temp_dir().join("polyhead-doc-never-written.onnx");
+/// let err = polyhead_onnx::export_onnx(&net, &[5], &path).unwrap_err();
+/// assert!(err.to_string().starts_with("tokens (Embedding): cannot be exported: with mask_zero"));
+/// assert!(!path.exists());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn export_onnx<M, T>(model: &M, input_shape: &[usize], path: impl AsRef<Path>) -> Result<()>
