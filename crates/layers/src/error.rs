@@ -43,6 +43,14 @@ pub enum LayerError {
         /// Why.
         reason: String,
     },
+    /// A Keras weights file could not be read or does not fit the model.
+    #[error("keras weights {path}: {message}")]
+    KerasWeights {
+        /// The file.
+        path: String,
+        /// What went wrong; for a model mismatch, every mismatch at once.
+        message: String,
+    },
     /// A PyTorch `state_dict` could not be read or does not fit the model.
     #[error("state_dict {path}: {message}")]
     StateDict {

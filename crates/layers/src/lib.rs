@@ -48,6 +48,8 @@ mod error;
 pub mod export;
 mod flatten;
 mod initializer;
+#[cfg(feature = "keras-h5")]
+mod keras_h5;
 mod layer_norm;
 mod module;
 mod optim;
@@ -71,6 +73,8 @@ pub use embedding::Embedding;
 pub use error::{LayerError, Result};
 pub use flatten::Flatten;
 pub use initializer::Initializer;
+#[cfg(feature = "keras-h5")]
+pub use keras_h5::{KerasNames, load_keras_weights};
 pub use layer_norm::LayerNorm;
 pub use module::{Module, pass_mask};
 pub use optim::{Adam, Optimizer, OptimizerConvention, RmsProp, Schedule, Sgd};

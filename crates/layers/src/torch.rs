@@ -299,7 +299,7 @@ fn error(path: &Path, message: String) -> LayerError {
 
 /// What a polyhead layer is, as far as its values' layout goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// `kernel` (2-, 3- or 4-D) and maybe `bias`.
     Kernel,
     /// `kernel`, `recurrent_kernel`, maybe `bias`.
@@ -316,21 +316,22 @@ enum Kind {
     Embedding,
 }
 
+/// A value's layer prefix and its name within the layer (for attention
+/// and bidirectional layers, with their sub-layer's name).
+pub(crate) fn split(name: &str) -> (String, String) {
+    let parts: Vec<&str> = name.split('.').collect();
+    let n = parts.len();
+    let nested = n >= 2
+        && (["query", "key", "value", "attention_output"].contains(&parts[n - 2])
+            || parts[n - 2].starts_with("forward_")
+            || parts[n - 2].starts_with("backward_"));
+    let keep = if nested { n - 2 } else { n - 1 };
+    (parts[..keep].join("."), parts[keep..].join("."))
+}
+
 /// The model's layers: each value's layer prefix and the layer's kind, in
 /// the order the values come.
-fn layers(wanted: &[(String, Vec<usize>)]) -> Vec<(String, Kind)> {
-    // The prefix before a value's own name (and, for attention and
-    // bidirectional layers, before their sub-layer's name).
-    let split = |name: &str| -> (String, String) {
-        let parts: Vec<&str> = name.split('.').collect();
-        let n = parts.len();
-        let nested = n >= 2
-            && (["query", "key", "value", "attention_output"].contains(&parts[n - 2])
-                || parts[n - 2].starts_with("forward_")
-                || parts[n - 2].starts_with("backward_"));
-        let keep = if nested { n - 2 } else { n - 1 };
-        (parts[..keep].join("."), parts[keep..].join("."))
-    };
+pub(crate) fn layers(wanted: &[(String, Vec<usize>)]) -> Vec<(String, Kind)> {
     let mut groups: Vec<(String, BTreeSet<String>)> = Vec::new();
     for (name, _) in wanted {
         let (prefix, local) = split(name);

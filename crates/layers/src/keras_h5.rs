@@ -1,0 +1,237 @@
+//! Keras weights in (feature `keras-h5`, which needs libhdf5: Debian's
+//! `libhdf5-dev`): a Keras 3 `model.save_weights("model.weights.h5")` file
+//! loaded into the polyhead model of the same architecture. Polyhead keeps
+//! Keras' layouts, so values move as they are; what is read from where:
+//!
+//! | polyhead layer at `P` | the file's datasets |
+//! | --- | --- |
+//! | `Dense`, convolutions, `BatchNormalization`, `LayerNorm`, `Embedding` | `layers/K/vars/0, 1, ...` in Keras' order (kernel, bias; gamma, beta, moving mean, moving variance; embeddings) |
+//! | `Lstm`, `Gru` | `layers/K/cell/vars/0..2` (kernel, recurrent kernel, bias) |
+//! | `Bidirectional` | `layers/K/forward_layer/cell/vars/*`, `layers/K/backward_layer/cell/vars/*` |
+//! | `MultiHeadAttention` | `layers/K/_query_dense/vars/*`, `_key_dense`, `_value_dense`, `_output_dense` |
+//!
+//! `K` is the Keras layer's name: by default the polyhead layer's, with a
+//! container's children as `container/layers/child`; [`KerasNames`] maps
+//! others (Keras names layers `dense`, `dense_1`, ... unless told). Every
+//! mismatch is listed at once and nothing is loaded.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use polyhead_tensor::{Float, Tensor};
+
+use crate::error::{LayerError, Result};
+use crate::module::Module;
+use crate::torch::{Kind, layers, split};
+
+/// Where each polyhead layer's weights are in a Keras weights file: by
+/// default a layer at `hidden` reads Keras' layer `hidden`, and a layer at
+/// `body.0` reads `body/layers/0`; [`layer`](Self::layer) maps one
+/// elsewhere.
+///
+/// ```
+/// let names = polyhead_layers::KerasNames::new().layer("body.0", "sequential/layers/conv2d");
+/// # let _ = names;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KerasNames {
+    layers: Vec<(String, String)>,
+}
+
+impl KerasNames {
+    /// Every layer under its own name.
+    ///
+    /// ```
+    /// let names = polyhead_layers::KerasNames::new();
+    /// # let _ = names;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The polyhead layer (or container) at `polyhead` reads the Keras
+    /// layer at `keras` (a path of layer names joined by `/layers/`, as
+    /// Keras nests them); layers inside keep their relative names.
+    ///
+    /// ```
+    /// let names = polyhead_layers::KerasNames::new().layer("class", "class_output");
+    /// # let _ = names;
+    /// ```
+    pub fn layer(mut self, polyhead: &str, keras: &str) -> Self {
+        self.layers.push((polyhead.to_string(), keras.to_string()));
+        self
+    }
+
+    /// The group (under the file's root) of polyhead layer prefix `prefix`.
+    fn group(&self, prefix: &str) -> String {
+        let best = self
+            .layers
+            .iter()
+            .filter(|(p, _)| {
+                p == prefix
+                    || (prefix.starts_with(p.as_str()) && prefix[p.len()..].starts_with('.'))
+            })
+            .max_by_key(|(p, _)| p.len());
+        let (head, tail) = match best {
+            Some((p, k)) => (k.clone(), &prefix[p.len()..]),
+            None => (String::new(), prefix),
+        };
+        let tail: Vec<&str> = tail.split('.').filter(|s| !s.is_empty()).collect();
+        let mut path = head;
+        for part in tail {
+            if !path.is_empty() {
+                path.push_str("/layers/");
+            }
+            path.push_str(part);
+        }
+        format!("layers/{path}")
+    }
+}
+
+/// Loads a Keras 3 `.weights.h5` file into `model` (see the
+/// [module docs](self)). Every mismatch is listed in one error and nothing
+/// is loaded.
+///
+/// ```no_run
+/// use polyhead_layers::{load_keras_weights, Dense, KerasNames};
+/// let mut dense = Dense::<f32>::new(784, 64, &mut polyhead_tensor::Rng::new(0))?;
+/// load_keras_weights("model.weights.h5", &mut dense, &KerasNames::new().layer("", "dense"))?;
+/// # Ok::<(), polyhead_layers::LayerError>(())
+/// ```
+pub fn load_keras_weights<T: Float>(
+    path: impl AsRef<Path>,
+    model: &mut dyn Module<T>,
+    names: &KerasNames,
+) -> Result<()> {
+    let path = path.as_ref();
+    let fail = |message: String| LayerError::KerasWeights {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = hdf5::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let mut wanted: Vec<(String, Vec<usize>)> = model
+        .parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.value().shape().to_vec()))
+        .collect();
+    wanted.extend(
+        model
+            .buffers()
+            .into_iter()
+            .map(|(n, b)| (n, b.value().shape().to_vec())),
+    );
+    let mut problems = Vec::new();
+    let mut read: BTreeSet<String> = BTreeSet::new();
+    let mut values: HashMap<String, Tensor<f64>> = HashMap::new();
+    for (prefix, kind) in layers(&wanted) {
+        let group = names.group(&prefix);
+        // This layer's values, in the model's order (Keras' order), each
+        // with the sub-layer whose `vars` hold it.
+        let mine: Vec<(&String, &Vec<usize>, String)> = wanted
+            .iter()
+            .filter_map(|(n, shape)| {
+                let (p, local) = split(n);
+                (p == prefix).then_some((n, shape, local))
+            })
+            .collect();
+        let mut counters: HashMap<String, usize> = HashMap::new();
+        for (name, shape, local) in mine {
+            let sub = owner(kind, &local);
+            let vars = format!("{group}{sub}/vars");
+            let index = counters.entry(vars.clone()).or_insert(0);
+            let dataset = format!("{vars}/{index}");
+            *index += 1;
+            read.insert(dataset.clone());
+            match file.dataset(&dataset) {
+                Err(_) => problems.push(format!(
+                    "{name}: the file has no {dataset} (the model's shape is {shape:?})"
+                )),
+                Ok(ds) => {
+                    let got = ds.shape();
+                    if &got != shape {
+                        problems.push(format!(
+                            "{name}: {dataset} has shape {got:?}, the model has {shape:?}"
+                        ));
+                        continue;
+                    }
+                    match ds.read_raw::<f64>() {
+                        Err(e) => problems.push(format!("{name}: {dataset}: {e}")),
+                        Ok(v) => match v.iter().position(|x| !x.is_finite()) {
+                            Some(i) => problems.push(format!(
+                                "{name}: {dataset} holds {} at flat index {i}",
+                                v[i]
+                            )),
+                            None => {
+                                values.insert(name.clone(), Tensor::from_vec(v, shape)?);
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    }
+    // Every weight in the file that no layer read.
+    let mut stored = Vec::new();
+    if let Ok(root) = file.group("layers") {
+        collect_vars(&root, "layers", &mut stored);
+    }
+    for dataset in stored {
+        if !read.contains(&dataset) {
+            problems.push(format!("{dataset}: in the file but not read by the model"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(fail(format!(
+            "does not fit the model:\n  {}",
+            problems.join("\n  ")
+        )));
+    }
+    let as_t = |t: &Tensor<f64>| -> Result<Tensor<T>> {
+        Ok(Tensor::from_vec(
+            t.to_vec().into_iter().map(T::from_f64).collect(),
+            t.shape(),
+        )?)
+    };
+    for (name, b) in model.buffers() {
+        if let Some(t) = values.get(&name) {
+            b.set_value(as_t(t)?)?;
+        }
+    }
+    for (name, p) in model.parameters_mut() {
+        if let Some(t) = values.get(&name) {
+            p.set_value(as_t(t)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sub-layer path (below the layer's group) whose `vars` hold value
+/// `local` of a layer of `kind`.
+fn owner(kind: Kind, local: &str) -> String {
+    let first = local.split('.').next().unwrap_or(local);
+    match kind {
+        Kind::Recurrent => "/cell".into(),
+        Kind::Bidirectional if first.starts_with("forward_") => "/forward_layer/cell".into(),
+        Kind::Bidirectional => "/backward_layer/cell".into(),
+        Kind::Attention => match first {
+            "query" => "/_query_dense",
+            "key" => "/_key_dense",
+            "value" => "/_value_dense",
+            _ => "/_output_dense",
+        }
+        .into(),
+        _ => String::new(),
+    }
+}
+
+/// Every `.../vars/N` dataset under `group` (at `path`).
+fn collect_vars(group: &hdf5::Group, path: &str, out: &mut Vec<String>) {
+    for member in group.member_names().unwrap_or_default() {
+        let child = format!("{path}/{member}");
+        if let Ok(g) = group.group(&member) {
+            collect_vars(&g, &child, out);
+        } else if path.ends_with("/vars") {
+            out.push(child);
+        }
+    }
+}
