@@ -57,15 +57,23 @@ pub trait Module<T: Float> {
     /// exported keeps this default: an error naming it and its type.
     ///
     /// ```
-    /// use polyhead_layers::{export::Graph, Dense, Lstm, Module};
+    /// use polyhead_autograd::{Parameter, Var};
+    /// use polyhead_layers::{export::Graph, Dense, Module};
     /// use polyhead_tensor::Rng;
     /// let mut graph = Graph::default();
     /// let dense = Dense::<f32>::new(2, 3, &mut Rng::new(0))?;
     /// let y = dense.export(&mut graph, "hidden", "input")?;
     /// assert_eq!(graph.nodes().last().unwrap().outputs, vec![y]);
-    /// let lstm = Lstm::<f32>::new(2, 3, &mut Rng::new(0))?;
-    /// let err = lstm.export(&mut graph, "encoder", "input").unwrap_err();
-    /// assert_eq!(err.to_string(), "encoder (Lstm): cannot be exported: polyhead has no export for this layer yet");
+    ///
+    /// // A layer of one's own that does not describe its graph.
+    /// struct Identity;
+    /// impl Module<f32> for Identity {
+    ///     fn forward<'t>(&self, x: Var<'t, f32>) -> polyhead_layers::Result<Var<'t, f32>> { Ok(x) }
+    ///     fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<f32>)) {}
+    ///     fn visit_parameters_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, &'a mut Parameter<f32>)) {}
+    /// }
+    /// let err = Identity.export(&mut graph, "mine", "input").unwrap_err();
+    /// assert_eq!(err.to_string(), "mine (Identity): cannot be exported: polyhead has no export for this layer yet");
     /// # Ok::<(), polyhead_layers::LayerError>(())
     /// ```
     fn export(&self, graph: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
