@@ -316,16 +316,14 @@ impl<T: Float> Module<T> for BatchNormalization<T> {
         let mean = g.constant(&format!("{name}.moving_mean"), &self.moving_mean.value());
         let inv_std = g.constant(&format!("{name}.inv_std"), &inv_std);
         let centered = g.op(name, "Sub", &[x.to_string(), mean], vec![]);
-        let mut y = g.op(name, "Mul", &[centered, inv_std], vec![]);
-        if let Some(gamma) = &self.gamma {
-            let gamma = g.constant(&format!("{name}.gamma"), gamma.value());
-            y = g.op(name, "Mul", &[y, gamma], vec![]);
-        }
-        if let Some(beta) = &self.beta {
-            let beta = g.constant(&format!("{name}.beta"), beta.value());
-            y = g.op(name, "Add", &[y, beta], vec![]);
-        }
-        Ok(y)
+        let y = g.op(name, "Mul", &[centered, inv_std], vec![]);
+        Ok(crate::export::scale_and_shift(
+            g,
+            name,
+            y,
+            self.gamma.as_ref(),
+            self.beta.as_ref(),
+        ))
     }
 
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {

@@ -927,19 +927,14 @@ impl<T: Float> ConvCore<T> {
             ("dilations", Attribute::Ints(axes(self.dilation))),
             ("group", Attribute::Int(group as i64)),
         ];
-        match self.padding {
-            Padding::Valid => attributes.push(("pads", Attribute::Ints(vec![0; 2 * rank]))),
-            Padding::Same => attributes.push(("auto_pad", Attribute::String("SAME_UPPER".into()))),
-            Padding::Explicit(p) => {
-                attributes.push(("pads", Attribute::Ints(vec![p as i64; 2 * rank])))
-            }
-            Padding::Causal => {
-                let before = ((spatial[rank - 1] - 1) * self.dilation[1]) as i64;
+        attributes.push(
+            crate::export::padding_attributes(self.padding, rank).unwrap_or_else(|| {
+                // Causal: (k - 1) * dilation zeros before the last axis.
                 let mut pads = vec![0; 2 * rank];
-                pads[rank - 1] = before;
-                attributes.push(("pads", Attribute::Ints(pads)));
-            }
-        }
+                pads[rank - 1] = ((spatial[rank - 1] - 1) * self.dilation[1]) as i64;
+                ("pads", Attribute::Ints(pads))
+            }),
+        );
         let (to_first, to_last): (&[i64], &[i64]) = if one_d {
             (&[0, 2, 1], &[0, 2, 1])
         } else {

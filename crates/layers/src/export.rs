@@ -10,6 +10,42 @@
 
 use polyhead_tensor::{Float, Tensor};
 
+/// ONNX's padding attributes for `padding` over `rank` spatial axes
+/// (`pads` or `auto_pad`), or `None` for causal padding, which depends on
+/// the window (the caller's to spell out).
+pub(crate) fn padding_attributes(
+    padding: crate::Padding,
+    rank: usize,
+) -> Option<(&'static str, Attribute)> {
+    Some(match padding {
+        crate::Padding::Valid => ("pads", Attribute::Ints(vec![0; 2 * rank])),
+        crate::Padding::Same => ("auto_pad", Attribute::String("SAME_UPPER".into())),
+        crate::Padding::Explicit(p) => ("pads", Attribute::Ints(vec![p as i64; 2 * rank])),
+        crate::Padding::Causal => return None,
+    })
+}
+
+/// `y * gamma + beta` over the last axis, each factor only if present (a
+/// normalization's scale and offset).
+pub(crate) fn scale_and_shift<T: Float>(
+    g: &mut Graph,
+    name: &str,
+    y: String,
+    gamma: Option<&polyhead_autograd::Parameter<T>>,
+    beta: Option<&polyhead_autograd::Parameter<T>>,
+) -> String {
+    let mut y = y;
+    if let Some(gamma) = gamma {
+        let gamma = g.constant(&format!("{name}.gamma"), gamma.value());
+        y = g.op(name, "Mul", &[y, gamma], vec![]);
+    }
+    if let Some(beta) = beta {
+        let beta = g.constant(&format!("{name}.beta"), beta.value());
+        y = g.op(name, "Add", &[y, beta], vec![]);
+    }
+    y
+}
+
 /// An operator attribute.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attribute {

@@ -21,8 +21,8 @@ use std::path::Path;
 use polyhead_tensor::{Float, Tensor};
 
 use crate::error::{LayerError, Result};
+use crate::import::{Kind, NameMap, layers, model_values, set_values, split};
 use crate::module::Module;
-use crate::torch::{Kind, layers, split};
 
 /// Where each polyhead layer's weights are in a Keras weights file: by
 /// default a layer at `hidden` reads Keras' layer `hidden`, and a layer at
@@ -35,7 +35,7 @@ use crate::torch::{Kind, layers, split};
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KerasNames {
-    layers: Vec<(String, String)>,
+    layers: NameMap,
 }
 
 impl KerasNames {
@@ -58,24 +58,14 @@ impl KerasNames {
     /// # let _ = names;
     /// ```
     pub fn layer(mut self, polyhead: &str, keras: &str) -> Self {
-        self.layers.push((polyhead.to_string(), keras.to_string()));
+        self.layers.push(polyhead, keras);
         self
     }
 
     /// The group (under the file's root) of polyhead layer prefix `prefix`.
     fn group(&self, prefix: &str) -> String {
-        let best = self
-            .layers
-            .iter()
-            .filter(|(p, _)| {
-                p == prefix
-                    || (prefix.starts_with(p.as_str()) && prefix[p.len()..].starts_with('.'))
-            })
-            .max_by_key(|(p, _)| p.len());
-        let (head, tail) = match best {
-            Some((p, k)) => (k.clone(), &prefix[p.len()..]),
-            None => (String::new(), prefix),
-        };
+        let (head, tail) = self.layers.resolve(prefix);
+        let head = head.unwrap_or("").to_string();
         let tail: Vec<&str> = tail.split('.').filter(|s| !s.is_empty()).collect();
         let mut path = head;
         for part in tail {
@@ -109,17 +99,7 @@ pub fn load_keras_weights<T: Float>(
         message,
     };
     let file = hdf5::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let mut wanted: Vec<(String, Vec<usize>)> = model
-        .parameters()
-        .into_iter()
-        .map(|(n, p)| (n, p.value().shape().to_vec()))
-        .collect();
-    wanted.extend(
-        model
-            .buffers()
-            .into_iter()
-            .map(|(n, b)| (n, b.value().shape().to_vec())),
-    );
+    let wanted = model_values(model);
     let mut problems = Vec::new();
     let mut read: BTreeSet<String> = BTreeSet::new();
     let mut values: HashMap<String, Tensor<f64>> = HashMap::new();
@@ -186,23 +166,7 @@ pub fn load_keras_weights<T: Float>(
             problems.join("\n  ")
         )));
     }
-    let as_t = |t: &Tensor<f64>| -> Result<Tensor<T>> {
-        Ok(Tensor::from_vec(
-            t.to_vec().into_iter().map(T::from_f64).collect(),
-            t.shape(),
-        )?)
-    };
-    for (name, b) in model.buffers() {
-        if let Some(t) = values.get(&name) {
-            b.set_value(as_t(t)?)?;
-        }
-    }
-    for (name, p) in model.parameters_mut() {
-        if let Some(t) = values.get(&name) {
-            p.set_value(as_t(t)?)?;
-        }
-    }
-    Ok(())
+    set_values(model, &values)
 }
 
 /// The sub-layer path (below the layer's group) whose `vars` hold value

@@ -124,16 +124,14 @@ impl<T: Float> Module<T> for LayerNorm<T> {
         let eps = g.constant(&format!("{name}.epsilon"), &Tensor::<f64>::scalar(self.eps));
         let var_eps = g.op(name, "Add", &[var, eps], vec![]);
         let std = g.op(name, "Sqrt", &[var_eps], vec![]);
-        let mut y = g.op(name, "Div", &[centered, std], vec![]);
-        if let Some(gamma) = &self.gamma {
-            let gamma = g.constant(&format!("{name}.gamma"), gamma.value());
-            y = g.op(name, "Mul", &[y, gamma], vec![]);
-        }
-        if let Some(beta) = &self.beta {
-            let beta = g.constant(&format!("{name}.beta"), beta.value());
-            y = g.op(name, "Add", &[y, beta], vec![]);
-        }
-        Ok(y)
+        let y = g.op(name, "Div", &[centered, std], vec![]);
+        Ok(crate::export::scale_and_shift(
+            g,
+            name,
+            y,
+            self.gamma.as_ref(),
+            self.beta.as_ref(),
+        ))
     }
 
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {

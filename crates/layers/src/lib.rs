@@ -47,6 +47,7 @@ mod embedding;
 mod error;
 pub mod export;
 mod flatten;
+mod import;
 mod initializer;
 #[cfg(feature = "keras-h5")]
 mod keras_h5;

@@ -287,19 +287,14 @@ impl Windows {
             ("strides", Attribute::Ints(axes(self.strides))),
             ("ceil_mode", Attribute::Int(i64::from(self.ceil_mode))),
         ];
-        match self.padding {
-            Padding::Valid => attributes.push(("pads", Attribute::Ints(vec![0; 2 * rank]))),
-            Padding::Same => attributes.push(("auto_pad", Attribute::String("SAME_UPPER".into()))),
-            Padding::Explicit(p) => {
-                attributes.push(("pads", Attribute::Ints(vec![p as i64; 2 * rank])))
-            }
-            Padding::Causal => {
-                return Err(crate::LayerError::NotExportable {
+        attributes.push(
+            crate::export::padding_attributes(self.padding, rank).ok_or_else(|| {
+                crate::LayerError::NotExportable {
                     layer: name.to_string(),
                     reason: "causal pooling has no ONNX counterpart".into(),
-                });
-            }
-        }
+                }
+            })?,
+        );
         let op = match kind {
             Kind::Max => "MaxPool",
             Kind::Average => {

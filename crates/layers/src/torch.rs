@@ -34,6 +34,7 @@ use polyhead_tensor::{Float, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{LayerError, Result};
+use crate::import::{Kind, NameMap, layers, model_values, set_values};
 use crate::module::Module;
 
 /// Where each polyhead layer's weights are in the PyTorch `state_dict`:
@@ -46,7 +47,7 @@ use crate::module::Module;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TorchNames {
-    layers: Vec<(String, String)>,
+    layers: NameMap,
 }
 
 impl TorchNames {
@@ -68,24 +69,15 @@ impl TorchNames {
     /// # let _ = names;
     /// ```
     pub fn layer(mut self, polyhead: &str, torch: &str) -> Self {
-        self.layers.push((polyhead.to_string(), torch.to_string()));
+        self.layers.push(polyhead, torch);
         self
     }
 
     /// The PyTorch module prefix of polyhead layer prefix `prefix`.
     fn torch_prefix(&self, prefix: &str) -> String {
-        // The longest mapped prefix wins.
-        let best = self
-            .layers
-            .iter()
-            .filter(|(p, _)| {
-                p == prefix
-                    || (prefix.starts_with(p.as_str()) && prefix[p.len()..].starts_with('.'))
-            })
-            .max_by_key(|(p, _)| p.len());
-        match best {
-            Some((p, t)) => format!("{t}{}", &prefix[p.len()..]),
-            None => prefix.to_string(),
+        match self.layers.resolve(prefix) {
+            (Some(torch), rest) => format!("{torch}{rest}"),
+            (None, rest) => rest.to_string(),
         }
     }
 }
@@ -220,18 +212,7 @@ pub fn load_torch_state_dict_bytes<T: Float>(
         used: BTreeSet::new(),
         missing: Vec::new(),
     };
-    // The model's values (parameters, then buffers) and their shapes.
-    let mut wanted: Vec<(String, Vec<usize>)> = model
-        .parameters()
-        .into_iter()
-        .map(|(n, p)| (n, p.value().shape().to_vec()))
-        .collect();
-    wanted.extend(
-        model
-            .buffers()
-            .into_iter()
-            .map(|(n, b)| (n, b.value().shape().to_vec())),
-    );
+    let wanted = model_values(model);
     let shapes: HashMap<String, Vec<usize>> = wanted.iter().cloned().collect();
     let mut converted: HashMap<String, Tensor<f64>> = HashMap::new();
     for (prefix, kind) in layers(&wanted) {
@@ -271,23 +252,7 @@ pub fn load_torch_state_dict_bytes<T: Float>(
             format!("does not fit the model:\n  {}", problems.join("\n  ")),
         ));
     }
-    let as_t = |t: &Tensor<f64>| -> Result<Tensor<T>> {
-        Ok(Tensor::from_vec(
-            t.to_vec().into_iter().map(T::from_f64).collect(),
-            t.shape(),
-        )?)
-    };
-    for (name, b) in model.buffers() {
-        if let Some(t) = converted.get(&name) {
-            b.set_value(as_t(t)?)?;
-        }
-    }
-    for (name, p) in model.parameters_mut() {
-        if let Some(t) = converted.get(&name) {
-            p.set_value(as_t(t)?)?;
-        }
-    }
-    Ok(())
+    set_values(model, &converted)
 }
 
 fn error(path: &Path, message: String) -> LayerError {
@@ -295,75 +260,6 @@ fn error(path: &Path, message: String) -> LayerError {
         path: path.display().to_string(),
         message,
     }
-}
-
-/// What a polyhead layer is, as far as its values' layout goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// `kernel` (2-, 3- or 4-D) and maybe `bias`.
-    Kernel,
-    /// `kernel`, `recurrent_kernel`, maybe `bias`.
-    Recurrent,
-    /// `forward_<cell>.*` and `backward_<cell>.*`.
-    Bidirectional,
-    /// `query.kernel`, ... `attention_output.bias`.
-    Attention,
-    /// `gamma`/`beta` and the moving statistics.
-    BatchNorm,
-    /// `gamma`/`beta` alone.
-    LayerNorm,
-    /// `embeddings`.
-    Embedding,
-}
-
-/// A value's layer prefix and its name within the layer (for attention
-/// and bidirectional layers, with their sub-layer's name).
-pub(crate) fn split(name: &str) -> (String, String) {
-    let parts: Vec<&str> = name.split('.').collect();
-    let n = parts.len();
-    let nested = n >= 2
-        && (["query", "key", "value", "attention_output"].contains(&parts[n - 2])
-            || parts[n - 2].starts_with("forward_")
-            || parts[n - 2].starts_with("backward_"));
-    let keep = if nested { n - 2 } else { n - 1 };
-    (parts[..keep].join("."), parts[keep..].join("."))
-}
-
-/// The model's layers: each value's layer prefix and the layer's kind, in
-/// the order the values come.
-pub(crate) fn layers(wanted: &[(String, Vec<usize>)]) -> Vec<(String, Kind)> {
-    let mut groups: Vec<(String, BTreeSet<String>)> = Vec::new();
-    for (name, _) in wanted {
-        let (prefix, local) = split(name);
-        match groups.iter_mut().find(|(p, _)| *p == prefix) {
-            Some((_, locals)) => {
-                locals.insert(local);
-            }
-            None => groups.push((prefix, BTreeSet::from([local]))),
-        }
-    }
-    groups
-        .into_iter()
-        .map(|(prefix, locals)| {
-            let has = |l: &str| locals.contains(l);
-            let kind = if has("query.kernel") {
-                Kind::Attention
-            } else if locals.iter().any(|l| l.starts_with("forward_")) {
-                Kind::Bidirectional
-            } else if has("recurrent_kernel") {
-                Kind::Recurrent
-            } else if has("embeddings") {
-                Kind::Embedding
-            } else if has("moving_mean") {
-                Kind::BatchNorm
-            } else if has("gamma") || has("beta") {
-                Kind::LayerNorm
-            } else {
-                Kind::Kernel
-            };
-            (prefix, kind)
-        })
-        .collect()
 }
 
 /// Problems found while converting one layer.
