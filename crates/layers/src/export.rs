@@ -47,6 +47,13 @@ pub(crate) fn scale_and_shift<T: Float>(
 }
 
 /// An operator attribute.
+///
+/// ```
+/// use polyhead_layers::export::{Attribute, Graph};
+/// let mut g = Graph::default();
+/// g.op("softmax", "Softmax", &["x".into()], vec![("axis", Attribute::Int(-1))]);
+/// assert_eq!(g.nodes()[0].attributes[0], ("axis".to_string(), Attribute::Int(-1)));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attribute {
     /// An integer.
@@ -61,6 +68,14 @@ pub enum Attribute {
 
 /// One operator application: `op` (an ONNX operator name) on `inputs`,
 /// giving `outputs`.
+///
+/// ```
+/// use polyhead_layers::export::Graph;
+/// let mut g = Graph::default();
+/// let y = g.op("act", "Tanh", &["x".into()], vec![]);
+/// let node = &g.nodes()[0];
+/// assert_eq!((node.op.as_str(), node.inputs.clone(), node.outputs.clone()), ("Tanh", vec!["x".to_string()], vec![y]));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// The operator, e.g. `MatMul`.
@@ -77,6 +92,13 @@ pub struct Node {
 
 /// A constant: float32 values (a model's weights), or int64 ones (shapes,
 /// indices).
+///
+/// ```
+/// use polyhead_layers::export::{Constant, Graph};
+/// let mut g = Graph::default();
+/// g.int_constant("shape", &[0, -1]);
+/// assert_eq!(g.constants()[0].1, Constant::Int(vec![2], vec![0, -1]));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Constant {
     /// float32 values and their shape.

@@ -51,9 +51,17 @@ use polyhead::{Error, MultiOutput, Result};
 use tract_onnx::pb;
 
 /// The ONNX operator set the graph uses.
+///
+/// ```
+/// assert_eq!(polyhead_onnx::OPSET, 17);
+/// ```
 pub const OPSET: i64 = 17;
 
 /// The graph input's name.
+///
+/// ```
+/// assert_eq!(polyhead_onnx::INPUT, "input");
+/// ```
 pub const INPUT: &str = "input";
 
 /// ONNX's element type codes (`TensorProto.DataType`).

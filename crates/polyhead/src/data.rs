@@ -404,6 +404,11 @@ struct HeadData<T: Float> {
 
 /// A row [`CsvReader::skip_bad_rows`] left out: its line in the file and
 /// why (naming the column).
+///
+/// ```
+/// let row = polyhead::data::SkippedRow { line: 3, reason: "column `x`: `abc` is not a finite number".into() };
+/// assert_eq!(row.line, 3);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedRow {
     /// The row's line in the file (the header is line 1).

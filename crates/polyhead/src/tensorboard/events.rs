@@ -12,6 +12,13 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// `tensorflow.Event`: a wall time, a step, and what happened.
+///
+/// ```
+/// use polyhead::tensorboard::{Event, What};
+/// let event = Event { wall_time: 0.0, step: 0, what: Some(What::FileVersion("brain.Event:2".into())) };
+/// let bytes = prost::Message::encode_to_vec(&event);
+/// assert_eq!(<Event as prost::Message>::decode(&bytes[..]).unwrap(), event);
+/// ```
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
     /// Seconds since the Unix epoch.
@@ -26,6 +33,11 @@ pub struct Event {
 }
 
 /// `Event.what`: the kinds of event polyhead writes.
+///
+/// ```
+/// let what = polyhead::tensorboard::What::FileVersion("brain.Event:2".into());
+/// # let _ = what;
+/// ```
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum What {
     /// `file_version`, `"brain.Event:2"` in the first record of a file.
@@ -37,6 +49,12 @@ pub enum What {
 }
 
 /// `tensorflow.Summary`: tagged values.
+///
+/// ```
+/// use polyhead::tensorboard::{Summary, SummaryValue, Value};
+/// let summary = Summary { value: vec![SummaryValue { tag: "epoch_loss".into(), value: Some(Value::SimpleValue(0.5)) }] };
+/// assert_eq!(summary.value[0].tag, "epoch_loss");
+/// ```
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Summary {
     /// The values.
@@ -45,6 +63,11 @@ pub struct Summary {
 }
 
 /// `tensorflow.Summary.Value`: a tag and a scalar or a histogram.
+///
+/// ```
+/// let v = polyhead::tensorboard::SummaryValue { tag: "epoch_accuracy".into(), value: Some(polyhead::tensorboard::Value::SimpleValue(0.9)) };
+/// # let _ = v;
+/// ```
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SummaryValue {
     /// The name TensorBoard shows (e.g. `epoch_loss`).
@@ -56,6 +79,11 @@ pub struct SummaryValue {
 }
 
 /// `Summary.Value.value`: the kinds polyhead writes.
+///
+/// ```
+/// let v = polyhead::tensorboard::Value::Histo(polyhead::tensorboard::Histogram::of(&[1.0, 2.0], 2));
+/// # let _ = v;
+/// ```
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Value {
     /// `simple_value`: a scalar (float32 in the format).
