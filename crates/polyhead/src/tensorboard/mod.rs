@@ -135,7 +135,8 @@ impl TensorBoard {
 }
 
 /// `events.out.tfevents.<seconds>.<host>.<pid>.<n>.v2`, unique within the
-/// process (`n` counts the files it made).
+/// process (`n` counts the files it made, zero-padded so that names sort
+/// in the order they were made).
 fn event_file_name() -> String {
     static MADE: AtomicUsize = AtomicUsize::new(0);
     let seconds = std::time::SystemTime::now()
@@ -147,7 +148,7 @@ fn event_file_name() -> String {
         .filter(|h| !h.is_empty() && !h.contains(['/', '\\']))
         .unwrap_or_else(|| "localhost".into());
     format!(
-        "events.out.tfevents.{seconds}.{host}.{}.{}.v2",
+        "events.out.tfevents.{seconds:010}.{host}.{}.{:06}.v2",
         std::process::id(),
         MADE.fetch_add(1, Ordering::Relaxed)
     )
