@@ -1,19 +1,4 @@
-//! Keras weights in (feature `keras-h5`, which needs libhdf5: Debian's
-//! `libhdf5-dev`): a Keras 3 `model.save_weights("model.weights.h5")` file
-//! loaded into the polyhead model of the same architecture. Polyhead keeps
-//! Keras' layouts, so values move as they are; what is read from where:
-//!
-//! | polyhead layer at `P` | the file's datasets |
-//! | --- | --- |
-//! | `Dense`, convolutions, `BatchNormalization`, `LayerNorm`, `Embedding` | `layers/K/vars/0, 1, ...` in Keras' order (kernel, bias; gamma, beta, moving mean, moving variance; embeddings) |
-//! | `Lstm`, `Gru` | `layers/K/cell/vars/0..2` (kernel, recurrent kernel, bias) |
-//! | `Bidirectional` | `layers/K/forward_layer/cell/vars/*`, `layers/K/backward_layer/cell/vars/*` |
-//! | `MultiHeadAttention` | `layers/K/_query_dense/vars/*`, `_key_dense`, `_value_dense`, `_output_dense` |
-//!
-//! `K` is the Keras layer's name: by default the polyhead layer's, with a
-//! container's children as `container/layers/child`; [`KerasNames`] maps
-//! others (Keras names layers `dense`, `dense_1`, ... unless told). Every
-//! mismatch is listed at once and nothing is loaded.
+//! Keras weights in: [`load_keras_weights`] and its name map.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -78,8 +63,24 @@ impl KerasNames {
     }
 }
 
-/// Loads a Keras 3 `.weights.h5` file into `model` (see the
-/// [module docs](self)). Every mismatch is listed in one error and nothing
+/// Keras weights in (feature `keras-h5`, which needs libhdf5: Debian's
+/// `libhdf5-dev`): a Keras 3 `model.save_weights("model.weights.h5")` file
+/// loaded into the polyhead model of the same architecture. Polyhead keeps
+/// Keras' layouts, so values move as they are; what is read from where:
+///
+/// | polyhead layer at `P` | the file's datasets |
+/// | --- | --- |
+/// | `Dense`, convolutions, `BatchNormalization`, `LayerNorm`, `Embedding` | `layers/K/vars/0, 1, ...` in Keras' order (kernel, bias; gamma, beta, moving mean, moving variance; embeddings) |
+/// | `Lstm`, `Gru` | `layers/K/cell/vars/0..2` (kernel, recurrent kernel, bias) |
+/// | `Bidirectional` | `layers/K/forward_layer/cell/vars/*`, `layers/K/backward_layer/cell/vars/*` |
+/// | `MultiHeadAttention` | `layers/K/_query_dense/vars/*`, `_key_dense`, `_value_dense`, `_output_dense` |
+///
+/// `K` is the Keras layer's name: by default the polyhead layer's, with a
+/// container's children as `container/layers/child`; [`KerasNames`] maps
+/// others (Keras names layers `dense`, `dense_1`, ... unless told). Every
+/// mismatch is listed at once and nothing is loaded.
+///
+/// Loads a Keras 3 `.weights.h5` file into `model`. Every mismatch is listed in one error and nothing
 /// is loaded.
 ///
 /// ```no_run

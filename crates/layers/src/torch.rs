@@ -1,31 +1,4 @@
-//! PyTorch weights in: a `state_dict` saved as safetensors
-//! (`safetensors.torch.save_file(model.state_dict(), path)`) loaded into a
-//! polyhead model, each tensor moved from PyTorch's layout to polyhead's
-//! (Keras') one. Which conversion a parameter needs is read from the
-//! polyhead layer it belongs to, recognised by its parameters' names and
-//! shapes:
-//!
-//! | polyhead layer | its values | PyTorch's tensors |
-//! | --- | --- | --- |
-//! | `Dense` | `kernel [in, out]`, `bias` | `Linear`: `weight [out, in]` (transposed), `bias` |
-//! | `Conv1D` | `kernel [k, in, out]` | `Conv1d`: `weight [out, in, k]` |
-//! | `Conv2D`, `Conv2DTranspose` | `kernel [kh, kw, a, b]` | `Conv2d` `[out, in/groups, kh, kw]`, `ConvTranspose2d` `[in, out, kh, kw]` |
-//! | `DepthwiseConv2D` | `kernel [kh, kw, C, M]` | `Conv2d(groups=C)`: `weight [C*M, 1, kh, kw]` |
-//! | `BatchNormalization` | `gamma`, `beta`, `moving_mean`, `moving_variance` | `weight`, `bias`, `running_mean`, `running_var` (`num_batches_tracked` ignored) |
-//! | `LayerNorm` | `gamma`, `beta` | `weight`, `bias` |
-//! | `Embedding` | `embeddings` | `weight` |
-//! | `Lstm` | `kernel [in, 4U]`, `recurrent_kernel [U, 4U]`, `bias [4U]` | `weight_ih_l0 [4U, in]`, `weight_hh_l0`, `bias_ih_l0 + bias_hh_l0` (gates i, f, g, o in both) |
-//! | `Gru` (reset_after) | `kernel [in, 3U]`, `recurrent_kernel`, `bias [2, 3U]` | the same names, gates r, z, n reordered to z, r, h; the two biases as the two rows |
-//! | `Bidirectional` | `forward_lstm.*`, `backward_lstm.*` (or `_gru`) | one module's `*_l0` and `*_l0_reverse` |
-//! | `MultiHeadAttention` | `query/key/value.kernel [in, H, K]` and `.bias [H, K]`, `attention_output.kernel [H, K, E]`, `.bias` | `in_proj_weight [3E, E]` (or `q/k/v_proj_weight`), `in_proj_bias`, `out_proj.weight`, `out_proj.bias` |
-//!
-//! Only weights move: a layer's settings are the model's to match (PyTorch's
-//! `eps` of 1e-5 for `LayerNorm` and `BatchNorm` against Keras' 1e-3,
-//! `BatchNormalization::pytorch()` for its moving statistics, `Padding`).
-//! A polyhead layer at `hidden` reads PyTorch's module at `hidden` unless
-//! [`TorchNames`] maps it elsewhere. Every mismatch (a tensor missing, one
-//! left over, a shape that does not convert, another dtype, a non-finite
-//! value) is reported at once and nothing is loaded, as with checkpoints.
+//! PyTorch weights in: [`load_torch_state_dict`] and its name map.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -119,8 +92,36 @@ impl StateDict {
     }
 }
 
-/// Loads a PyTorch `state_dict` saved as safetensors into `model` (see the
-/// [module docs](self) for the layouts). Every mismatch is listed in one
+/// PyTorch weights in: a `state_dict` saved as safetensors
+/// (`safetensors.torch.save_file(model.state_dict(), path)`) loaded into a
+/// polyhead model, each tensor moved from PyTorch's layout to polyhead's
+/// (Keras') one. Which conversion a parameter needs is read from the
+/// polyhead layer it belongs to, recognised by its parameters' names and
+/// shapes:
+///
+/// | polyhead layer | its values | PyTorch's tensors |
+/// | --- | --- | --- |
+/// | `Dense` | `kernel [in, out]`, `bias` | `Linear`: `weight [out, in]` (transposed), `bias` |
+/// | `Conv1D` | `kernel [k, in, out]` | `Conv1d`: `weight [out, in, k]` |
+/// | `Conv2D`, `Conv2DTranspose` | `kernel [kh, kw, a, b]` | `Conv2d` `[out, in/groups, kh, kw]`, `ConvTranspose2d` `[in, out, kh, kw]` |
+/// | `DepthwiseConv2D` | `kernel [kh, kw, C, M]` | `Conv2d(groups=C)`: `weight [C*M, 1, kh, kw]` |
+/// | `BatchNormalization` | `gamma`, `beta`, `moving_mean`, `moving_variance` | `weight`, `bias`, `running_mean`, `running_var` (`num_batches_tracked` ignored) |
+/// | `LayerNorm` | `gamma`, `beta` | `weight`, `bias` |
+/// | `Embedding` | `embeddings` | `weight` |
+/// | `Lstm` | `kernel [in, 4U]`, `recurrent_kernel [U, 4U]`, `bias [4U]` | `weight_ih_l0 [4U, in]`, `weight_hh_l0`, `bias_ih_l0 + bias_hh_l0` (gates i, f, g, o in both) |
+/// | `Gru` (reset_after) | `kernel [in, 3U]`, `recurrent_kernel`, `bias [2, 3U]` | the same names, gates r, z, n reordered to z, r, h; the two biases as the two rows |
+/// | `Bidirectional` | `forward_lstm.*`, `backward_lstm.*` (or `_gru`) | one module's `*_l0` and `*_l0_reverse` |
+/// | `MultiHeadAttention` | `query/key/value.kernel [in, H, K]` and `.bias [H, K]`, `attention_output.kernel [H, K, E]`, `.bias` | `in_proj_weight [3E, E]` (or `q/k/v_proj_weight`), `in_proj_bias`, `out_proj.weight`, `out_proj.bias` |
+///
+/// Only weights move: a layer's settings are the model's to match (PyTorch's
+/// `eps` of 1e-5 for `LayerNorm` and `BatchNorm` against Keras' 1e-3,
+/// `BatchNormalization::pytorch()` for its moving statistics, `Padding`).
+/// A polyhead layer at `hidden` reads PyTorch's module at `hidden` unless
+/// [`TorchNames`] maps it elsewhere. Every mismatch (a tensor missing, one
+/// left over, a shape that does not convert, another dtype, a non-finite
+/// value) is reported at once and nothing is loaded, as with checkpoints.
+///
+/// Loads a PyTorch `state_dict` saved as safetensors into `model`. Every mismatch is listed in one
 /// error and nothing is loaded.
 ///
 /// ```
