@@ -123,6 +123,24 @@ pub struct Report {
     pub val_box_error_pixels: f64,
 }
 
+impl Report {
+    /// The last epoch's validation accuracy and box error (NaN where not
+    /// logged) with the whole history.
+    fn of(history: History) -> Self {
+        let last = |name: &str| {
+            history
+                .get(name)
+                .and_then(|v| v.last().copied())
+                .unwrap_or(f64::NAN)
+        };
+        Report {
+            val_accuracy: last("val_class_accuracy"),
+            val_box_error_pixels: last("val_bbox_mae") * glyphs::SIDE as f64,
+            history,
+        }
+    }
+}
+
 /// Generates the data, trains, and reports.
 ///
 /// ```no_run
@@ -167,17 +185,7 @@ pub fn run(config: &Config) -> polyhead::Result<Report> {
                 )?
         }
     };
-    let last = |name: &str| {
-        history
-            .get(name)
-            .and_then(|v| v.last().copied())
-            .unwrap_or(f64::NAN)
-    };
-    Ok(Report {
-        val_accuracy: last("val_class_accuracy"),
-        val_box_error_pixels: last("val_bbox_mae") * glyphs::SIDE as f64,
-        history,
-    })
+    Ok(Report::of(history))
 }
 
 /// The trainer both models share: Adam 2e-3, batches of 64, accuracy and
@@ -354,15 +362,5 @@ pub fn run_from_disk(
     let history = trainer::<DigitBbox>(config)
         .validation_data(vx, vt)
         .fit_dataset(&mut model, &train)?;
-    let last = |name: &str| {
-        history
-            .get(name)
-            .and_then(|v| v.last().copied())
-            .unwrap_or(f64::NAN)
-    };
-    Ok(Report {
-        val_accuracy: last("val_class_accuracy"),
-        val_box_error_pixels: last("val_bbox_mae") * glyphs::SIDE as f64,
-        history,
-    })
+    Ok(Report::of(history))
 }

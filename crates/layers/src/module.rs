@@ -163,6 +163,27 @@ pub(crate) fn child(prefix: &str, name: &str) -> String {
     format!("{prefix}{name}")
 }
 
+/// An error unless `mask` is `[batch, steps]` for a sequence of shape `s`
+/// (`[batch, steps, ...]`), naming `layer`.
+pub(crate) fn check_sequence_mask<T: Float>(
+    layer: &'static str,
+    mask: &polyhead_tensor::Tensor<T>,
+    s: &[usize],
+) -> Result<()> {
+    if mask.shape() != [s[0], s[1]] {
+        return Err(crate::LayerError::Shape {
+            layer,
+            message: format!(
+                "the mask must be [batch, steps] = [{}, {}], got shape {:?}",
+                s[0],
+                s[1],
+                mask.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `y` carrying `x`'s mask, for a layer that keeps its input's leading
 /// axes (dense, dropout, normalization): how the built-in layers pass a
 /// mask on, and how a user's own layer can (see `Var::with_mask`).

@@ -799,17 +799,7 @@ impl GlobalPooling {
         if s.len() != 3 {
             return Err(rank_error(layer, "[batch, steps, channels]", &s));
         }
-        if mask.shape() != [s[0], s[1]] {
-            return Err(LayerError::Shape {
-                layer,
-                message: format!(
-                    "the mask must be [batch, steps] = [{}, {}], got shape {:?}",
-                    s[0],
-                    s[1],
-                    mask.shape()
-                ),
-            });
-        }
+        crate::module::check_sequence_mask(layer, mask, &s)?;
         let m: Vec<T> = mask
             .to_vec()
             .iter()

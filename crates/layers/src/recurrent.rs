@@ -154,6 +154,19 @@ struct RecurrentOp<T: Float> {
     extra: Vec<T>,
 }
 
+/// For a GRU without `reset_after`, the candidate's (h) block of the
+/// recurrent kernel `[U, G U]` as its own `[U, U]` copy (`r * h` is
+/// multiplied by it alone); empty otherwise.
+fn candidate_block<T: Float>(cell: Cell, recurrent: &[T], g: usize, u: usize) -> Vec<T> {
+    match cell {
+        Cell::Gru { reset_after: false } => recurrent
+            .chunks_exact(g * u)
+            .flat_map(|row| row[2 * u..].iter().copied())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl<T: Float> RecurrentOp<T> {
     /// The LSTM's loop, fast: each step's recurrent product accumulates
     /// into that step's rows of the input projection `xz` (which then holds
@@ -317,13 +330,7 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
         let mut rh = vec![T::ZERO; batch * u];
         // A GRU without reset_after multiplies r * h by the h block of the
         // recurrent kernel: that block, copied once.
-        let rk_h: Vec<T> = match self.cell {
-            Cell::Gru { reset_after: false } => recurrent
-                .chunks_exact(g * u)
-                .flat_map(|row| row[2 * u..].iter().copied())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let rk_h = candidate_block(self.cell, &recurrent, g, u);
         let mut rh_product = vec![T::ZERO; batch * u];
         for t in self.order(steps) {
             // The recurrent product of the previous state (GRU without
@@ -476,13 +483,7 @@ impl<T: Float> Op<T> for RecurrentOp<T> {
         let mut drk_h = vec![T::ZERO; u * u];
         let mut rh_prev = vec![T::ZERO; batch * u];
         let mut drh = vec![T::ZERO; batch * u];
-        let rk_h: Vec<T> = match self.cell {
-            Cell::Gru { reset_after: false } => recurrent
-                .chunks_exact(g * u)
-                .flat_map(|row| row[2 * u..].iter().copied())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let rk_h = candidate_block(self.cell, &recurrent, g, u);
         for k in (0..steps).rev() {
             let t = order[k];
             dhr.fill(T::ZERO);
@@ -897,17 +898,7 @@ impl<T: Float> Recurrence<T> {
         let mask = match mask {
             None => None,
             Some(m) => {
-                if m.shape() != [s[0], s[1]] {
-                    return Err(LayerError::Shape {
-                        layer,
-                        message: format!(
-                            "the mask must be [batch, steps] = [{}, {}], got shape {:?}",
-                            s[0],
-                            s[1],
-                            m.shape()
-                        ),
-                    });
-                }
+                crate::module::check_sequence_mask(layer, m, &s)?;
                 Some(m.to_vec().iter().map(|&v| v != T::ZERO).collect())
             }
         };
