@@ -10,82 +10,11 @@
 //! `cargo run --release --example custom_loss`
 
 use polyhead::autograd::{GradcheckOptions, gradcheck};
-use polyhead::losses::LossOutput;
 use polyhead::prelude::*;
 
-const CORNER_WEIGHTS: [f64; 4] = [1.0, 1.0, 2.0, 2.0];
-
-/// The loss as a type: value and gradient written by hand, mean over the
-/// batch (Keras' convention).
-struct HuberLike;
-
-impl<T: Float> Loss<T> for HuberLike {
-    type Target = Tensor<T>;
-
-    fn name(&self) -> &str {
-        "huber_like"
-    }
-
-    fn value_and_grad(
-        &self,
-        pred: &Tensor<T>,
-        target: &Tensor<T>,
-        _w: Option<&Tensor<T>>,
-    ) -> polyhead::losses::Result<LossOutput<T>> {
-        if pred.shape() != target.shape() || pred.shape().last() != Some(&4) {
-            return Err(polyhead::losses::LossError::Invalid {
-                loss: "huber_like",
-                message: format!(
-                    "needs [batch, 4] boxes, got {:?} and {:?}",
-                    pred.shape(),
-                    target.shape()
-                ),
-            });
-        }
-        let n = pred.len() as f64; // batch * 4: mean over coordinates, then over the batch
-        let (mut value, mut grad) = (0.0, Vec::with_capacity(pred.len()));
-        for (i, (p, t)) in pred.to_vec().iter().zip(target.to_vec()).enumerate() {
-            let e = p.to_f64() - t.to_f64();
-            let c = CORNER_WEIGHTS[i % 4];
-            let small = e.abs().min(0.5);
-            value += c * (0.5 * small * small + 0.5 * (e.abs() - small));
-            // h'(e) = e inside |e| < 0.5, else 0.5 sign(e).
-            let dh = if e.abs() < 0.5 { e } else { 0.5 * e.signum() };
-            grad.push(T::from_f64(c * dh / n));
-        }
-        Ok(LossOutput {
-            value: Tensor::scalar(T::from_f64(value / n)),
-            grad: Tensor::from_vec(grad, pred.shape())?,
-            unit_axis: None,
-        })
-    }
-}
-
-/// The same loss as a closure over autograd ops (its gradient comes from the tape).
-fn huber_like_closure<T: Float>() -> impl Loss<T, Target = Tensor<T>> {
-    closure_loss::<T, _>("huber_like", |pred, target| {
-        let tape = pred.tape();
-        let e = pred.sub(target)?.abs();
-        let small = e.minimum(tape.constant(Tensor::scalar(T::from_f64(0.5))))?;
-        let h = small
-            .mul(small)?
-            .scale(T::from_f64(0.5))
-            .add(e.sub(small)?.scale(T::from_f64(0.5)))?;
-        let c = tape.constant(Tensor::from_vec(
-            CORNER_WEIGHTS.map(T::from_f64).to_vec(),
-            &[4],
-        )?);
-        h.mul(c)?.mean_axis(-1, false) // per sample; averaged over the batch
-    })
-}
-
-#[derive(MultiOutput)]
-struct Locator {
-    #[trunk]
-    body: Dense,
-    #[head(loss = HuberLike, weight = 2.0)]
-    bbox: Dense,
-}
+#[path = "custom_loss/model.rs"]
+mod model;
+use model::{HuberLike, Locator, LocatorTargets, huber_like_closure};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Both forms pass gradcheck (f64, central differences).
@@ -120,13 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(diff < 1e-12);
 
     // 3. As a head's loss: fit boxes that are a linear function of the input.
-    let mut rng = Rng::new(5);
-    let mut model = Locator {
-        body: Dense::builder(6, 16)
-            .activation(Activation::Tanh)
-            .build(&mut rng)?,
-        bbox: Dense::new(16, 4, &mut rng)?,
-    };
+    let mut model = Locator::new(5)?;
     let x = Tensor::<f32>::rand_normal(&[128, 6], 0.0, 1.0, 6)?;
     let boxes = x.slice_axis(1, 0, 4)?.mul_scalar(0.3);
     let mut trainer = Trainer::<Locator, f32>::new(Adam::new(0.01).build())

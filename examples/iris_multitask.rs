@@ -12,15 +12,9 @@
 use polyhead::prelude::*;
 use polyhead::{Progress, Trainer};
 
-#[derive(MultiOutput)]
-struct Iris {
-    #[trunk]
-    shared: Dense,
-    #[head(loss = SparseCrossEntropy::from_logits(), weight = 1.0, target = Labels)]
-    species: Dense,
-    #[head(loss = Mse::new(), weight = 1.0)]
-    petal_width: Dense,
-}
+#[path = "iris_multitask/model.rs"]
+mod model;
+use model::{Iris, IrisTargets};
 
 const COLUMNS: [&str; 4] = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
 
@@ -105,14 +99,7 @@ fn main() -> polyhead::Result<()> {
     let (x_train, t_train) = split(&order[..n_train])?;
     let (x_test, t_test) = split(&order[n_train..])?;
 
-    let mut rng = Rng::new(7);
-    let mut model = Iris {
-        shared: Dense::builder(3, 16)
-            .activation(Activation::Relu)
-            .build(&mut rng)?,
-        species: Dense::new(16, 3, &mut rng)?,
-        petal_width: Dense::new(16, 1, &mut rng)?,
-    };
+    let mut model = Iris::new(7)?;
     let mut trainer = Trainer::<Iris, f32>::new(Adam::new(0.01).build())
         .epochs(150)
         .batch_size(16)
