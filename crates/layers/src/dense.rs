@@ -292,7 +292,9 @@ impl<T: Float> Module<T> for Dense<T> {
             let bias = g.constant(&format!("{name}.bias"), b.value());
             y = g.op(name, "Add", &[y, bias], vec![]);
         }
-        Ok(self.activation.export(g, name, &y))
+        let y = self.activation.export(g, name, &y);
+        g.pass_mask(x, &y);
+        Ok(y)
     }
 
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {

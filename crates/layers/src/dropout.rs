@@ -67,7 +67,7 @@ impl Dropout {
 }
 
 impl<T: Float> Module<T> for Dropout {
-    /// Inference: the identity.
+    /// Inference: the identity (its mask, if any, stays).
     fn export(&self, _: &mut crate::export::Graph, _: &str, x: &str) -> Result<String> {
         Ok(x.to_string())
     }

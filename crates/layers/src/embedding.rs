@@ -77,16 +77,11 @@ impl<T: Float> Embedding<T> {
 
 impl<T: Float> Module<T> for Embedding<T> {
     /// The ids (floats in polyhead) cast to int64 and gathered from the
-    /// table. With `mask_zero` the layers after it skip padded steps,
-    /// which an exported graph would not: refused.
+    /// table. With `mask_zero` the output carries the mask `id != 0`
+    /// (see [`Graph::set_mask`](crate::export::Graph::set_mask)), which
+    /// the layers after it honour as in a forward pass.
     fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
         use crate::export::Attribute;
-        if self.mask_zero {
-            return Err(LayerError::NotExportable {
-                layer: format!("{name} (Embedding)"),
-                reason: "with mask_zero the following layers skip padded steps, which the exported graph cannot do yet".into(),
-            });
-        }
         let table = g.constant(&format!("{name}.embeddings"), self.embeddings.value());
         // ONNX's TensorProto.INT64 is 7.
         let ids = g.op(
@@ -95,12 +90,22 @@ impl<T: Float> Module<T> for Embedding<T> {
             &[x.to_string()],
             vec![("to", Attribute::Int(7))],
         );
-        Ok(g.op(
+        let y = g.op(
             name,
             "Gather",
             &[table, ids],
             vec![("axis", Attribute::Int(0))],
-        ))
+        );
+        if self.mask_zero {
+            let zero = g.constant(
+                &format!("{name}.padding"),
+                &polyhead_tensor::Tensor::<f32>::zeros(&[1])?,
+            );
+            let padded = g.op(name, "Equal", &[x.to_string(), zero], vec![]);
+            let mask = g.op(name, "Not", &[padded], vec![]);
+            g.set_mask(&y, mask);
+        }
+        Ok(y)
     }
 
     fn forward<'t>(&self, ids: Var<'t, T>) -> Result<Var<'t, T>> {

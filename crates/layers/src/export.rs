@@ -64,6 +64,45 @@ pub enum Attribute {
     Float(f32),
     /// A string.
     String(String),
+    /// A graph (the body of ONNX `Scan`).
+    Graph(Box<Subgraph>),
+}
+
+/// A value's element type, where a graph declares it (a subgraph's inputs
+/// and outputs).
+///
+/// ```
+/// use polyhead_layers::export::ElementType;
+/// assert_ne!(ElementType::Float, ElementType::Bool);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    /// float32.
+    Float,
+    /// A boolean (a mask).
+    Bool,
+}
+
+/// A graph that is an operator's attribute (ONNX `Scan`'s `body`): its
+/// nodes and constants, and its declared inputs and outputs in order.
+///
+/// ```
+/// use polyhead_layers::export::{Attribute, ElementType, Graph, Subgraph};
+/// let mut g = Graph::default();
+/// let mut body = g.nested();
+/// let y = body.op("step", "Neg", &["x".into()], vec![]);
+/// let body = Subgraph { inputs: vec![("x".into(), ElementType::Float)], outputs: vec![(y, ElementType::Float)], graph: body };
+/// g.op_outputs("loop", "Scan", &["xs".into()], vec![("body", Attribute::Graph(Box::new(body)))], 1);
+/// assert_eq!(g.nodes()[0].op, "Scan");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subgraph {
+    /// Its nodes and constants.
+    pub graph: Graph,
+    /// The values it takes, in order.
+    pub inputs: Vec<(String, ElementType)>,
+    /// The values it gives, in order.
+    pub outputs: Vec<(String, ElementType)>,
 }
 
 /// One operator application: `op` (an ONNX operator name) on `inputs`,
@@ -107,7 +146,9 @@ pub enum Constant {
     Int(Vec<usize>, Vec<i64>),
 }
 
-/// The graph being built: nodes in execution order and named constants.
+/// The graph being built: nodes in execution order and named constants,
+/// and which values carry a mask (a sequence's real steps, as
+/// `Var::with_mask` carries it in a forward pass).
 ///
 /// ```
 /// use polyhead_layers::export::Graph;
@@ -120,12 +161,13 @@ pub enum Constant {
 pub struct Graph {
     nodes: Vec<Node>,
     constants: Vec<(String, Constant)>,
+    masks: Vec<(String, String)>,
     made: usize,
 }
 
 impl Graph {
     /// A fresh value name starting with `hint`.
-    fn fresh(&mut self, hint: &str) -> String {
+    pub(crate) fn fresh(&mut self, hint: &str) -> String {
         self.made += 1;
         let hint = if hint.is_empty() { "value" } else { hint };
         format!("{hint}/{}", self.made)
@@ -147,18 +189,7 @@ impl Graph {
         inputs: &[String],
         attributes: Vec<(&str, Attribute)>,
     ) -> String {
-        let output = self.fresh(&format!("{layer}/{op}"));
-        self.nodes.push(Node {
-            op: op.to_string(),
-            name: output.clone(),
-            inputs: inputs.to_vec(),
-            outputs: vec![output.clone()],
-            attributes: attributes
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        });
-        output
+        self.op_outputs(layer, op, inputs, attributes, 1).remove(0)
     }
 
     /// Adds node `op` with `outputs` outputs (LSTM's `Y`, `Y_h`, `Y_c`);
@@ -178,6 +209,16 @@ impl Graph {
         attributes: Vec<(&str, Attribute)>,
         outputs: usize,
     ) -> Vec<String> {
+        let attributes: Vec<(String, Attribute)> = attributes
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        // A body's names continue this graph's numbering: move past them.
+        for (_, a) in &attributes {
+            if let Attribute::Graph(body) = a {
+                self.made = self.made.max(body.graph.made);
+            }
+        }
         let names: Vec<String> = (0..outputs)
             .map(|_| self.fresh(&format!("{layer}/{op}")))
             .collect();
@@ -186,10 +227,7 @@ impl Graph {
             name: names[0].clone(),
             inputs: inputs.to_vec(),
             outputs: names.clone(),
-            attributes: attributes
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            attributes,
         });
         names
     }
@@ -246,6 +284,67 @@ impl Graph {
             &[x.to_string()],
             vec![("perm", Attribute::Ints(perm.to_vec()))],
         )
+    }
+
+    /// An empty graph for an operator's body whose value names continue
+    /// this one's numbering (and adding the operator carries the numbering
+    /// back), so that no name is made twice.
+    ///
+    /// ```
+    /// use polyhead_layers::export::Graph;
+    /// let mut g = Graph::default();
+    /// let outer = g.op("a", "Neg", &["x".into()], vec![]);
+    /// let inner = g.nested().op("a", "Neg", &["x".into()], vec![]);
+    /// assert_ne!(outer, inner);
+    /// ```
+    pub fn nested(&self) -> Graph {
+        Graph {
+            made: self.made,
+            ..Graph::default()
+        }
+    }
+
+    /// Records that `value` carries `mask`: a boolean `[B, T]` value, true
+    /// at a sequence's real steps (an embedding's `mask_zero` makes one).
+    ///
+    /// ```
+    /// use polyhead_layers::export::Graph;
+    /// let mut g = Graph::default();
+    /// g.set_mask("embedded", "mask".into());
+    /// assert_eq!(g.mask("embedded").as_deref(), Some("mask"));
+    /// assert_eq!(g.mask("input"), None);
+    /// ```
+    pub fn set_mask(&mut self, value: &str, mask: String) {
+        self.masks.push((value.to_string(), mask));
+    }
+
+    /// The mask `value` carries, if any.
+    ///
+    /// ```
+    /// assert_eq!(polyhead_layers::export::Graph::default().mask("x"), None);
+    /// ```
+    pub fn mask(&self, value: &str) -> Option<String> {
+        self.masks
+            .iter()
+            .find(|(v, _)| v == value)
+            .map(|(_, m)| m.clone())
+    }
+
+    /// `to` carries `from`'s mask, if it has one (a layer keeping the time
+    /// axis passes it on, as [`pass_mask`](crate::pass_mask) does in a
+    /// forward pass).
+    ///
+    /// ```
+    /// use polyhead_layers::export::Graph;
+    /// let mut g = Graph::default();
+    /// g.set_mask("x", "mask".into());
+    /// g.pass_mask("x", "y");
+    /// assert_eq!(g.mask("y").as_deref(), Some("mask"));
+    /// ```
+    pub fn pass_mask(&mut self, from: &str, to: &str) {
+        if let Some(mask) = self.mask(from) {
+            self.set_mask(to, mask);
+        }
     }
 
     /// The nodes, in execution order.

@@ -125,13 +125,9 @@ impl<T: Float> Module<T> for LayerNorm<T> {
         let var_eps = g.op(name, "Add", &[var, eps], vec![]);
         let std = g.op(name, "Sqrt", &[var_eps], vec![]);
         let y = g.op(name, "Div", &[centered, std], vec![]);
-        Ok(crate::export::scale_and_shift(
-            g,
-            name,
-            y,
-            self.gamma.as_ref(),
-            self.beta.as_ref(),
-        ))
+        let y = crate::export::scale_and_shift(g, name, y, self.gamma.as_ref(), self.beta.as_ref());
+        g.pass_mask(x, &y);
+        Ok(y)
     }
 
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {

@@ -828,10 +828,23 @@ impl GlobalPooling {
 }
 
 impl<T: Float> Module<T> for GlobalPooling {
-    /// A mean or maximum over the spatial axes (a sequence's mask is not
-    /// part of an exported graph).
+    /// A mean or maximum over the spatial axes; on a masked sequence, the
+    /// average over its real steps as in the forward pass (a row with none
+    /// gives NaN where the forward pass refuses it).
     fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
         use crate::export::Attribute;
+        if let (Kind::Average, 1, Some(mask)) = (self.kind, self.spatial_axes, g.mask(x)) {
+            let axis = g.int_constant(&format!("{name}.axes"), &[2]);
+            let mask = g.op(name, "Unsqueeze", &[mask, axis], vec![]);
+            // ONNX's TensorProto.FLOAT is 1.
+            let weights = g.op(name, "Cast", &[mask], vec![("to", Attribute::Int(1))]);
+            let kept = g.op(name, "Mul", &[x.to_string(), weights.clone()], vec![]);
+            let steps = g.int_constant(&format!("{name}.axes"), &[1]);
+            let keepdims = vec![("keepdims", Attribute::Int(i64::from(self.keepdims)))];
+            let sums = g.op(name, "ReduceSum", &[kept, steps.clone()], keepdims.clone());
+            let counts = g.op(name, "ReduceSum", &[weights, steps], keepdims);
+            return Ok(g.op(name, "Div", &[sums, counts], vec![]));
+        }
         let op = match self.kind {
             Kind::Max => "ReduceMax",
             Kind::Average => "ReduceMean",

@@ -699,7 +699,9 @@ struct Recurrence<T: Float> {
 /// Recurrent layers as ONNX's `LSTM` / `GRU` operators (time-major, so
 /// the input and outputs are transposed around the node): `directions`
 /// are the forward and, for a bidirectional layer, the backward recurrence,
-/// merged by `merge`.
+/// merged by `merge`. On a masked sequence (an embedding's `mask_zero`),
+/// each direction is a `Scan` instead ([`Recurrence::export_scan`]), since
+/// ONNX's operators cannot skip padded steps in the middle of a sequence.
 fn export_recurrence<T: Float>(
     directions: &[&Recurrence<T>],
     merge: Merge,
@@ -709,6 +711,30 @@ fn export_recurrence<T: Float>(
 ) -> Result<String> {
     use crate::export::Attribute;
     let first = directions[0];
+    if let Some(mask) = g.mask(x) {
+        let mut sequences = Vec::new();
+        let mut lasts = Vec::new();
+        for (k, dir) in directions.iter().enumerate() {
+            let side = if k == 0 { "forward" } else { "backward" };
+            let (seq, last) = dir.export_scan(g, &format!("{name}/{side}"), x, &mask, k == 1)?;
+            sequences.push(seq);
+            lasts.push(last);
+        }
+        let (parts, axis) = if first.return_sequences {
+            (sequences, 2)
+        } else {
+            (lasts, 1)
+        };
+        let y = match merge {
+            Merge::Sum if parts.len() == 2 => g.op(name, "Add", &parts, vec![]),
+            _ if parts.len() == 1 => parts[0].clone(),
+            _ => g.op(name, "Concat", &parts, vec![("axis", Attribute::Int(axis))]),
+        };
+        if first.return_sequences {
+            g.pass_mask(x, &y);
+        }
+        return Ok(y);
+    }
     let units = first.units;
     let (op, outputs, mut attributes) = match first.cell {
         Cell::Lstm => ("LSTM", 3, vec![]),
@@ -774,6 +800,186 @@ fn export_recurrence<T: Float>(
 }
 
 impl<T: Float> Recurrence<T> {
+    /// One direction over a masked sequence as ONNX `Scan` over the steps,
+    /// in ONNX's LSTM/GRU equations and weights ([`Self::onnx_weights`]):
+    /// a padded step keeps the state and repeats the previous output, as
+    /// the forward pass does. `mask` is boolean `[B, T]`; a `reverse`
+    /// direction reads the steps from the end and its outputs are
+    /// realigned. Returns every step's output `[B, T, U]` and the final
+    /// state `[B, U]`.
+    ///
+    /// Each gate has its own products (no `Split` in the body: tract's
+    /// optimiser fails on a split scan input).
+    fn export_scan(
+        &self,
+        g: &mut crate::export::Graph,
+        name: &str,
+        x: &str,
+        mask: &str,
+        reverse: bool,
+    ) -> Result<(String, String)> {
+        use crate::export::{Attribute, ElementType, Subgraph};
+        let (u, gates) = (self.units, self.cell.gates());
+        let gu = gates * u;
+        let (w, r, b) = self.onnx_weights()?;
+        // Gate k's block of rows of `t` (from `offset`), transposed for a
+        // product on the right.
+        let block = |t: &Tensor<T>, k: usize| -> Result<Tensor<T>> {
+            Ok(t.slice_axis(0, k * u, (k + 1) * u)?
+                .transpose(0, 1)?
+                .to_contiguous())
+        };
+        let bias = |k: usize, offset: usize| -> Result<Tensor<T>> {
+            Ok(b.slice_axis(0, offset + k * u, offset + (k + 1) * u)?
+                .to_contiguous())
+        };
+        let flip = |g: &mut crate::export::Graph, v: String| {
+            let starts = g.int_constant(&format!("{name}.starts"), &[-1]);
+            let ends = g.int_constant(&format!("{name}.ends"), &[i64::MIN]);
+            let axes = g.int_constant(&format!("{name}.axes"), &[1]);
+            let steps = g.int_constant(&format!("{name}.steps"), &[-1]);
+            g.op(name, "Slice", &[v, starts, ends, axes, steps], vec![])
+        };
+        let (mut x, mut mask) = (x.to_string(), mask.to_string());
+        if reverse {
+            x = flip(g, x);
+            mask = flip(g, mask);
+        }
+        // Every step's input projection and input bias at once, a
+        // [B, T, U] value per gate.
+        let mut scanned = Vec::new();
+        for k in 0..gates {
+            let kernel = g.constant(&format!("{name}.W"), &block(&w, k)?);
+            let projected = g.op(name, "MatMul", &[x.clone(), kernel], vec![]);
+            let input_bias = g.constant(&format!("{name}.Wb"), &bias(k, 0)?);
+            scanned.push(g.op(name, "Add", &[projected, input_bias], vec![]));
+        }
+        let axis = g.int_constant(&format!("{name}.axes"), &[2]);
+        scanned.push(g.op(name, "Unsqueeze", &[mask, axis], vec![]));
+        // The zero initial state [B, U]: zeros [1, U] expanded to the batch.
+        let shape = g.op(name, "Shape", &[x], vec![]);
+        let (from, to) = (
+            g.int_constant(&format!("{name}.starts"), &[0]),
+            g.int_constant(&format!("{name}.ends"), &[1]),
+        );
+        let batch = g.op(name, "Slice", &[shape, from, to], vec![]);
+        let units = g.int_constant(&format!("{name}.units"), &[u as i64]);
+        let state_shape = g.op(
+            name,
+            "Concat",
+            &[batch, units],
+            vec![("axis", Attribute::Int(0))],
+        );
+        let zeros = g.constant(&format!("{name}.zeros"), &Tensor::<T>::zeros(&[1, u])?);
+        let zero_state = g.op(name, "Expand", &[zeros, state_shape], vec![]);
+
+        // The body: one step on (states..., each gate's input, mask).
+        let mut body = g.nested();
+        let step = format!("{name}/step");
+        let lstm = self.cell == Cell::Lstm;
+        let h = body.fresh(&format!("{step}/h"));
+        let mut inputs = vec![(h.clone(), ElementType::Float)];
+        let c = body.fresh(&format!("{step}/c"));
+        if lstm {
+            inputs.push((c.clone(), ElementType::Float));
+        }
+        let gate_inputs: Vec<String> = (0..gates)
+            .map(|_| body.fresh(&format!("{step}/x")))
+            .collect();
+        inputs.extend(gate_inputs.iter().map(|v| (v.clone(), ElementType::Float)));
+        let m = body.fresh(&format!("{step}/mask"));
+        inputs.push((m.clone(), ElementType::Bool));
+        // Gate k's pre-activation: its input plus h R_k (+ recurrent bias).
+        let recurrent = |body: &mut crate::export::Graph, k: usize| -> Result<String> {
+            let rk = body.constant(&format!("{step}.R"), &block(&r, k)?);
+            let hr = body.op(&step, "MatMul", &[h.clone(), rk], vec![]);
+            let rb = body.constant(&format!("{step}.Rb"), &bias(k, gu)?);
+            Ok(body.op(&step, "Add", &[hr, rb], vec![]))
+        };
+        let new_states = match self.cell {
+            Cell::Lstm => {
+                // ONNX's gate order i, o, f, c.
+                let mut pre = Vec::new();
+                for (k, input) in gate_inputs.iter().enumerate() {
+                    let hr = recurrent(&mut body, k)?;
+                    pre.push(body.op(&step, "Add", &[input.clone(), hr], vec![]));
+                }
+                let i = body.op(&step, "Sigmoid", &[pre[0].clone()], vec![]);
+                let o = body.op(&step, "Sigmoid", &[pre[1].clone()], vec![]);
+                let f = body.op(&step, "Sigmoid", &[pre[2].clone()], vec![]);
+                let cand = body.op(&step, "Tanh", &[pre[3].clone()], vec![]);
+                let kept = body.op(&step, "Mul", &[f, c.clone()], vec![]);
+                let added = body.op(&step, "Mul", &[i, cand], vec![]);
+                let c_new = body.op(&step, "Add", &[kept, added], vec![]);
+                let squashed = body.op(&step, "Tanh", std::slice::from_ref(&c_new), vec![]);
+                let h_new = body.op(&step, "Mul", &[o, squashed], vec![]);
+                vec![(h_new, h.clone()), (c_new, c)]
+            }
+            Cell::Gru { reset_after } => {
+                // ONNX's gate order z, r, h.
+                let hz = recurrent(&mut body, 0)?;
+                let zs = body.op(&step, "Add", &[gate_inputs[0].clone(), hz], vec![]);
+                let update = body.op(&step, "Sigmoid", &[zs], vec![]);
+                let hr = recurrent(&mut body, 1)?;
+                let rs = body.op(&step, "Add", &[gate_inputs[1].clone(), hr], vec![]);
+                let reset = body.op(&step, "Sigmoid", &[rs], vec![]);
+                let term = if reset_after {
+                    let hh = recurrent(&mut body, 2)?;
+                    body.op(&step, "Mul", &[reset, hh], vec![])
+                } else {
+                    // (r * h) R_h (a GRU without reset_after has no
+                    // recurrent bias).
+                    let rh = body.constant(&format!("{step}.R"), &block(&r, 2)?);
+                    let gated = body.op(&step, "Mul", &[reset, h.clone()], vec![]);
+                    body.op(&step, "MatMul", &[gated, rh], vec![])
+                };
+                let pre = body.op(&step, "Add", &[gate_inputs[2].clone(), term], vec![]);
+                let cand = body.op(&step, "Tanh", &[pre], vec![]);
+                let one = body.constant(&format!("{step}.one"), &Tensor::<T>::ones(&[1])?);
+                let rest = body.op(&step, "Sub", &[one, update.clone()], vec![]);
+                let fresh = body.op(&step, "Mul", &[rest, cand], vec![]);
+                let kept = body.op(&step, "Mul", &[update, h.clone()], vec![]);
+                let h_new = body.op(&step, "Add", &[fresh, kept], vec![]);
+                vec![(h_new, h.clone())]
+            }
+        };
+        // A padded step keeps every state; the step's output is the state.
+        let mut outputs: Vec<(String, ElementType)> = new_states
+            .into_iter()
+            .map(|(new, old)| {
+                let kept = body.op(&step, "Where", &[m.clone(), new, old], vec![]);
+                (kept, ElementType::Float)
+            })
+            .collect();
+        let output = body.op(&step, "Identity", &[outputs[0].0.clone()], vec![]);
+        outputs.push((output, ElementType::Float));
+        let state_count = outputs.len() - 1;
+        let body = Subgraph {
+            graph: body,
+            inputs,
+            outputs,
+        };
+        let mut scan_inputs = vec![zero_state; state_count];
+        scan_inputs.extend(scanned);
+        let out = g.op_outputs(
+            name,
+            "Scan",
+            &scan_inputs,
+            vec![
+                ("body", Attribute::Graph(Box::new(body))),
+                ("num_scan_inputs", Attribute::Int(gates as i64 + 1)),
+                ("scan_input_axes", Attribute::Ints(vec![1; gates + 1])),
+                ("scan_output_axes", Attribute::Ints(vec![1])),
+            ],
+            state_count + 1,
+        );
+        let mut sequence = out[state_count].clone();
+        if reverse {
+            sequence = flip(g, sequence);
+        }
+        Ok((sequence, out[0].clone()))
+    }
+
     /// ONNX's `W [G U, in]`, `R [G U, U]` and `B [2 G U]` for this
     /// direction: gate blocks in ONNX's order (LSTM i, o, f, c from Keras'
     /// i, f, c, o; GRU z, r, h as Keras), the input bias then the
@@ -1072,8 +1278,8 @@ macro_rules! recurrent_layer {
             fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
                 self.forward_masked(x, None)
             }
-            /// ONNX's recurrent operator (zero initial state; a mask is
-            /// not part of an exported graph).
+            /// ONNX's recurrent operator (zero initial state); on a masked
+            /// sequence a `Scan` over the steps that skips padded ones.
             fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
                 export_recurrence(&[&self.inner], Merge::Concat, g, name, x)
             }
@@ -1403,7 +1609,8 @@ impl<T: Float> Module<T> for Bidirectional<T> {
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         self.forward_masked(x, None)
     }
-    /// One bidirectional ONNX operator, its two directions merged.
+    /// One bidirectional ONNX operator, its two directions merged (on a
+    /// masked sequence, a `Scan` per direction).
     fn export(&self, g: &mut crate::export::Graph, name: &str, x: &str) -> Result<String> {
         export_recurrence(&[&self.forward, &self.backward], self.merge, g, name, x)
     }

@@ -11,11 +11,11 @@
 //! encoded by `prost`). Every polyhead layer exports (dense, activations,
 //! normalizations, embedding, convolutions including transposed and
 //! depthwise, pooling, LSTM/GRU/bidirectional as ONNX's recurrent
-//! operators, multi-head self-attention); what cannot be (an embedding's
-//! `mask_zero`, whose masked steps the graph would not skip; a layer of
-//! your own without [`Module::export`](polyhead::layers::Module::export);
-//! a model with its own forward) is an error naming it, and nothing is
-//! written.
+//! operators, multi-head self-attention; after an embedding's `mask_zero`,
+//! each recurrence as a `Scan` that skips padded steps); what cannot be (a
+//! layer of your own without
+//! [`Module::export`](polyhead::layers::Module::export); a model with its
+//! own forward) is an error naming it, and nothing is written.
 //!
 //! ```
 //! use polyhead::prelude::*;
@@ -45,7 +45,7 @@
 
 use std::path::Path;
 
-use polyhead::layers::export::{Attribute, Constant, Graph};
+use polyhead::layers::export::{Attribute, Constant, ElementType, Graph, Subgraph};
 use polyhead::tensor::Float;
 use polyhead::{Error, MultiOutput, Result};
 use tract_onnx::pb;
@@ -66,6 +66,7 @@ pub const INPUT: &str = "input";
 
 /// ONNX's element type codes (`TensorProto.DataType`).
 const FLOAT: i32 = 1;
+const BOOL: i32 = 9;
 const INT64: i32 = 7;
 
 /// `model`'s inference graph as an ONNX `ModelProto`, for inputs of one
@@ -120,18 +121,7 @@ where
                 ..Default::default()
             }),
     );
-    let value_info =
-        |name: &str, dims: Option<Vec<pb::tensor_shape_proto::Dimension>>| pb::ValueInfoProto {
-            name: name.to_string(),
-            r#type: Some(pb::TypeProto {
-                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                    elem_type: FLOAT,
-                    shape: dims.map(|dim| pb::TensorShapeProto { dim }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+    let value_info = |name: &str, dims| tensor_value_info(name, FLOAT, dims);
     Ok(pb::ModelProto {
         ir_version: 8,
         opset_import: vec![pb::OperatorSetIdProto {
@@ -190,18 +180,24 @@ where
 ///
 /// ```
 /// use polyhead::prelude::*;
+/// use polyhead::layers::Module;
+/// struct Doubling; // a layer of one's own, without `Module::export`
+/// impl Module<f32> for Doubling {
+///     fn forward<'t>(&self, x: Var<'t, f32>) -> polyhead::layers::Result<Var<'t, f32>> { Ok(x.scale(2.0)) }
+///     fn visit_parameters<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Parameter<f32>)) {}
+///     fn visit_parameters_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, &'a mut Parameter<f32>)) {}
+/// }
 /// #[derive(MultiOutput)]
 /// struct Net {
 ///     #[trunk]
-///     tokens: polyhead::layers::Embedding,
+///     twice: Doubling,
 ///     #[head(loss = Mse::new())]
 ///     out: Dense,
 /// }
-/// let mut rng = Rng::new(0);
-/// let net = Net { tokens: polyhead::layers::Embedding::new(10, 4, &mut rng)?.mask_zero(true), out: Dense::new(4, 1, &mut rng)? };
+/// let net = Net { twice: Doubling, out: Dense::new(4, 1, &mut Rng::new(0))? };
 /// let path = std::env::temp_dir().join("polyhead-doc-never-written.onnx");
-/// let err = polyhead_onnx::export_onnx(&net, &[5], &path).unwrap_err();
-/// assert!(err.to_string().starts_with("tokens (Embedding): cannot be exported: with mask_zero"));
+/// let err = polyhead_onnx::export_onnx(&net, &[4], &path).unwrap_err();
+/// assert_eq!(err.to_string(), "twice (Doubling): cannot be exported: polyhead has no export for this layer yet");
 /// assert!(!path.exists());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -256,8 +252,51 @@ fn attribute(name: &str, value: &Attribute) -> pb::AttributeProto {
             a.r#type = AttributeType::String as i32;
             a.s = s.as_bytes().to_vec();
         }
+        Attribute::Graph(body) => {
+            a.r#type = AttributeType::Graph as i32;
+            a.g = Some(subgraph(name, body));
+        }
     }
     a
+}
+
+/// An operator's body as a `GraphProto`: its nodes, its constants as
+/// initializers, its inputs and outputs declared with their element types.
+fn subgraph(name: &str, body: &Subgraph) -> pb::GraphProto {
+    let declared = |(value, kind): &(String, ElementType)| {
+        let elem_type = match kind {
+            ElementType::Float => FLOAT,
+            ElementType::Bool => BOOL,
+        };
+        tensor_value_info(value, elem_type, None)
+    };
+    pb::GraphProto {
+        name: name.to_string(),
+        node: body.graph.nodes().iter().map(node).collect(),
+        initializer: body.graph.constants().iter().map(initializer).collect(),
+        input: body.inputs.iter().map(declared).collect(),
+        output: body.outputs.iter().map(declared).collect(),
+        ..Default::default()
+    }
+}
+
+/// A value's declaration: name, element type and, if known, dimensions.
+fn tensor_value_info(
+    name: &str,
+    elem_type: i32,
+    dims: Option<Vec<pb::tensor_shape_proto::Dimension>>,
+) -> pb::ValueInfoProto {
+    pb::ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type,
+                shape: dims.map(|dim| pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn initializer((name, value): &(String, Constant)) -> pb::TensorProto {
