@@ -65,7 +65,7 @@ fn main() -> polyhead::Result<()> {
         validation: 1000,
         epochs: if cnn { 8 } else { 15 },
         progress: Progress::Auto,
-        weighting: polyhead::weighting::Weighting::Fixed,
+        weighting: || Box::new(polyhead::weighting::Fixed),
         tensorboard: tensorboard.clone(),
     };
     let model = if cnn {

@@ -7,7 +7,10 @@
 //! so that TensorBoard shows them side by side).
 
 use polyhead::Progress;
-use polyhead::weighting::{UncertaintyKind, Weighting};
+use polyhead::weighting::{
+    AlignedMtl, CaGrad, Dwa, Famo, Fixed, GradNorm, ImtlG, Mgda, NashMtl, PcGrad, Uncertainty,
+    UncertaintyKind, UpGrad, Weighting,
+};
 use polyhead_examples::digit_bbox::{Config, run};
 
 fn main() -> polyhead::Result<()> {
@@ -21,23 +24,36 @@ fn main() -> polyhead::Result<()> {
             )));
         }
     };
-    let strategies: Vec<(&str, Weighting<f32>)> = vec![
-        ("fixed 1.0 / 0.5", Weighting::Fixed),
-        (
-            "uncertainty (Kendall)",
-            Weighting::uncertainty()
-                .kind("class", UncertaintyKind::Classification)
-                .kind("bbox", UncertaintyKind::Regression),
-        ),
-        ("DWA, T = 2", Weighting::dwa(2.0)),
-        ("GradNorm, alpha = 1.5", Weighting::gradnorm(1.5)),
-        (
-            "GradNorm, rep_grad",
-            Weighting::gradnorm(1.5).rep_grad(true),
-        ),
-        ("PCGrad", Weighting::pcgrad()),
-        ("PCGrad, rep_grad", Weighting::pcgrad().rep_grad(true)),
-        ("FAMO", Weighting::famo()),
+    // Each strategy made fresh for its run.
+    type Make = fn() -> Box<dyn Weighting<f32>>;
+    let strategies: Vec<(&str, Make)> = vec![
+        ("fixed 1.0 / 0.5", || Box::new(Fixed)),
+        ("uncertainty (Kendall)", || {
+            Box::new(
+                Uncertainty::new()
+                    .kind("class", UncertaintyKind::Classification)
+                    .kind("bbox", UncertaintyKind::Regression),
+            )
+        }),
+        ("DWA, T = 2", || Box::new(Dwa::new(2.0))),
+        ("GradNorm, alpha = 1.5", || Box::new(GradNorm::new(1.5))),
+        ("GradNorm, rep_grad", || {
+            Box::new(GradNorm::new(1.5).rep_grad(true))
+        }),
+        ("PCGrad", || Box::new(PcGrad::new())),
+        ("PCGrad, rep_grad", || {
+            Box::new(PcGrad::new().rep_grad(true))
+        }),
+        ("FAMO", || Box::new(Famo::new())),
+        ("MGDA", || Box::new(Mgda::new())),
+        ("MGDA-UB (rep_grad)", || {
+            Box::new(Mgda::new().rep_grad(true))
+        }),
+        ("IMTL-G", || Box::new(ImtlG::new())),
+        ("CAGrad, c = 0.4", || Box::new(CaGrad::new())),
+        ("Nash-MTL", || Box::new(NashMtl::new())),
+        ("Aligned-MTL", || Box::new(AlignedMtl::new())),
+        ("UPGrad", || Box::new(UpGrad::new())),
     ];
     println!(
         "| strategy | val class accuracy | val box error (px) | final weight class | final weight bbox | seconds |"

@@ -106,8 +106,9 @@ pub struct Config {
     pub epochs: usize,
     /// Where to report progress.
     pub progress: Progress,
-    /// How the two losses are weighted.
-    pub weighting: polyhead::weighting::Weighting<f32>,
+    /// How the two losses are weighted: a function making the strategy
+    /// (so that one config can run several times, each from a fresh one).
+    pub weighting: fn() -> Box<dyn polyhead::weighting::Weighting<f32>>,
     /// Where to write TensorBoard logs, if anywhere.
     pub tensorboard: Option<std::path::PathBuf>,
 }
@@ -145,8 +146,8 @@ impl Report {
 ///
 /// ```no_run
 /// use polyhead_examples::digit_bbox::{run, Config};
-/// use polyhead::weighting::Weighting;
-/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: Weighting::Fixed, tensorboard: None })?;
+/// use polyhead::weighting::Fixed;
+/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: || Box::new(Fixed), tensorboard: None })?;
 /// println!("validation accuracy {:.3}", report.val_accuracy);
 /// # Ok::<(), polyhead::Error>(())
 /// ```
@@ -201,7 +202,7 @@ where
         .batch_size(64)
         .metric("class", Metric::Accuracy)
         .metric("bbox", Metric::Mae)
-        .weighting(config.weighting.clone())
+        .weighting((config.weighting)())
         .progress(config.progress.clone());
     match &config.tensorboard {
         Some(dir) => trainer.callback(polyhead::TensorBoard::new(dir).histogram_freq(5)),

@@ -29,7 +29,7 @@ fn a_short_digit_bbox_run_learns_both_heads() {
         validation: 500,
         epochs: 6,
         progress: Progress::Silent,
-        weighting: polyhead::weighting::Weighting::Fixed,
+        weighting: || Box::new(polyhead::weighting::Fixed),
         tensorboard: None,
     })
     .unwrap();
@@ -201,7 +201,7 @@ fn digit_bbox_from_disk_keeps_the_data_and_masks_missing_labels() {
             validation: 300,
             epochs: 4,
             progress: Progress::Silent,
-            weighting: polyhead::weighting::Weighting::Fixed,
+            weighting: || Box::new(polyhead::weighting::Fixed),
             tensorboard: None,
         },
         &dir.join("run"),

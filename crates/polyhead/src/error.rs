@@ -51,9 +51,87 @@ pub enum Error {
         /// The number of weights given.
         weights: usize,
     },
-    /// Anything else, described.
+    /// A loss went NaN or infinite during training: a head's loss
+    /// (`head`) or the weighted total (`None`), at 1-based `epoch` and
+    /// `step`. Nothing was updated from that step.
+    #[error(
+        "training stopped: {} is {value} at epoch {epoch}, step {step}; the weights are those after the last good step",
+        describe_loss(.head.as_deref())
+    )]
+    NonFiniteLoss {
+        /// The head whose loss went bad, or `None` for the weighted total.
+        head: Option<String>,
+        /// The value (NaN or infinite).
+        value: f64,
+        /// The epoch, from 1.
+        epoch: usize,
+        /// The step within the epoch, from 1.
+        step: usize,
+    },
+    /// Input or target data holds a NaN or infinite value.
+    #[error(
+        "{what} holds {value} at sample {sample}, element {element} (shape {shape:?}); clean the data or mask the sample"
+    )]
+    NonFiniteData {
+        /// Which input or target.
+        what: String,
+        /// The value.
+        value: f64,
+        /// Its sample (row).
+        sample: usize,
+        /// Its element within the sample.
+        element: usize,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// Shapes or sample counts that do not fit together (inputs and
+    /// targets of different lengths, a mask of the wrong shape...).
+    #[error("{0}")]
+    Shape(String),
+    /// A name that is not one of the model's heads or losses (a loss
+    /// weight, a metric).
+    #[error("{context}: no head named `{name}`; the heads are {known:?}")]
+    UnknownHead {
+        /// Where the name was given.
+        context: String,
+        /// The name given.
+        name: String,
+        /// The names there are.
+        known: Vec<String>,
+    },
+    /// A file could not be read, written or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file (or folder).
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A setting or argument that cannot work (a batch size of 0, a
+    /// negative loss weight, no samples...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A loss weighting strategy could not combine the losses.
+    #[error("{strategy} weighting: {message}")]
+    Weighting {
+        /// The strategy's name.
+        strategy: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Anything else, described: errors of code outside polyhead (a
+    /// `Dataset`, a callback or a strategy of your own) that fit none of
+    /// the variants above.
     #[error("{0}")]
     Other(String),
+}
+
+/// The loss named in a [`Error::NonFiniteLoss`] message.
+fn describe_loss(head: Option<&str>) -> String {
+    match head {
+        Some(h) => format!("{h}_loss (head `{h}`)"),
+        None => "the weighted loss".to_string(),
+    }
 }
 
 impl Error {

@@ -345,14 +345,14 @@ fn mismatched_sample_counts_are_errors() {
 /// have an empty cell there and no value moves under another name.
 #[test]
 fn csv_logger_keeps_columns_when_a_name_appears_in_a_later_epoch() {
-    use polyhead::weighting::Weighting;
+    use polyhead::weighting::Fixed;
     use polyhead::{Callback, History, TrainContext};
     let dir = std::env::temp_dir().join(format!("polyhead-csv-late-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("log.csv");
     let mut model = net(3);
     let mut optimizer = Sgd::new(0.1).build();
-    let mut weighting = Weighting::Fixed;
+    let mut weighting = Fixed;
     let mut loss_weights = NetLossWeights::default();
     let history = History::default();
     let mut logger = CsvLogger::new(&path);

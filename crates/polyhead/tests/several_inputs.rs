@@ -299,10 +299,11 @@ fn shared_layers_of_ones_own_forward_serve_the_gradient_strategies() {
     let x = Tensor::<f32>::rand_normal(&[32, 3], 0.0, 1.0, 4).unwrap();
     let y = x.sum_axis(1, true).unwrap();
     let targets = SharedBodyTargets::new(y.clone(), y.mul_scalar(-1.0));
-    for weighting in [
-        polyhead::weighting::Weighting::gradnorm(1.5),
-        polyhead::weighting::Weighting::pcgrad(),
-    ] {
+    let strategies: [Box<dyn polyhead::weighting::Weighting<f32>>; 2] = [
+        Box::new(polyhead::weighting::GradNorm::new(1.5)),
+        Box::new(polyhead::weighting::PcGrad::new()),
+    ];
+    for weighting in strategies {
         let history = Trainer::<SharedBody, f32>::new(Sgd::new(0.05).build())
             .epochs(3)
             .batch_size(8)

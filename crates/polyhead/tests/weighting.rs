@@ -4,7 +4,9 @@
 
 use polyhead::prelude::*;
 use polyhead::tensor::Rng;
-use polyhead::weighting::{UncertaintyKind, Weighting, dwa_weights};
+use polyhead::weighting::{
+    Dwa, Famo, Fixed, GradNorm, PcGrad, Uncertainty, UncertaintyKind, Weighting, dwa_weights,
+};
 use polyhead::{ModelCheckpoint, Progress};
 
 #[derive(MultiOutput)]
@@ -48,7 +50,10 @@ fn data(n: usize, seed: u64) -> (Tensor<f64>, NetTargets<f64>) {
     )
 }
 
-fn fit(weighting: Weighting<f64>, epochs: usize) -> (Net, History, polyhead::Trainer<Net, f64>) {
+fn fit(
+    weighting: impl Weighting<f64> + 'static,
+    epochs: usize,
+) -> (Net, History, polyhead::Trainer<Net, f64>) {
     let (x, t) = data(128, 1);
     let mut model = net(2);
     let mut trainer = polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build())
@@ -63,17 +68,18 @@ fn fit(weighting: Weighting<f64>, epochs: usize) -> (Net, History, polyhead::Tra
 
 #[test]
 fn every_strategy_trains_and_logs_its_weights() {
-    for w in [
-        Weighting::Fixed,
-        Weighting::uncertainty(),
-        Weighting::dwa(2.0),
-        Weighting::gradnorm(1.5),
-        Weighting::gradnorm(1.5).rep_grad(true),
-        Weighting::pcgrad(),
-        Weighting::pcgrad().rep_grad(true),
-        Weighting::famo(),
-    ] {
-        let name = w.name();
+    let strategies: Vec<Box<dyn Weighting<f64>>> = vec![
+        Box::new(Fixed),
+        Box::new(Uncertainty::new()),
+        Box::new(Dwa::new(2.0)),
+        Box::new(GradNorm::new(1.5)),
+        Box::new(GradNorm::new(1.5).rep_grad(true)),
+        Box::new(PcGrad::new()),
+        Box::new(PcGrad::new().rep_grad(true)),
+        Box::new(Famo::new()),
+    ];
+    for w in strategies {
+        let name = w.name().to_string();
         let (_, h, _) = fit(w, 8);
         let class = h.get("class_loss").unwrap();
         let value = h.get("value_loss").unwrap();
@@ -91,10 +97,10 @@ fn every_strategy_trains_and_logs_its_weights() {
 
 #[test]
 fn fixed_weights_are_the_attributes_and_gradnorm_weights_sum_to_the_number_of_losses() {
-    let (_, h, _) = fit(Weighting::Fixed, 2);
+    let (_, h, _) = fit(Fixed, 2);
     assert_eq!(h.get("weight_class").unwrap(), &[1.0, 1.0]);
     assert_eq!(h.get("weight_value").unwrap(), &[0.5, 0.5]);
-    let (_, h, trainer) = fit(Weighting::gradnorm(1.5), 4);
+    let (_, h, trainer) = fit(GradNorm::new(1.5), 4);
     let (a, b) = (
         h.get("weight_class").unwrap(),
         h.get("weight_value").unwrap(),
@@ -113,7 +119,7 @@ fn fixed_weights_are_the_attributes_and_gradnorm_weights_sum_to_the_number_of_lo
 
 #[test]
 fn dwa_weights_follow_the_formula_from_the_epoch_means() {
-    let (_, h, _) = fit(Weighting::dwa(2.0), 4);
+    let (_, h, _) = fit(Dwa::new(2.0), 4);
     let (c, v) = (h.get("class_loss").unwrap(), h.get("value_loss").unwrap());
     // Epochs 1 and 2 use weight 1 (times the attribute weights).
     assert_eq!(h.get("weight_class").unwrap()[..2], [1.0, 1.0]);
@@ -161,17 +167,16 @@ fn uncertainty_log_variances_move_by_the_objectives_gradient() {
         .batch_size(32)
         .shuffle(None)
         .weighting(
-            Weighting::uncertainty()
+            Uncertainty::new()
                 .kind("class", UncertaintyKind::Classification)
                 .kind("value", UncertaintyKind::Regression),
         )
         .progress(Progress::Silent);
     trainer.fit(&mut model, &x, &t).unwrap();
-    let Weighting::Uncertainty { log_vars, .. } = trainer.current_weighting() else {
-        panic!()
-    };
+    let state = trainer.current_weighting().state();
     for i in 0..2 {
-        let moved = log_vars[i].value().item().unwrap();
+        assert_eq!(state[i].0, format!("log_var.{i}"));
+        let moved = state[i].1[0];
         assert!(
             (moved - (-lr * numeric[i])).abs() < 1e-8,
             "s_{i}: moved {moved}, expected {}",
@@ -190,14 +195,13 @@ fn strategy_state_is_saved_in_checkpoints_and_restored() {
     let mut trainer = polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build())
         .epochs(3)
         .batch_size(16)
-        .weighting(Weighting::famo())
+        .weighting(Famo::new())
         .callback(ModelCheckpoint::new(&path))
         .progress(Progress::Silent);
     trainer.fit(&mut model, &x, &t).unwrap();
-    let Weighting::Famo { state, .. } = trainer.current_weighting() else {
-        panic!()
-    };
-    let logits = state[0].value().to_vec();
+    let state = trainer.current_weighting().state();
+    assert_eq!(state[0].0, "logits");
+    let logits = state[0].1.clone();
     assert!(
         logits.iter().any(|v| *v != 0.0),
         "FAMO never moved its logits"
@@ -205,12 +209,9 @@ fn strategy_state_is_saved_in_checkpoints_and_restored() {
 
     let mut fresh_model = net(7);
     let mut fresh =
-        polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build()).weighting(Weighting::famo());
+        polyhead::Trainer::<Net, f64>::new(Adam::new(0.01).build()).weighting(Famo::new());
     fresh.load_checkpoint(&path, &mut fresh_model).unwrap();
-    let Weighting::Famo { state, .. } = fresh.current_weighting() else {
-        panic!()
-    };
-    assert_eq!(state[0].value().to_vec(), logits);
+    assert_eq!(fresh.current_weighting().state()[0].1, logits);
     assert_eq!(
         fresh_model.class.kernel().value().to_vec(),
         model.class.kernel().value().to_vec()
@@ -232,7 +233,7 @@ fn gradient_strategies_need_a_trunk() {
     };
     let x = Tensor::<f64>::zeros(&[4, 2]).unwrap();
     let err = polyhead::Trainer::<NoTrunk, f64>::new(Sgd::new(0.1).build())
-        .weighting(Weighting::pcgrad())
+        .weighting(PcGrad::new())
         .progress(Progress::Silent)
         .fit(
             &mut model,
@@ -242,6 +243,6 @@ fn gradient_strategies_need_a_trunk() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "PCGrad needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own"
+        "pcgrad weighting: needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own"
     );
 }

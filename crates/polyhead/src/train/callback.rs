@@ -23,7 +23,7 @@ pub struct TrainContext<'a, M: MultiOutput<T>, T: Float> {
     /// Its optimizer.
     pub optimizer: &'a mut Optimizer<T>,
     /// The loss weighting strategy and its state.
-    pub weighting: &'a mut crate::weighting::Weighting<T>,
+    pub weighting: &'a mut dyn crate::weighting::Weighting<T>,
     /// The loss weights the next epoch will use.
     pub loss_weights: &'a mut M::LossWeights,
     /// The epochs so far.

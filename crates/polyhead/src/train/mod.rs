@@ -7,12 +7,12 @@ mod metric;
 mod plot;
 mod progress;
 mod raster;
+mod step;
 
 use std::time::Instant;
 
 use polyhead_autograd::Tape;
 use polyhead_layers::Optimizer;
-use polyhead_tensor::parallel::with_awake_pool;
 use polyhead_tensor::{Float, Rng, Tensor};
 
 pub use callback::{
@@ -25,9 +25,9 @@ pub use progress::Progress;
 use progress::Reporter;
 
 use crate::error::{Error, Result};
-use crate::multi_output::{LossWeights, MultiOutput};
+use crate::multi_output::MultiOutput;
 use crate::target::{Target, TargetSet};
-use crate::weighting::{Joint, Weighting};
+use crate::weighting::{Fixed, Joint, Weighting};
 
 /// An error naming the first NaN or infinite value of `t` and where it is.
 fn check_finite<T: Float>(what: &str, t: &Tensor<T>) -> Result<()> {
@@ -121,7 +121,7 @@ pub struct Trainer<M: MultiOutput<T>, T: Float> {
     callbacks: Vec<Box<dyn Callback<M, T>>>,
     on_non_finite: OnNonFinite,
     progress: Progress,
-    weighting: Weighting<T>,
+    weighting: Box<dyn Weighting<T>>,
 }
 
 impl<M: MultiOutput<T>, T: Float> Trainer<M, T>
@@ -162,12 +162,12 @@ where
             callbacks: Vec::new(),
             on_non_finite: OnNonFinite::Stop,
             progress: Progress::Auto,
-            weighting: Weighting::Fixed,
+            weighting: Box::new(Fixed),
         }
     }
 
-    /// How the losses are combined (default [`Weighting::Fixed`]: the loss
-    /// weights as given). Each loss's effective weight is logged as
+    /// How the losses are combined (default [`Fixed`]: the loss weights as
+    /// given): any [`Weighting`] strategy, built-in or your own. Each loss's effective weight is logged as
     /// `weight_<name>` per epoch.
     ///
     /// ```
@@ -183,13 +183,13 @@ where
     /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
     /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
     /// let targets = NetTargets::new(x.sum_axis(1, true)?);
-    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).weighting(polyhead::weighting::Weighting::dwa(2.0)).progress(polyhead::Progress::Silent);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).weighting(polyhead::weighting::Dwa::new(2.0)).progress(polyhead::Progress::Silent);
     /// let history = trainer.fit(&mut net, &x, &targets)?;
     /// assert!(history.get("weight_out").is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn weighting(mut self, weighting: Weighting<T>) -> Self {
-        self.weighting = weighting;
+    pub fn weighting(mut self, weighting: impl Weighting<T> + 'static) -> Self {
+        self.weighting = Box::new(weighting);
         self
     }
 
@@ -208,14 +208,14 @@ where
     /// let mut net = Net { body: Dense::new(2, 4, &mut rng)?, out: Dense::new(4, 1, &mut rng)? };
     /// let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
     /// let targets = NetTargets::new(x.sum_axis(1, true)?);
-    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).weighting(polyhead::weighting::Weighting::famo()).progress(polyhead::Progress::Silent);
+    /// let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build()).weighting(polyhead::weighting::Famo::new()).progress(polyhead::Progress::Silent);
     /// let history = trainer.fit(&mut net, &x, &targets)?;
     /// assert_eq!(trainer.current_weighting().name(), "famo");
     /// # let _ = history;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn current_weighting(&self) -> &Weighting<T> {
-        &self.weighting
+    pub fn current_weighting(&self) -> &dyn Weighting<T> {
+        &*self.weighting
     }
 
     /// Loads a checkpoint saved during `fit` (by [`ModelCheckpoint`]): the
@@ -252,7 +252,7 @@ where
         self.weighting.prepare(M::LOSSES)?;
         let mut joint = Joint {
             model,
-            weighting: &mut self.weighting,
+            weighting: &mut *self.weighting,
         };
         polyhead_layers::load_checkpoint(path, &mut joint, Some(&mut self.optimizer))?;
         Ok(())
@@ -775,13 +775,7 @@ where
             &mut callbacks,
         );
         let end = {
-            let mut ctx = TrainContext {
-                model: &mut *model,
-                optimizer: &mut self.optimizer,
-                weighting: &mut self.weighting,
-                loss_weights: &mut self.loss_weights,
-                history: &history,
-            };
+            let mut ctx = self.context(model, &history);
             callbacks
                 .iter_mut()
                 .try_for_each(|c| c.on_train_end(&mut ctx))
@@ -793,6 +787,10 @@ where
         Ok(history)
     }
 
+    /// The epochs: callbacks at each epoch's start, the epoch's steps
+    /// ([`Self::train_epoch`]), the strategy's epoch end, validation, the
+    /// History and progress, callbacks at its end (which may stop).
+    // Each argument is a distinct input of the run, passed through once.
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
@@ -806,189 +804,12 @@ where
     ) -> Result<()> {
         for epoch in 0..self.epochs {
             let started = Instant::now();
-            {
-                let mut ctx = TrainContext {
-                    model: &mut *model,
-                    optimizer: &mut self.optimizer,
-                    weighting: &mut self.weighting,
-                    loss_weights: &mut self.loss_weights,
-                    history,
-                };
-                for c in callbacks.iter_mut() {
-                    c.on_epoch_begin(epoch, &mut ctx)?;
-                }
+            for c in callbacks.iter_mut() {
+                c.on_epoch_begin(epoch, &mut self.context(model, history))?;
             }
             let order = epoch_order(self.shuffle_seed, train_rows, epoch);
-            model.set_training(true);
-            let steps = order.len().div_ceil(self.batch_size);
-            reporter.epoch_begin(epoch, steps);
-            let mut sums: Vec<(String, f64)> = Vec::new();
-            let mut seen = 0usize;
-            let mut skipped = 0usize;
-            let mut metrics = vec![Accumulator::default(); self.metrics.len()];
-            let mut weight_sums = vec![0.0; M::LOSSES.len()];
-            // The pool's other threads poll for work through the epoch's
-            // steps, so the GEMMs split over them pay from small sizes.
-            with_awake_pool(|| -> Result<()> {
-                for (step, rows) in order.chunks(self.batch_size).enumerate() {
-                    let (xb, tb) = fetch(rows)?;
-                    let tape = Tape::new();
-                    let (features, outputs) =
-                        model.forward_with_features(M::input_vars(&tape, &xb))?;
-                    let parts = model.head_losses(&outputs, &tb)?;
-                    let part_values: Vec<f64> = parts
-                        .iter()
-                        .map(|p| Ok(p.value().item()?.to_f64()))
-                        .collect::<Result<_>>()?;
-                    // Name the head (or term) whose loss went bad, before any update.
-                    if let Some((i, value)) =
-                        part_values.iter().enumerate().find(|(_, v)| !v.is_finite())
-                    {
-                        match self.on_non_finite {
-                            OnNonFinite::Stop => {
-                                return Err(Error::Other(format!(
-                                    "training stopped: {}_loss (head `{}`) is {value} at epoch {}, step {}; the weights are those after the last good step",
-                                    M::LOSSES[i],
-                                    M::LOSSES[i],
-                                    epoch + 1,
-                                    step + 1
-                                )));
-                            }
-                            OnNonFinite::SkipStep => {
-                                skipped += 1;
-                                continue;
-                            }
-                        }
-                    }
-                    let named: Vec<(String, polyhead_autograd::ParamId)> = model
-                        .parameters()
-                        .into_iter()
-                        .map(|(n, p)| (n, p.id()))
-                        .collect();
-                    let shared: Vec<(String, polyhead_autograd::ParamId)> = named
-                        .iter()
-                        .filter(|(n, _)| M::SHARED.iter().any(|s| n.starts_with(&format!("{s}."))))
-                        .cloned()
-                        .collect();
-                    let ids: Vec<polyhead_autograd::ParamId> =
-                        named.iter().map(|(_, id)| *id).collect();
-                    let user = self.loss_weights.values();
-                    let result = self.weighting.step(
-                        &tape,
-                        &parts,
-                        M::LOSSES,
-                        &user,
-                        features,
-                        &shared,
-                        &ids,
-                    )?;
-                    let mut logs = vec![("loss".to_string(), result.total)];
-                    logs.extend(
-                        M::LOSSES
-                            .iter()
-                            .zip(&part_values)
-                            .map(|(n, v)| (format!("{n}_loss"), *v)),
-                    );
-                    if !result.total.is_finite() {
-                        return Err(Error::Other(format!(
-                            "training stopped: the weighted loss is {} at epoch {}, step {}; the weights are those after the last good step",
-                            result.total,
-                            epoch + 1,
-                            step + 1
-                        )));
-                    }
-                    let grads = result.grads;
-                    {
-                        let mut joint = Joint {
-                            model: &mut *model,
-                            weighting: &mut self.weighting,
-                        };
-                        self.optimizer.step_with(&mut joint, |_, p| {
-                            grads
-                                .iter()
-                                .find(|(id, _)| *id == p.id())
-                                .map(|(_, g)| g.clone())
-                        })?;
-                    }
-                    if self.weighting.needs_losses_after_step() {
-                        let after_tape = Tape::no_record();
-                        let outputs = model.forward_heads(M::input_vars(&after_tape, &xb))?;
-                        let after: Vec<f64> = model
-                            .head_losses(&outputs, &tb)?
-                            .iter()
-                            .map(|p| Ok(p.value().item()?.to_f64()))
-                            .collect::<Result<_>>()?;
-                        self.weighting.after_step(&part_values, &after)?;
-                    }
-                    self.weighting.record_losses(&part_values);
-                    for (w_sum, w) in weight_sums.iter_mut().zip(&result.weights) {
-                        *w_sum += w * rows.len() as f64;
-                    }
-                    if !callbacks.is_empty() {
-                        let mut step_logs = logs.clone();
-                        step_logs.extend(
-                            M::LOSSES
-                                .iter()
-                                .zip(&result.weights)
-                                .map(|(n, w)| (format!("weight_{n}"), *w)),
-                        );
-                        for c in callbacks.iter_mut() {
-                            c.on_train_batch_end(epoch * steps + step, &step_logs)?;
-                        }
-                    }
-                    let values = M::head_values(&outputs);
-                    for ((head, metric), acc) in self.metrics.iter().zip(&mut metrics) {
-                        let pred = values
-                            .iter()
-                            .find(|(h, _)| h == head)
-                            .map(|(_, v)| v.value());
-                        let target = tb.target(head);
-                        match (pred, target) {
-                            (Some(p), Some(t)) => acc.add(head, *metric, &p, t, tb.mask(head))?,
-                            _ => {
-                                return Err(Error::Other(format!(
-                                    "metric {} names head `{head}`, which has no output or target",
-                                    metric.name()
-                                )));
-                            }
-                        }
-                    }
-                    let b = rows.len() as f64;
-                    for (name, v) in &logs {
-                        match sums.iter_mut().find(|(n, _)| n == name) {
-                            Some((_, s)) => *s += v * b,
-                            None => sums.push((name.clone(), v * b)),
-                        }
-                    }
-                    seen += rows.len();
-                    let running: Vec<(String, f64)> = sums
-                        .iter()
-                        .map(|(n, s)| (n.clone(), s / seen as f64))
-                        .collect();
-                    reporter.step(&running);
-                }
-                Ok(())
-            })?;
-            let mut logs: Vec<(String, f64)> = sums
-                .into_iter()
-                .map(|(n, s)| (n, if seen > 0 { s / seen as f64 } else { f64::NAN }))
-                .collect();
-            for ((head, metric), acc) in self.metrics.iter().zip(&metrics) {
-                logs.push((format!("{head}_{}", metric.name()), acc.value(*metric)));
-            }
-            if skipped > 0 {
-                logs.push(("skipped_steps".to_string(), skipped as f64));
-            }
-            if seen > 0 {
-                for (name, w) in M::LOSSES.iter().zip(&weight_sums) {
-                    logs.push((format!("weight_{name}"), w / seen as f64));
-                }
-            }
-            if self.optimizer.is_scheduled() {
-                // The rate the next step will use, as Keras logs it.
-                logs.push(("learning_rate".into(), self.optimizer.learning_rate()));
-            }
-            self.weighting.epoch_end()?;
+            let mut logs = self.train_epoch(model, fetch, &order, epoch, reporter, callbacks)?;
+            self.weighting.end_epoch()?;
             if let Some((vx, vt)) = validation {
                 model.set_training(false);
                 let val = self.evaluate(model, vx, vt)?;
@@ -997,15 +818,9 @@ where
             history.push_epoch(&logs);
             reporter.epoch_end(epoch, &logs, started.elapsed().as_secs_f64());
             let mut stop = false;
-            let mut ctx = TrainContext {
-                model: &mut *model,
-                optimizer: &mut self.optimizer,
-                weighting: &mut self.weighting,
-                loss_weights: &mut self.loss_weights,
-                history,
-            };
             for c in callbacks.iter_mut() {
-                stop |= c.on_epoch_end(epoch, &logs, &mut ctx)? == Control::Stop;
+                stop |= c.on_epoch_end(epoch, &logs, &mut self.context(model, history))?
+                    == Control::Stop;
             }
             if stop {
                 break;
@@ -1013,6 +828,17 @@ where
         }
         model.set_training(false);
         Ok(())
+    }
+
+    /// What callbacks see and may change.
+    fn context<'a>(&'a mut self, model: &'a mut M, history: &'a History) -> TrainContext<'a, M, T> {
+        TrainContext {
+            model,
+            optimizer: &mut self.optimizer,
+            weighting: &mut *self.weighting,
+            loss_weights: &mut self.loss_weights,
+            history,
+        }
     }
 
     /// Losses and metrics of `model` on `x` and `targets`, without training

@@ -1,331 +1,310 @@
 //! Loss weighting beyond fixed numbers: strategies that set or learn each
-//! loss's weight while training (uncertainty weighting, DWA, GradNorm,
-//! PCGrad, FAMO). Pick one with [`crate::Trainer::weighting`]; it works with
-//! any derived model. Each strategy's state (log-variances, loss history,
-//! learned weights, logits) is kept in named parameters under `weighting.`,
-//! so checkpoints save and restore it with the model.
+//! loss's weight while training, or combine the heads' gradients on the
+//! shared parameters. Each is one implementation of [`Weighting`], in its
+//! own file beside the paper it follows; a strategy of your own implements
+//! the same trait. Pick one with [`crate::Trainer::weighting`].
+//!
+//! | strategy | what it does | gradients it needs |
+//! |---|---|---|
+//! | [`Fixed`] | the declared loss weights (Keras' `loss_weights`) | none |
+//! | [`Uncertainty`] | learned log-variances (Kendall et al. 2018) | none (its own objective) |
+//! | [`Dwa`] | weights from each loss's rate of descent (Liu et al. 2019) | none |
+//! | [`GradNorm`] | weights that balance gradient norms (Chen et al. 2018) | norms on the last shared layer |
+//! | [`PcGrad`] | conflicting gradients projected (Yu et al. 2020) | per head, shared |
+//! | [`Famo`] | weights from each loss's improvement (Liu et al. 2023) | none (losses after the step) |
+//! | [`Mgda`] | min-norm point of the gradients' hull (Sener & Koltun 2018) | per head, shared or representation |
+//! | [`ImtlG`] | equal projections on every head (Liu et al. 2021) | per head |
+//! | [`CaGrad`] | best worst-case ascent near the mean (Liu et al. 2021) | per head |
+//! | [`NashMtl`] | Nash bargaining over the heads (Navon et al. 2022) | per head, shared |
+//! | [`AlignedMtl`] | gradients aligned to condition number 1 (Senushkin et al. 2023) | per head |
+//! | [`UpGrad`] | each gradient projected on the dual cone (Quinton & Rey 2024) | per head |
+//!
+//! A strategy's state (log-variances, loss history, learned weights,
+//! logits) is kept in named parameters that checkpoints save and restore
+//! under `weighting.` with the model.
+//!
+//! ```
+//! use polyhead::prelude::*;
+//! use polyhead::weighting::{Combination, Step, Weighting};
+//!
+//! /// Weighs each head by the inverse of its current loss (all heads then
+//! /// contribute 1 to the total), on top of the declared weights.
+//! struct InverseLoss;
+//!
+//! impl<T: Float> Weighting<T> for InverseLoss {
+//!     fn name(&self) -> &str {
+//!         "inverse_loss"
+//!     }
+//!     fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> polyhead::Result<Combination<'t, T>> {
+//!         Ok(Combination::Weights(
+//!             step.values.iter().zip(step.loss_weights).map(|(l, w)| w / l.max(1e-12)).collect(),
+//!         ))
+//!     }
+//! }
+//!
+//! #[derive(MultiOutput)]
+//! struct Net {
+//!     #[trunk]
+//!     body: Dense,
+//!     #[head(loss = Mse::new())]
+//!     a: Dense,
+//!     #[head(loss = Mse::new())]
+//!     b: Dense,
+//! }
+//! let mut rng = Rng::new(0);
+//! let mut net = Net { body: Dense::new(2, 4, &mut rng)?, a: Dense::new(4, 1, &mut rng)?, b: Dense::new(4, 1, &mut rng)? };
+//! let x = Tensor::<f32>::rand_normal(&[8, 2], 0.0, 1.0, 1)?;
+//! let targets = NetTargets::new(x.sum_axis(1, true)?, x.sum_axis(1, true)?.mul_scalar(10.0));
+//! let mut trainer = polyhead::Trainer::<Net, f32>::new(Sgd::new(0.01).build())
+//!     .weighting(InverseLoss)
+//!     .progress(polyhead::Progress::Silent);
+//! let history = trainer.fit(&mut net, &x, &targets)?;
+//! assert!(history.get("weight_b").unwrap()[0] < history.get("weight_a").unwrap()[0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-mod rules;
+mod aligned_mtl;
+mod cagrad;
+mod dwa;
+mod famo;
+mod fixed;
+mod gradnorm;
+mod imtl;
+mod mgda;
+mod nash_mtl;
+mod pcgrad;
+mod uncertainty;
+mod upgrad;
 
 use polyhead_autograd::{Gradients, ParamId, Parameter, Tape, Var};
 use polyhead_layers::Module;
-use polyhead_tensor::{Float, Rng, Tensor};
+use polyhead_tensor::{Float, Tensor};
 
-pub use rules::{dwa_weights, famo_logit_gradient, gradnorm_update, pcgrad_combine, softmax};
+pub use aligned_mtl::{AlignedMtl, aligned_weights, alignment};
+pub use cagrad::{CaGrad, cagrad_weights};
+pub use dwa::{Dwa, dwa_weights};
+pub use famo::{Famo, famo_logit_gradient, softmax};
+pub use fixed::Fixed;
+pub use gradnorm::{GradNorm, gradnorm_update};
+pub use imtl::{ImtlG, imtl_weights};
+pub use mgda::{Mgda, min_norm_weights};
+pub use nash_mtl::{NashMtl, nash_weights};
+pub use pcgrad::{PcGrad, pcgrad_combine};
+pub use uncertainty::{Uncertainty, UncertaintyKind};
+pub use upgrad::{UpGrad, upgrad_weights};
 
 use crate::error::{Error, Result};
 
-/// How a Kendall et al. uncertainty term treats one loss: with `s = log
-/// sigma^2`, plain `exp(-s) L + s` (the common simplified form), regression
-/// `0.5 exp(-s) L + 0.5 s` (the paper's Gaussian likelihood), or
-/// classification `exp(-s) L + 0.5 s`.
+/// Where the per-head gradients a strategy asks for are taken.
 ///
 /// ```
-/// use polyhead::weighting::{UncertaintyKind, Weighting};
-/// let w = Weighting::<f32>::uncertainty().kind("bbox", UncertaintyKind::Regression);
-/// assert_eq!(w.name(), "uncertainty");
+/// use polyhead::weighting::GradientSpace;
+/// assert_ne!(GradientSpace::SharedParameters, GradientSpace::Representation);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UncertaintyKind {
-    /// `exp(-s) L + s`.
-    #[default]
-    Plain,
-    /// `0.5 exp(-s) L + 0.5 s`.
-    Regression,
-    /// `exp(-s) L + 0.5 s`.
-    Classification,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradientSpace {
+    /// Every shared parameter (the trunk's, or `#[layer(shared)]` fields),
+    /// flattened in the model's parameter order.
+    SharedParameters,
+    /// The last shared kernel only (GradNorm's `W`).
+    LastSharedLayer,
+    /// The trunk's output, the shared representation (LibMTL's
+    /// `rep_grad`, MGDA-UB): cheaper, one row per sample and feature.
+    Representation,
 }
 
-impl UncertaintyKind {
-    fn factors(self) -> (f64, f64) {
-        match self {
-            UncertaintyKind::Plain => (1.0, 1.0),
-            UncertaintyKind::Regression => (0.5, 0.5),
-            UncertaintyKind::Classification => (1.0, 0.5),
+/// What a strategy needs each step beyond the losses.
+///
+/// ```
+/// use polyhead::weighting::{GradientSpace, Needs};
+/// let needs = Needs { head_gradients: Some(GradientSpace::SharedParameters), ..Needs::default() };
+/// assert!(needs.scale_by_loss_weights && !needs.losses_after_step);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Each head's gradient, and where (one backward pass per head).
+    pub head_gradients: Option<GradientSpace>,
+    /// Whether those are gradients of each loss times its declared weight
+    /// (`w_i L_i`, the default) or of the bare loss.
+    pub scale_by_loss_weights: bool,
+    /// Whether [`Weighting::after_step`] gets the losses on the same batch
+    /// after the update (one more forward pass).
+    pub losses_after_step: bool,
+}
+
+impl Default for Needs {
+    fn default() -> Self {
+        Needs {
+            head_gradients: None,
+            scale_by_loss_weights: true,
+            losses_after_step: false,
         }
     }
 }
 
-/// The strategy the trainer uses to combine the losses.
+/// What a strategy sees of one training step.
 ///
 /// ```
-/// use polyhead::weighting::{UncertaintyKind, Weighting};
-/// let fixed = Weighting::<f32>::Fixed;
-/// let kendall = Weighting::<f32>::uncertainty().kind("bbox", UncertaintyKind::Regression);
-/// let dwa = Weighting::<f32>::dwa(2.0);
-/// let gradnorm = Weighting::<f32>::gradnorm(1.5);
-/// let pcgrad = Weighting::<f32>::pcgrad().rep_grad(true);
-/// let famo = Weighting::<f32>::famo();
-/// assert_eq!(pcgrad.name(), "pcgrad");
-/// # let _ = (fixed, kendall, dwa, gradnorm, famo);
+/// // Strategies receive it in `Weighting::combine`; see the module docs.
+/// fn first_loss<T: polyhead::tensor::Float>(step: &polyhead::weighting::Step<'_, '_, T>) -> f64 { step.values[0] }
 /// ```
-#[derive(Debug, Clone, Default)]
-pub enum Weighting<T: Float> {
-    /// The loss weights as given (Keras' `loss_weights`).
-    #[default]
-    Fixed,
-    /// Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to
-    /// Weigh Losses", CVPR 2018: a learnable log-variance `s_i` per loss,
-    /// trained by the same optimizer; total `sum_i c_i exp(-s_i) w_i L_i + d_i s_i`.
-    Uncertainty {
-        /// The log-variances, one per loss, as parameters.
-        log_vars: Vec<Parameter<T>>,
-        /// Per-loss kind (by name); others are [`UncertaintyKind::Plain`].
-        kinds: Vec<(String, UncertaintyKind)>,
-    },
-    /// Dynamic Weight Averaging (Liu et al., CVPR 2019), temperature `T`:
-    /// see [`dwa_weights`]; weights 1 for the first two epochs.
-    Dwa {
-        /// The temperature.
-        temperature: f64,
-        /// Epoch-mean losses of the last two epochs, `[2, K]` (row 1 is the latest).
-        history: Parameter<T>,
-        /// Sums of this epoch's losses and the step count.
-        running: (Vec<f64>, usize),
-        /// The weights in force.
+pub struct Step<'a, 't, T: Float> {
+    /// The tape the losses were recorded on (for an objective of one's own).
+    pub tape: &'t Tape<T>,
+    /// Each loss on the tape, in [`crate::MultiOutput::LOSSES`] order.
+    pub losses: &'a [Var<'t, T>],
+    /// Each loss's value.
+    pub values: &'a [f64],
+    /// Each loss's name.
+    pub names: &'a [&'static str],
+    /// The declared loss weights (`#[head(weight = ...)]`, `loss_weights`).
+    pub loss_weights: &'a [f64],
+    /// Each head's gradient, flattened, when [`Needs::head_gradients`]
+    /// asked for them.
+    pub head_gradients: Option<&'a [Vec<f64>]>,
+    /// The epoch (from 0) and the step within it (from 0).
+    pub epoch: usize,
+    /// The step within the epoch (from 0).
+    pub step: usize,
+}
+
+/// How a strategy combines this step's losses.
+///
+/// ```
+/// use polyhead::weighting::Combination;
+/// let c = Combination::<'_, f32>::Weights(vec![1.0, 0.5]);
+/// assert!(matches!(c, Combination::Weights(_)));
+/// ```
+pub enum Combination<'t, T: Float> {
+    /// A weight per loss: every parameter gets the gradient of
+    /// `sum_i w_i L_i`.
+    Weights(Vec<f64>),
+    /// An objective the strategy built on the tape (from
+    /// [`Step::losses`] and its own state parameters, which then get
+    /// gradients and are trained by the optimizer), and each loss's
+    /// effective weight in it (logged).
+    Objective {
+        /// The total to differentiate.
+        total: Var<'t, T>,
+        /// Each loss's effective weight (logged as `weight_<name>`).
         weights: Vec<f64>,
     },
-    /// GradNorm (Chen et al., ICML 2018): weights learned so that each
-    /// loss's gradient norm on the last shared layer tracks its relative
-    /// training rate; see [`gradnorm_update`].
-    GradNorm {
-        /// The asymmetry `alpha`.
-        alpha: f64,
-        /// The learning rate of the weights.
-        lr: f64,
-        /// Gradients with respect to the trunk's output instead of its last
-        /// layer's parameters (LibMTL's `rep_grad`).
-        rep_grad: bool,
-        /// The weights, and the losses at the first step, as parameters.
-        state: Vec<Parameter<T>>,
-    },
-    /// PCGrad (Yu et al., NeurIPS 2020): per-loss gradients on the shared
-    /// parameters, conflicting ones projected; see [`pcgrad_combine`].
-    PcGrad {
-        /// Gradients with respect to the trunk's output (cheap mode).
-        rep_grad: bool,
-        /// The order of projections.
-        rng: Rng,
-    },
-    /// FAMO (Liu et al., NeurIPS 2023): logits `xi`, weights `z =
-    /// softmax(xi)`, model objective `sum_i z_i log L_i` (scaled by
-    /// `1 / sum_i z_i / L_i`), logits moved by Adam on
-    /// [`famo_logit_gradient`] after each step, with decay `gamma`.
-    Famo {
-        /// The logits' learning rate (the paper's 0.025).
-        lr: f64,
-        /// The logits' weight decay (the paper's 0.001).
-        gamma: f64,
-        /// Logits and their Adam moments, as parameters.
-        state: Vec<Parameter<T>>,
-        /// Adam's step count.
-        steps: u64,
+    /// A gradient for the shared part, in the space and layout of
+    /// [`Step::head_gradients`]; the other parameters get the gradient of
+    /// `sum_i head_weights_i L_i` (the heads' own parameters follow their
+    /// own loss, as in MGDA's algorithm).
+    Direction {
+        /// The shared parameters' (or representation's) gradient.
+        shared: Vec<f64>,
+        /// The weights for the other parameters (usually the declared ones).
+        head_weights: Vec<f64>,
+        /// Each loss's weight in `shared` when it is a weighted sum of the
+        /// head gradients (logged), else `head_weights` are logged.
+        shared_weights: Option<Vec<f64>>,
     },
 }
 
-impl<T: Float> Weighting<T> {
-    /// Uncertainty weighting with every loss [`UncertaintyKind::Plain`].
-    ///
-    /// ```
-    /// assert_eq!(polyhead::weighting::Weighting::<f32>::uncertainty().name(), "uncertainty");
-    /// ```
-    pub fn uncertainty() -> Self {
-        Weighting::Uncertainty {
-            log_vars: Vec::new(),
-            kinds: Vec::new(),
-        }
+/// A loss weighting strategy: sees each step's losses (and, if it asks,
+/// each head's gradient) and says how to combine them.
+///
+/// Only [`name`](Weighting::name) and [`combine`](Weighting::combine) are
+/// required; the rest have defaults for a stateless strategy. See the
+/// module docs for a strategy of one's own.
+pub trait Weighting<T: Float> {
+    /// A short name (logs, errors).
+    fn name(&self) -> &str;
+
+    /// What it needs each step (default: the losses only).
+    fn needs(&self) -> Needs {
+        Needs::default()
     }
 
-    /// Sets one loss's uncertainty kind (uncertainty weighting only).
-    ///
-    /// ```
-    /// use polyhead::weighting::{UncertaintyKind, Weighting};
-    /// let w = Weighting::<f64>::uncertainty().kind("class", UncertaintyKind::Classification);
-    /// # let _ = w;
-    /// ```
-    pub fn kind(mut self, name: &str, kind: UncertaintyKind) -> Self {
-        if let Weighting::Uncertainty { kinds, .. } = &mut self {
-            kinds.push((name.to_string(), kind));
-        }
-        self
-    }
-
-    /// DWA with temperature `T` (the paper uses 2).
-    ///
-    /// ```
-    /// assert_eq!(polyhead::weighting::Weighting::<f32>::dwa(2.0).name(), "dwa");
-    /// ```
-    pub fn dwa(temperature: f64) -> Self {
-        Weighting::Dwa {
-            temperature,
-            history: Parameter::new(Tensor::zeros(&[0]).expect("empty")),
-            running: (Vec::new(), 0),
-            weights: Vec::new(),
-        }
-    }
-
-    /// GradNorm with asymmetry `alpha` (the paper uses 0.5 to 3) and weight
-    /// learning rate 0.025.
-    ///
-    /// ```
-    /// assert_eq!(polyhead::weighting::Weighting::<f32>::gradnorm(1.5).name(), "gradnorm");
-    /// ```
-    pub fn gradnorm(alpha: f64) -> Self {
-        Weighting::GradNorm {
-            alpha,
-            lr: 0.025,
-            rep_grad: false,
-            state: Vec::new(),
-        }
-    }
-
-    /// PCGrad.
-    ///
-    /// ```
-    /// assert_eq!(polyhead::weighting::Weighting::<f32>::pcgrad().name(), "pcgrad");
-    /// ```
-    pub fn pcgrad() -> Self {
-        Weighting::PcGrad {
-            rep_grad: false,
-            rng: Rng::new(0),
-        }
-    }
-
-    /// FAMO with the paper's defaults.
-    ///
-    /// ```
-    /// assert_eq!(polyhead::weighting::Weighting::<f32>::famo().name(), "famo");
-    /// ```
-    pub fn famo() -> Self {
-        Weighting::Famo {
-            lr: 0.025,
-            gamma: 0.001,
-            state: Vec::new(),
-            steps: 0,
-        }
-    }
-
-    /// The cheap mode of the gradient-based strategies (GradNorm, PCGrad):
-    /// gradients with respect to the trunk's output.
-    ///
-    /// ```
-    /// let cheap = polyhead::weighting::Weighting::<f32>::gradnorm(1.5).rep_grad(true);
-    /// # let _ = cheap;
-    /// ```
-    pub fn rep_grad(mut self, on: bool) -> Self {
-        match &mut self {
-            Weighting::GradNorm { rep_grad, .. } | Weighting::PcGrad { rep_grad, .. } => {
-                *rep_grad = on
-            }
-            _ => {}
-        }
-        self
-    }
-
-    /// The strategy's name.
-    ///
-    /// ```
-    /// assert_eq!(polyhead::weighting::Weighting::<f32>::Fixed.name(), "fixed");
-    /// ```
-    pub fn name(&self) -> &'static str {
-        match self {
-            Weighting::Fixed => "fixed",
-            Weighting::Uncertainty { .. } => "uncertainty",
-            Weighting::Dwa { .. } => "dwa",
-            Weighting::GradNorm { .. } => "gradnorm",
-            Weighting::PcGrad { .. } => "pcgrad",
-            Weighting::Famo { .. } => "famo",
-        }
-    }
-
-    /// Creates the per-loss state for these losses (done at the first step;
-    /// call it before loading a checkpoint into a fresh strategy).
-    ///
-    /// ```
-    /// let mut w = polyhead::weighting::Weighting::<f32>::famo();
-    /// w.prepare(&["class", "bbox"])?;
-    /// # Ok::<(), polyhead::Error>(())
-    /// ```
-    pub fn prepare(&mut self, names: &[&str]) -> Result<()> {
-        self.ensure_state(names)
-    }
-
-    /// Creates the per-loss state on first use (`k` losses).
-    fn ensure_state(&mut self, names: &[&str]) -> Result<()> {
-        let k = names.len();
-        let zeros = |n: usize| Parameter::new(Tensor::zeros(&[n]).expect("small"));
-        match self {
-            Weighting::Uncertainty { log_vars, .. } if log_vars.len() != k => {
-                *log_vars = (0..k)
-                    .map(|_| Parameter::new(Tensor::scalar(T::ZERO)))
-                    .collect()
-            }
-            Weighting::Dwa {
-                history,
-                weights,
-                running,
-                ..
-            } if weights.len() != k => {
-                *history = Parameter::new(Tensor::zeros(&[2, k])?);
-                *weights = vec![1.0; k];
-                *running = (vec![0.0; k], 0);
-            }
-            Weighting::GradNorm { state, .. } if state.len() != 2 => {
-                *state = vec![Parameter::new(Tensor::ones(&[k])?), zeros(k)]
-            }
-            Weighting::Famo { state, .. } if state.len() != 3 => {
-                *state = vec![zeros(k), zeros(k), zeros(k)]
-            }
-            _ => {}
-        }
+    /// Creates per-loss state for these losses (called at every step, so
+    /// it must keep state that already fits; call it before loading a
+    /// checkpoint into a fresh strategy).
+    fn prepare(&mut self, names: &[&str]) -> Result<()> {
+        let _ = names;
         Ok(())
     }
 
-    /// The weight each loss effectively gets this step (for logs).
-    fn effective(&self, user: &[f64], values: &[f64], names: &[&str]) -> Vec<f64> {
-        match self {
-            Weighting::Fixed | Weighting::PcGrad { .. } => user.to_vec(),
-            Weighting::Uncertainty { log_vars, kinds } => log_vars
-                .iter()
-                .zip(user)
-                .zip(names)
-                .map(|((s, w), n)| {
-                    let kind = kinds
-                        .iter()
-                        .find(|(k, _)| k == n)
-                        .map_or(UncertaintyKind::Plain, |k| k.1);
-                    kind.factors().0 * (-s.value().item().map_or(0.0, |v| v.to_f64())).exp() * w
-                })
-                .collect(),
-            Weighting::Dwa { weights, .. } => {
-                weights.iter().zip(user).map(|(a, b)| a * b).collect()
-            }
-            Weighting::GradNorm { state, .. } => state[0]
-                .value()
-                .to_vec()
-                .iter()
-                .map(|v| v.to_f64())
-                .collect(),
-            Weighting::Famo { state, .. } => {
-                let z = softmax(
-                    &state[0]
-                        .value()
-                        .to_vec()
-                        .iter()
-                        .map(|v| v.to_f64())
-                        .collect::<Vec<_>>(),
-                );
-                let c: f64 = z.iter().zip(values).map(|(zi, l)| zi / l.max(1e-12)).sum();
-                z.iter()
-                    .zip(values)
-                    .map(|(zi, l)| zi / (c * l.max(1e-12)))
-                    .collect()
-            }
-        }
+    /// This step's combination.
+    fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> Result<Combination<'t, T>>;
+
+    /// After the optimizer's update: the losses before it, and, when
+    /// [`Needs::losses_after_step`] asks, on the same batch after it.
+    fn after_step(&mut self, before: &[f64], after: Option<&[f64]>) -> Result<()> {
+        let _ = (before, after);
+        Ok(())
+    }
+
+    /// At an epoch's end (before validation).
+    fn end_epoch(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Calls `f` with each state parameter's name and value (checkpoints
+    /// save them as `weighting.<name>`).
+    fn visit_state<'a>(&'a self, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        let _ = f;
+    }
+
+    /// Like [`visit_state`](Weighting::visit_state), mutably (checkpoints
+    /// restore through it; the optimizer steps the parameters an
+    /// [`Combination::Objective`] gave gradients).
+    fn visit_state_mut<'a>(&'a mut self, f: &mut dyn FnMut(String, &'a mut Parameter<T>)) {
+        let _ = f;
     }
 }
 
-/// What one training step needs from the strategy.
+/// A boxed strategy is a strategy (so a choice made at run time, a
+/// `Box<dyn Weighting<T>>`, goes where a strategy goes).
+impl<T: Float, W: Weighting<T> + ?Sized> Weighting<T> for Box<W> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn needs(&self) -> Needs {
+        (**self).needs()
+    }
+    fn prepare(&mut self, names: &[&str]) -> Result<()> {
+        (**self).prepare(names)
+    }
+    fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> Result<Combination<'t, T>> {
+        (**self).combine(step)
+    }
+    fn after_step(&mut self, before: &[f64], after: Option<&[f64]>) -> Result<()> {
+        (**self).after_step(before, after)
+    }
+    fn end_epoch(&mut self) -> Result<()> {
+        (**self).end_epoch()
+    }
+    fn visit_state<'a>(&'a self, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
+        (**self).visit_state(f)
+    }
+    fn visit_state_mut<'a>(&'a mut self, f: &mut dyn FnMut(String, &'a mut Parameter<T>)) {
+        (**self).visit_state_mut(f)
+    }
+}
+
+impl<T: Float> dyn Weighting<T> + '_ {
+    /// Each state parameter's name and values (what a checkpoint saves
+    /// under `weighting.<name>`).
+    ///
+    /// ```
+    /// use polyhead::weighting::{Famo, Weighting};
+    /// let mut famo = Famo::<f64>::new();
+    /// famo.prepare(&["a", "b"])?;
+    /// let strategy: &dyn Weighting<f64> = &famo;
+    /// assert_eq!(strategy.state()[0], ("logits".to_string(), vec![0.0, 0.0]));
+    /// # Ok::<(), polyhead::Error>(())
+    /// ```
+    pub fn state(&self) -> Vec<(String, Vec<f64>)> {
+        let mut out = Vec::new();
+        self.visit_state(&mut |name, p| out.push((name, to_f64(p.value()))));
+        out
+    }
+}
+
+/// What one training step takes from the strategy.
 pub(crate) struct StepResult<T: Float> {
     /// The gradient of every parameter (model and strategy) by id.
     pub grads: Vec<(ParamId, Tensor<T>)>,
@@ -335,380 +314,336 @@ pub(crate) struct StepResult<T: Float> {
     pub weights: Vec<f64>,
 }
 
-fn var_value<T: Float>(v: Var<'_, T>) -> Result<f64> {
-    Ok(v.value().item()?.to_f64())
+/// Which parameters a step may update, as the trainer knows them.
+pub(crate) struct StepParameters<'a> {
+    /// The shared ones (trunk, `#[layer(shared)]`), by name.
+    pub shared: &'a [(String, ParamId)],
+    /// Every model parameter.
+    pub all: &'a [ParamId],
 }
 
-impl<T: Float> Weighting<T> {
-    /// Builds the objective on the tape, differentiates it (with gradient
-    /// surgery where the strategy does it) and updates learned weights.
-    /// `shared` are the trunk's parameters (by name), `all_params` every
-    /// model parameter.
-    // Each argument is a distinct input of the step, passed through once.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn step<'t>(
-        &mut self,
-        tape: &'t Tape<T>,
-        parts: &[Var<'t, T>],
-        names: &[&str],
-        user: &[f64],
-        features: Option<Var<'t, T>>,
-        shared: &[(String, ParamId)],
-        all_params: &[ParamId],
-    ) -> Result<StepResult<T>> {
-        if parts.len() != user.len() || parts.len() != names.len() {
+/// Values of `v` as f64.
+pub(crate) fn to_f64<T: Float>(t: &Tensor<T>) -> Vec<f64> {
+    t.to_vec().iter().map(|v| v.to_f64()).collect()
+}
+
+/// Runs `strategy` on one step: validates the counts, takes the head
+/// gradients it asks for, lets it combine, and turns the combination into
+/// every parameter's gradient.
+// Each argument is a distinct input of the step, passed through once.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn weigh<'t, T: Float>(
+    strategy: &mut dyn Weighting<T>,
+    tape: &'t Tape<T>,
+    losses: &[Var<'t, T>],
+    names: &[&'static str],
+    loss_weights: &[f64],
+    features: Option<Var<'t, T>>,
+    params: &StepParameters<'_>,
+    (epoch, step): (usize, usize),
+) -> Result<StepResult<T>> {
+    if losses.len() != loss_weights.len() || losses.len() != names.len() {
+        return Err(Error::LossWeightCount {
+            context: "loss weighting",
+            losses: losses.len(),
+            names: names.join(", "),
+            weights: loss_weights.len(),
+        });
+    }
+    if losses.is_empty() {
+        return Err(Error::Invalid(
+            "the model has no loss to train on: give some #[head] a `loss = ...`".into(),
+        ));
+    }
+    strategy.prepare(names)?;
+    let values: Vec<f64> = losses
+        .iter()
+        .map(|p| Ok(p.value().item()?.to_f64()))
+        .collect::<Result<_>>()?;
+    let needs = strategy.needs();
+    let space = needs.head_gradients;
+    let gathered = match space {
+        Some(space) => Some(head_gradients(
+            strategy.name(),
+            tape,
+            losses,
+            loss_weights,
+            needs.scale_by_loss_weights,
+            features,
+            params,
+            space,
+        )?),
+        None => None,
+    };
+    let combination = strategy.combine(&Step {
+        tape,
+        losses,
+        values: &values,
+        names,
+        loss_weights,
+        head_gradients: gathered.as_ref().map(|g| &g.rows[..]),
+        epoch,
+        step,
+    })?;
+    let mut state_ids = Vec::new();
+    strategy.visit_state(&mut |_, p| state_ids.push(p.id()));
+    let weighted_sum = |w: &[f64]| -> Result<Var<'t, T>> {
+        if w.len() != losses.len() {
             return Err(Error::LossWeightCount {
                 context: "loss weighting",
-                losses: parts.len(),
+                losses: losses.len(),
                 names: names.join(", "),
-                weights: user.len(),
+                weights: w.len(),
             });
         }
-        self.ensure_state(names)?;
-        let values: Vec<f64> = parts.iter().map(|&p| var_value(p)).collect::<Result<_>>()?;
-        let weights = self.effective(user, &values, names);
-        // One recorded op for the weighted total (as `weighted_loss` does).
-        let weighted_sum = |w: &[f64]| -> Result<Var<'t, T>> {
-            if parts.len() != w.len() {
-                return Err(Error::LossWeightCount {
-                    context: "loss weighting",
-                    losses: parts.len(),
-                    names: names.join(", "),
-                    weights: w.len(),
+        let w: Vec<T> = w.iter().map(|&wi| T::from_f64(wi)).collect();
+        Ok(tape.weighted_sum(losses, &w)?)
+    };
+    let collect = |grads: &Gradients<T>, ids: &mut dyn Iterator<Item = ParamId>| {
+        ids.filter_map(|id| grads.by_id(id).map(|g| (id, g.clone())))
+            .collect::<Vec<_>>()
+    };
+    match combination {
+        Combination::Weights(weights) => {
+            let total = weighted_sum(&weights)?;
+            let grads = tape.backward(total)?;
+            Ok(StepResult {
+                grads: collect(&grads, &mut params.all.iter().chain(&state_ids).copied()),
+                total: total.value().item()?.to_f64(),
+                weights,
+            })
+        }
+        Combination::Objective { total, weights } => {
+            let grads = tape.backward(total)?;
+            Ok(StepResult {
+                grads: collect(&grads, &mut params.all.iter().chain(&state_ids).copied()),
+                total: total.value().item()?.to_f64(),
+                weights,
+            })
+        }
+        Combination::Direction {
+            shared,
+            head_weights,
+            shared_weights,
+        } => {
+            let Some(gathered) = gathered else {
+                return Err(Error::Weighting {
+                    strategy: strategy.name().to_string(),
+                    message: "returned a shared direction without asking for head gradients (Needs::head_gradients)".into(),
+                });
+            };
+            if shared.len() != gathered.len {
+                return Err(Error::Weighting {
+                    strategy: strategy.name().to_string(),
+                    message: format!(
+                        "returned a shared direction of {} values; the head gradients have {}",
+                        shared.len(),
+                        gathered.len
+                    ),
                 });
             }
-            let n = parts.len();
-            if n == 0 {
-                return Err(Error::Other("no losses to weigh".into()));
-            }
-            let w: Vec<T> = w[..n].iter().map(|&wi| T::from_f64(wi)).collect();
-            Ok(tape.weighted_sum(&parts[..n], &w)?)
-        };
-        let from = |grads: &Gradients<T>, ids: &[ParamId]| -> Vec<(ParamId, Tensor<T>)> {
-            ids.iter()
-                .filter_map(|&id| grads.by_id(id).map(|g| (id, g.clone())))
-                .collect()
-        };
-        match self {
-            Weighting::Fixed | Weighting::Dwa { .. } => {
-                let total = weighted_sum(&weights)?;
-                let grads = tape.backward(total)?;
-                Ok(StepResult {
-                    grads: from(&grads, all_params),
-                    total: var_value(total)?,
-                    weights,
-                })
-            }
-            Weighting::Uncertainty { log_vars, kinds } => {
-                let mut total: Option<Var<'t, T>> = None;
-                for (((p, s), &w), n) in parts.iter().zip(log_vars.iter()).zip(user).zip(names) {
-                    let kind = kinds
-                        .iter()
-                        .find(|(k, _)| k == n)
-                        .map_or(UncertaintyKind::Plain, |k| k.1);
-                    let (c, d) = kind.factors();
-                    let s = tape.param(s);
-                    let term = s
-                        .neg()
-                        .exp()
-                        .mul(p.scale(T::from_f64(c * w)))?
-                        .add(s.scale(T::from_f64(d)))?;
-                    total = Some(match total {
-                        Some(t) => t.add(term)?,
-                        None => term,
-                    });
-                }
-                let total = total.ok_or_else(|| Error::Other("no losses to weigh".into()))?;
-                let grads = tape.backward(total)?;
-                let mut ids = all_params.to_vec();
-                ids.extend(log_vars.iter().map(Parameter::id));
-                Ok(StepResult {
-                    grads: from(&grads, &ids),
-                    total: var_value(total)?,
-                    weights,
-                })
-            }
-            Weighting::Famo { .. } => {
-                // Objective sum_i z_i log L_i / c, with c = sum_i z_i / L_i a
-                // constant: its gradient is sum_i (z_i / (c L_i)) grad L_i.
-                let total = weighted_sum(&weights)?;
-                let grads = tape.backward(total)?;
-                Ok(StepResult {
-                    grads: from(&grads, all_params),
-                    total: var_value(total)?,
-                    weights,
-                })
-            }
-            Weighting::GradNorm {
-                alpha,
-                lr,
-                rep_grad,
-                state,
-            } => {
-                if shared.is_empty() {
-                    return Err(Error::Other(
-                        "GradNorm needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own".into(),
-                    ));
-                }
-                let total = weighted_sum(&weights)?;
-                let grads = tape.backward(total)?;
-                // ||grad_W L_i|| on the last shared layer (or the trunk's output).
-                let last = shared
+            let total = weighted_sum(&head_weights)?;
+            let grads = tape.backward(total)?;
+            let shared_ids: Vec<ParamId> = params.shared.iter().map(|(_, id)| *id).collect();
+            let mut out = collect(
+                &grads,
+                &mut params
+                    .all
                     .iter()
-                    .rev()
-                    .find(|(n, _)| n.ends_with("kernel"))
-                    .unwrap_or(shared.last().expect("non-empty"))
-                    .1;
-                let mut norms = Vec::with_capacity(parts.len());
-                for &p in parts {
-                    let g = tape.backward(p)?;
-                    let v = match (*rep_grad, features) {
-                        (true, Some(f)) => g.wrt(f)?.to_vec(),
-                        _ => g.by_id(last).map(|t| t.to_vec()).unwrap_or_default(),
-                    };
-                    norms.push(
-                        v.iter()
-                            .map(|x| x.to_f64() * x.to_f64())
-                            .sum::<f64>()
-                            .sqrt(),
-                    );
+                    .chain(&state_ids)
+                    .copied()
+                    .filter(|id| !shared_ids.contains(id)),
+            );
+            match (&gathered.layout, features) {
+                (Layout::Representation(shape), Some(f)) => {
+                    let seed =
+                        Tensor::from_vec(shared.iter().map(|&v| T::from_f64(v)).collect(), shape)?;
+                    let g = tape.backward_with_seed(f, &seed)?;
+                    out.extend(collect(&g, &mut shared_ids.iter().copied()));
                 }
-                let mut initial: Vec<f64> = state[1]
-                    .value()
-                    .to_vec()
-                    .iter()
-                    .map(|v| v.to_f64())
-                    .collect();
-                if initial.iter().all(|&v| v == 0.0) {
-                    initial = values.clone();
-                    state[1].set_value(Tensor::from_vec(
-                        initial.iter().map(|&v| T::from_f64(v)).collect(),
-                        &[initial.len()],
-                    )?)?;
-                }
-                let new_w = gradnorm_update(&weights, &norms, &values, &initial, *alpha, *lr);
-                state[0].set_value(Tensor::from_vec(
-                    new_w.iter().map(|&v| T::from_f64(v)).collect(),
-                    &[new_w.len()],
-                )?)?;
-                Ok(StepResult {
-                    grads: from(&grads, all_params),
-                    total: var_value(total)?,
-                    weights,
-                })
-            }
-            Weighting::PcGrad { rep_grad, rng } => {
-                if shared.is_empty() {
-                    return Err(Error::Other(
-                        "PCGrad needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own".into(),
-                    ));
-                }
-                let total = weighted_sum(&weights)?;
-                let grads = tape.backward(total)?;
-                let shared_ids: Vec<ParamId> = shared.iter().map(|(_, id)| *id).collect();
-                let mut out: Vec<(ParamId, Tensor<T>)> = from(&grads, all_params)
-                    .into_iter()
-                    .filter(|(id, _)| !shared_ids.contains(id))
-                    .collect();
-                match (*rep_grad, features) {
-                    (true, Some(f)) => {
-                        let mut per = Vec::new();
-                        for (&p, &w) in parts.iter().zip(&weights) {
-                            per.push(
-                                tape.backward(p.scale(T::from_f64(w)))?
-                                    .wrt(f)?
-                                    .to_vec()
-                                    .iter()
-                                    .map(|v| v.to_f64())
-                                    .collect::<Vec<f64>>(),
-                            );
-                        }
-                        let combined = pcgrad_combine(&per, rng);
-                        let seed = Tensor::from_vec(
-                            combined.iter().map(|&v| T::from_f64(v)).collect(),
-                            &f.shape(),
-                        )?;
-                        let g = tape.backward_with_seed(f, &seed)?;
-                        out.extend(from(&g, &shared_ids));
-                    }
-                    _ => {
-                        // Flatten the shared parameters' gradients per loss.
-                        let mut per = Vec::new();
-                        let mut shapes: Vec<(ParamId, Vec<usize>, usize)> = Vec::new();
-                        for (k, (&p, &w)) in parts.iter().zip(&weights).enumerate() {
-                            let g = tape.backward(p.scale(T::from_f64(w)))?;
-                            let mut flat = Vec::new();
-                            for &id in &shared_ids {
-                                let shape_len =
-                                    grads.by_id(id).map(|t| (t.shape().to_vec(), t.len()));
-                                let Some((shape, len)) = shape_len else {
-                                    continue;
-                                };
-                                if k == 0 {
-                                    shapes.push((id, shape, len));
-                                }
-                                match g.by_id(id) {
-                                    Some(t) => flat.extend(t.to_vec().iter().map(|v| v.to_f64())),
-                                    None => flat.extend(std::iter::repeat_n(0.0, len)),
-                                }
-                            }
-                            per.push(flat);
-                        }
-                        let combined = pcgrad_combine(&per, rng);
-                        let mut at = 0;
-                        for (id, shape, len) in shapes {
-                            let v = combined[at..at + len]
-                                .iter()
-                                .map(|&v| T::from_f64(v))
-                                .collect();
-                            out.push((id, Tensor::from_vec(v, &shape)?));
-                            at += len;
-                        }
+                (Layout::Parameters(layout), _) => {
+                    let mut at = 0;
+                    for (id, shape, len) in layout {
+                        let v = shared[at..at + len]
+                            .iter()
+                            .map(|&v| T::from_f64(v))
+                            .collect();
+                        out.push((*id, Tensor::from_vec(v, shape)?));
+                        at += len;
                     }
                 }
-                Ok(StepResult {
-                    grads: out,
-                    total: var_value(total)?,
-                    weights,
-                })
+                (Layout::Representation(_), None) => unreachable!("checked when gathered"),
             }
+            Ok(StepResult {
+                grads: out,
+                total: total.value().item()?.to_f64(),
+                weights: shared_weights.unwrap_or(head_weights),
+            })
         }
     }
+}
 
-    /// After the optimizer step: FAMO moves its logits using the losses on
-    /// the same batch before (`before`) and after (`after`) the update.
-    pub(crate) fn after_step(&mut self, before: &[f64], after: &[f64]) -> Result<()> {
-        if let Weighting::Famo {
-            lr,
-            gamma,
-            state,
-            steps,
-        } = self
-        {
-            let logits: Vec<f64> = state[0]
-                .value()
-                .to_vec()
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            let eps = 1e-8;
-            let delta: Vec<f64> = before
-                .iter()
-                .zip(after)
-                .map(|(b, a)| (b + eps).ln() - (a + eps).ln())
-                .collect();
-            let grad: Vec<f64> = famo_logit_gradient(&logits, &delta)
-                .iter()
-                .zip(&logits)
-                .map(|(g, x)| g + *gamma * x)
-                .collect();
-            // Adam on the logits (the official implementation's optimizer).
-            *steps += 1;
-            let t = *steps as i32;
-            let (b1, b2) = (0.9_f64, 0.999_f64);
-            let mut m: Vec<f64> = state[1]
-                .value()
-                .to_vec()
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            let mut v: Vec<f64> = state[2]
-                .value()
-                .to_vec()
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            let mut x = logits;
-            for i in 0..x.len() {
-                m[i] = b1 * m[i] + (1.0 - b1) * grad[i];
-                v[i] = b2 * v[i] + (1.0 - b2) * grad[i] * grad[i];
-                let (mh, vh) = (m[i] / (1.0 - b1.powi(t)), v[i] / (1.0 - b2.powi(t)));
-                x[i] -= *lr * mh / (vh.sqrt() + 1e-8);
+/// How a flattened head gradient maps back to parameters.
+enum Layout {
+    /// Shared parameters in order: id, shape, length.
+    Parameters(Vec<(ParamId, Vec<usize>, usize)>),
+    /// The representation's shape.
+    Representation(Vec<usize>),
+}
+
+/// Each head's gradient, flattened, and how to map one back.
+struct HeadGradients {
+    rows: Vec<Vec<f64>>,
+    layout: Layout,
+    len: usize,
+}
+
+/// One backward pass per head: its gradient in `space`.
+// Each argument is a distinct input of the step, passed through once.
+#[allow(clippy::too_many_arguments)]
+fn head_gradients<'t, T: Float>(
+    strategy: &str,
+    tape: &'t Tape<T>,
+    losses: &[Var<'t, T>],
+    loss_weights: &[f64],
+    scale: bool,
+    features: Option<Var<'t, T>>,
+    params: &StepParameters<'_>,
+    space: GradientSpace,
+) -> Result<HeadGradients> {
+    let needs_shared = |what: &str| Error::Weighting {
+        strategy: strategy.to_string(),
+        message: format!(
+            "needs {what}: a #[trunk], or #[layer(shared)] fields beside a forward of your own"
+        ),
+    };
+    let backward = |i: usize| -> Result<Gradients<T>> {
+        let loss = losses[i];
+        Ok(if scale {
+            tape.backward(loss.scale(T::from_f64(loss_weights[i])))?
+        } else {
+            tape.backward(loss)?
+        })
+    };
+    let mut rows = Vec::with_capacity(losses.len());
+    match space {
+        GradientSpace::Representation => {
+            let Some(f) = features else {
+                return Err(needs_shared("the shared representation (rep_grad)"));
+            };
+            for i in 0..losses.len() {
+                rows.push(to_f64(&backward(i)?.wrt(f)?));
             }
-            let k = x.len();
-            let to =
-                |v: &[f64]| Tensor::from_vec(v.iter().map(|&a| T::from_f64(a)).collect(), &[k]);
-            state[0].set_value(to(&x)?)?;
-            state[1].set_value(to(&m)?)?;
-            state[2].set_value(to(&v)?)?;
+            let len = rows[0].len();
+            Ok(HeadGradients {
+                rows,
+                layout: Layout::Representation(f.shape()),
+                len,
+            })
         }
-        Ok(())
-    }
-
-    /// Whether [`Weighting::after_step`] needs the losses after the update.
-    pub(crate) fn needs_losses_after_step(&self) -> bool {
-        matches!(self, Weighting::Famo { .. })
-    }
-
-    /// Each step's unweighted losses, for DWA's epoch means.
-    pub(crate) fn record_losses(&mut self, values: &[f64]) {
-        if let Weighting::Dwa { running, .. } = self {
-            running.0.iter_mut().zip(values).for_each(|(s, v)| *s += v);
-            running.1 += 1;
-        }
-    }
-
-    /// At an epoch's end: DWA shifts its history and sets the next weights.
-    pub(crate) fn epoch_end(&mut self) -> Result<()> {
-        if let Weighting::Dwa {
-            temperature,
-            history,
-            running,
-            weights,
-        } = self
-        {
-            if running.1 == 0 {
-                return Ok(());
-            }
-            let k = weights.len();
-            let means: Vec<f64> = running.0.iter().map(|s| s / running.1 as f64).collect();
-            let old: Vec<f64> = history
-                .value()
-                .to_vec()
+        GradientSpace::LastSharedLayer => {
+            let Some((_, last)) = params
+                .shared
                 .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            let mut new = old[k..].to_vec();
-            new.extend(&means);
-            history.set_value(Tensor::from_vec(
-                new.iter().map(|&v| T::from_f64(v)).collect(),
-                &[2, k],
-            )?)?;
-            if new[..k].iter().all(|&v| v > 0.0) {
-                *weights = dwa_weights(&new[..k], &new[k..], *temperature);
+                .rev()
+                .find(|(n, _)| n.ends_with("kernel"))
+                .or(params.shared.last())
+            else {
+                return Err(needs_shared("shared parameters"));
+            };
+            let mut layout = Vec::new();
+            for i in 0..losses.len() {
+                let g = backward(i)?;
+                let row = g.by_id(*last).map(|t| to_f64(t)).unwrap_or_default();
+                if layout.is_empty()
+                    && let Some(t) = g.by_id(*last)
+                {
+                    layout.push((*last, t.shape().to_vec(), t.len()));
+                }
+                rows.push(row);
             }
-            *running = (vec![0.0; k], 0);
+            let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+            for r in &mut rows {
+                r.resize(len, 0.0);
+            }
+            Ok(HeadGradients {
+                rows,
+                layout: Layout::Parameters(layout),
+                len,
+            })
         }
-        Ok(())
+        GradientSpace::SharedParameters => {
+            if params.shared.is_empty() {
+                return Err(needs_shared("shared parameters"));
+            }
+            let per: Vec<Gradients<T>> = (0..losses.len()).map(backward).collect::<Result<_>>()?;
+            // A shared parameter that no head reaches has no gradient and
+            // is left out (the optimizer does not touch it).
+            let mut layout = Vec::new();
+            for (_, id) in params.shared {
+                if let Some(t) = per.iter().find_map(|g| g.by_id(*id)) {
+                    layout.push((*id, t.shape().to_vec(), t.len()));
+                }
+            }
+            let len = layout.iter().map(|l| l.2).sum();
+            for g in &per {
+                let mut flat = Vec::with_capacity(len);
+                for (id, _, n) in &layout {
+                    match g.by_id(*id) {
+                        Some(t) => flat.extend(t.to_vec().iter().map(|v| v.to_f64())),
+                        None => flat.extend(std::iter::repeat_n(0.0, *n)),
+                    }
+                }
+                rows.push(flat);
+            }
+            Ok(HeadGradients {
+                rows,
+                layout: Layout::Parameters(layout),
+                len,
+            })
+        }
     }
+}
 
-    fn state(&self) -> Vec<(String, &Parameter<T>)> {
-        match self {
-            Weighting::Fixed | Weighting::PcGrad { .. } => vec![],
-            Weighting::Uncertainty { log_vars, .. } => log_vars
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (format!("log_var.{i}"), p))
-                .collect(),
-            Weighting::Dwa { history, .. } => vec![("loss_history".into(), history)],
-            Weighting::GradNorm { state, .. } => vec![
-                ("weights".into(), &state[0]),
-                ("initial_losses".into(), &state[1]),
-            ],
-            Weighting::Famo { state, .. } => vec![
-                ("logits".into(), &state[0]),
-                ("adam_m".into(), &state[1]),
-                ("adam_v".into(), &state[2]),
-            ],
-        }
+/// A solver failure as the strategy's error.
+pub(crate) fn solver_error(strategy: &str) -> impl Fn(polyhead_solve::SolveError) -> Error + '_ {
+    move |e| Error::Weighting {
+        strategy: strategy.to_string(),
+        message: format!("{e} (the head gradients may be degenerate: zero or exactly opposite)"),
     }
+}
+
+/// `a . b`.
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `sum_i w_i rows_i`.
+pub(crate) fn combine_rows(rows: &[Vec<f64>], w: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; rows.first().map_or(0, Vec::len)];
+    for (row, &wi) in rows.iter().zip(w) {
+        out.iter_mut().zip(row).for_each(|(o, r)| *o += wi * r);
+    }
+    out
+}
+
+/// The Gram matrix `G G^T` of the rows.
+pub(crate) fn gram(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|a| rows.iter().map(|b| dot(a, b)).collect())
+        .collect()
+}
+
+/// `weights_i * declared_i`: a strategy's weights on the declared ones.
+pub(crate) fn times(weights: &[f64], declared: &[f64]) -> Vec<f64> {
+    weights.iter().zip(declared).map(|(a, b)| a * b).collect()
 }
 
 /// A model and its weighting strategy as one module, so the optimizer steps
 /// both and checkpoints save both (the strategy under `weighting.`).
 pub(crate) struct Joint<'a, M, T: Float> {
     pub model: &'a mut M,
-    pub weighting: &'a mut Weighting<T>,
+    pub weighting: &'a mut dyn Weighting<T>,
 }
 
 impl<M: Module<T>, T: Float> Module<T> for Joint<'_, M, T> {
@@ -718,9 +653,8 @@ impl<M: Module<T>, T: Float> Module<T> for Joint<'_, M, T> {
 
     fn visit_parameters<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Parameter<T>)) {
         self.model.visit_parameters(prefix, f);
-        for (name, p) in self.weighting.state() {
-            f(format!("{prefix}weighting.{name}"), p);
-        }
+        self.weighting
+            .visit_state(&mut |name, p| f(format!("{prefix}weighting.{name}"), p));
     }
 
     fn visit_parameters_mut<'a>(
@@ -729,32 +663,8 @@ impl<M: Module<T>, T: Float> Module<T> for Joint<'_, M, T> {
         f: &mut dyn FnMut(String, &'a mut Parameter<T>),
     ) {
         self.model.visit_parameters_mut(prefix, f);
-        let named: Vec<(String, &'a mut Parameter<T>)> = match &mut *self.weighting {
-            Weighting::Fixed | Weighting::PcGrad { .. } => vec![],
-            Weighting::Uncertainty { log_vars, .. } => log_vars
-                .iter_mut()
-                .enumerate()
-                .map(|(i, p)| (format!("log_var.{i}"), p))
-                .collect(),
-            Weighting::Dwa { history, .. } => vec![("loss_history".into(), history)],
-            Weighting::GradNorm { state, .. } => {
-                let mut it = state.iter_mut();
-                let w = it.next();
-                let l = it.next();
-                w.map(|p| ("weights".to_string(), p))
-                    .into_iter()
-                    .chain(l.map(|p| ("initial_losses".to_string(), p)))
-                    .collect()
-            }
-            Weighting::Famo { state, .. } => state
-                .iter_mut()
-                .zip(["logits", "adam_m", "adam_v"])
-                .map(|(p, n)| (n.to_string(), p))
-                .collect(),
-        };
-        for (name, p) in named {
-            f(format!("{prefix}weighting.{name}"), p);
-        }
+        self.weighting
+            .visit_state_mut(&mut |name, p| f(format!("{prefix}weighting.{name}"), p));
     }
 
     fn set_training(&mut self, training: bool) {
