@@ -246,3 +246,101 @@ fn gradient_strategies_need_a_trunk() {
         "pcgrad weighting: needs shared parameters: a #[trunk], or #[layer(shared)] fields beside a forward of your own"
     );
 }
+
+/// A strategy written outside the crate, through the public trait: the
+/// shared parameters move along the sum of the head gradients each scaled
+/// to unit norm, the heads' own parameters as usual. Checked against the
+/// same update computed by hand from the head gradients.
+#[test]
+fn a_strategy_of_ones_own_steers_the_shared_parameters() {
+    use polyhead::weighting::{Combination, GradientSpace, Needs, Step};
+
+    struct UnitSum;
+    impl Weighting<f64> for UnitSum {
+        fn name(&self) -> &str {
+            "unit_sum"
+        }
+        fn needs(&self) -> Needs {
+            Needs {
+                head_gradients: Some(GradientSpace::SharedParameters),
+                ..Needs::default()
+            }
+        }
+        fn combine<'t>(
+            &mut self,
+            step: &Step<'_, 't, f64>,
+        ) -> polyhead::Result<Combination<'t, f64>> {
+            let rows = step.head_gradients.expect("asked for");
+            let norms: Vec<f64> = rows
+                .iter()
+                .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+                .collect();
+            let shared = (0..rows[0].len())
+                .map(|j| rows.iter().zip(&norms).map(|(r, n)| r[j] / n).sum())
+                .collect();
+            Ok(Combination::Direction {
+                shared,
+                head_weights: step.loss_weights.to_vec(),
+                shared_weights: Some(norms.iter().map(|n| 1.0 / n).collect()),
+            })
+        }
+    }
+
+    let (x, t) = data(32, 9);
+    let lr = 0.1;
+    let mut model = net(10);
+    let before = net(10);
+    // The head gradients by hand: each weighted loss's gradient on the
+    // trunk's parameters (kernel, then bias), flattened.
+    let tape = Tape::new();
+    let outputs = before.forward_heads(tape.constant(x.clone())).unwrap();
+    let losses = before.head_losses(&outputs, &t).unwrap();
+    let weights = [1.0, 0.5];
+    let trunk: Vec<&Parameter<f64>> = before
+        .body
+        .parameters()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let per_head: Vec<Vec<f64>> = losses
+        .iter()
+        .zip(weights)
+        .map(|(l, w)| {
+            let g = tape.backward(l.scale(w)).unwrap();
+            trunk
+                .iter()
+                .flat_map(|p| g.param(p).unwrap().to_vec())
+                .collect()
+        })
+        .collect();
+    let norms: Vec<f64> = per_head
+        .iter()
+        .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+        .collect();
+    let mut trainer = polyhead::Trainer::<Net, f64>::new(Sgd::new(lr).build())
+        .epochs(1)
+        .batch_size(32)
+        .shuffle(None)
+        .weighting(UnitSum)
+        .progress(Progress::Silent);
+    let history = trainer.fit(&mut model, &x, &t).unwrap();
+    let flat = |net: &Net| -> Vec<f64> {
+        net.body
+            .parameters()
+            .into_iter()
+            .flat_map(|(_, p)| p.value().to_vec())
+            .collect()
+    };
+    let (moved, start) = (flat(&model), flat(&before));
+    assert_eq!(moved.len(), per_head[0].len());
+    for (j, (m, s)) in moved.iter().zip(&start).enumerate() {
+        let g: f64 = per_head.iter().zip(&norms).map(|(r, n)| r[j] / n).sum();
+        assert!(
+            (m - (s - lr * g)).abs() < 1e-12,
+            "trunk value {j}: {m} vs {}",
+            s - lr * g
+        );
+    }
+    assert!((history.get("weight_class").unwrap()[0] - 1.0 / norms[0]).abs() < 1e-9);
+    assert_eq!(trainer.current_weighting().name(), "unit_sum");
+}
