@@ -575,9 +575,11 @@ fn expand_weights(model: &Model<'_>, weights: &Ident) -> TokenStream {
                 match name {
                     #(#labels => self.#idents = value,)*
                     other => {
-                        return ::core::result::Result::Err(::polyhead::Error::Other(::std::format!(
-                            "no loss named `{}`; the losses are {:?}", other, [#(#labels),*]
-                        )))
+                        return ::core::result::Result::Err(::polyhead::Error::UnknownName {
+                            context: ::std::string::ToString::to_string("loss weights"),
+                            name: ::std::string::ToString::to_string(other),
+                            known: ::std::vec![#(::std::string::ToString::to_string(#labels)),*],
+                        })
                     }
                 }
                 ::core::result::Result::Ok(())

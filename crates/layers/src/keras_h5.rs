@@ -73,7 +73,7 @@ impl KerasNames {
 /// | `Dense`, convolutions, `BatchNormalization`, `LayerNorm`, `Embedding` | `layers/K/vars/0, 1, ...` in Keras' order (kernel, bias; gamma, beta, moving mean, moving variance; embeddings) |
 /// | `Lstm`, `Gru` | `layers/K/cell/vars/0..2` (kernel, recurrent kernel, bias) |
 /// | `Bidirectional` | `layers/K/forward_layer/cell/vars/*`, `layers/K/backward_layer/cell/vars/*` |
-/// | `MultiHeadAttention` | `layers/K/_query_dense/vars/*`, `_key_dense`, `_value_dense`, `_output_dense` |
+/// | `MultiHeadAttention` | `layers/K/query_dense/vars/*`, `key_dense`, `value_dense`, `output_dense` (a leading `_` accepted too) |
 ///
 /// `K` is the Keras layer's name: by default the polyhead layer's, with a
 /// container's children as `container/layers/child`; [`KerasNames`] maps
@@ -99,6 +99,9 @@ pub fn load_keras_weights<T: Float>(
         path: path.display().to_string(),
         message,
     };
+    // libhdf5 prints a diagnostic for every failed lookup (this function
+    // probes for optional groups); the errors still arrive as `Result`s.
+    hdf5::silence_errors(true);
     let file = hdf5::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let wanted = model_values(model);
     let mut problems = Vec::new();
@@ -117,7 +120,13 @@ pub fn load_keras_weights<T: Float>(
             .collect();
         let mut counters: HashMap<String, usize> = HashMap::new();
         for (name, shape, local) in mine {
-            let sub = owner(kind, &local);
+            // The first of the sub-layer's possible names the file has.
+            let candidates = owner(kind, &local);
+            let sub = candidates
+                .iter()
+                .find(|sub| file.link_exists(&format!("{group}{sub}")))
+                .unwrap_or(&candidates[0])
+                .clone();
             let vars = format!("{group}{sub}/vars");
             let index = counters.entry(vars.clone()).or_insert(0);
             let dataset = format!("{vars}/{index}");
@@ -170,22 +179,28 @@ pub fn load_keras_weights<T: Float>(
     set_values(model, &values)
 }
 
-/// The sub-layer path (below the layer's group) whose `vars` hold value
-/// `local` of a layer of `kind`.
-fn owner(kind: Kind, local: &str) -> String {
+/// The sub-layer paths (below the layer's group) whose `vars` may hold
+/// value `local` of a layer of `kind`, the usual first. Attention's
+/// projections are `query_dense`... in the files Keras 3.15 writes (checked
+/// against one, `tests/keras_h5/`); the attributes' names in Keras' source,
+/// `_query_dense`..., are accepted too.
+fn owner(kind: Kind, local: &str) -> Vec<String> {
     let first = local.split('.').next().unwrap_or(local);
+    let one = |s: &str| vec![s.to_string()];
     match kind {
-        Kind::Recurrent => "/cell".into(),
-        Kind::Bidirectional if first.starts_with("forward_") => "/forward_layer/cell".into(),
-        Kind::Bidirectional => "/backward_layer/cell".into(),
-        Kind::Attention => match first {
-            "query" => "/_query_dense",
-            "key" => "/_key_dense",
-            "value" => "/_value_dense",
-            _ => "/_output_dense",
+        Kind::Recurrent => one("/cell"),
+        Kind::Bidirectional if first.starts_with("forward_") => one("/forward_layer/cell"),
+        Kind::Bidirectional => one("/backward_layer/cell"),
+        Kind::Attention => {
+            let projection = match first {
+                "query" => "query_dense",
+                "key" => "key_dense",
+                "value" => "value_dense",
+                _ => "output_dense",
+            };
+            vec![format!("/{projection}"), format!("/_{projection}")]
         }
-        .into(),
-        _ => String::new(),
+        _ => one(""),
     }
 }
 

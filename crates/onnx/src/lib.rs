@@ -90,7 +90,7 @@ where
     T: Float,
 {
     if let Some(head) = M::HEADS.iter().find(|h| **h == INPUT) {
-        return Err(Error::Other(format!(
+        return Err(Error::Invalid(format!(
             "export: a head named `{head}` would clash with the graph input `{INPUT}`"
         )));
     }
@@ -208,7 +208,10 @@ where
 {
     let path = path.as_ref();
     let bytes = to_bytes(model, input_shape)?;
-    let fail = |e: std::io::Error| Error::Other(format!("{}: {e}", path.display()));
+    let fail = |e: std::io::Error| Error::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let tmp = path.with_extension("onnx.partial");
     std::fs::write(&tmp, &bytes).map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(fail)

@@ -39,7 +39,7 @@ pub fn head_loss<'t, T: Float, L: Loss<T> + ?Sized, G: HeadTarget<L::Target> + ?
             if leading == 0 || leading >= shape.len().max(2) || mask.shape() != &shape[..leading] {
                 return Err(Error::in_part(
                     name,
-                    Error::Other(format!(
+                    Error::Shape(format!(
                         "mask has shape {:?}, expected [{}] (one 0/1 per sample) or a prefix of the output's shape {shape:?} (one per position)",
                         mask.shape(),
                         shape.first().copied().unwrap_or(1)
@@ -90,7 +90,7 @@ pub fn term<'t, T: Float>(
     if v.shape().iter().product::<usize>() != 1 {
         return Err(Error::in_part(
             name,
-            Error::Other(format!(
+            Error::Shape(format!(
                 "a loss term must be a single value, got shape {:?}",
                 v.shape()
             )),

@@ -221,7 +221,10 @@ impl CsvReader {
         file_column: Option<&str>,
     ) -> Result<(CsvTable<T>, Vec<(u64, String)>)> {
         let shown = path.display().to_string();
-        let fail = |message: String| Error::Other(format!("{shown}: {message}"));
+        let fail = |message: String| Error::File {
+            path: shown.clone(),
+            message,
+        };
         if self.inputs.is_empty() && self.heads.is_empty() && file_column.is_none() {
             return Err(fail("the mapping names no column".into()));
         }
@@ -431,7 +434,7 @@ pub struct CsvTable<T: Float = f32> {
 impl<T: Float> CsvTable<T> {
     fn head(&self, name: &str) -> Result<&HeadData<T>> {
         self.heads.iter().find(|h| h.name == name).ok_or_else(|| {
-            Error::Other(format!(
+            Error::Invalid(format!(
                 "{}: no head `{name}` in the mapping (heads: {})",
                 self.file,
                 self.heads
@@ -502,7 +505,7 @@ impl<T: Float> CsvTable<T> {
     pub fn labels(&self, head: &str) -> Result<Labels> {
         let h = self.head(head)?;
         if !h.classes {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "{}: head `{head}` holds values, not classes: use `values`",
                 self.file
             )));
@@ -527,7 +530,7 @@ impl<T: Float> CsvTable<T> {
     pub fn values(&self, head: &str) -> Result<Tensor<T>> {
         let h = self.head(head)?;
         if h.classes {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "{}: head `{head}` holds classes: use `labels`",
                 self.file
             )));
@@ -576,7 +579,10 @@ impl<T: Float> CsvTable<T> {
 pub fn read_npy<T: Float>(path: impl AsRef<Path>) -> Result<Tensor<T>> {
     use ndarray_npy::ReadNpyExt;
     let path = path.as_ref();
-    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let fail = |message: String| Error::File {
+        path: path.display().to_string(),
+        message,
+    };
     let open = || std::fs::File::open(path).map_err(|e| fail(e.to_string()));
     // The file's own dtype decides how it is read; the other one fails
     // with a type error, which is then tried the other way.
@@ -607,7 +613,10 @@ pub fn read_npy<T: Float>(path: impl AsRef<Path>) -> Result<Tensor<T>> {
 pub fn write_npy<T: Float>(path: impl AsRef<Path>, tensor: &Tensor<T>) -> Result<()> {
     use ndarray_npy::WriteNpyExt;
     let path = path.as_ref();
-    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let fail = |message: String| Error::File {
+        path: path.display().to_string(),
+        message,
+    };
     let tmp = path.with_extension("npy.partial");
     let file = std::fs::File::create(&tmp).map_err(|e| fail(e.to_string()))?;
     let result = match FloatArray::of(tensor).map_err(|e| fail(e.to_string()))? {
@@ -714,7 +723,7 @@ impl ImageFolder {
         let manifest = self.dir.join(&self.manifest);
         let shown = manifest.display().to_string();
         if !matches!(self.channels, 1 | 3) || self.size.contains(&0) {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "{shown}: images are resized to a positive size with 1 or 3 channels, got {:?} and {}",
                 self.size, self.channels
             )));
@@ -808,7 +817,10 @@ impl ImageRows {
 
     /// Image `r`, decoded, converted and resized, values in `[0, 1]`.
     fn decode<T: Float>(&self, r: usize) -> Result<Vec<T>> {
-        let fail = |message: String| Error::Other(format!("{}: {message}", self.manifest));
+        let fail = |message: String| Error::File {
+            path: self.manifest.clone(),
+            message,
+        };
         let [h, w] = self.size;
         let (line, path) = self
             .files
@@ -887,7 +899,10 @@ impl NpyRows {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+        let fail = |message: String| Error::File {
+            path: path.display().to_string(),
+            message,
+        };
         let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
         let map = map_file(&file).map_err(|e| fail(e.to_string()))?;
         let bytes: &[u8] = &map;
@@ -1017,7 +1032,7 @@ impl NpyRows {
         let mut values = Vec::with_capacity(rows.len() * per_row);
         for &r in rows {
             if r >= self.len() {
-                return Err(Error::Other(format!(
+                return Err(Error::Shape(format!(
                     "{}: row {r} is not in 0..{}",
                     self.path.display(),
                     self.len()
@@ -1076,7 +1091,10 @@ fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
 /// ```
 pub fn read_npz<T: Float>(path: impl AsRef<Path>, name: &str) -> Result<Tensor<T>> {
     let path = path.as_ref();
-    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let fail = |message: String| Error::File {
+        path: path.display().to_string(),
+        message,
+    };
     let open = || {
         let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
         ndarray_npy::NpzReader::new(file).map_err(|e| fail(e.to_string()))
@@ -1120,7 +1138,10 @@ pub fn read_npz<T: Float>(path: impl AsRef<Path>, name: &str) -> Result<Tensor<T
 /// ```
 pub fn write_npz<T: Float>(path: impl AsRef<Path>, arrays: &[(&str, &Tensor<T>)]) -> Result<()> {
     let path = path.as_ref();
-    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let fail = |message: String| Error::File {
+        path: path.display().to_string(),
+        message,
+    };
     let tmp = path.with_extension("npz.partial");
     let file = std::fs::File::create(&tmp).map_err(|e| fail(e.to_string()))?;
     let mut writer = ndarray_npy::NpzWriter::new(file);

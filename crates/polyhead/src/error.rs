@@ -90,8 +90,8 @@ pub enum Error {
     Shape(String),
     /// A name that is not one of the model's heads or losses (a loss
     /// weight, a metric).
-    #[error("{context}: no head named `{name}`; the heads are {known:?}")]
-    UnknownHead {
+    #[error("{context}: no head or loss named `{name}`; the names are {known:?}")]
+    UnknownName {
         /// Where the name was given.
         context: String,
         /// The name given.

@@ -52,7 +52,7 @@ pub fn check_weight(name: &str, value: f64) -> Result<()> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(crate::Error::Other(format!(
+        Err(crate::Error::Invalid(format!(
             "loss weight of `{name}` must be finite and non-negative, got {value}"
         )))
     }
@@ -180,7 +180,7 @@ pub trait MultiOutput<T: Float>: Module<T> {
         let mut rows: Option<(&str, usize)> = None;
         for (name, t) in &inputs {
             let Some(&n) = t.shape().first() else {
-                return Err(crate::Error::Other(format!(
+                return Err(crate::Error::Shape(format!(
                     "input `{name}` must have a first (batch) axis, got a scalar of shape {:?}",
                     t.shape()
                 )));
@@ -188,7 +188,7 @@ pub trait MultiOutput<T: Float>: Module<T> {
             match rows {
                 None => rows = Some((name, n)),
                 Some((first, m)) if m != n => {
-                    return Err(crate::Error::Other(format!(
+                    return Err(crate::Error::Shape(format!(
                         "the inputs disagree on the number of samples: `{first}` has {m}, `{name}` has {n} (shapes {})",
                         inputs
                             .iter()
@@ -246,7 +246,7 @@ pub trait MultiOutput<T: Float>: Module<T> {
         input: &str,
     ) -> Result<Vec<(&'static str, String)>> {
         let _ = (graph, input);
-        Err(Error::Other(format!(
+        Err(Error::Invalid(format!(
             "{}: only a model of a trunk and heads on one input can be exported; this one has a forward of its own or several inputs",
             std::any::type_name::<Self>()
         )))
@@ -304,7 +304,7 @@ pub trait MultiOutput<T: Float>: Module<T> {
         }
         let n = parts.len();
         let Some(first) = parts.first() else {
-            return Err(crate::Error::Other(
+            return Err(crate::Error::Invalid(
                 "the model has no loss to train on: give some #[head] a `loss = ...`".into(),
             ));
         };

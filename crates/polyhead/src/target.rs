@@ -38,7 +38,7 @@ pub trait Target<T: Float> {
 pub(crate) fn select_tensor_rows<T: Float>(t: &Tensor<T>, rows: &[usize]) -> Result<Tensor<T>> {
     let n = t.shape().first().copied().unwrap_or(0);
     if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
-        return Err(Error::Other(format!(
+        return Err(Error::Shape(format!(
             "row {bad} is out of range for {n} samples (shape {:?})",
             t.shape()
         )));
@@ -74,7 +74,7 @@ impl<T: Float> Target<T> for Labels {
     fn select_rows(&self, rows: &[usize]) -> Result<Self> {
         let n = Target::<T>::rows(self);
         if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
-            return Err(Error::Other(format!(
+            return Err(Error::Shape(format!(
                 "row {bad} is out of range for {n} samples"
             )));
         }
@@ -139,7 +139,7 @@ pub fn select_optional<T: Float>(
 pub fn common_rows(counts: &[(&'static str, usize)]) -> Result<usize> {
     let first = counts.first().map_or(0, |c| c.1);
     if counts.iter().any(|c| c.1 != first) {
-        return Err(Error::Other(format!(
+        return Err(Error::Shape(format!(
             "targets disagree on the number of samples: {counts:?}"
         )));
     }

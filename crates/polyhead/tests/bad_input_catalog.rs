@@ -153,6 +153,7 @@ fn inputs_and_targets_disagree_on_the_number_of_samples() {
         err.to_string(),
         "the inputs have 5 samples but the targets 4"
     );
+    assert!(matches!(err, polyhead::Error::Shape(_)));
 }
 
 // ---- labels ----
@@ -194,6 +195,10 @@ fn nan_or_infinity_in_inputs_or_targets() {
         err.to_string(),
         "input x holds NaN at sample 1, element 3 (shape [4, 6]); clean the data or mask the sample"
     );
+    assert!(matches!(
+        err,
+        polyhead::Error::NonFiniteData { sample: 1, element: 3, ref shape, .. } if shape == &[4, 6]
+    ));
     let t = LocatorTargets::new(
         Labels::from_classes(&[1; 4]),
         Tensor::from_vec([0.0, 0.0, f32::INFINITY, 0.0].repeat(4), &[4, 4]).unwrap(),
@@ -230,10 +235,13 @@ fn negative_or_nan_loss_weights() {
         w.set("class", f64::NAN).unwrap_err().to_string(),
         "loss weight of `class` must be finite and non-negative, got NaN"
     );
+    let err = w.set("box", 1.0).unwrap_err();
     assert_eq!(
-        w.set("box", 1.0).unwrap_err().to_string(),
-        "no loss named `box`; the losses are [\"class\", \"bbox\"]"
+        err.to_string(),
+        "loss weights: no head or loss named `box`; the names are [\"class\", \"bbox\"]"
     );
+    // A typed error: callers can match on the name.
+    assert!(matches!(err, polyhead::Error::UnknownName { ref name, .. } if name == "box"));
 }
 
 // ---- checkpoints ----

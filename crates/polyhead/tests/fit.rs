@@ -216,6 +216,12 @@ fn a_nan_loss_stops_training_naming_the_head_epoch_and_step_and_keeps_good_weigh
         err.to_string(),
         "training stopped: rate_loss (head `rate`) is NaN at epoch 1, step 3; the weights are those after the last good step"
     );
+    // A typed error: a caller can react to the head, epoch and step.
+    assert!(matches!(
+        err,
+        polyhead::Error::NonFiniteLoss { ref head, value, epoch: 1, step: 3 }
+            if head.as_deref() == Some("rate") && value.is_nan()
+    ));
     assert!(
         model
             .parameters()

@@ -168,7 +168,7 @@ fn generated_outputs_targets_and_weights() {
     );
     assert_eq!(
         w.set("embedding", 1.0).unwrap_err().to_string(),
-        "no loss named `embedding`; the losses are [\"class\", \"bbox\"]"
+        "loss weights: no head or loss named `embedding`; the names are [\"class\", \"bbox\"]"
     );
 }
 

@@ -191,14 +191,14 @@ impl ::polyhead::LossWeights for DigitLocatorLossWeights {
             "class" => self.class = value,
             "bbox" => self.bbox = value,
             other => {
-                return ::core::result::Result::Err(
-                    ::polyhead::Error::Other(
-                        ::std::format!(
-                            "no loss named `{}`; the losses are {:?}", other, ["class",
-                            "bbox"]
-                        ),
-                    ),
-                );
+                return ::core::result::Result::Err(::polyhead::Error::UnknownName {
+                    context: ::std::string::ToString::to_string("loss weights"),
+                    name: ::std::string::ToString::to_string(other),
+                    known: ::std::vec![
+                        ::std::string::ToString::to_string("class"),
+                        ::std::string::ToString::to_string("bbox")
+                    ],
+                });
             }
         }
         ::core::result::Result::Ok(())

@@ -218,7 +218,10 @@ impl EventWriter {
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let mut writer = EventWriter {
             path: path.to_path_buf(),
             file: std::io::BufWriter::new(file),
@@ -249,9 +252,10 @@ impl EventWriter {
         record.extend_from_slice(&masked_crc(&length).to_le_bytes());
         record.extend_from_slice(&data);
         record.extend_from_slice(&masked_crc(&data).to_le_bytes());
-        self.file
-            .write_all(&record)
-            .map_err(|e| Error::Other(format!("{}: {e}", self.path.display())))
+        self.file.write_all(&record).map_err(|e| Error::File {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Appends one scalar summary at `step`.
@@ -304,9 +308,10 @@ impl EventWriter {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn flush(&mut self) -> Result<()> {
-        self.file
-            .flush()
-            .map_err(|e| Error::Other(format!("{}: {e}", self.path.display())))
+        self.file.flush().map_err(|e| Error::File {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -328,7 +333,10 @@ fn now() -> f64 {
 /// ```
 pub fn read_events(path: impl AsRef<Path>) -> Result<Vec<Event>> {
     let path = path.as_ref();
-    let fail = |message: String| Error::Other(format!("{}: {message}", path.display()));
+    let fail = |message: String| Error::File {
+        path: path.display().to_string(),
+        message,
+    };
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     let mut events = Vec::new();
     let mut at = 0usize;
@@ -380,7 +388,10 @@ pub fn read_events(path: impl AsRef<Path>) -> Result<Vec<Event>> {
 pub fn read_scalars(dir: impl AsRef<Path>) -> Result<Vec<(String, i64, f32)>> {
     let dir = dir.as_ref();
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?
+        .map_err(|e| Error::File {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()

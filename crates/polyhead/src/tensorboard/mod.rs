@@ -116,8 +116,10 @@ impl TensorBoard {
         };
         if slot.is_none() {
             let dir = self.log_dir.join(run);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::File {
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
             *slot = Some(EventWriter::create(dir.join(event_file_name()))?);
         }
         Ok(slot.as_mut().expect("created above"))

@@ -99,7 +99,7 @@ fn logged(logs: &[(String, f64)], name: &str) -> Result<f64> {
         .map(|l| l.1)
         .ok_or_else(|| {
             let names: Vec<&str> = logs.iter().map(|(n, _)| n.as_str()).collect();
-            Error::Other(format!(
+            Error::Invalid(format!(
                 "callback monitors `{name}`, which is not logged; logged: {names:?}"
             ))
         })
@@ -473,8 +473,10 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for CsvLogger {
         _: &mut TrainContext<'_, M, T>,
     ) -> Result<Control> {
         self.epochs.push_epoch(logs);
-        let io =
-            |e: std::io::Error| Error::Other(format!("csv logger {}: {e}", self.path.display()));
+        let io = |e: std::io::Error| Error::File {
+            path: self.path.display().to_string(),
+            message: format!("csv logger: {e}"),
+        };
         let file_name = self
             .path
             .file_name()

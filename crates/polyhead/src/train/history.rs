@@ -247,8 +247,10 @@ impl History {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes)
-        .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes).map_err(|e| Error::File {
+        path: path.display().to_string(),
+        message: format!("cannot write: {e}"),
+    })
 }
 
 #[cfg(test)]

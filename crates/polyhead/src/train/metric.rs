@@ -94,7 +94,7 @@ impl Accumulator {
                 .is_none_or(|k| k.get(row).copied().unwrap_or(true))
         };
         let err =
-            |what: &str| Error::Other(format!("metric {} of head `{head}`: {what}", metric.name()));
+            |what: &str| Error::Shape(format!("metric {} of head `{head}`: {what}", metric.name()));
         match metric {
             Metric::Accuracy | Metric::TopK(_) => {
                 let k = if let Metric::TopK(k) = metric { k } else { 1 };

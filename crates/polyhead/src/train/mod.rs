@@ -33,13 +33,18 @@ use crate::weighting::{Fixed, Joint, Weighting};
 fn check_finite<T: Float>(what: &str, t: &Tensor<T>) -> Result<()> {
     if let Some(i) = t.first_non_finite() {
         let per_row = t.len() / t.shape().first().copied().unwrap_or(1).max(1);
-        return Err(Error::Other(format!(
-            "{what} holds {} at sample {}, element {} (shape {:?}); clean the data or mask the sample",
-            t.view().iter().nth(i).expect("index of an element"),
-            i / per_row.max(1),
-            i % per_row.max(1),
-            t.shape()
-        )));
+        return Err(Error::NonFiniteData {
+            what: what.to_string(),
+            value: t
+                .view()
+                .iter()
+                .nth(i)
+                .expect("index of an element")
+                .to_f64(),
+            sample: i / per_row.max(1),
+            element: i % per_row.max(1),
+            shape: t.shape().to_vec(),
+        });
     }
     Ok(())
 }
@@ -605,7 +610,7 @@ where
         }
         let n = M::input_rows(x)?;
         if n == 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "fit: no samples (input {})",
                 M::inputs_of(x)
                     .iter()
@@ -616,18 +621,18 @@ where
         }
         let target_rows = targets.rows()?;
         if target_rows != n {
-            return Err(Error::Other(format!(
+            return Err(Error::Shape(format!(
                 "the inputs have {n} samples but the targets {target_rows}"
             )));
         }
         if self.batch_size == 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "batch_size must be positive, got {}",
                 self.batch_size
             )));
         }
         if !(0.0..1.0).contains(&self.validation_split) {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "validation_split must be in [0, 1), got {}",
                 self.validation_split
             )));
@@ -636,7 +641,7 @@ where
         let n_val = (n as f64 * self.validation_split).floor() as usize;
         let n_train = n - n_val;
         if n_train == 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "no training samples: {n} samples, validation_split {}",
                 self.validation_split
             )));
@@ -696,18 +701,18 @@ where
     {
         let n = data.len();
         if n == 0 {
-            return Err(Error::Other(
+            return Err(Error::Invalid(
                 "fit_dataset: the data set has no samples".into(),
             ));
         }
         if self.batch_size == 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "batch_size must be positive, got {}",
                 self.batch_size
             )));
         }
         if self.validation_split != 0.0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "fit_dataset: validation_split {} needs the whole data in memory; give validation_data instead",
                 self.validation_split
             )));
@@ -744,6 +749,9 @@ where
             let mut fetch = |_: &[usize]| -> Result<Batch<M, T>> {
                 receiver
                     .recv()
+                    // The reader ends early only by panicking (its errors
+                    // travel through the channel): nothing a caller can
+                    // match on, so `Other`.
                     .map_err(|_| Error::Other("fit_dataset: the batch reader stopped".into()))?
             };
             self.train(model, &mut fetch, &train_rows, None)
@@ -877,7 +885,7 @@ where
         let n = batch_rows::<M, T>("evaluate", x)?;
         let target_rows = targets.rows()?;
         if target_rows != n {
-            return Err(Error::Other(format!(
+            return Err(Error::Shape(format!(
                 "evaluate: the inputs have {n} rows ({}) but the targets have {target_rows}",
                 shapes::<M, T>(x)
             )));
@@ -1088,7 +1096,7 @@ where
     let (x, t) = data.batch(rows)?;
     let got = M::input_rows(&x)?;
     if got != rows.len() {
-        return Err(Error::Other(format!(
+        return Err(Error::Shape(format!(
             "{what}: a batch of {} rows was asked for, the data set gave {got}",
             rows.len()
         )));
@@ -1117,7 +1125,7 @@ fn epoch_order(seed: Option<u64>, rows: &[usize], epoch: usize) -> Vec<usize> {
 /// The number of rows (samples) of the inputs, the same in each, with
 /// `what` (the caller) in errors.
 fn batch_rows<M: MultiOutput<T>, T: Float>(what: &str, x: &M::Inputs<Tensor<T>>) -> Result<usize> {
-    M::input_rows(x).map_err(|e| Error::Other(format!("{what}: {e}")))
+    M::input_rows(x).map_err(|e| Error::Shape(format!("{what}: {e}")))
 }
 
 /// The inputs' names and shapes, for messages.

@@ -250,7 +250,7 @@ where
             match (pred, targets.target(head)) {
                 (Some(p), Some(t)) => acc.add(head, *metric, &p, t, targets.mask(head))?,
                 _ => {
-                    return Err(Error::UnknownHead {
+                    return Err(Error::UnknownName {
                         context: format!("metric {}", metric.name()),
                         name: head.clone(),
                         known: M::HEADS.iter().map(|h| h.to_string()).collect(),
