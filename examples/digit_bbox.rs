@@ -14,7 +14,10 @@
 //! `fit_dataset`, each head on the rows that have its label, and validates
 //! on the `.npz` and its manifest. The default run also writes its plot to
 //! `docs/images/digit_bbox_history.png` (the README's picture). With
-//! `-- --tensorboard DIR` any run writes TensorBoard logs to `DIR`.
+//! `-- --tensorboard DIR` any run writes TensorBoard logs to `DIR`. With
+//! `-- --mpi`, built with `--features mpi` and started by `mpirun -n N`,
+//! the run is data-parallel over the N processes (rank 0 reports and
+//! writes; the others train their shards silently).
 
 use polyhead::Progress;
 
@@ -28,13 +31,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use polyhead_examples::digit_bbox::{Architecture, Config, run, run_from_disk};
 
 fn main() -> polyhead::Result<()> {
-    let usage = "the options are --cnn, --from-disk and --tensorboard DIR";
-    let (mut cnn, mut from_disk, mut tensorboard) = (false, false, None);
+    let usage = "the options are --cnn, --from-disk, --tensorboard DIR and --mpi";
+    let (mut cnn, mut from_disk, mut tensorboard, mut mpi) = (false, false, None, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--cnn" => cnn = true,
             "--from-disk" => from_disk = true,
+            "--mpi" => mpi = true,
             "--tensorboard" => {
                 let dir = args.next().ok_or_else(|| {
                     polyhead::Error::Other(format!(
@@ -55,6 +59,28 @@ fn main() -> polyhead::Result<()> {
             "digit_bbox: --cnn and --from-disk are separate runs; {usage}"
         )));
     }
+    // Data-parallel over MPI: the universe lives until the end of main.
+    #[cfg(feature = "mpi")]
+    let universe = if mpi {
+        Some(mpi::initialize().ok_or_else(|| {
+            polyhead::Error::Other("digit_bbox: MPI was already initialised".into())
+        })?)
+    } else {
+        None
+    };
+    #[cfg(feature = "mpi")]
+    let (rank, ranks) = universe.as_ref().map_or((0, 1), |u| {
+        use mpi::topology::Communicator;
+        (u.world().rank() as usize, u.world().size() as usize)
+    });
+    #[cfg(not(feature = "mpi"))]
+    let (rank, ranks) = if mpi {
+        return Err(polyhead::Error::Other(
+            "digit_bbox: --mpi needs the example built with `--features mpi`".into(),
+        ));
+    } else {
+        (0, 1)
+    };
     let config = Config {
         architecture: if cnn {
             Architecture::Convolutional
@@ -67,12 +93,26 @@ fn main() -> polyhead::Result<()> {
         progress: Progress::Auto,
         weighting: || Box::new(polyhead::weighting::Fixed),
         tensorboard: tensorboard.clone(),
+        data_parallel: data_parallel(ranks),
     };
     let model = if cnn {
         "28x28x1 -> Conv2D 16 relu -> max pool -> Conv2D 32 relu -> max pool -> Dense 64 relu"
     } else {
         "784 -> Dense 64 relu"
     };
+    if rank != 0 {
+        // Another rank: train its shards; rank 0 reports and writes.
+        if from_disk {
+            run_from_disk(
+                &config,
+                &std::env::temp_dir().join(format!("digit_bbox_rank{rank}")),
+                0.2,
+            )?;
+        } else {
+            run(&config)?;
+        }
+        return Ok(());
+    }
     println!(
         "digit_bbox: {model} -> class (10, cross-entropy, weight 1.0) + bbox (4, mse, weight 0.5)\n\
          {} training and {} validation images of 10 glyphs at random positions and scales",
@@ -86,6 +126,14 @@ fn main() -> polyhead::Result<()> {
         run(&config)?
     };
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(stats) = report.communication {
+        println!(
+            "data-parallel over {ranks} ranks: {:.0} training samples/s, {:.0} bytes summed per step, {:.1}% of training time in communication",
+            (config.train * config.epochs) as f64 / stats.total.as_secs_f64(),
+            stats.bytes_per_step(),
+            100.0 * stats.communication_share()
+        );
+    }
     let folder = match (cnn, from_disk) {
         (true, _) => "target/digit_bbox_cnn",
         (_, true) => "target/digit_bbox_from_disk",
@@ -109,7 +157,7 @@ fn main() -> polyhead::Result<()> {
         "history plot: {} (and history.png)",
         out.join("history.svg").display()
     );
-    if !cnn && !from_disk {
+    if !cnn && !from_disk && ranks == 1 {
         // The README's picture, the same bytes on every run (training is
         // seeded and bit-identical for any thread count).
         report
@@ -124,4 +172,19 @@ fn main() -> polyhead::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The data-parallel ranks for `ranks` MPI processes (none for one).
+#[cfg(feature = "mpi")]
+fn data_parallel(ranks: usize) -> Option<fn() -> polyhead::distributed::DataParallel> {
+    (ranks > 1).then_some(|| {
+        polyhead::distributed::DataParallel::new(polyhead::distributed::Mpi::new(
+            mpi::topology::SimpleCommunicator::world(),
+        ))
+    })
+}
+
+#[cfg(not(feature = "mpi"))]
+fn data_parallel(_: usize) -> Option<fn() -> polyhead::distributed::DataParallel> {
+    None
 }

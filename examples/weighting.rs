@@ -70,6 +70,7 @@ fn main() -> polyhead::Result<()> {
             weighting,
             // One run per strategy: `fixed_1_0_0_5`, `uncertainty_kendall`, ...
             tensorboard: tensorboard.as_ref().map(|dir| dir.join(slug(label))),
+            data_parallel: None,
         })?;
         let last = |name: &str| {
             report

@@ -111,6 +111,9 @@ pub struct Config {
     pub weighting: fn() -> Box<dyn polyhead::weighting::Weighting<f32>>,
     /// Where to write TensorBoard logs, if anywhere.
     pub tensorboard: Option<std::path::PathBuf>,
+    /// Data-parallel ranks to train over, if any (a function making them,
+    /// as for `weighting`).
+    pub data_parallel: Option<fn() -> polyhead::distributed::DataParallel>,
 }
 
 /// What a run achieved.
@@ -122,6 +125,8 @@ pub struct Report {
     pub val_accuracy: f64,
     /// Mean absolute box error at the end, in pixels.
     pub val_box_error_pixels: f64,
+    /// Data-parallel: what the collectives cost.
+    pub communication: Option<polyhead::distributed::Stats>,
 }
 
 impl Report {
@@ -135,6 +140,7 @@ impl Report {
                 .unwrap_or(f64::NAN)
         };
         Report {
+            communication: None,
             val_accuracy: last("val_class_accuracy"),
             val_box_error_pixels: last("val_bbox_mae") * glyphs::SIDE as f64,
             history,
@@ -147,7 +153,7 @@ impl Report {
 /// ```no_run
 /// use polyhead_examples::digit_bbox::{run, Config};
 /// use polyhead::weighting::Fixed;
-/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: || Box::new(Fixed), tensorboard: None })?;
+/// let report = run(&Config { architecture: Default::default(), train: 6000, validation: 1000, epochs: 10, progress: polyhead::Progress::Auto, weighting: || Box::new(Fixed), tensorboard: None, data_parallel: None })?;
 /// println!("validation accuracy {:.3}", report.val_accuracy);
 /// # Ok::<(), polyhead::Error>(())
 /// ```
@@ -157,16 +163,16 @@ pub fn run(config: &Config) -> polyhead::Result<Report> {
     let history = match config.architecture {
         Architecture::Dense => {
             let mut model = DigitBbox::new(42)?;
-            trainer::<DigitBbox>(config)
-                .validation_data(
-                    val.images.clone(),
-                    DigitBboxTargets::new(val.labels.clone(), val.boxes.clone()),
-                )
-                .fit(
-                    &mut model,
-                    &train.images,
-                    &DigitBboxTargets::new(train.labels, train.boxes),
-                )?
+            let mut trainer = trainer::<DigitBbox>(config).validation_data(
+                val.images.clone(),
+                DigitBboxTargets::new(val.labels.clone(), val.boxes.clone()),
+            );
+            let history = trainer.fit(
+                &mut model,
+                &train.images,
+                &DigitBboxTargets::new(train.labels, train.boxes),
+            )?;
+            (history, trainer.parallel().map(|p| p.stats()))
         }
         Architecture::Convolutional => {
             let image = |x: &Tensor<f32>| {
@@ -174,19 +180,23 @@ pub fn run(config: &Config) -> polyhead::Result<Report> {
                 x.reshape(&[n, glyphs::SIDE, glyphs::SIDE, 1])
             };
             let mut model = DigitBboxCnn::new(42)?;
-            trainer::<DigitBboxCnn>(config)
-                .validation_data(
-                    image(&val.images)?,
-                    DigitBboxCnnTargets::new(val.labels.clone(), val.boxes.clone()),
-                )
-                .fit(
-                    &mut model,
-                    &image(&train.images)?,
-                    &DigitBboxCnnTargets::new(train.labels, train.boxes),
-                )?
+            let mut trainer = trainer::<DigitBboxCnn>(config).validation_data(
+                image(&val.images)?,
+                DigitBboxCnnTargets::new(val.labels.clone(), val.boxes.clone()),
+            );
+            let history = trainer.fit(
+                &mut model,
+                &image(&train.images)?,
+                &DigitBboxCnnTargets::new(train.labels, train.boxes),
+            )?;
+            (history, trainer.parallel().map(|p| p.stats()))
         }
     };
-    Ok(Report::of(history))
+    let (history, communication) = history;
+    Ok(Report {
+        communication,
+        ..Report::of(history)
+    })
 }
 
 /// The trainer both models share: Adam 2e-3, batches of 64, accuracy and
@@ -204,6 +214,10 @@ where
         .metric("bbox", Metric::Mae)
         .weighting((config.weighting)())
         .progress(config.progress.clone());
+    let trainer = match config.data_parallel {
+        Some(make) => trainer.data_parallel(make()),
+        None => trainer,
+    };
     match &config.tensorboard {
         Some(dir) => trainer.callback(polyhead::TensorBoard::new(dir).histogram_freq(5)),
         None => trainer,

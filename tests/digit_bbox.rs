@@ -31,6 +31,7 @@ fn a_short_digit_bbox_run_learns_both_heads() {
         progress: Progress::Silent,
         weighting: || Box::new(polyhead::weighting::Fixed),
         tensorboard: None,
+        data_parallel: None,
     })
     .unwrap();
     // Chance is 0.1 for the class.
@@ -203,6 +204,7 @@ fn digit_bbox_from_disk_keeps_the_data_and_masks_missing_labels() {
             progress: Progress::Silent,
             weighting: || Box::new(polyhead::weighting::Fixed),
             tensorboard: None,
+            data_parallel: None,
         },
         &dir.join("run"),
         0.2,

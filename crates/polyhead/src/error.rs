@@ -119,6 +119,21 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A rank of a data-parallel run failed (an error in its batch, its
+    /// forward pass, a callback); every rank stops with this error.
+    #[error(
+        "data-parallel training stopped: rank {rank} failed at epoch {epoch}, step {step}: {message}"
+    )]
+    RankFailed {
+        /// The rank that failed.
+        rank: usize,
+        /// The epoch, from 1 (0: outside a step).
+        epoch: usize,
+        /// The step within the epoch, from 1 (0: outside a step).
+        step: usize,
+        /// Its error (on the other ranks: where to find it).
+        message: String,
+    },
     /// Anything else, described: errors of code outside polyhead (a
     /// `Dataset`, a callback or a strategy of your own) that fit none of
     /// the variants above.

@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod distributed;
 mod error;
 mod multi_output;
 mod target;

@@ -158,6 +158,10 @@ fn event_file_name() -> String {
 
 impl<M: MultiOutput<T>, T: Float> Callback<M, T> for TensorBoard {
     fn on_train_batch_end(&mut self, step: usize, logs: &[(String, f64)]) -> Result<()> {
+        // Data-parallel: rank 0 writes (the logs are the same everywhere).
+        if !crate::distributed::is_primary() {
+            return Ok(());
+        }
         if self.update_freq > 0 && (step + 1).is_multiple_of(self.update_freq) {
             let writer = self.writer(false)?;
             for (name, value) in logs {
@@ -173,6 +177,9 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for TensorBoard {
         logs: &[(String, f64)],
         ctx: &mut TrainContext<'_, M, T>,
     ) -> Result<Control> {
+        if !crate::distributed::is_primary() {
+            return Ok(Control::Continue);
+        }
         let step = epoch as i64;
         for (name, value) in logs {
             let (validation, name) = match name.strip_prefix("val_") {
@@ -209,6 +216,9 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for TensorBoard {
     }
 
     fn on_train_end(&mut self, _: &mut TrainContext<'_, M, T>) -> Result<()> {
+        if !crate::distributed::is_primary() {
+            return Ok(());
+        }
         self.flush()
     }
 }

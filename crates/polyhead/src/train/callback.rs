@@ -375,6 +375,10 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for ModelCheckpoint {
             }
             self.best = Some(value);
         }
+        // Data-parallel: every rank holds the same state; rank 0 saves it.
+        if !crate::distributed::is_primary() {
+            return Ok(Control::Continue);
+        }
         let joint = crate::weighting::Joint {
             model: &mut *ctx.model,
             weighting: &mut *ctx.weighting,
@@ -473,6 +477,10 @@ impl<M: MultiOutput<T>, T: Float> Callback<M, T> for CsvLogger {
         _: &mut TrainContext<'_, M, T>,
     ) -> Result<Control> {
         self.epochs.push_epoch(logs);
+        // Data-parallel: the logs are the same on every rank; rank 0 writes.
+        if !crate::distributed::is_primary() {
+            return Ok(Control::Continue);
+        }
         let io = |e: std::io::Error| Error::File {
             path: self.path.display().to_string(),
             message: format!("csv logger: {e}"),

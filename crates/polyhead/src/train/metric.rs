@@ -78,6 +78,16 @@ pub(crate) struct Accumulator {
 }
 
 impl Accumulator {
+    /// Its sum and count (to add up over data-parallel ranks).
+    pub(crate) fn parts(&self) -> [f64; 2] {
+        [self.sum, self.count]
+    }
+
+    /// An accumulator holding `sum` over `count`.
+    pub(crate) fn from_parts(sum: f64, count: f64) -> Self {
+        Accumulator { sum, count }
+    }
+
     pub(crate) fn add<T: Float>(
         &mut self,
         head: &str,

@@ -12,7 +12,7 @@ mod step;
 use std::time::Instant;
 
 use polyhead_autograd::Tape;
-use polyhead_layers::Optimizer;
+use polyhead_layers::{Module, Optimizer};
 use polyhead_tensor::{Float, Rng, Tensor};
 
 pub use callback::{
@@ -127,6 +127,7 @@ pub struct Trainer<M: MultiOutput<T>, T: Float> {
     on_non_finite: OnNonFinite,
     progress: Progress,
     weighting: Box<dyn Weighting<T>>,
+    parallel: Option<crate::distributed::DataParallel>,
 }
 
 impl<M: MultiOutput<T>, T: Float> Trainer<M, T>
@@ -168,6 +169,7 @@ where
             on_non_finite: OnNonFinite::Stop,
             progress: Progress::Auto,
             weighting: Box::new(Fixed),
+            parallel: None,
         }
     }
 
@@ -196,6 +198,67 @@ where
     pub fn weighting(mut self, weighting: impl Weighting<T> + 'static) -> Self {
         self.weighting = Box::new(weighting);
         self
+    }
+
+    /// Trains data-parallel over `parallel`'s ranks (see
+    /// [`crate::distributed`]): every rank runs the same `fit` on the same
+    /// data; each takes its shard of every global batch of
+    /// [`batch_size`](Self::batch_size) rows (the same seeded order on
+    /// every rank), the gradients are summed, and every rank applies the
+    /// same update. Rank 0's parameters are broadcast first; logs and the
+    /// History are the global ones on every rank; only rank 0 shows
+    /// progress and writes files.
+    ///
+    /// ```
+    /// use polyhead::prelude::*;
+    /// use polyhead::distributed::{DataParallel, ThreadGroup};
+    /// #[derive(MultiOutput)]
+    /// struct Net {
+    ///     #[trunk]
+    ///     body: Dense,
+    ///     #[head(loss = Mse::new())]
+    ///     out: Dense,
+    /// }
+    /// let x = Tensor::<f32>::rand_normal(&[16, 2], 0.0, 1.0, 1)?;
+    /// let targets = NetTargets::new(x.sum_axis(1, true)?);
+    /// let group = ThreadGroup::new(2);
+    /// let kernels: Vec<Vec<f32>> = std::thread::scope(|s| {
+    ///     let runs: Vec<_> = (0..2).map(|r| {
+    ///         let (x, targets, rank) = (&x, &targets, group.rank(r).unwrap());
+    ///         s.spawn(move || {
+    ///             // Each rank starts from other weights: rank 0's are broadcast.
+    ///             let mut rng = Rng::new(r as u64);
+    ///             let mut net = Net { body: Dense::new(2, 4, &mut rng).unwrap(), out: Dense::new(4, 1, &mut rng).unwrap() };
+    ///             polyhead::Trainer::<Net, f32>::new(Sgd::new(0.05).build())
+    ///                 .batch_size(8)
+    ///                 .data_parallel(DataParallel::new(rank))
+    ///                 .progress(polyhead::Progress::Silent)
+    ///                 .fit(&mut net, x, targets)
+    ///                 .unwrap();
+    ///             net.out.kernel().value().to_vec()
+    ///         })
+    ///     }).collect();
+    ///     runs.into_iter().map(|h| h.join().unwrap()).collect()
+    /// });
+    /// assert_eq!(kernels[0], kernels[1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn data_parallel(mut self, parallel: crate::distributed::DataParallel) -> Self {
+        self.parallel = Some(parallel);
+        self
+    }
+
+    /// The data-parallel ranks, if training is (their communication
+    /// statistics: [`DataParallel::stats`](crate::distributed::DataParallel::stats)).
+    ///
+    /// ```
+    /// # #[derive(polyhead::MultiOutput)]
+    /// # struct Net { #[head(loss = polyhead::losses::Mse::new())] out: polyhead::layers::Dense }
+    /// let trainer = polyhead::Trainer::<Net, f32>::new(polyhead::layers::Sgd::new(0.1).build());
+    /// assert!(trainer.parallel().is_none());
+    /// ```
+    pub fn parallel(&self) -> Option<&crate::distributed::DataParallel> {
+        self.parallel.as_ref()
     }
 
     /// The weighting strategy and its state.
@@ -729,6 +792,11 @@ where
             return self.train(model, &mut fetch, &train_rows, None);
         }
         let (seed, epochs, batch_size) = (self.shuffle_seed, self.epochs, self.batch_size);
+        // Data-parallel: this rank's shard of each batch, as `train` asks.
+        let (rank, size) = self
+            .parallel
+            .as_ref()
+            .map_or((0, 1), |p| (p.rank(), p.size()));
         std::thread::scope(|scope| {
             // At most two batches wait while a step runs.
             let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Batch<M, T>>>(2);
@@ -736,7 +804,8 @@ where
             scope.spawn(move || {
                 for epoch in 0..epochs {
                     for chunk in epoch_order(seed, rows, epoch).chunks(batch_size) {
-                        let batch = dataset_batch("fit_dataset", data, chunk);
+                        let (mine, _) = crate::distributed::shard(chunk, rank, size);
+                        let batch = dataset_batch("fit_dataset", data, mine);
                         let failed = batch.is_err();
                         // A closed channel: training stopped early.
                         if sender.send(batch).is_err() || failed {
@@ -770,9 +839,22 @@ where
     ) -> Result<History> {
         let user_validation = self.validation_data.take();
         let mut history = History::default();
-        let mut reporter = Reporter::new(self.progress.clone(), self.epochs);
+        let _rank = self
+            .parallel
+            .as_ref()
+            .map(|p| crate::distributed::RankScope::enter(p.rank()));
+        let progress = match &self.parallel {
+            Some(p) if p.rank() != 0 => Progress::Silent,
+            _ => self.progress.clone(),
+        };
+        let mut reporter = Reporter::new(progress, self.epochs);
+        if let Err(e) = self.broadcast_state(model) {
+            self.validation_data = user_validation;
+            return Err(e);
+        }
         let mut callbacks = std::mem::take(&mut self.callbacks);
         let validation = user_validation.as_ref().or(split_val.as_ref());
+        let started = Instant::now();
         let result = self.run(
             model,
             fetch,
@@ -782,6 +864,9 @@ where
             &mut reporter,
             &mut callbacks,
         );
+        if let Some(p) = &self.parallel {
+            p.count_time(started.elapsed());
+        }
         let end = {
             let mut ctx = self.context(model, &history);
             callbacks
@@ -790,9 +875,54 @@ where
         };
         self.callbacks = callbacks;
         self.validation_data = user_validation;
+        if let (Some(p), Err(e)) = (&self.parallel, result.as_ref().and(end.as_ref())) {
+            // An error every rank met in the same step is theirs already;
+            // any other (a callback's on rank 0, say) would leave the
+            // other ranks waiting: stop them.
+            if !matches!(e, Error::RankFailed { .. } | Error::NonFiniteLoss { .. }) {
+                p.abort(&e.to_string());
+            }
+        }
         result?;
         end?;
         Ok(history)
+    }
+
+    /// Data-parallel: rank 0's parameters, buffers and weighting state on
+    /// every rank (one broadcast).
+    fn broadcast_state(&mut self, model: &mut M) -> Result<()> {
+        let Some(p) = &self.parallel else {
+            return Ok(());
+        };
+        self.weighting.prepare(M::LOSSES)?;
+        let mut joint = Joint {
+            model,
+            weighting: &mut *self.weighting,
+        };
+        let mut buffer: Vec<f64> = joint
+            .parameters()
+            .iter()
+            .flat_map(|(_, p)| p.value().to_vec())
+            .chain(joint.buffers().iter().flat_map(|(_, b)| b.value().to_vec()))
+            .map(|v| v.to_f64())
+            .collect();
+        p.broadcast(&mut buffer)?;
+        let mut at = 0;
+        let mut take = |shape: &[usize]| -> Result<Tensor<T>> {
+            let n: usize = shape.iter().product();
+            let values = buffer[at..at + n].iter().map(|&v| T::from_f64(v)).collect();
+            at += n;
+            Ok(Tensor::from_vec(values, shape)?)
+        };
+        for (_, param) in joint.parameters_mut() {
+            let shape = param.value().shape().to_vec();
+            param.set_value(take(&shape)?)?;
+        }
+        for (_, b) in joint.buffers() {
+            let shape = b.value().shape().to_vec();
+            b.set_value(take(&shape)?)?;
+        }
+        Ok(())
     }
 
     /// The epochs: callbacks at each epoch's start, the epoch's steps

@@ -12,7 +12,7 @@ use super::{Batch, Callback, Fetch, OnNonFinite, Trainer};
 use crate::error::{Error, Result};
 use crate::multi_output::{LossWeights, MultiOutput};
 use crate::target::TargetSet;
-use crate::weighting::{Joint, StepParameters, StepResult, weigh};
+use crate::weighting::{Group, Joint, StepParameters, StepResult, weigh};
 
 /// What an epoch adds up over its steps (sample-weighted sums).
 pub(super) struct EpochTotals {
@@ -28,14 +28,16 @@ pub(super) struct EpochTotals {
     weight_sums: Vec<f64>,
 }
 
-/// Where a step is: epoch and step from 0, the step count per epoch, and
-/// the batch's rows.
+/// Where a step is: epoch and step from 0, the step count per epoch, the
+/// global batch's rows and this rank's share of them (1 unless
+/// data-parallel).
 #[derive(Clone, Copy)]
 struct At {
     epoch: usize,
     step: usize,
     steps: usize,
     rows: usize,
+    share: f64,
 }
 
 impl<M: MultiOutput<T>, T: Float> Trainer<M, T>
@@ -68,18 +70,32 @@ where
         // steps, so the GEMMs split over them pay from small sizes.
         with_awake_pool(|| -> Result<()> {
             for (step, rows) in order.chunks(self.batch_size).enumerate() {
-                let batch = fetch(rows)?;
+                // Data-parallel: this rank's shard of the global batch.
+                let (mine, share) = match &self.parallel {
+                    Some(p) => p.shard(rows),
+                    None => (rows, 1.0),
+                };
                 let at = At {
                     epoch,
                     step,
                     steps,
                     rows: rows.len(),
+                    share,
                 };
-                self.train_step(model, &batch, at, &mut totals, callbacks)?;
+                let batch = fetch(mine);
+                self.train_step(model, batch, at, &mut totals, callbacks)?;
                 reporter.step(&running_means(&totals));
             }
             Ok(())
         })?;
+        if let Some(p) = &self.parallel {
+            // Each metric over the global epoch.
+            let mut buffer: Vec<f64> = totals.metrics.iter().flat_map(|a| a.parts()).collect();
+            p.all_sum(&mut buffer)?;
+            for (acc, parts) in totals.metrics.iter_mut().zip(buffer.chunks(2)) {
+                *acc = Accumulator::from_parts(parts[0], parts[1]);
+            }
+        }
         Ok(self.epoch_logs(totals))
     }
 
@@ -87,35 +103,57 @@ where
     fn train_step(
         &mut self,
         model: &mut M,
-        (x, targets): &Batch<M, T>,
+        batch: Result<Batch<M, T>>,
         at: At,
         totals: &mut EpochTotals,
         callbacks: &mut [Box<dyn Callback<M, T>>],
     ) -> Result<()> {
+        let (x, targets) = match batch {
+            Ok(batch) => batch,
+            Err(e) => return Err(self.failed_here(e, at)),
+        };
         // Forward.
         let tape = Tape::new();
-        let (features, outputs) = model.forward_with_features(M::input_vars(&tape, x))?;
-        // Losses, each checked before anything is updated.
-        let losses = model.head_losses(&outputs, targets)?;
-        let values: Vec<f64> = losses
-            .iter()
-            .map(|p| Ok(p.value().item()?.to_f64()))
-            .collect::<Result<_>>()?;
+        let forward = model.forward_with_features(M::input_vars(&tape, &x));
+        let (features, outputs) = match forward {
+            Ok(forward) => forward,
+            Err(e) => return Err(self.failed_here(e, at)),
+        };
+        // Losses, each checked before anything is updated (over the global
+        // batch when data-parallel).
+        let local = model.head_losses(&outputs, &targets).and_then(|losses| {
+            let values = losses
+                .iter()
+                .map(|p| Ok(p.value().item()?.to_f64()))
+                .collect::<Result<Vec<f64>>>()?;
+            Ok((losses, values))
+        });
+        let (losses, values) = match local {
+            Ok(local) => local,
+            Err(e) => return Err(self.failed_here(e, at)),
+        };
+        let values = self.global_values(values, at)?;
         if !self.losses_are_finite(&values, at)? {
             totals.skipped += 1;
             return Ok(());
         }
         // Weighting: the strategy combines the losses and the backward
         // passes give every parameter's gradient.
-        let result = self.weighting_phase(model, &tape, &losses, features, at)?;
+        let result = self.weighting_phase(model, &tape, &losses, values.clone(), features, at)?;
         // Update: one optimizer step over the model and the strategy.
         self.update(model, &result)?;
-        self.after_update(model, x, targets, &values)?;
+        self.after_update(model, &x, &targets, &values, at)?;
+        self.sync_buffers(model, at)?;
         // Metrics and logs.
         let logs = step_logs(M::LOSSES, result.total, &values);
-        let head_values = M::head_values(&outputs);
-        self.add_metrics(&head_values, targets, totals)?;
+        if at.share > 0.0 {
+            let head_values = M::head_values(&outputs);
+            self.add_metrics(&head_values, &targets, totals)?;
+        }
         totals.add(&logs, &result.weights, at.rows);
+        if let Some(p) = &self.parallel {
+            p.count_step();
+        }
         // Callbacks.
         if !callbacks.is_empty() {
             let mut step_logs = logs;
@@ -128,6 +166,68 @@ where
             for c in callbacks.iter_mut() {
                 c.on_train_batch_end(at.epoch * at.steps + at.step, &step_logs)?;
             }
+        }
+        Ok(())
+    }
+
+    /// This rank's error: data-parallel, every rank learns of it (and
+    /// stops with an error naming this rank); else the error itself.
+    fn failed_here(&self, e: Error, at: At) -> Error {
+        match &self.parallel {
+            Some(p) => p
+                .exchange(Err(&e), M::LOSSES.len(), (at.epoch, at.step))
+                .err()
+                .unwrap_or(e),
+            None => e,
+        }
+    }
+
+    /// The losses over the global batch: each rank's, weighted by its
+    /// share, summed (with every rank's status: a failure anywhere stops
+    /// every rank).
+    fn global_values(&self, values: Vec<f64>, at: At) -> Result<Vec<f64>> {
+        let Some(p) = &self.parallel else {
+            return Ok(values);
+        };
+        // A rank without rows of its own counts for nothing (not even NaN).
+        let mine: Vec<f64> = values
+            .iter()
+            .map(|v| if at.share > 0.0 { v * at.share } else { 0.0 })
+            .collect();
+        p.exchange(Ok(mine), values.len(), (at.epoch, at.step))
+    }
+
+    /// Data-parallel: the moving statistics a layer keeps (batch norm),
+    /// each rank's weighted by its share and summed, so they stay the same
+    /// on every rank.
+    fn sync_buffers(&self, model: &mut M, at: At) -> Result<()> {
+        let Some(p) = &self.parallel else {
+            return Ok(());
+        };
+        let buffers = model.buffers();
+        if buffers.is_empty() {
+            return Ok(());
+        }
+        let mut buffer: Vec<f64> = buffers
+            .iter()
+            .flat_map(|(_, b)| {
+                b.value()
+                    .to_vec()
+                    .into_iter()
+                    .map(|v| v.to_f64() * at.share)
+            })
+            .collect();
+        p.all_sum(&mut buffer)?;
+        let mut start = 0;
+        for (_, b) in buffers {
+            let shape = b.value().shape().to_vec();
+            let n = b.value().len();
+            let values = buffer[start..start + n]
+                .iter()
+                .map(|&v| T::from_f64(v))
+                .collect();
+            b.set_value(polyhead_tensor::Tensor::from_vec(values, &shape)?)?;
+            start += n;
         }
         Ok(())
     }
@@ -156,6 +256,7 @@ where
         model: &M,
         tape: &'t Tape<T>,
         losses: &[Var<'t, T>],
+        values: Vec<f64>,
         features: Option<Var<'t, T>>,
         at: At,
     ) -> Result<StepResult<T>> {
@@ -170,10 +271,15 @@ where
             .cloned()
             .collect();
         let all: Vec<ParamId> = named.iter().map(|(_, id)| *id).collect();
+        let group = self.parallel.as_ref().map(|parallel| Group {
+            parallel,
+            share: at.share,
+        });
         let result = weigh(
             &mut *self.weighting,
             tape,
             losses,
+            values,
             M::LOSSES,
             &self.loss_weights.values(),
             features,
@@ -181,6 +287,7 @@ where
                 shared: &shared,
                 all: &all,
             },
+            group.as_ref(),
             (at.epoch, at.step),
         )?;
         if !result.total.is_finite() {
@@ -218,17 +325,17 @@ where
         x: &M::Inputs<polyhead_tensor::Tensor<T>>,
         targets: &M::Targets,
         before: &[f64],
+        at: At,
     ) -> Result<()> {
         let after = if self.weighting.needs().losses_after_step {
             let tape = Tape::no_record();
             let outputs = model.forward_heads(M::input_vars(&tape, x))?;
-            Some(
-                model
-                    .head_losses(&outputs, targets)?
-                    .iter()
-                    .map(|p| Ok(p.value().item()?.to_f64()))
-                    .collect::<Result<Vec<f64>>>()?,
-            )
+            let after = model
+                .head_losses(&outputs, targets)?
+                .iter()
+                .map(|p| Ok(p.value().item()?.to_f64()))
+                .collect::<Result<Vec<f64>>>()?;
+            Some(self.global_values(after, at)?)
         } else {
             None
         };

@@ -322,6 +322,45 @@ pub(crate) struct StepParameters<'a> {
     pub all: &'a [ParamId],
 }
 
+/// A data-parallel step: the ranks and this rank's share of the batch
+/// (its gradients are scaled by it and summed over the ranks).
+pub(crate) struct Group<'a> {
+    pub parallel: &'a crate::distributed::DataParallel,
+    pub share: f64,
+}
+
+impl Group<'_> {
+    /// `share * buffer`, summed over the ranks.
+    pub(crate) fn sum_scaled(&self, buffer: &mut [f64]) -> Result<()> {
+        buffer.iter_mut().for_each(|v| *v *= self.share);
+        self.parallel.all_sum(buffer)
+    }
+
+    /// Each gradient scaled by the share and summed over the ranks (every
+    /// rank holds the same parameters, in the same order), with `total`:
+    /// one buffer.
+    fn sum_gradients<T: Float>(
+        &self,
+        grads: &mut [(ParamId, Tensor<T>)],
+        total: &mut f64,
+    ) -> Result<()> {
+        let mut buffer: Vec<f64> = grads.iter().flat_map(|(_, g)| to_f64(g)).collect();
+        buffer.push(*total);
+        self.sum_scaled(&mut buffer)?;
+        *total = buffer.pop().unwrap_or(f64::NAN);
+        let mut at = 0;
+        for (_, g) in grads.iter_mut() {
+            let n = g.len();
+            *g = Tensor::from_vec(
+                buffer[at..at + n].iter().map(|&v| T::from_f64(v)).collect(),
+                g.shape(),
+            )?;
+            at += n;
+        }
+        Ok(())
+    }
+}
+
 /// Values of `v` as f64.
 pub(crate) fn to_f64<T: Float>(t: &Tensor<T>) -> Vec<f64> {
     t.to_vec().iter().map(|v| v.to_f64()).collect()
@@ -336,10 +375,12 @@ pub(crate) fn weigh<'t, T: Float>(
     strategy: &mut dyn Weighting<T>,
     tape: &'t Tape<T>,
     losses: &[Var<'t, T>],
+    values: Vec<f64>,
     names: &[&'static str],
     loss_weights: &[f64],
     features: Option<Var<'t, T>>,
     params: &StepParameters<'_>,
+    group: Option<&Group<'_>>,
     (epoch, step): (usize, usize),
 ) -> Result<StepResult<T>> {
     if losses.len() != loss_weights.len() || losses.len() != names.len() {
@@ -356,23 +397,37 @@ pub(crate) fn weigh<'t, T: Float>(
         ));
     }
     strategy.prepare(names)?;
-    let values: Vec<f64> = losses
-        .iter()
-        .map(|p| Ok(p.value().item()?.to_f64()))
-        .collect::<Result<_>>()?;
     let needs = strategy.needs();
     let space = needs.head_gradients;
+    if let (Some(GradientSpace::Representation), Some(_)) = (space, group) {
+        return Err(Error::Weighting {
+            strategy: strategy.name().to_string(),
+            message: "rep_grad needs every sample's representation in one process; in data-parallel training use the shared parameters".into(),
+        });
+    }
     let gathered = match space {
-        Some(space) => Some(head_gradients(
-            strategy.name(),
-            tape,
-            losses,
-            loss_weights,
-            needs.scale_by_loss_weights,
-            features,
-            params,
-            space,
-        )?),
+        Some(space) => {
+            let mut gathered = head_gradients(
+                strategy.name(),
+                tape,
+                losses,
+                loss_weights,
+                needs.scale_by_loss_weights,
+                features,
+                params,
+                space,
+            )?;
+            if let Some(group) = group {
+                // Every head's gradient over the global batch.
+                let mut buffer: Vec<f64> = gathered.rows.concat();
+                group.sum_scaled(&mut buffer)?;
+                let len = gathered.len.max(1);
+                for (row, part) in gathered.rows.iter_mut().zip(buffer.chunks(len)) {
+                    row.copy_from_slice(part);
+                }
+            }
+            Some(gathered)
+        }
         None => None,
     };
     let combination = strategy.combine(&Step {
@@ -403,23 +458,17 @@ pub(crate) fn weigh<'t, T: Float>(
         ids.filter_map(|id| grads.by_id(id).map(|g| (id, g.clone())))
             .collect::<Vec<_>>()
     };
-    match combination {
+    let (grads, total, weights) = match combination {
         Combination::Weights(weights) => {
             let total = weighted_sum(&weights)?;
             let grads = tape.backward(total)?;
-            Ok(StepResult {
-                grads: collect(&grads, &mut params.all.iter().chain(&state_ids).copied()),
-                total: total.value().item()?.to_f64(),
-                weights,
-            })
+            let ids = &mut params.all.iter().chain(&state_ids).copied();
+            (collect(&grads, ids), total, weights)
         }
         Combination::Objective { total, weights } => {
             let grads = tape.backward(total)?;
-            Ok(StepResult {
-                grads: collect(&grads, &mut params.all.iter().chain(&state_ids).copied()),
-                total: total.value().item()?.to_f64(),
-                weights,
-            })
+            let ids = &mut params.all.iter().chain(&state_ids).copied();
+            (collect(&grads, ids), total, weights)
         }
         Combination::Direction {
             shared,
@@ -445,7 +494,7 @@ pub(crate) fn weigh<'t, T: Float>(
             let total = weighted_sum(&head_weights)?;
             let grads = tape.backward(total)?;
             let shared_ids: Vec<ParamId> = params.shared.iter().map(|(_, id)| *id).collect();
-            let mut out = collect(
+            let mut own = collect(
                 &grads,
                 &mut params
                     .all
@@ -454,6 +503,13 @@ pub(crate) fn weigh<'t, T: Float>(
                     .copied()
                     .filter(|id| !shared_ids.contains(id)),
             );
+            let mut total_value = total.value().item()?.to_f64();
+            if let Some(group) = group {
+                // The heads' own parameters over the global batch; the
+                // shared direction is global already.
+                group.sum_gradients(&mut own, &mut total_value)?;
+            }
+            let mut out = own;
             match (&gathered.layout, features) {
                 (Layout::Representation(shape), Some(f)) => {
                     let seed =
@@ -474,13 +530,22 @@ pub(crate) fn weigh<'t, T: Float>(
                 }
                 (Layout::Representation(_), None) => unreachable!("checked when gathered"),
             }
-            Ok(StepResult {
+            return Ok(StepResult {
                 grads: out,
-                total: total.value().item()?.to_f64(),
+                total: total_value,
                 weights: shared_weights.unwrap_or(head_weights),
-            })
+            });
         }
+    };
+    let mut result = StepResult {
+        grads,
+        total: total.value().item()?.to_f64(),
+        weights,
+    };
+    if let Some(group) = group {
+        group.sum_gradients(&mut result.grads, &mut result.total)?;
     }
+    Ok(result)
 }
 
 /// How a flattened head gradient maps back to parameters.
@@ -665,6 +730,14 @@ impl<M: Module<T>, T: Float> Module<T> for Joint<'_, M, T> {
         self.model.visit_parameters_mut(prefix, f);
         self.weighting
             .visit_state_mut(&mut |name, p| f(format!("{prefix}weighting.{name}"), p));
+    }
+
+    fn visit_buffers<'a>(
+        &'a self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a polyhead_layers::Buffer<T>),
+    ) {
+        self.model.visit_buffers(prefix, f);
     }
 
     fn set_training(&mut self, training: bool) {
