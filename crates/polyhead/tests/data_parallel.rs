@@ -12,6 +12,8 @@ use polyhead::prelude::*;
 use polyhead::weighting::{Famo, Fixed, GradNorm, Mgda, PcGrad, Uncertainty, UpGrad, Weighting};
 use polyhead::{History, ModelCheckpoint, Progress, Trainer};
 
+mod common;
+
 #[derive(MultiOutput)]
 #[multi_output(element = f64)]
 struct Net {
@@ -148,33 +150,9 @@ fn ranks_agree_bitwise_and_match_one_process() {
     }
 }
 
-#[derive(MultiOutput)]
-#[multi_output(element = f64)]
-struct Plain {
-    #[trunk]
-    body: Dense<f64>,
-    #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
-    class: Dense<f64>,
-    #[head(loss = Mse::new(), weight = 0.5)]
-    value: Dense<f64>,
-}
-
-fn plain(seed: u64) -> Plain {
-    let mut rng = Rng::new(seed);
-    Plain {
-        body: Dense::builder(4, 12)
-            .activation(Activation::Tanh)
-            .build(&mut rng)
-            .unwrap(),
-        class: Dense::new(12, 3, &mut rng).unwrap(),
-        value: Dense::new(12, 1, &mut rng).unwrap(),
-    }
-}
-
 #[test]
 fn ranks_train_as_one_process_with_the_global_batch() {
-    let (x, t0) = data(50);
-    let t = PlainTargets::new(t0.class.clone(), t0.value.clone());
+    let (x, t) = common::data(50, 3);
     let strategies: Vec<(&str, Make)> = vec![
         ("fixed", || Box::new(Fixed)),
         ("uncertainty", || Box::new(Uncertainty::new())),
@@ -185,8 +163,8 @@ fn ranks_train_as_one_process_with_the_global_batch() {
         ("upgrad", || Box::new(UpGrad::new())),
     ];
     let run = |make: Make, parallel: Option<DataParallel>, seed: u64| {
-        let mut model = plain(seed);
-        let mut trainer = Trainer::<Plain, f64>::new(Adam::new(0.01).build())
+        let mut model = common::net(seed);
+        let mut trainer = Trainer::<common::Net, f64>::new(Adam::new(0.01).build())
             .epochs(3)
             .batch_size(16)
             .shuffle(Some(5))

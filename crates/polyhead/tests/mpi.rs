@@ -11,41 +11,12 @@ use polyhead::distributed::{Collective, DataParallel, Mpi};
 use polyhead::prelude::*;
 use polyhead::{ModelCheckpoint, Progress, Trainer};
 
-#[derive(MultiOutput)]
-#[multi_output(element = f64)]
-struct Net {
-    #[trunk]
-    body: Dense<f64>,
-    #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
-    class: Dense<f64>,
-    #[head(loss = Mse::new(), weight = 0.5)]
-    value: Dense<f64>,
-}
+mod common;
+use common::{Net, net};
 
-fn net(seed: u64) -> Net {
-    let mut rng = Rng::new(seed);
-    Net {
-        body: Dense::builder(4, 12)
-            .activation(Activation::Tanh)
-            .build(&mut rng)
-            .unwrap(),
-        class: Dense::new(12, 3, &mut rng).unwrap(),
-        value: Dense::new(12, 1, &mut rng).unwrap(),
-    }
-}
-
-fn data(n: usize) -> (Tensor<f64>, NetTargets<f64>) {
-    let x = Tensor::<f64>::rand_normal(&[n, 4], 0.0, 1.0, 3).unwrap();
-    let labels: Vec<usize> = x
-        .slice_axis(1, 0, 3)
-        .unwrap()
-        .argmax_axis(1, false)
-        .unwrap()
-        .iter()
-        .copied()
-        .collect();
-    let value = x.sum_axis(1, true).unwrap();
-    (x, NetTargets::new(Labels::from_classes(&labels), value))
+/// The shared data with the shared seed.
+fn data(n: usize) -> (Tensor<f64>, common::NetTargets<f64>) {
+    common::data(n, 3)
 }
 
 fn values(model: &Net) -> Vec<f64> {

@@ -9,46 +9,8 @@ use polyhead::weighting::{
 };
 use polyhead::{ModelCheckpoint, Progress};
 
-#[derive(MultiOutput)]
-#[multi_output(element = f64)]
-struct Net {
-    #[trunk]
-    body: Dense<f64>,
-    #[head(loss = SparseCrossEntropy::from_logits(), target = Labels)]
-    class: Dense<f64>,
-    #[head(loss = Mse::new(), weight = 0.5)]
-    value: Dense<f64>,
-}
-
-fn net(seed: u64) -> Net {
-    let mut rng = Rng::new(seed);
-    Net {
-        body: Dense::builder(4, 12)
-            .activation(Activation::Tanh)
-            .build(&mut rng)
-            .unwrap(),
-        class: Dense::new(12, 3, &mut rng).unwrap(),
-        value: Dense::new(12, 1, &mut rng).unwrap(),
-    }
-}
-
-fn data(n: usize, seed: u64) -> (Tensor<f64>, NetTargets<f64>) {
-    let x = Tensor::<f64>::rand_normal(&[n, 4], 0.0, 1.0, seed).unwrap();
-    let first3 = x.slice_axis(1, 0, 3).unwrap();
-    let labels: Vec<usize> = first3
-        .argmax_axis(1, false)
-        .unwrap()
-        .iter()
-        .copied()
-        .collect();
-    (
-        x.clone(),
-        NetTargets::new(
-            Labels::from_classes(&labels),
-            first3.sum_axis(1, true).unwrap().mul_scalar(3.0),
-        ),
-    )
-}
+mod common;
+use common::{Net, data, net};
 
 fn fit(
     weighting: impl Weighting<f64> + 'static,

@@ -3,8 +3,7 @@
 
 use polyhead_tensor::Float;
 
-use super::mgda::{rows, space};
-use super::{Combination, Needs, Step, Weighting, combine_rows, gram, times};
+use super::{Combination, Needs, Step, Weighting, gram, rows, space, weighted_direction};
 use crate::error::Result;
 use polyhead_solve::symmetric_eigen;
 
@@ -107,10 +106,6 @@ impl<T: Float> Weighting<T> for AlignedMtl {
     fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> Result<Combination<'t, T>> {
         let rows = rows(step, "aligned_mtl")?;
         let alpha = aligned_weights(&gram(rows));
-        Ok(Combination::Direction {
-            shared: combine_rows(rows, &alpha),
-            head_weights: step.loss_weights.to_vec(),
-            shared_weights: Some(times(&alpha, step.loss_weights)),
-        })
+        Ok(weighted_direction(step, rows, &alpha))
     }
 }

@@ -3,8 +3,7 @@
 
 use polyhead_tensor::Float;
 
-use super::mgda::{rows, space};
-use super::{Combination, Needs, Step, Weighting, combine_rows, gram, times};
+use super::{Combination, Needs, Step, Weighting, gram, rows, space, weighted_direction};
 use crate::error::{Error, Result};
 use polyhead_solve::solve_linear;
 
@@ -109,10 +108,6 @@ impl<T: Float> Weighting<T> for ImtlG {
     fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> Result<Combination<'t, T>> {
         let rows = rows(step, "imtl")?;
         let alpha = imtl_weights(&gram(rows))?;
-        Ok(Combination::Direction {
-            shared: combine_rows(rows, &alpha),
-            head_weights: step.loss_weights.to_vec(),
-            shared_weights: Some(times(&alpha, step.loss_weights)),
-        })
+        Ok(weighted_direction(step, rows, &alpha))
     }
 }

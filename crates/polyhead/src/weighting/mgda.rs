@@ -4,9 +4,9 @@
 use polyhead_tensor::Float;
 
 use super::{
-    Combination, GradientSpace, Needs, Step, Weighting, combine_rows, gram, solver_error, times,
+    Combination, Needs, Step, Weighting, gram, rows, solver_error, space, weighted_direction,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use polyhead_solve::{Cone, conic_best_effort};
 
 /// The weights `alpha` on the simplex whose combination `sum_i alpha_i g_i`
@@ -115,26 +115,6 @@ impl Mgda {
     }
 }
 
-/// The head gradients a gradient-combining strategy was given.
-pub(crate) fn rows<'a, T: Float>(step: &Step<'a, '_, T>, strategy: &str) -> Result<&'a [Vec<f64>]> {
-    step.head_gradients.ok_or_else(|| Error::Weighting {
-        strategy: strategy.to_string(),
-        message: "no head gradients were given".into(),
-    })
-}
-
-/// The space a `rep_grad` switch selects.
-pub(crate) fn space(rep_grad: bool) -> Needs {
-    Needs {
-        head_gradients: Some(if rep_grad {
-            GradientSpace::Representation
-        } else {
-            GradientSpace::SharedParameters
-        }),
-        ..Needs::default()
-    }
-}
-
 impl<T: Float> Weighting<T> for Mgda {
     fn name(&self) -> &str {
         "mgda"
@@ -147,10 +127,6 @@ impl<T: Float> Weighting<T> for Mgda {
     fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> Result<Combination<'t, T>> {
         let rows = rows(step, "mgda")?;
         let alpha = min_norm_weights(&gram(rows))?;
-        Ok(Combination::Direction {
-            shared: combine_rows(rows, &alpha),
-            head_weights: step.loss_weights.to_vec(),
-            shared_weights: Some(times(&alpha, step.loss_weights)),
-        })
+        Ok(weighted_direction(step, rows, &alpha))
     }
 }

@@ -678,6 +678,41 @@ pub(crate) fn solver_error(strategy: &str) -> impl Fn(polyhead_solve::SolveError
     }
 }
 
+/// The head gradients a gradient-combining strategy was given.
+pub(crate) fn rows<'a, T: Float>(step: &Step<'a, '_, T>, strategy: &str) -> Result<&'a [Vec<f64>]> {
+    step.head_gradients.ok_or_else(|| Error::Weighting {
+        strategy: strategy.to_string(),
+        message: "no head gradients were given".into(),
+    })
+}
+
+/// The space a `rep_grad` switch selects.
+pub(crate) fn space(rep_grad: bool) -> Needs {
+    Needs {
+        head_gradients: Some(if rep_grad {
+            GradientSpace::Representation
+        } else {
+            GradientSpace::SharedParameters
+        }),
+        ..Needs::default()
+    }
+}
+
+/// The combination `sum_i w_i g_i` of the head gradients `rows` for the
+/// shared part (the heads' own parameters follow their declared-weight
+/// losses); `w_i` times each declared weight is logged.
+pub(crate) fn weighted_direction<'t, T: Float>(
+    step: &Step<'_, 't, T>,
+    rows: &[Vec<f64>],
+    w: &[f64],
+) -> Combination<'t, T> {
+    Combination::Direction {
+        shared: combine_rows(rows, w),
+        head_weights: step.loss_weights.to_vec(),
+        shared_weights: Some(times(w, step.loss_weights)),
+    }
+}
+
 /// `a . b`.
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -3,9 +3,9 @@
 
 use polyhead_tensor::Float;
 
-use super::mgda::rows;
 use super::{
-    Combination, GradientSpace, Needs, Step, Weighting, combine_rows, gram, solver_error, times,
+    Combination, GradientSpace, Needs, Step, Weighting, combine_rows, gram, rows, solver_error,
+    times,
 };
 use crate::error::{Error, Result};
 use polyhead_solve::{Cone, conic_best_effort, solve_linear};

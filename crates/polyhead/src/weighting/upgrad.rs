@@ -3,8 +3,9 @@
 
 use polyhead_tensor::Float;
 
-use super::mgda::{rows, space};
-use super::{Combination, Needs, Step, Weighting, combine_rows, gram, solver_error, times};
+use super::{
+    Combination, Needs, Step, Weighting, gram, rows, solver_error, space, weighted_direction,
+};
 use crate::error::Result;
 use polyhead_solve::{Cone, conic_best_effort, solve_linear};
 
@@ -179,10 +180,6 @@ impl<T: Float> Weighting<T> for UpGrad {
     fn combine<'t>(&mut self, step: &Step<'_, 't, T>) -> Result<Combination<'t, T>> {
         let rows = rows(step, "upgrad")?;
         let w = upgrad_weights(&gram(rows), self.regularization)?;
-        Ok(Combination::Direction {
-            shared: combine_rows(rows, &w),
-            head_weights: step.loss_weights.to_vec(),
-            shared_weights: Some(times(&w, step.loss_weights)),
-        })
+        Ok(weighted_direction(step, rows, &w))
     }
 }
