@@ -1,8 +1,9 @@
-//! Data-parallel training over MPI (feature `mpi`): each `#[test]` here
-//! launches this test binary under `mpirun -n 2` to run one of the
-//! `#[ignore]`d workers below as two ranks, and checks what they report.
-//! `cargo test -p polyhead --features mpi --test mpi` needs Open MPI's
-//! `mpirun` (CI installs it: `.ci/run`).
+//! Data-parallel training over MPI (feature `mpi`): each test launches
+//! this test binary under `mpirun -n 2`, asking for the same test with
+//! `POLYHEAD_MPI_WORKER` set; run that way, the test is one rank of the
+//! job (its `worker_*` function) and prints what it found, which the
+//! launching test checks. `cargo test -p polyhead --features mpi --test
+//! mpi` needs Open MPI's `mpirun` (CI installs it: `.ci/run`).
 #![cfg(feature = "mpi")]
 
 use std::process::Command;
@@ -35,7 +36,14 @@ fn trainer(epochs: usize) -> Trainer<Net, f64> {
         .progress(Progress::Silent)
 }
 
-/// Runs worker `name` as 2 MPI ranks; returns mpirun's success and output.
+/// Whether this process is a rank launched by `launch` (not the test run
+/// that launches it).
+fn is_worker() -> bool {
+    std::env::var_os("POLYHEAD_MPI_WORKER").is_some()
+}
+
+/// Runs test `name` of this binary as 2 MPI ranks (each a worker); returns
+/// mpirun's success and output.
 fn launch(name: &str, dir: &std::path::Path) -> (bool, String) {
     let out = Command::new("mpirun")
         .args(["-n", "2", "--oversubscribe"])
@@ -45,15 +53,9 @@ fn launch(name: &str, dir: &std::path::Path) -> (bool, String) {
             &[][..]
         })
         .arg(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            name,
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
         .env("POLYHEAD_MPI_DIR", dir)
+        .env("POLYHEAD_MPI_WORKER", "1")
         .output()
         .expect("mpirun runs (Open MPI installed)");
     let text = format!(
@@ -85,8 +87,11 @@ fn scratch(name: &str) -> std::path::PathBuf {
 /// rank 0 writes its checkpoint, which one process resumes.
 #[test]
 fn two_ranks_train_as_one_process() {
+    if is_worker() {
+        return worker_trains();
+    }
     let dir = scratch("train");
-    let (ok, text) = launch("worker_trains", &dir);
+    let (ok, text) = launch("two_ranks_train_as_one_process", &dir);
     assert!(ok, "{text}");
     for rank in 0..2 {
         for mode in ["allreduce", "deterministic"] {
@@ -116,8 +121,11 @@ fn two_ranks_train_as_one_process() {
 /// A rank whose data fails: both ranks stop with an error naming it.
 #[test]
 fn a_failing_rank_stops_both() {
+    if is_worker() {
+        return worker_fails();
+    }
     let dir = scratch("fail");
-    let (ok, text) = launch("worker_fails", &dir);
+    let (ok, text) = launch("a_failing_rank_stops_both", &dir);
     assert!(ok, "{text}");
     assert!(
         text.contains("rank 0 stopped: data-parallel training stopped: rank 1 failed at epoch 1, step 2: see that rank's output"),
@@ -135,8 +143,11 @@ fn a_failing_rank_stops_both() {
 /// whole and loads.
 #[test]
 fn a_killed_rank_ends_the_job_and_the_checkpoint_loads() {
+    if is_worker() {
+        return worker_dies();
+    }
     let dir = scratch("killed");
-    let (ok, text) = launch("worker_dies", &dir);
+    let (ok, text) = launch("a_killed_rank_ends_the_job_and_the_checkpoint_loads", &dir);
     assert!(!ok, "the job should fail when a rank dies: {text}");
     let mut model = net(1);
     Trainer::<Net, f64>::new(Adam::new(0.01).build())
@@ -153,8 +164,7 @@ fn world() -> (mpi::environment::Universe, usize) {
 
 use mpi::topology::Communicator;
 
-#[test]
-#[ignore = "runs under mpirun, launched by two_ranks_train_as_one_process"]
+/// One rank of the job its test launches.
 fn worker_trains() {
     let dir = std::path::PathBuf::from(std::env::var("POLYHEAD_MPI_DIR").unwrap());
     let (universe, rank) = world();
@@ -200,8 +210,7 @@ fn worker_trains() {
     }
 }
 
-#[test]
-#[ignore = "runs under mpirun, launched by a_failing_rank_stops_both"]
+/// One rank of the job its test launches.
 fn worker_fails() {
     use polyhead::data::FromFn;
     let (universe, rank) = world();
@@ -227,8 +236,7 @@ fn worker_fails() {
     println!("rank {rank} stopped: {err}");
 }
 
-#[test]
-#[ignore = "runs under mpirun, launched by a_killed_rank_ends_the_job_and_the_checkpoint_loads"]
+/// One rank of the job its test launches.
 fn worker_dies() {
     let dir = std::path::PathBuf::from(std::env::var("POLYHEAD_MPI_DIR").unwrap());
     let (universe, rank) = world();

@@ -43,6 +43,17 @@ use crate::error::{Error, Result};
 ///
 /// Each call is made by every rank, in the same order (a collective);
 /// buffers have the same length on every rank.
+///
+/// ```
+/// use polyhead::distributed::{Collective, ThreadGroup};
+/// fn total(rank: &dyn Collective, mine: f64) -> polyhead::Result<f64> {
+///     let mut buffer = [mine];
+///     rank.all_sum(&mut buffer, true)?;
+///     Ok(buffer[0])
+/// }
+/// assert_eq!(total(&ThreadGroup::new(1).rank(0)?, 3.0)?, 3.0);
+/// # Ok::<(), polyhead::Error>(())
+/// ```
 pub trait Collective {
     /// This process's rank, from 0.
     fn rank(&self) -> usize;

@@ -33,6 +33,15 @@ pub struct ThreadGroup {
 }
 
 /// One rank of a [`ThreadGroup`].
+///
+/// ```
+/// use polyhead::distributed::{Collective, ThreadGroup};
+/// let rank = ThreadGroup::new(1).rank(0)?;
+/// let mut buffer = vec![2.0];
+/// rank.all_sum(&mut buffer, false)?; // alone: its own values
+/// assert_eq!((rank.rank(), rank.size(), buffer), (0, 1, vec![2.0]));
+/// # Ok::<(), polyhead::Error>(())
+/// ```
 pub struct ThreadRank {
     shared: Arc<Shared>,
     rank: usize,
