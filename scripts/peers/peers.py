@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["ce", "mse", "multi", "train", "cnn", "seq"]
+WORKLOADS = ["ce", "bce", "mse", "multi", "train", "cnn", "seq"]
 
 
 def shapes(workload, quick):
@@ -34,6 +34,9 @@ def shapes(workload, quick):
         pairs = [(32, 10), (1024, 10)] if quick else [
             (32, 10), (1024, 10), (65536, 10), (1024, 1000), (16384, 1000)]
         return [(f"{b}x{c}", (b, c)) for b, c in pairs]
+    if workload == "bce":
+        rows = [1024] if quick else [1024, 65536]
+        return [(f"{b}x10", (b, 10)) for b in rows]
     if workload == "mse":
         batches = [32, 1024] if quick else [32, 1024, 65536]
         return [(f"{b}x4", (b,)) for b in batches]
@@ -97,6 +100,15 @@ def torch_steps(threads):
         def step():
             logits.grad = None
             F.cross_entropy(logits, y).backward()
+        return step
+
+    def bce(b, c):
+        logits = normal(b, c, std=3.0).requires_grad_()
+        t = (torch.rand(b, c, generator=gen) < 0.5).float()
+
+        def step():
+            logits.grad = None
+            F.binary_cross_entropy_with_logits(logits, t).backward()
         return step
 
     def mse(b):
@@ -181,8 +193,8 @@ def torch_steps(threads):
                 + 0.5 * F.cross_entropy(utterance(h.mean(dim=1)), labels)
         return sgd_step(params, opt, loss)
 
-    return {"ce": ce, "mse": mse, "multi": multi, "train": train, "cnn": cnn, "seq": seq}, \
-        f"pytorch {torch.__version__} (eager)"
+    return {"ce": ce, "bce": bce, "mse": mse, "multi": multi, "train": train, "cnn": cnn,
+            "seq": seq}, f"pytorch {torch.__version__} (eager)"
 
 
 # ---------------------------------------------------------------- JAX
@@ -219,6 +231,14 @@ def jax_steps(threads):
 
     def ce(b, c):
         return ready(jax.jit(jax.value_and_grad(sparse_ce)), normal(b, c, std=3.0), classes(b, c))
+
+    def bce_loss(x, t):
+        # optax.sigmoid_binary_cross_entropy's stable form, averaged.
+        return jnp.mean(jnp.maximum(x, 0) - x * t + jnp.log1p(jnp.exp(-jnp.abs(x))))
+
+    def bce(b, c):
+        t = (uniform(b, c) < 0.5).astype(jnp.float32)
+        return ready(jax.jit(jax.value_and_grad(bce_loss)), normal(b, c, std=3.0), t)
 
     def mse(b):
         return ready(jax.jit(jax.value_and_grad(mse_loss)), normal(b, 4), normal(b, 4))
@@ -315,8 +335,8 @@ def jax_steps(threads):
         token_labels = jax.random.randint(next(keys), (b, 32), 0, 9)
         return sgd_loop(loss, params, ids, token_labels, classes(b, 5))
 
-    return {"ce": ce, "mse": mse, "multi": multi, "train": train, "cnn": cnn, "seq": seq}, \
-        f"jax {jax.__version__} (jit)"
+    return {"ce": ce, "bce": bce, "mse": mse, "multi": multi, "train": train, "cnn": cnn,
+            "seq": seq}, f"jax {jax.__version__} (jit)"
 
 
 # ---------------------------------------------------------------- driver

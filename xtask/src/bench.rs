@@ -18,7 +18,7 @@ use polyhead::autograd::Tape;
 use polyhead::layers::{
     Activation, Conv2D, Dense, Embedding, GlobalPooling, Lstm, Padding, Pooling2D, Sequential, Sgd,
 };
-use polyhead::losses::{Labels, Loss, Mse, SparseCrossEntropy};
+use polyhead::losses::{BinaryCrossEntropy, Labels, Loss, Mse, SparseCrossEntropy};
 use polyhead::tensor::parallel::with_awake_pool;
 use polyhead::tensor::{Rng, Tensor};
 
@@ -178,6 +178,35 @@ fn ce_row(quick: bool, batch: usize, classes: usize) -> Row {
         batch,
         seconds,
         bytes,
+        flops: 0.0,
+        allocations,
+        peak: 0.0,
+    }
+}
+
+/// Binary cross-entropy from logits (Keras' convention, mean), targets 0
+/// or 1: the pointwise loss on logits whose `exp` and `log1p` per element
+/// make it compute-bound.
+fn bce_row(quick: bool, batch: usize, classes: usize) -> Row {
+    let logits = Tensor::<f32>::rand_normal(&[batch, classes], 0.0, 3.0, 1).unwrap();
+    let t = Tensor::<f32>::rand_uniform(&[batch, classes], 0.0, 1.0, 2)
+        .unwrap()
+        .map(|u| if u < 0.5 { 1.0 } else { 0.0 });
+    let loss = BinaryCrossEntropy::from_logits();
+    let mut grad = None;
+    let (seconds, allocations) = time(quick, || {
+        let out = loss
+            .value_and_grad_into(&logits, &t, None, grad.take())
+            .unwrap();
+        grad = Some(out.grad);
+    });
+    Row {
+        workload: "bce".into(),
+        shape: format!("{batch}x{classes}"),
+        threads: 1,
+        batch,
+        seconds,
+        bytes: (batch * classes * 12) as f64,
         flops: 0.0,
         allocations,
         peak: 0.0,
@@ -553,7 +582,7 @@ fn data_waits(rows: &[Row]) -> Vec<String> {
         .collect()
 }
 
-pub const WORKLOADS: &[&str] = &["ce", "mse", "multi", "train", "cnn", "seq", "data"];
+pub const WORKLOADS: &[&str] = &["ce", "bce", "mse", "multi", "train", "cnn", "seq", "data"];
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Debug, Default)]
@@ -636,6 +665,14 @@ pub fn run(options: &Options) -> Result<(), String> {
             shapes
                 .iter()
                 .flat_map(|&(b, c)| at_threads(&|| ce_row(quick, b, c))),
+        );
+    }
+    if wants("bce") {
+        let batches: &[usize] = if quick { &[1024] } else { &[1024, 65536] };
+        rows.extend(
+            batches
+                .iter()
+                .flat_map(|&b| at_threads(&|| bce_row(quick, b, 10))),
         );
     }
     if wants("mse") {

@@ -5,7 +5,7 @@ use polyhead_tensor::{Float, Tensor};
 
 use crate::error::Result;
 use crate::reduction::{Convention, LossOutput, Reduction, finish, same_shape, uniform_coef};
-use crate::units::{Aggregate, pointwise};
+use crate::units::{Aggregate, Pointwise, pointwise};
 
 /// Convention and reduction of a loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,7 +55,8 @@ macro_rules! config_builders {
 }
 pub(crate) use config_builders;
 
-/// Checks shapes, runs a pointwise kernel and reduces.
+/// Checks shapes, runs a pointwise kernel `kernel(pred, target, column) ->
+/// (term, d term / d pred)` element by element and reduces.
 // The arguments are the loss's name and settings and the call's own
 // arguments, passed straight through; a struct would only hide them.
 #[allow(clippy::too_many_arguments)]
@@ -68,6 +69,31 @@ pub(crate) fn run_pointwise<T: Float>(
     sample_weight: Option<&Tensor<T>>,
     buffer: Option<Tensor<T>>,
     kernel: impl Fn(T, T, usize) -> (T, T) + Sync,
+) -> Result<LossOutput<T>> {
+    run_pointwise_kernel(
+        loss,
+        config,
+        aggregate,
+        pred,
+        target,
+        sample_weight,
+        buffer,
+        kernel,
+    )
+}
+
+/// [`run_pointwise`] with any [`Pointwise`] kernel (one that works on
+/// slices, to vectorise its transcendental functions).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_pointwise_kernel<T: Float>(
+    loss: &'static str,
+    config: Config,
+    aggregate: Aggregate,
+    pred: &Tensor<T>,
+    target: &Tensor<T>,
+    sample_weight: Option<&Tensor<T>>,
+    buffer: Option<Tensor<T>>,
+    kernel: impl Pointwise<T>,
 ) -> Result<LossOutput<T>> {
     same_shape(loss, pred, target)?;
     // Without sample weights every unit weighs the same, so the reduction's

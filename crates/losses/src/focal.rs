@@ -192,7 +192,11 @@ impl<T: Float> Loss<T> for BinaryFocalLoss {
                 let (p, dp, (bce, dbce)) = if from_logits {
                     let e = (-x.abs()).exp();
                     let p = sigmoid_with(x, e);
-                    (p, p * (T::ONE - p), bce_logit_with(x, y, T::ONE, e))
+                    (
+                        p,
+                        p * (T::ONE - p),
+                        bce_logit_with(x, y, T::ONE, e, e.ln_1p()),
+                    )
                 } else {
                     (x, T::ONE, bce_keras_probability(x, y))
                 };

@@ -26,8 +26,58 @@ pub(crate) enum Aggregate {
     Sum,
 }
 
-/// Runs a pointwise kernel `f(pred, target, column) -> (term, d term / d pred)`
-/// (`column` is the index along the last axis, for per-class options).
+/// A pointwise kernel: every element's term and derivative. A closure
+/// `f(pred, target, column) -> (term, d term / d pred)` is one (`column` is
+/// the index along the last axis, for per-class options), computed element
+/// by element in a loop the compiler vectorises where `f` allows; a kernel
+/// whose elements need a transcendental function (BCE from logits) works
+/// on the slice instead, to call the vectorised [`Float::exp_slice`] and
+/// [`Float::ln_1p_slice`] on it.
+pub(crate) trait Pointwise<T: Float>: Sync {
+    /// Every element's term into `terms` and `derivative * a * b` into `g`
+    /// (`[a, b] = factors`: the reduction's scale and coefficient, or ones).
+    /// The slices have the same length and start at a row boundary (rows of
+    /// `cols` elements); each result must depend on its own element only,
+    /// so that any split of the rows gives the same bits.
+    fn terms_and_grads(
+        &self,
+        p: &[T],
+        t: &[T],
+        g: &mut [T],
+        terms: &mut [T],
+        cols: usize,
+        factors: [T; 2],
+    );
+}
+
+impl<T: Float, F: Fn(T, T, usize) -> (T, T) + Sync> Pointwise<T> for F {
+    /// One flat loop; the column index passed to `f` cycles through
+    /// `0..cols`.
+    #[inline(always)]
+    fn terms_and_grads(
+        &self,
+        p: &[T],
+        t: &[T],
+        g: &mut [T],
+        terms: &mut [T],
+        cols: usize,
+        factors: [T; 2],
+    ) {
+        let [a, b] = factors;
+        let mut j = 0;
+        for (((&pv, &tv), gv), term) in p.iter().zip(t).zip(g.iter_mut()).zip(terms.iter_mut()) {
+            let (tm, d) = self(pv, tv, j);
+            *term = tm;
+            *gv = d * a * b;
+            j += 1;
+            if j == cols {
+                j = 0;
+            }
+        }
+    }
+}
+
+/// Runs a pointwise kernel `f` (see [`Pointwise`]).
 ///
 /// With `grad_coef = Some(c)` (the reduction's coefficient, known up front
 /// when every unit weighs the same) the gradient leaves already multiplied
@@ -40,7 +90,7 @@ pub(crate) fn pointwise<T: Float>(
     aggregate: Aggregate,
     buffer: Option<Tensor<T>>,
     grad_coef: Option<T>,
-    f: impl Fn(T, T, usize) -> (T, T) + Sync,
+    f: impl Pointwise<T>,
 ) -> Units<T> {
     let last = Axis(pred.ndim() - 1);
     // Every element of the gradient is written below: no need to zero it.
@@ -82,14 +132,13 @@ pub(crate) fn pointwise<T: Float>(
         Convention::PyTorch => {
             // Every element is its own unit.
             let mut values = ArrayD::from_elem(pred.shape(), T::ZERO);
-            terms_and_grads(
+            f.terms_and_grads(
                 p,
                 t,
                 grad.as_slice_mut().expect(contiguous),
                 values.as_slice_mut().expect(contiguous),
                 cols,
-                &f,
-                |d| d * c,
+                [c, T::ONE],
             );
             Units::new(values, grad, None)
         }
@@ -121,7 +170,7 @@ struct KerasRows<'f, T, F> {
     f: &'f F,
 }
 
-impl<T: Float, F: Fn(T, T, usize) -> (T, T)> KerasRows<'_, T, F> {
+impl<T: Float, F: Pointwise<T>> KerasRows<'_, T, F> {
     /// Rows of `p` and `t` into gradients `g` and row values `v`.
     #[inline]
     fn run(&self, p: &[T], t: &[T], g: &mut [T], v: &mut [T]) {
@@ -164,7 +213,7 @@ impl<T: Float, F: Fn(T, T, usize) -> (T, T)> KerasRows<'_, T, F> {
             .zip(v.chunks_mut(rows_per_chunk))
         {
             let terms = &mut terms[..pc.len()];
-            terms_and_grads(pc, tc, gc, terms, cols, f, |d| d * scale * c);
+            f.terms_and_grads(pc, tc, gc, terms, cols, [scale, c]);
             // Row sums. Fixed widths let the compiler sum several rows at
             // once (each row still from left to right).
             match cols {
@@ -172,8 +221,11 @@ impl<T: Float, F: Fn(T, T, usize) -> (T, T)> KerasRows<'_, T, F> {
                 3 => row_sums::<T, 3>(terms, vc, scale),
                 4 => row_sums::<T, 4>(terms, vc, scale),
                 _ => {
-                    for (value, row) in vc.iter_mut().zip(terms.chunks_exact(cols)) {
-                        *value = row.iter().fold(T::ZERO, |sum, &x| sum + x) * scale;
+                    // Each row from left to right (for f32 four rows at a
+                    // time in SSE registers, with the same bits).
+                    T::row_sums(terms, cols, vc);
+                    for value in vc.iter_mut() {
+                        *value *= scale;
                     }
                 }
             }
@@ -202,38 +254,11 @@ impl<T: Float, F: Fn(T, T, usize) -> (T, T)> KerasRows<'_, T, F> {
             // them per element and emit scalar code on the threaded path).
             let mut terms = [T::ZERO; 16];
             let mut derivs = [T::ZERO; 16];
-            for i in 0..16 {
-                (terms[i], derivs[i]) = f(p[i], t[i], i % 4);
-            }
+            f.terms_and_grads(p, t, &mut derivs, &mut terms, 4, [T::ONE, T::ONE]);
             for (g, d) in g.iter_mut().zip(derivs) {
                 *g = d * scale * c;
             }
             *v = T::row_sums_4x4(&terms, scale);
-        }
-    }
-}
-
-/// Every element's term into `terms` and `grad(derivative)` into `g`, in
-/// one flat loop the compiler vectorises; the column index passed to `f`
-/// cycles through `0..cols` (the slices start at a row boundary).
-#[inline(always)]
-fn terms_and_grads<T: Float>(
-    p: &[T],
-    t: &[T],
-    g: &mut [T],
-    terms: &mut [T],
-    cols: usize,
-    f: &impl Fn(T, T, usize) -> (T, T),
-    grad: impl Fn(T) -> T,
-) {
-    let mut j = 0;
-    for (((&pv, &tv), gv), term) in p.iter().zip(t).zip(g.iter_mut()).zip(terms.iter_mut()) {
-        let (tm, d) = f(pv, tv, j);
-        *term = tm;
-        *gv = grad(d);
-        j += 1;
-        if j == cols {
-            j = 0;
         }
     }
 }

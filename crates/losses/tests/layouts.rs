@@ -228,6 +228,24 @@ fn thread_count_does_not_change_results() {
                         .unwrap(),
                 );
             }
+            // BCE from logits (the vectorised slice kernel), with and
+            // without per-column positive weights.
+            for rows in [20_000, 1000] {
+                let p = Tensor::<f32>::rand_normal(&[rows, 10], 0.0, 3.0, 10).unwrap();
+                let t = Tensor::<f32>::rand_uniform(&[rows, 10], 0.0, 1.0, 11).unwrap();
+                outs.push(
+                    BinaryCrossEntropy::from_logits()
+                        .value_and_grad(&p, &t, None)
+                        .unwrap(),
+                );
+                outs.push(
+                    BinaryCrossEntropy::from_logits()
+                        .pos_weight((0..10).map(|j| 0.5 + j as f64).collect())
+                        .label_smoothing(0.1)
+                        .value_and_grad(&p, &t, None)
+                        .unwrap(),
+                );
+            }
             // 300000 x 4 = 1.2M elements: above the pointwise threshold;
             // 10000 x 4 only above the awake one.
             for rows in [300_000, 10_000] {

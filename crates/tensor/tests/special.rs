@@ -293,6 +293,85 @@ fn f32_ln_slice_is_within_one_ulp() {
     }
 }
 
+/// The f32 `ln_1p_slice` against f64's `ln_1p` over its series' range
+/// `[-0.5, 1]` (every 257th bit pattern, negative and positive, the
+/// subnormals included; every one of its 2.1 billion inputs when
+/// `POLYHEAD_EXHAUSTIVE` is set, about 30 s with `--release`), and
+/// `f32::ln_1p`'s exact results outside it.
+#[test]
+fn f32_ln_1p_slice_is_within_two_ulps() {
+    use polyhead_tensor::Float;
+    let stride = if std::env::var_os("POLYHEAD_EXHAUSTIVE").is_some() {
+        1
+    } else {
+        257
+    };
+    // Positive inputs below 1, then negative ones down to -0.5, by bits.
+    let ranges = [
+        (1u32, 1.0f32.to_bits()),
+        ((-0.0f32).to_bits() + 1, (-0.5f32).to_bits() + 1),
+    ];
+    let extra = [0.0, -0.0, -0.5, 1.0, f32::EPSILON, f32::EPSILON / 2.0];
+    let mut worst = (0.0_f64, 0.0_f32);
+    let mut check = |xs: &[f32]| {
+        let mut got = xs.to_vec();
+        f32::ln_1p_slice(&mut got);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = (x as f64).ln_1p();
+            if want == 0.0 {
+                assert_eq!(g, 0.0, "x = {x}");
+                continue;
+            }
+            let w = (want as f32).abs();
+            let ulp = (f32::from_bits(w.to_bits() + 1) - w) as f64;
+            let err = (g as f64 - want).abs() / ulp;
+            if err > worst.0 {
+                worst = (err, x);
+            }
+        }
+    };
+    check(&extra);
+    for (first, end) in ranges {
+        let mut xs = Vec::with_capacity(1 << 16);
+        let mut bits = first;
+        while bits < end {
+            xs.clear();
+            while bits < end && xs.len() < 1 << 16 {
+                xs.push(f32::from_bits(bits));
+                bits += stride;
+            }
+            check(&xs);
+        }
+    }
+    // Measured worst: see the doc of `Float::ln_1p_slice`.
+    assert!(
+        worst.0 <= 2.0,
+        "worst error {} ulps at x = {}",
+        worst.0,
+        worst.1
+    );
+    eprintln!(
+        "ln_1p_slice: worst error {} ulps at x = {}",
+        worst.0, worst.1
+    );
+    // Outside the range: exactly f32::ln_1p, element by element; in-range
+    // neighbours keep the polynomial's bits.
+    let mut edge = [-1.0_f32, -2.0, -0.75, f32::INFINITY, f32::NAN, 3.5, 0.25];
+    f32::ln_1p_slice(&mut edge);
+    assert_eq!(edge[0], f32::NEG_INFINITY);
+    assert!(edge[1].is_nan() && edge[4].is_nan());
+    assert_eq!(edge[2].to_bits(), (-0.75f32).ln_1p().to_bits());
+    assert_eq!(edge[3], f32::INFINITY);
+    assert_eq!(edge[5].to_bits(), 3.5f32.ln_1p().to_bits());
+    let mut alone = [0.25_f32];
+    f32::ln_1p_slice(&mut alone);
+    assert_eq!(edge[6].to_bits(), alone[0].to_bits());
+    // f64 is f64::ln_1p itself.
+    let mut v = [1e-300_f64, 0.5, -0.9];
+    f64::ln_1p_slice(&mut v);
+    assert_eq!(v, [1e-300_f64.ln_1p(), 0.5f64.ln_1p(), (-0.9f64).ln_1p()]);
+}
+
 /// `row_sums_4x4` sums each row from left to right whatever the element
 /// type and however it is computed (SSE for f32 on x86-64): the bits must
 /// equal a plain loop's, including rounding-sensitive sums, signed zeros,
