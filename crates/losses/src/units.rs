@@ -48,6 +48,13 @@ pub(crate) trait Pointwise<T: Float>: Sync {
         cols: usize,
         factors: [T; 2],
     );
+
+    /// Whether the kernel is compute-bound (a transcendental function per
+    /// element): it then splits its rows over threads from the rowwise
+    /// kernels' sizes, not from the memory-bound pointwise ones.
+    fn compute_bound(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Float, F: Fn(T, T, usize) -> (T, T) + Sync> Pointwise<T> for F {
@@ -120,7 +127,11 @@ pub(crate) fn pointwise<T: Float>(
                 f: &f,
             };
             block_units(
-                POINTWISE_PARALLEL,
+                if f.compute_bound() {
+                    ROWWISE_PARALLEL
+                } else {
+                    POINTWISE_PARALLEL
+                },
                 pred.shape(),
                 p,
                 t,
