@@ -38,7 +38,7 @@ mod tape;
 
 pub use error::{AutogradError, Result};
 pub use gradcheck::{GradcheckError, GradcheckMode, GradcheckOptions, GradcheckReport, gradcheck};
-pub use op::{BackwardContext, Op};
+pub use op::{BackwardContext, Op, backward_list};
 pub use param::{ParamId, Parameter};
 pub use tape::{Gradients, Tape, Var};
 

@@ -4,7 +4,7 @@
 
 use polyhead_tensor::{Float, Tensor};
 
-use crate::error::Result;
+use crate::error::{AutogradError, Result};
 
 /// What an op's backward receives.
 ///
@@ -101,4 +101,67 @@ pub trait Op<T: Float>: 'static {
     /// Returns one entry per input: `Some(dL/d input)`, with the input's
     /// shape, for each input that needs a gradient, `None` for the others.
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>>;
+
+    /// [`Op::backward`] into `grads`, one slot per input (each `None` on
+    /// entry), instead of a new list: what the tape calls, with slots on
+    /// its stack. The default calls [`Op::backward`] and moves its entries
+    /// over; the built-in ops implement this and derive `backward` from it
+    /// ([`backward_list`]), so that a training step allocates no list per
+    /// op. An op of one's own need not.
+    ///
+    /// ```
+    /// use polyhead_autograd::{BackwardContext, Op, Result, Tape, backward_list};
+    /// use polyhead_tensor::{Float, Tensor};
+    /// struct Double;
+    /// impl<T: Float> Op<T> for Double {
+    ///     fn name(&self) -> &'static str { "double" }
+    ///     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+    ///         Ok(x[0].mul_scalar(T::from_f64(2.0)))
+    ///     }
+    ///     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
+    ///         backward_list(self, ctx)
+    ///     }
+    ///     fn backward_into(&self, ctx: &BackwardContext<'_, T>, grads: &mut [Option<Tensor<T>>]) -> Result<()> {
+    ///         grads[0] = ctx.grad_for(0, || Ok(ctx.grad_output.mul_scalar(T::from_f64(2.0))))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::ones(&[2])?);
+    /// let y = tape.apply(Double, &[x])?.sum_all();
+    /// assert_eq!(tape.backward(y)?.wrt(x)?.to_vec(), vec![2.0, 2.0]);
+    /// # Ok::<(), polyhead_autograd::AutogradError>(())
+    /// ```
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
+        let list = self.backward(ctx)?;
+        if list.len() != grads.len() {
+            return Err(AutogradError::Op {
+                op: self.name(),
+                message: format!(
+                    "backward returned {} gradients for {} inputs",
+                    list.len(),
+                    grads.len()
+                ),
+            });
+        }
+        for (slot, g) in grads.iter_mut().zip(list) {
+            *slot = g;
+        }
+        Ok(())
+    }
+}
+
+/// [`Op::backward`] for an op that implements [`Op::backward_into`]: its
+/// gradients as a list (see the example there).
+pub fn backward_list<T: Float, O: Op<T> + ?Sized>(
+    op: &O,
+    ctx: &BackwardContext<'_, T>,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    let mut grads = vec![None; ctx.inputs.len()];
+    op.backward_into(ctx, &mut grads)?;
+    Ok(grads)
 }

@@ -82,6 +82,75 @@ fn with_inputs<T: Float, R>(
     }
 }
 
+/// What a dropped tape or set of gradients leaves for the next one on this
+/// thread: a training loop makes a tape and a [`Gradients`] every step, and
+/// reusing their vectors and maps means a step allocates none of them.
+struct Spare<T: Float> {
+    /// A tape's node list, empty, with its capacity.
+    nodes: Vec<Node<T>>,
+    /// Parameter maps (a tape's, a `Gradients`'s), empty.
+    maps: Vec<HashMap<ParamId, usize>>,
+    /// A `Gradients`'s list of gradients, empty.
+    grads: Vec<Option<Tensor<T>>>,
+}
+
+/// Node lists larger than this (a very long graph) are freed, not kept.
+const MAX_SPARE_NODES: usize = 1 << 14;
+
+thread_local! {
+    static SPARE_F32: RefCell<Spare<f32>> = const {
+        RefCell::new(Spare { nodes: Vec::new(), maps: Vec::new(), grads: Vec::new() })
+    };
+    static SPARE_F64: RefCell<Spare<f64>> = const {
+        RefCell::new(Spare { nodes: Vec::new(), maps: Vec::new(), grads: Vec::new() })
+    };
+}
+
+/// Runs `f` on this thread's spare storage for `T` (by a type check, so
+/// nothing is boxed); `None` while the thread is exiting or the storage is
+/// in use further up the stack.
+fn with_spare<T: Float, R>(f: impl FnOnce(&mut Spare<T>) -> R) -> Option<R> {
+    fn on<U: Float, T: Float, R>(
+        key: &'static std::thread::LocalKey<RefCell<Spare<U>>>,
+        f: impl FnOnce(&mut Spare<T>) -> R,
+    ) -> Option<R> {
+        key.try_with(|cell| {
+            let mut spare = cell.try_borrow_mut().ok()?;
+            let spare: &mut dyn std::any::Any = &mut *spare;
+            spare.downcast_mut::<Spare<T>>().map(f)
+        })
+        .ok()
+        .flatten()
+    }
+    let id = std::any::TypeId::of::<T>();
+    if id == std::any::TypeId::of::<f32>() {
+        on(&SPARE_F32, f)
+    } else if id == std::any::TypeId::of::<f64>() {
+        on(&SPARE_F64, f)
+    } else {
+        None
+    }
+}
+
+/// Keeps an emptied parameter map for the next tape or `Gradients`.
+fn spare_map<T: Float>(mut map: HashMap<ParamId, usize>) {
+    map.clear();
+    if map.capacity() > 0 {
+        let _ = with_spare::<T, _>(|s| {
+            if s.maps.len() < 4 {
+                s.maps.push(map);
+            }
+        });
+    }
+}
+
+/// An empty parameter map, from the spare storage when there is one.
+fn reused_map<T: Float>() -> HashMap<ParamId, usize> {
+    with_spare::<T, _>(|s| s.maps.pop())
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// A record of one step's computation, for reverse-mode differentiation.
 ///
 /// Values enter as parameters ([`Tape::param`]), leaves that want a gradient
@@ -123,16 +192,39 @@ impl<T: Float> fmt::Debug for Tape<T> {
     }
 }
 
+/// The tape's values and ops are dropped (their buffers go to the tensor
+/// pool); its emptied node list and parameter map are kept for the next
+/// tape on this thread.
+impl<T: Float> Drop for Tape<T> {
+    fn drop(&mut self) {
+        let mut nodes = std::mem::take(self.nodes.get_mut());
+        nodes.clear();
+        if nodes.capacity() <= MAX_SPARE_NODES {
+            let _ = with_spare::<T, _>(|s| {
+                if s.nodes.capacity() < nodes.capacity() {
+                    s.nodes = nodes;
+                }
+            });
+        }
+        spare_map::<T>(std::mem::take(self.params.get_mut()));
+    }
+}
+
 impl<T: Float> Tape<T> {
     fn with_recording(recording: bool) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Tape {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             recording,
-            // Room for a small model's graph (a two-head loss is 5 nodes,
-            // a training step about 25): no regrowth in the common case.
-            nodes: RefCell::new(Vec::with_capacity(32)),
-            params: RefCell::new(HashMap::new()),
+            // The last tape's node list on this thread, or room for a small
+            // model's graph (a two-head loss is 5 nodes, a training step
+            // about 25): no regrowth in the common case.
+            nodes: RefCell::new(
+                with_spare::<T, _>(|s| std::mem::take(&mut s.nodes))
+                    .filter(|nodes| nodes.capacity() > 0)
+                    .unwrap_or_else(|| Vec::with_capacity(32)),
+            ),
+            params: RefCell::new(reused_map::<T>()),
         }
     }
 
@@ -359,7 +451,11 @@ impl<T: Float> Tape<T> {
                 root: root_shape.to_vec(),
             });
         }
-        let mut grads: Vec<Option<Tensor<T>>> = vec![None; root.index + 1];
+        // The last `Gradients`' list on this thread, emptied, when there is one.
+        let mut grads: Vec<Option<Tensor<T>>> =
+            with_spare::<T, _>(|s| std::mem::take(&mut s.grads)).unwrap_or_default();
+        grads.clear();
+        grads.resize(root.index + 1, None);
         grads[root.index] = Some(seed.clone());
         for i in (0..=root.index).rev() {
             let node = &nodes[i];
@@ -367,34 +463,33 @@ impl<T: Float> Tape<T> {
                 continue;
             };
             let inputs = inputs.as_slice();
-            let input_grads = with_inputs(&nodes, inputs, |values, needs_grad| {
+            // One slot per input: on the stack for up to INLINE_INPUTS.
+            let mut inline: [Option<Tensor<T>>; INLINE_INPUTS] = Default::default();
+            let mut heap = Vec::new();
+            let input_grads: &mut [Option<Tensor<T>>] = if inputs.len() <= INLINE_INPUTS {
+                &mut inline[..inputs.len()]
+            } else {
+                heap.resize(inputs.len(), None);
+                &mut heap
+            };
+            with_inputs(&nodes, inputs, |values, needs_grad| {
                 let ctx = BackwardContext {
                     inputs: values,
                     output: &node.value,
                     grad_output: grad,
                     needs_grad,
                 };
-                let mut input_grads = op.backward(&ctx)?;
+                op.backward_into(&ctx, input_grads)?;
                 // An input that needs no gradient gets none, whatever the op returned.
                 for (g, &needs) in input_grads.iter_mut().zip(needs_grad) {
                     if !needs {
                         *g = None;
                     }
                 }
-                Ok::<_, AutogradError>(input_grads)
+                Ok::<_, AutogradError>(())
             })?;
-            if input_grads.len() != inputs.len() {
-                return Err(AutogradError::Op {
-                    op: op.name(),
-                    message: format!(
-                        "backward returned {} gradients for {} inputs",
-                        input_grads.len(),
-                        inputs.len()
-                    ),
-                });
-            }
-            for (k, (g, &j)) in input_grads.into_iter().zip(inputs).enumerate() {
-                let Some(g) = g else { continue };
+            for (k, (g, &j)) in input_grads.iter_mut().zip(inputs).enumerate() {
+                let Some(g) = g.take() else { continue };
                 if !shape::same(g.shape(), nodes[j].value.shape()) {
                     return Err(AutogradError::Op {
                         op: op.name(),
@@ -414,7 +509,11 @@ impl<T: Float> Tape<T> {
         Ok(Gradients {
             tape_id: self.id,
             grads,
-            params: self.params.borrow().clone(),
+            params: {
+                let mut params = reused_map::<T>();
+                params.extend(self.params.borrow().iter().map(|(&k, &v)| (k, v)));
+                params
+            },
         })
     }
 
@@ -610,6 +709,24 @@ pub struct Gradients<T: Float = f32> {
     tape_id: u64,
     grads: Vec<Option<Tensor<T>>>,
     params: HashMap<ParamId, usize>,
+}
+
+/// The gradients are dropped (their buffers go to the tensor pool); the
+/// emptied list and parameter map are kept for the next backward pass on
+/// this thread.
+impl<T: Float> Drop for Gradients<T> {
+    fn drop(&mut self) {
+        let mut grads = std::mem::take(&mut self.grads);
+        grads.clear();
+        if grads.capacity() <= MAX_SPARE_NODES {
+            let _ = with_spare::<T, _>(|s| {
+                if s.grads.capacity() < grads.capacity() {
+                    s.grads = grads;
+                }
+            });
+        }
+        spare_map::<T>(std::mem::take(&mut self.params));
+    }
 }
 
 impl<T: Float> fmt::Debug for Gradients<T> {

@@ -570,6 +570,11 @@ fn expand_weights(model: &Model<'_>, weights: &Ident) -> TokenStream {
                 ::std::vec![#(self.#idents),*]
             }
 
+            fn value_at(&self, __i: usize) -> ::core::option::Option<f64> {
+                let __values: &[f64] = &[#(self.#idents),*];
+                __values.get(__i).copied()
+            }
+
             fn set(&mut self, name: &str, value: f64) -> ::polyhead::Result<()> {
                 ::polyhead::check_weight(name, value)?;
                 match name {

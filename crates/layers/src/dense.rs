@@ -298,7 +298,9 @@ impl<T: Float> Module<T> for Dense<T> {
     }
 
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
-        let shape = x.shape();
+        // The value's shape by reference: no copy of it per step.
+        let value = x.value();
+        let shape = value.shape();
         if shape.last() != Some(&self.in_features()) {
             return Err(LayerError::Shape {
                 layer: "dense",
@@ -316,7 +318,7 @@ impl<T: Float> Module<T> for Dense<T> {
         } else {
             // Fold leading axes into one batch axis and back.
             let rows = shape[..shape.len() - 1].iter().product();
-            let mut out_shape = shape.clone();
+            let mut out_shape = shape.to_vec();
             *out_shape.last_mut().expect("non-empty") = self.out_features();
             x.reshape(&[rows, self.in_features()])?
                 .matmul(kernel)?

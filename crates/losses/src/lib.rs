@@ -58,7 +58,6 @@ mod kl_divergence;
 mod lanes;
 mod loss;
 mod poisson;
-mod recycle;
 mod reduction;
 mod regression;
 mod units;
@@ -73,7 +72,29 @@ pub use hinge::{CategoricalHinge, Hinge, HingeEmbedding, MultiMargin, SoftMargin
 pub use kl_divergence::KlDivergence;
 pub use loss::{Labels, Loss};
 pub use poisson::Poisson;
-pub use recycle::release_recycled_buffers;
+/// Frees the buffers this thread keeps for reuse (recorded losses'
+/// gradients among them: every tensor buffer nobody holds, see
+/// [`polyhead_tensor::pool`]) and returns how many bytes they held.
+/// Training loops never need it; it gives the memory back after training on
+/// a thread that lives on.
+///
+/// ```
+/// use polyhead_autograd::Tape;
+/// use polyhead_losses::{Loss, Mse, release_recycled_buffers};
+/// use polyhead_tensor::Tensor;
+/// release_recycled_buffers();
+/// {
+///     let tape = Tape::<f32>::new();
+///     let pred = tape.leaf(Tensor::ones(&[4096, 4])?);
+///     Mse::new().record(pred, &Tensor::zeros(&[4096, 4])?, None)?;
+/// } // the tape is dropped: its loss gradient buffer is kept for reuse
+/// assert!(release_recycled_buffers() >= 4096 * 4 * 4); // 64 KiB of f32 at least
+/// assert_eq!(release_recycled_buffers(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn release_recycled_buffers() -> usize {
+    polyhead_tensor::release_pooled_buffers()
+}
 pub use reduction::{Convention, LossOutput, Reduction};
 pub use regression::{
     Huber, LogCosh, Mae, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Mse, SmoothL1,

@@ -2,8 +2,6 @@
 //! [`Labels`] target type of the sparse losses, and recording a loss on the
 //! autograd tape as one fused node.
 
-use std::cell::RefCell;
-
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 use polyhead_autograd::{BackwardContext, Op, Var};
 use polyhead_tensor::parallel::for_each_piece;
@@ -94,10 +92,11 @@ pub trait Loss<T: Float> {
 
     /// Records the loss on `pred`'s tape. The default records one fused node
     /// whose backward is the kernel's gradient; a loss composed of tape ops
-    /// records those ops instead. The node's gradient buffer (32 KiB or
-    /// more) comes from an earlier recorded loss of the same shape whose
-    /// tape is gone and whose gradient nobody holds, so a training loop does
-    /// not allocate it afresh each step; see [`crate::release_recycled_buffers`].
+    /// records those ops instead. The node's gradient buffer comes from this
+    /// thread's tensor pool (an earlier step's gradient of the same size
+    /// whose tape is gone and which nobody holds), so a training loop does
+    /// not allocate it afresh each step; see [`polyhead_tensor::pool`] and
+    /// [`crate::release_recycled_buffers`].
     ///
     /// ```
     /// use polyhead_autograd::Tape;
@@ -116,14 +115,10 @@ pub trait Loss<T: Float> {
         target: &Self::Target,
         sample_weight: Option<&Tensor<T>>,
     ) -> Result<Var<'t, T>> {
-        // Last step's gradient buffer of this shape, if its tape is gone.
+        // The kernels take their gradient buffer from the tensor pool.
         let value = pred.value();
-        let buffer = crate::recycle::take(value.shape());
-        let out = self.value_and_grad_into(&value, target, sample_weight, buffer)?;
-        Ok(pred.apply(FusedLoss {
-            out: Some(out),
-            scaled: RefCell::new(Vec::new()),
-        })?)
+        let out = self.value_and_grad_into(&value, target, sample_weight, None)?;
+        Ok(pred.apply(FusedLoss { out })?)
     }
 }
 
@@ -197,23 +192,10 @@ forward_loss!(
 
 /// A loss computed by a fused kernel, recorded as one tape node: forward
 /// hands out the precomputed value, backward scales the kernel's gradient by
-/// the upstream gradient. When the tape drops it, its gradient buffers go
-/// back to [`crate::recycle`] for the next step.
+/// the upstream gradient. When the tape drops it, its gradient buffer goes
+/// back to the tensor pool (if nobody holds it) for the next step.
 struct FusedLoss<T: Float> {
-    out: Option<LossOutput<T>>,
-    /// Gradients scaled by a seed other than 1, one per backward pass.
-    scaled: RefCell<Vec<Tensor<T>>>,
-}
-
-impl<T: Float> Drop for FusedLoss<T> {
-    fn drop(&mut self) {
-        if let Some(out) = self.out.take() {
-            crate::recycle::give(out.grad);
-        }
-        for t in self.scaled.get_mut().drain(..) {
-            crate::recycle::give(t);
-        }
-    }
+    out: LossOutput<T>,
 }
 
 impl<T: Float> Op<T> for FusedLoss<T> {
@@ -222,19 +204,22 @@ impl<T: Float> Op<T> for FusedLoss<T> {
     }
 
     fn forward(&mut self, _inputs: &[&Tensor<T>]) -> polyhead_autograd::Result<Tensor<T>> {
-        Ok(self
-            .out
-            .as_ref()
-            .expect("computed before recording")
-            .value
-            .clone())
+        Ok(self.out.value.clone())
     }
 
     fn backward(
         &self,
         ctx: &BackwardContext<'_, T>,
     ) -> polyhead_autograd::Result<Vec<Option<Tensor<T>>>> {
-        let out = self.out.as_ref().expect("computed before recording");
+        polyhead_autograd::backward_list(self, ctx)
+    }
+
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> polyhead_autograd::Result<()> {
+        let out = &self.out;
         let g = ctx.grad_output;
         let dx = ctx.grad_for(0, || {
             if g.len() == 1 && out.value.len() == 1 {
@@ -244,33 +229,19 @@ impl<T: Float> Op<T> for FusedLoss<T> {
                 if seed == T::ONE {
                     return Ok(out.grad.clone());
                 }
-                // `grad * seed` (the bits of `mul_scalar`), into a recycled
-                // buffer when there is one.
-                let scaled = match crate::recycle::take::<T>(out.grad.shape())
-                    .and_then(|t| t.try_into_array().ok())
-                {
-                    Some(mut buffer) => {
-                        let grad = out.grad.view();
-                        let (dst, src) = (buffer.as_slice_mut(), grad.as_slice());
-                        match (dst, src) {
-                            (Some(dst), Some(src)) => {
-                                // Split over the threads like the kernel
-                                // that wrote `src`, so each scales the half
-                                // in its own cache.
-                                for_each_piece(dst, src, 1 << 15, |d, s| {
-                                    d.iter_mut().zip(s).for_each(|(d, &s)| *d = s * seed)
-                                });
-                            }
-                            _ => buffer.zip_mut_with(&grad, |d, &g| *d = g * seed),
-                        }
-                        Tensor::from_array(buffer)
-                    }
+                // `grad * seed` (the bits of `mul_scalar`), into a pooled
+                // buffer.
+                let grad = out.grad.view();
+                return Ok(match grad.as_slice() {
+                    Some(src) => Tensor::from_fill(out.grad.shape(), |dst| {
+                        // Split over the threads like the kernel that wrote
+                        // `src`, so each scales the half in its own cache.
+                        for_each_piece(dst, src, 1 << 15, |d, s| {
+                            d.iter_mut().zip(s).for_each(|(d, &s)| *d = s * seed)
+                        });
+                    }),
                     None => out.grad.mul_scalar(seed),
-                };
-                if crate::recycle::worth_recycling::<T>(scaled.len()) {
-                    self.scaled.borrow_mut().push(scaled.clone());
-                }
-                return Ok(scaled);
+                });
             }
             // Reduction::None: scale each unit's gradient by its upstream value.
             let mut dx = out.grad.clone().into_array();
@@ -282,7 +253,8 @@ impl<T: Float> Op<T> for FusedLoss<T> {
             }
             Ok(Tensor::from_array(dx))
         })?;
-        Ok(vec![dx])
+        grads[0] = dx;
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //! belongs to exactly one unit, so the kernels write `d value[unit] / d pred`
 //! straight into the gradient buffer, and this step only scales it.
 
-use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
+use ndarray::{ArcArray, ArrayD, Axis, Dimension, IxDyn, Zip};
 use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{LossError, Result};
@@ -123,8 +123,10 @@ pub struct LossOutput<T: Float> {
 pub(crate) struct Units<T: Float> {
     /// One value per unit.
     pub values: ArrayD<T>,
-    /// `d values[unit(e)] / d pred[e]`, the prediction's shape.
-    pub grad: ArrayD<T>,
+    /// `d values[unit(e)] / d pred[e]`, the prediction's shape (shared
+    /// storage, so that the loss's gradient tensor is made from it without
+    /// a copy or an allocation).
+    pub grad: ArcArray<T, IxDyn>,
     /// The prediction axis a unit spans (`None`: units are elements).
     pub unit_axis: Option<usize>,
     /// Units to leave out entirely (ignored labels): value 0, gradient 0,
@@ -147,7 +149,11 @@ pub(crate) struct Units<T: Float> {
 }
 
 impl<T: Float> Units<T> {
-    pub(crate) fn new(values: ArrayD<T>, grad: ArrayD<T>, unit_axis: Option<usize>) -> Self {
+    pub(crate) fn new(
+        values: ArrayD<T>,
+        grad: ArcArray<T, IxDyn>,
+        unit_axis: Option<usize>,
+    ) -> Self {
         Units {
             values,
             grad,
@@ -203,13 +209,14 @@ fn unit_weights<T: Float>(
 /// Applies ignoring, weights and the reduction; scales the gradient in place.
 pub(crate) fn finish<T: Float>(
     loss: &'static str,
-    mut u: Units<T>,
+    u: Units<T>,
     reduction: Reduction,
     sample_weight: Option<&Tensor<T>>,
 ) -> Result<LossOutput<T>> {
-    if let Some(out) = finish_uniform(&mut u, reduction, sample_weight) {
-        return Ok(out);
-    }
+    let mut u = match finish_uniform(u, reduction, sample_weight) {
+        Ok(out) => return Ok(out),
+        Err(u) => u,
+    };
     debug_assert!(
         u.total.is_none(),
         "a kernel formed the total for a reduction that is not uniform"
@@ -306,7 +313,7 @@ pub(crate) fn finish<T: Float>(
     };
     Ok(LossOutput {
         value,
-        grad: Tensor::from_array(u.grad),
+        grad: Tensor::from_shared(u.grad),
         unit_axis: if reduction == Reduction::None {
             u.unit_axis
         } else {
@@ -346,25 +353,31 @@ pub(crate) fn uniform_coef<T: Float>(
 /// no loss-side weights, nothing ignored, a reducing reduction): one pass
 /// over the gradient (none if the kernel already applied the coefficient) and one over the values, no per-unit weight arrays.
 /// Gives the same bits as the general path (coefficient `1 / divisor` for
-/// every unit, the same summation order). `None` when it does not apply.
+/// every unit, the same summation order). The units back when it does not
+/// apply.
+// The units come back in `Err` on the caller's stack for the general path;
+// boxing them would allocate on every call, which this path exists to avoid.
+#[allow(clippy::result_large_err)]
 fn finish_uniform<T: Float>(
-    u: &mut Units<T>,
+    mut u: Units<T>,
     reduction: Reduction,
     sample_weight: Option<&Tensor<T>>,
-) -> Option<LossOutput<T>> {
+) -> std::result::Result<LossOutput<T>, Units<T>> {
     let ignores_some = u.ignored.as_ref().is_some_and(|ig| ig.iter().any(|&i| i));
     if sample_weight.is_some() || u.weights.is_some() || ignores_some {
-        return None;
+        return Err(u);
     }
-    if let Some(total) = u.total.take() {
+    if let Some(total) = u.total {
         debug_assert!(u.grad_final && reduction != Reduction::None);
-        return Some(LossOutput {
+        return Ok(LossOutput {
             value: Tensor::scalar(total),
-            grad: Tensor::from_array(std::mem::take(&mut u.grad)),
+            grad: Tensor::from_shared(u.grad),
             unit_axis: None,
         });
     }
-    let coef = uniform_coef(reduction, u.values.len(), u.grad.shape(), u.mean_divisor)?;
+    let Some(coef) = uniform_coef(reduction, u.values.len(), u.grad.shape(), u.mean_divisor) else {
+        return Err(u);
+    };
     if !u.grad_final {
         let scale = |g: T| if coef == T::ZERO { T::ZERO } else { g * coef };
         match u.grad.as_slice_mut() {
@@ -380,10 +393,9 @@ fn finish_uniform<T: Float>(
             None => lanes::scaled_sum(&u.values.iter().copied().collect::<Vec<_>>(), coef),
         }
     };
-    let grad = std::mem::take(&mut u.grad);
-    Some(LossOutput {
+    Ok(LossOutput {
         value: Tensor::scalar(total),
-        grad: Tensor::from_array(grad),
+        grad: Tensor::from_shared(u.grad),
         unit_axis: None,
     })
 }

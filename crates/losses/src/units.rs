@@ -11,7 +11,7 @@
 //! Both write the local gradient straight into the gradient buffer in the
 //! same pass that computes the values.
 
-use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
+use ndarray::{ArcArray, ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
 use polyhead_tensor::parallel::{pool_is_awake, run_each};
 use polyhead_tensor::{Float, Tensor, shape};
 use rayon::prelude::*;
@@ -407,7 +407,7 @@ fn block_units<T: Float, U: Sync>(
     pred_shape: &[usize],
     pred: &[T],
     target: &[U],
-    mut grad: ArrayD<T>,
+    mut grad: ArcArray<T, IxDyn>,
     total_coef: Option<T>,
     block: impl Fn(&[T], &[U], &mut [T], &mut [T]) + Sync,
 ) -> Units<T> {
@@ -424,22 +424,34 @@ fn block_units<T: Float, U: Sync>(
 }
 
 /// The gradient buffer: the caller's previous gradient when it has the
-/// right shape and is row-major (no allocation), else a new one. Always
+/// right shape, is row-major and nobody else holds it, else one from this
+/// thread's tensor pool, else a new one (see [`reused_buffer`]). Always
 /// zeroed: some kernels write only part of a lane (multi-margin hinge skips
 /// inactive classes, an ignored label skips its whole lane).
-fn grad_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
+fn grad_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArcArray<T, IxDyn> {
     let mut a = reused_buffer(shape, buffer);
     a.fill(T::ZERO);
     a
 }
 
-/// The caller's previous gradient when it has the right shape and is
-/// row-major, with its old contents; else a new zeroed array.
-fn reused_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArrayD<T> {
-    match buffer {
-        Some(b) if shape::same(b.shape(), shape) && b.is_contiguous() => b.into_array(),
-        _ => ArrayD::from_elem(shape, T::ZERO),
+/// The caller's previous gradient when it has the right shape, is
+/// row-major and nobody else holds it; else a buffer of that size from this
+/// thread's tensor pool (a gradient of an earlier step whose tape is gone:
+/// see [`polyhead_tensor::pool`]); either with stale contents the kernel
+/// overwrites. Else a new zeroed array. The loss's gradient tensor is made
+/// from it without a copy or an allocation.
+fn reused_buffer<T: Float>(shape: &[usize], buffer: Option<Tensor<T>>) -> ArcArray<T, IxDyn> {
+    if let Some(b) = buffer
+        && shape::same(b.shape(), shape)
+        && b.is_contiguous()
+    {
+        let array = b.into_shared();
+        if array.is_unique() {
+            return array;
+        }
     }
+    polyhead_tensor::pool::take_array(shape)
+        .unwrap_or_else(|| ArcArray::from_elem(IxDyn(shape), T::ZERO))
 }
 
 /// Softplus, `ln(1 + e^x)`, given `e = exp(-|x|)`: exact for any `x` (no
@@ -553,7 +565,7 @@ fn with_chunk_totals<T: Float, U: Sync>(
     pred: &[T],
     target: &[U],
     cols: usize,
-    mut grad: ArrayD<T>,
+    mut grad: ArcArray<T, IxDyn>,
     unit_axis: usize,
     c: T,
     block: impl Fn(&[T], &[U], &mut [T], &mut [T]) + Sync,

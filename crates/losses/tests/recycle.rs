@@ -1,6 +1,6 @@
-//! Recorded losses recycle their gradient buffers from one tape to the
-//! next. Reuse must be invisible: the same bits as fresh buffers, and never
-//! a buffer someone still holds.
+//! Recorded losses reuse their gradient buffers from one tape to the next
+//! (through the tensor crate's per-thread pool). Reuse must be invisible:
+//! the same bits as fresh buffers, and never a buffer someone still holds.
 
 use polyhead_autograd::Tape;
 use polyhead_losses::*;
@@ -54,7 +54,6 @@ fn step_keeping<L: Loss<f32>>(
 #[test]
 fn second_step_reuses_the_buffer_with_the_same_bits() {
     release_recycled_buffers();
-    // 4096 x 10 f32 = 160 KiB: above the size worth recycling.
     let logits = Tensor::<f32>::rand_normal(&[4096, 10], 0.0, 3.0, 1).unwrap();
     let labels = Labels::from_classes(&(0..4096).map(|i| (i * 7) % 10).collect::<Vec<_>>());
     let boxes = Tensor::<f32>::rand_normal(&[4096, 4], 0.0, 1.0, 2).unwrap();
@@ -114,14 +113,20 @@ fn a_gradient_still_held_is_never_reused() {
     assert_eq!(kept.to_vec(), kept_values);
 }
 
+/// Small gradients are reused too (the tensor pool keeps buffers of any
+/// size: a batch-32 step allocates no gradient buffer after the first).
 #[test]
-fn small_buffers_are_not_kept() {
+fn small_buffers_are_reused_too() {
     release_recycled_buffers();
     let p = Tensor::<f32>::ones(&[32, 4]).unwrap();
     let t = Tensor::<f32>::zeros(&[32, 4]).unwrap();
-    let (v, g, _) = step(&Mse::new(), &p, &t, 1.0);
+    let (v, g, a1) = step(&Mse::new(), &p, &t, 1.0);
     assert_eq!(v, 1.0);
     assert_eq!(g, vec![2.0 / 128.0; 128]);
+    let (v, g, a2) = step(&Mse::new(), &p, &t, 1.0);
+    assert_eq!((v, a2), (1.0, a1));
+    assert_eq!(g, vec![2.0 / 128.0; 128]);
+    assert!(release_recycled_buffers() >= 128 * 4);
     assert_eq!(release_recycled_buffers(), 0);
 }
 

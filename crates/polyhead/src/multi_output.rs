@@ -34,6 +34,25 @@ pub trait LossWeights: Clone {
     fn names(&self) -> &'static [&'static str];
     /// The weights, in the order of [`LossWeights::names`].
     fn values(&self) -> Vec<f64>;
+    /// The `i`-th weight of [`LossWeights::values`] without making the
+    /// list (`None` past the end); the derive implements it with a `match`,
+    /// so that a step's weighted loss allocates nothing for its weights.
+    ///
+    /// ```
+    /// use polyhead::LossWeights;
+    /// #[derive(Clone)]
+    /// struct W(f64);
+    /// impl LossWeights for W {
+    ///     fn names(&self) -> &'static [&'static str] { &["a"] }
+    ///     fn values(&self) -> Vec<f64> { vec![self.0] }
+    ///     fn set(&mut self, _: &str, v: f64) -> polyhead::Result<()> { self.0 = v; Ok(()) }
+    /// }
+    /// assert_eq!(W(0.5).value_at(0), Some(0.5));
+    /// assert_eq!(W(0.5).value_at(1), None);
+    /// ```
+    fn value_at(&self, i: usize) -> Option<f64> {
+        self.values().get(i).copied()
+    }
     /// Sets one weight; an error for an unknown name or a weight that is
     /// negative or not finite.
     fn set(&mut self, name: &str, value: f64) -> Result<()>;
@@ -293,13 +312,13 @@ pub trait MultiOutput<T: Float>: Module<T> {
         weights: &Self::LossWeights,
     ) -> Result<TotalLoss<'t, T>> {
         let parts = self.head_losses(outputs, targets)?;
-        let values = weights.values();
-        if parts.len() != values.len() {
+        let count = weights.names().len();
+        if parts.len() != count {
             return Err(crate::Error::LossWeightCount {
                 context: "weighted_loss",
                 losses: parts.len(),
                 names: Self::LOSSES.join(", "),
-                weights: values.len(),
+                weights: count,
             });
         }
         let n = parts.len();
@@ -313,13 +332,23 @@ pub trait MultiOutput<T: Float>: Module<T> {
         // On the stack for up to eight heads and terms.
         let mut small = [T::ONE; 8];
         let heap: Vec<T>;
+        if weights.value_at(n - 1).is_none() {
+            // A hand-written `LossWeights` whose values are fewer than its names.
+            return Err(crate::Error::LossWeightCount {
+                context: "weighted_loss",
+                losses: n,
+                names: Self::LOSSES.join(", "),
+                weights: weights.values().len(),
+            });
+        }
+        let value = |i: usize| T::from_f64(weights.value_at(i).unwrap_or(1.0));
         let weights: &[T] = if n <= small.len() {
-            for (w, &v) in small.iter_mut().zip(&values[..n]) {
-                *w = T::from_f64(v);
+            for (i, w) in small[..n].iter_mut().enumerate() {
+                *w = value(i);
             }
             &small[..n]
         } else {
-            heap = values[..n].iter().map(|&w| T::from_f64(w)).collect();
+            heap = (0..n).map(value).collect();
             &heap
         };
         let total = first.tape().weighted_sum(&parts[..n], weights)?;

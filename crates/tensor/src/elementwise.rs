@@ -1,11 +1,11 @@
 //! Elementwise operations: binary ops with NumPy broadcasting, the reduction
 //! that undoes broadcasting (`sum_to_shape`), and unary maps.
 
-use ndarray::{ArrayD, Axis, IxDyn, Zip};
+use ndarray::{ArrayD, Axis, Dimension, Zip};
 
 use crate::element::Float;
 use crate::error::{Result, TensorError};
-use crate::shape::{self, broadcast_shape};
+use crate::shape::{self, broadcast_dims};
 use crate::tensor::Tensor;
 
 impl<T: Float> Tensor<T> {
@@ -28,36 +28,43 @@ impl<T: Float> Tensor<T> {
     ) -> Result<Tensor<T>> {
         if shape::same(self.shape(), other.shape()) {
             if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
-                // Contiguous fast path: a plain loop the compiler vectorises.
-                let data: Vec<T> = a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
-                return Ok(Tensor::from_contiguous(data, self.shape()));
+                if self.ndim() > 0 {
+                    // Contiguous fast path: a plain loop the compiler
+                    // vectorises, into a pooled buffer.
+                    return Ok(Tensor::from_fill(self.shape(), |out| {
+                        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                            *o = f(x, y);
+                        }
+                    }));
+                }
+                return Ok(Tensor::scalar(f(a[0], b[0])));
             }
             let out = Zip::from(&self.view())
                 .and(&other.view())
                 .map_collect(|&a, &b| f(a, b));
             return Ok(Tensor::from_array(out));
         }
-        let shape = broadcast_shape(op, self.shape(), other.shape())?;
+        let dims = broadcast_dims(op, self.shape(), other.shape())?;
+        let shape = dims.slice();
         if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
             // Row-major operands where one repeats along leading axes (a bias
             // row added to a batch): a plain loop over rows.
-            if self.shape() == shape.as_slice() && repeats_as_rows(other.shape(), &shape) {
-                return Ok(Tensor::from_contiguous(per_row(a, b, &f), &shape));
+            if self.shape() == shape && repeats_as_rows(other.shape(), shape) {
+                return Ok(Tensor::from_fill(shape, |out| per_row(a, b, out, &f)));
             }
-            if other.shape() == shape.as_slice() && repeats_as_rows(self.shape(), &shape) {
-                return Ok(Tensor::from_contiguous(
-                    per_row(b, a, |y, x| f(x, y)),
-                    &shape,
-                ));
+            if other.shape() == shape && repeats_as_rows(self.shape(), shape) {
+                return Ok(Tensor::from_fill(shape, |out| {
+                    per_row(b, a, out, |y, x| f(x, y))
+                }));
             }
         }
         let (a, b) = (self.view(), other.view());
         let a = a
-            .broadcast(IxDyn(&shape))
-            .expect("shape was checked by broadcast_shape");
+            .broadcast(dims.clone())
+            .expect("shape was checked by broadcast_dims");
         let b = b
-            .broadcast(IxDyn(&shape))
-            .expect("shape was checked by broadcast_shape");
+            .broadcast(dims.clone())
+            .expect("shape was checked by broadcast_dims");
         let out = Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y));
         Ok(Tensor::from_array(out))
     }
@@ -173,7 +180,10 @@ impl<T: Float> Tensor<T> {
             lhs: self.shape().to_vec(),
             rhs: shape.to_vec(),
         };
-        if broadcast_shape("sum_to_shape", self.shape(), shape).map_err(|_| err())? != self.shape()
+        if broadcast_dims("sum_to_shape", self.shape(), shape)
+            .map_err(|_| err())?
+            .slice()
+            != self.shape()
         {
             return Err(err());
         }
@@ -211,13 +221,19 @@ impl<T: Float> Tensor<T> {
             return None;
         }
         let inner: usize = own[1..].iter().product();
-        let mut sum = vec![T::ZERO; inner];
-        if inner > 0 {
+        if shape.is_empty() || inner == 0 {
+            let mut sum = vec![T::ZERO; inner];
+            for row in values.chunks_exact(inner.max(1)) {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+            return Some(Tensor::from_contiguous(sum, shape));
+        }
+        Some(Tensor::from_fill(shape, |sum| {
+            sum.fill(T::ZERO);
             for row in values.chunks_exact(inner) {
                 sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
             }
-        }
-        Some(Tensor::from_contiguous(sum, shape))
+        }))
     }
 
     /// Applies `f` to every element.
@@ -233,8 +249,11 @@ impl<T: Float> Tensor<T> {
             if self.ndim() == 0 {
                 return Tensor::scalar(f(a[0]));
             }
-            let data: Vec<T> = a.iter().map(|&v| f(v)).collect();
-            return Tensor::from_contiguous(data, self.shape());
+            return Tensor::from_fill(self.shape(), |out| {
+                for (o, &v) in out.iter_mut().zip(a) {
+                    *o = f(v);
+                }
+            });
         }
         Tensor::from_array(self.view().map(|&v| f(v)))
     }
@@ -430,13 +449,17 @@ fn repeats_as_rows(small: &[usize], out: &[usize]) -> bool {
 }
 
 /// `f(x, y)` for each element `x` of `full` and the element `y` of `row` at
-/// the same position within a row (`full` is a whole number of rows).
-fn per_row<T: Float>(full: &[T], row: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
-    let mut out = Vec::with_capacity(full.len());
+/// the same position within a row (`full` is a whole number of rows),
+/// written them into `out` (as long as `full`).
+fn per_row<T: Float>(full: &[T], row: &[T], out: &mut [T], f: impl Fn(T, T) -> T) {
     if !row.is_empty() {
-        for chunk in full.chunks_exact(row.len()) {
-            out.extend(chunk.iter().zip(row).map(|(&x, &y)| f(x, y)));
+        for (chunk, out) in full
+            .chunks_exact(row.len())
+            .zip(out.chunks_exact_mut(row.len()))
+        {
+            for ((o, &x), &y) in out.iter_mut().zip(chunk).zip(row) {
+                *o = f(x, y);
+            }
         }
     }
-    out
 }

@@ -1,11 +1,11 @@
 //! Shape operations: reshape, transpose/permute and slicing (views, no copy
 //! where the layout allows), concat, stack and broadcast_to.
 
-use ndarray::{ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayViewD, Axis, Dimension, IxDyn, Slice};
 
 use crate::element::Float;
 use crate::error::{Result, TensorError};
-use crate::shape::{broadcast_shape, checked_len, normalize_axis, normalize_axis_for_rank};
+use crate::shape::{broadcast_dims, checked_len, normalize_axis, normalize_axis_for_rank};
 use crate::tensor::Tensor;
 
 impl<T: Float> Tensor<T> {
@@ -213,7 +213,11 @@ impl<T: Float> Tensor<T> {
             lhs: self.shape().to_vec(),
             rhs: shape.to_vec(),
         };
-        if broadcast_shape("broadcast_to", self.shape(), shape).map_err(|_| err())? != shape {
+        if broadcast_dims("broadcast_to", self.shape(), shape)
+            .map_err(|_| err())?
+            .slice()
+            != shape
+        {
             return Err(err());
         }
         checked_len("broadcast_to", shape, size_of::<T>())?;

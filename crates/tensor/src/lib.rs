@@ -34,6 +34,7 @@ mod error;
 mod layout;
 mod matmul;
 pub mod parallel;
+pub mod pool;
 mod random;
 mod reduce;
 /// Shape arithmetic: broadcasting, axes, checked element counts.
@@ -51,7 +52,8 @@ mod tensor;
 pub use element::Float;
 pub use elementwise::sigmoid;
 pub use error::{Result, TensorError};
-pub use matmul::{Gemm, gemm, gemm_new};
+pub use matmul::{Gemm, gemm, gemm_new, gemm_tensor};
+pub use pool::release_pooled_buffers;
 pub use random::Rng;
 pub use reduce::first_non_finite;
 pub use tensor::Tensor;

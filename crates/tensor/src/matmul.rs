@@ -212,6 +212,62 @@ pub fn gemm_new<T: Float>(
     Ok(Array2::from_shape_vec((m, n), data).expect("m * n elements"))
 }
 
+/// `alpha a b` as a new 2-D tensor, its buffer from this thread's
+/// [`pool`](crate::pool) when the pool holds one of `m * n` elements (no
+/// allocation), else new: the product autograd's matmul backward makes
+/// (`G B^T`, `A^T G` from transposed views). Same threading and bits as
+/// [`gemm`] and [`gemm_new`].
+///
+/// ```
+/// use ndarray::array;
+/// let a = array![[1.0_f32, 2.0], [3.0, 4.0]];
+/// let c = polyhead_tensor::gemm_tensor(1.0, a.t(), a.view())?;
+/// assert_eq!(c.to_vec(), vec![10.0, 14.0, 14.0, 20.0]);
+/// # Ok::<(), polyhead_tensor::TensorError>(())
+/// ```
+pub fn gemm_tensor<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+) -> Result<Tensor<T>> {
+    let (m, _, n) = product_dims(&a, &b)?;
+    checked_len("gemm_tensor", &[m, n], size_of::<T>())?;
+    let mut done = Ok(());
+    let c = Tensor::from_fill(&[m, n], |out| done = gemm_into(alpha, a, b, out));
+    done.map(|()| c)
+}
+
+/// `alpha a b` written into `out`, a row-major (m, n) buffer whose old
+/// contents are never read (every element is written): the product into a
+/// pooled buffer, for [`Tensor::matmul`]. Same threading and bits as
+/// [`gemm`].
+fn gemm_into<T: Float>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    out: &mut [T],
+) -> Result<()> {
+    let (m, k, n) = product_dims(&a, &b)?;
+    assert_eq!(out.len(), m * n, "gemm_into: the output is (m, n)");
+    if out.is_empty() {
+        return Ok(());
+    }
+    if k == 0 {
+        out.fill(T::ZERO);
+        return Ok(());
+    }
+    let c = Out {
+        ptr: out.as_mut_ptr(),
+        rs: n as isize,
+        cs: 1,
+    };
+    // SAFETY: `c` addresses `out`, a row-major (m, n) matrix of distinct
+    // elements borrowed mutably for the call (so no alias with the shared
+    // inputs). With `beta = 0` the kernel never reads C (see `gemm_new`).
+    unsafe { product(alpha, a, b, T::ZERO, c, n) };
+    Ok(())
+}
+
 /// `(m, k, n)` of the product of an (m, k) and a (k2, n) matrix, or an
 /// error naming both shapes when `k != k2`.
 fn product_dims<T>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Result<(usize, usize, usize)> {
@@ -415,7 +471,7 @@ impl<T: Float> Tensor<T> {
                     return Err(err("inner dimensions differ"));
                 }
                 checked_len("matmul", &[a.nrows(), b.ncols()], size_of::<T>())?;
-                Ok(Tensor::from_array(gemm_new(T::ONE, a, b)?))
+                gemm_tensor(T::ONE, a, b)
             }
             (2 | 3, 2 | 3) => {
                 let a = as_batched(self);

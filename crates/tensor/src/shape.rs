@@ -1,6 +1,8 @@
 //! Shape arithmetic shared by every op: broadcasting, axis normalisation and
 //! overflow-checked element counts.
 
+use ndarray::{Dimension, IxDyn};
+
 use crate::error::{Result, TensorError};
 
 /// The number of elements of `shape`, or an [`TensorError::Overflow`] if the
@@ -61,13 +63,19 @@ pub fn same(a: &[usize], b: &[usize]) -> bool {
 /// assert_eq!(err.to_string(), "add: shapes [2, 3] and [4] cannot be broadcast together");
 /// ```
 pub fn broadcast_shape(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Result<Vec<usize>> {
+    Ok(broadcast_dims(op, lhs, rhs)?.slice().to_vec())
+}
+
+/// [`broadcast_shape`] as an `IxDyn`, which holds up to four axes inline:
+/// no allocation for the shapes of an elementwise op's fast paths.
+pub(crate) fn broadcast_dims(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Result<IxDyn> {
     let ndim = lhs.len().max(rhs.len());
-    let mut out = vec![0; ndim];
-    for (i, slot) in out.iter_mut().enumerate() {
+    let mut out = IxDyn::zeros(ndim);
+    for i in 0..ndim {
         // Index from the right; missing leading axes act as 1.
         let l = dim_from_right(lhs, ndim - 1 - i);
         let r = dim_from_right(rhs, ndim - 1 - i);
-        *slot = match (l, r) {
+        out[i] = match (l, r) {
             (a, b) if a == b => a,
             (1, b) => b,
             (a, 1) => a,
@@ -80,7 +88,7 @@ pub fn broadcast_shape(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Result
             }
         };
     }
-    checked_len(op, &out, 8)?;
+    checked_len(op, out.slice(), 8)?;
     Ok(out)
 }
 

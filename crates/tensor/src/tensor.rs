@@ -31,6 +31,17 @@ pub struct Tensor<T: Float = f32> {
     storage: Storage<T>,
 }
 
+/// A dropped tensor's buffer goes to this thread's [`pool`](crate::pool)
+/// when nothing else shares it (then the next tensor of the same size made
+/// by a kernel that writes every element reuses it, with no allocation).
+impl<T: Float> Drop for Tensor<T> {
+    fn drop(&mut self) {
+        if let Storage::Array(array) = self.take_storage() {
+            crate::pool::give(array);
+        }
+    }
+}
+
 /// Where a tensor's elements live.
 #[derive(Clone)]
 enum Storage<T: Float> {
@@ -119,6 +130,43 @@ impl<T: Float> Tensor<T> {
         let array = ArrayD::from_shape_vec(IxDyn(shape), data)
             .expect("from_vec: length was checked against the shape");
         Ok(Self::from_array(array))
+    }
+
+    /// A row-major tensor of `shape` whose every element `fill` writes,
+    /// into a buffer from this thread's [`pool`](crate::pool) when it holds
+    /// one of that length (no allocation), else into a new zeroed one.
+    /// `fill` must write every element: a pooled buffer holds the values
+    /// of some tensor dropped earlier on this thread until it does. For
+    /// kernels of one's own that make a new tensor each step.
+    ///
+    /// ```
+    /// use polyhead_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0_f32, 2.0, 3.0], &[3])?;
+    /// let src = x.as_slice().unwrap();
+    /// let y = Tensor::from_fill(&[3], |out| {
+    ///     for (o, &v) in out.iter_mut().zip(src) {
+    ///         *o = v * v;
+    ///     }
+    /// });
+    /// assert_eq!(y.to_vec(), vec![1.0, 4.0, 9.0]);
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn from_fill(shape: &[usize], fill: impl FnOnce(&mut [T])) -> Self {
+        if shape.is_empty() {
+            let mut value = [T::ZERO];
+            fill(&mut value);
+            return Self::scalar(value[0]);
+        }
+        let mut array = match crate::pool::take_array::<T>(shape) {
+            Some(array) => array,
+            None => ArcArray::from_elem(IxDyn(shape), T::ZERO),
+        };
+        fill(
+            array
+                .as_slice_mut()
+                .expect("a pooled or new array is row-major and not shared"),
+        );
+        Self::from_shared(array)
     }
 
     /// A tensor from row-major data whose length is known to match `shape`
@@ -352,8 +400,8 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.len(), 3);
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
-    pub fn into_array(self) -> ArrayD<T> {
-        match self.storage {
+    pub fn into_array(mut self) -> ArrayD<T> {
+        match self.take_storage() {
             Storage::Scalar(value) => ArrayD::from_elem(IxDyn(&[]), value),
             Storage::Array(array) => array.into_owned(),
         }
@@ -371,10 +419,32 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), polyhead_tensor::TensorError>(())
     /// ```
     pub fn try_into_array(self) -> std::result::Result<ArrayD<T>, Tensor<T>> {
-        match self.storage {
-            Storage::Array(array) if !array.is_unique() => Err(Tensor::from_shared(array)),
+        match &self.storage {
+            Storage::Array(array) if !array.is_unique() => Err(self),
             _ => Ok(self.into_array()),
         }
+    }
+
+    /// The shared ndarray array itself, without copying (a scalar becomes a
+    /// new 0-dimensional array). The inverse of [`Tensor::from_shared`].
+    ///
+    /// ```
+    /// let t = polyhead_tensor::Tensor::<f32>::ones(&[2])?;
+    /// let a = t.into_shared();
+    /// assert!(a.is_unique());
+    /// # Ok::<(), polyhead_tensor::TensorError>(())
+    /// ```
+    pub fn into_shared(mut self) -> ArcArray<T, IxDyn> {
+        match self.take_storage() {
+            Storage::Scalar(value) => ArcArray::from_elem(IxDyn(&[]), value),
+            Storage::Array(array) => array,
+        }
+    }
+
+    /// Moves the storage out, leaving a scalar behind (for the methods that
+    /// consume `self`: `Tensor` has a `Drop`).
+    fn take_storage(&mut self) -> Storage<T> {
+        std::mem::replace(&mut self.storage, Storage::Scalar(T::ZERO))
     }
 
     /// The elements in row-major (logical) order.

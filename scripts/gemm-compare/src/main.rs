@@ -61,8 +61,25 @@ unsafe fn gemm_crate(p: Product, a: &[f32], b: &[f32], c: &mut [f32], par: gemm:
     // SAFETY: the caller's contract; `read_dst` false, so `c` is only written.
     unsafe {
         gemm::gemm(
-            p.m, p.n, p.k, c.as_mut_ptr(), 1, p.n as isize, false, a.as_ptr(), csa, rsa,
-            b.as_ptr(), csb, rsb, 0.0, 1.0, false, false, false, par,
+            p.m,
+            p.n,
+            p.k,
+            c.as_mut_ptr(),
+            1,
+            p.n as isize,
+            false,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }
@@ -70,11 +87,46 @@ unsafe fn gemm_crate(p: Product, a: &[f32], b: &[f32], c: &mut [f32], par: gemm:
 fn timings() {
     for batch in [128, 1024] {
         let products = [
-            Product { name: "x W1", m: batch, k: 784, n: 64, a_t: false, b_t: false },
-            Product { name: "x^T dH", m: 784, k: batch, n: 64, a_t: true, b_t: false },
-            Product { name: "h W2", m: batch, k: 64, n: 10, a_t: false, b_t: false },
-            Product { name: "h^T dY", m: 64, k: batch, n: 10, a_t: true, b_t: false },
-            Product { name: "dY W2^T", m: batch, k: 10, n: 64, a_t: false, b_t: true },
+            Product {
+                name: "x W1",
+                m: batch,
+                k: 784,
+                n: 64,
+                a_t: false,
+                b_t: false,
+            },
+            Product {
+                name: "x^T dH",
+                m: 784,
+                k: batch,
+                n: 64,
+                a_t: true,
+                b_t: false,
+            },
+            Product {
+                name: "h W2",
+                m: batch,
+                k: 64,
+                n: 10,
+                a_t: false,
+                b_t: false,
+            },
+            Product {
+                name: "h^T dY",
+                m: 64,
+                k: batch,
+                n: 10,
+                a_t: true,
+                b_t: false,
+            },
+            Product {
+                name: "dY W2^T",
+                m: batch,
+                k: 10,
+                n: 64,
+                a_t: false,
+                b_t: true,
+            },
         ];
         let (mut total_mm, mut total_gemm, mut total_best) = (0.0, 0.0, 0.0);
         for p in products {
@@ -86,8 +138,20 @@ fn timings() {
             // SAFETY: the vectors hold the operands the strides describe.
             let mm = median_seconds(|| unsafe {
                 matrixmultiply::sgemm(
-                    p.m, p.k, p.n, 1.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, 0.0,
-                    c.as_mut_ptr(), p.n as isize, 1,
+                    p.m,
+                    p.k,
+                    p.n,
+                    1.0,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    rsb,
+                    csb,
+                    0.0,
+                    c.as_mut_ptr(),
+                    p.n as isize,
+                    1,
                 );
             });
             // SAFETY: as above.
@@ -96,7 +160,13 @@ fn timings() {
             });
             println!(
                 "batch {batch:5} {:8} {:4} x {:4} x {:4}: matrixmultiply {:8.1} us, gemm {:8.1} us, gemm {:.2}x faster",
-                p.name, p.m, p.k, p.n, mm * 1e6, g * 1e6, mm / g
+                p.name,
+                p.m,
+                p.k,
+                p.n,
+                mm * 1e6,
+                g * 1e6,
+                mm / g
             );
             total_mm += mm;
             total_gemm += g;
@@ -114,8 +184,20 @@ fn timings() {
 /// Does `gemm` give the whole product's bits when the rows are cut in two
 /// (as polyhead's thread split cuts them), and with its own Rayon split?
 fn blocks() {
-    for (m, k, n) in [(128, 784, 64), (1024, 784, 64), (1024, 64, 10), (128, 64, 10)] {
-        let p = Product { name: "", m, k, n, a_t: false, b_t: false };
+    for (m, k, n) in [
+        (128, 784, 64),
+        (1024, 784, 64),
+        (1024, 64, 10),
+        (128, 64, 10),
+    ] {
+        let p = Product {
+            name: "",
+            m,
+            k,
+            n,
+            a_t: false,
+            b_t: false,
+        };
         let a = values(m * k, 7919);
         let b = values(k * n, 104_729);
         let mut whole = vec![0.0f32; m * n];

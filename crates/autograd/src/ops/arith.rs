@@ -7,7 +7,7 @@
 use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{AutogradError, Result};
-use crate::op::{BackwardContext, Op};
+use crate::op::{BackwardContext, Op, backward_list};
 use crate::tape::{Tape, Var};
 
 type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
@@ -16,14 +16,14 @@ type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
 /// the broadcast (output) shape; this reduces them to each input's shape.
 fn binary_grads<T: Float>(
     ctx: &BackwardContext<'_, T>,
+    grads: &mut [Option<Tensor<T>>],
     da: impl FnOnce() -> Result<Tensor<T>>,
     db: impl FnOnce() -> Result<Tensor<T>>,
-) -> Grads<T> {
+) -> Result<()> {
     let [a, b] = [&ctx.inputs[0], &ctx.inputs[1]];
-    Ok(vec![
-        ctx.grad_for(0, || Ok(da()?.sum_to_shape(a.shape())?))?,
-        ctx.grad_for(1, || Ok(db()?.sum_to_shape(b.shape())?))?,
-    ])
+    grads[0] = ctx.grad_for(0, || Ok(da()?.sum_to_shape(a.shape())?))?;
+    grads[1] = ctx.grad_for(1, || Ok(db()?.sum_to_shape(b.shape())?))?;
+    Ok(())
 }
 
 struct Add;
@@ -35,8 +35,15 @@ impl<T: Float> Op<T> for Add {
         Ok(x[0].add(x[1])?)
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         let g = ctx.grad_output;
-        binary_grads(ctx, || Ok(g.clone()), || Ok(g.clone()))
+        binary_grads(ctx, grads, || Ok(g.clone()), || Ok(g.clone()))
     }
 }
 
@@ -49,8 +56,15 @@ impl<T: Float> Op<T> for Sub {
         Ok(x[0].sub(x[1])?)
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         let g = ctx.grad_output;
-        binary_grads(ctx, || Ok(g.clone()), || Ok(g.neg()))
+        binary_grads(ctx, grads, || Ok(g.clone()), || Ok(g.neg()))
     }
 }
 
@@ -63,8 +77,15 @@ impl<T: Float> Op<T> for Mul {
         Ok(x[0].mul(x[1])?)
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         let (g, a, b) = (ctx.grad_output, &ctx.inputs[0], &ctx.inputs[1]);
-        binary_grads(ctx, || Ok(g.mul(b)?), || Ok(g.mul(a)?))
+        binary_grads(ctx, grads, || Ok(g.mul(b)?), || Ok(g.mul(a)?))
     }
 }
 
@@ -77,9 +98,21 @@ impl<T: Float> Op<T> for Div {
         Ok(x[0].div(x[1])?)
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         // d(a/b)/da = 1/b; d(a/b)/db = -a/b^2 = -out/b.
         let (g, b, out) = (ctx.grad_output, &ctx.inputs[1], ctx.output);
-        binary_grads(ctx, || Ok(g.div(b)?), || Ok(g.mul(out)?.div(b)?.neg()))
+        binary_grads(
+            ctx,
+            grads,
+            || Ok(g.div(b)?),
+            || Ok(g.mul(out)?.div(b)?.neg()),
+        )
     }
 }
 
@@ -100,6 +133,13 @@ impl<T: Float> Op<T> for Extremum {
         })
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         let (a, b) = (&ctx.inputs[0], &ctx.inputs[1]);
         let max = self.max;
         // 1 where the first operand was selected, in the broadcast shape.
@@ -110,6 +150,7 @@ impl<T: Float> Op<T> for Extremum {
         let g = ctx.grad_output;
         binary_grads(
             ctx,
+            grads,
             || Ok(g.mul(&first)?),
             || Ok(g.mul(&first.map(|m| T::ONE - m))?),
         )
@@ -130,9 +171,15 @@ impl<T: Float> Op<T> for Affine<T> {
         Ok(x[0].map(|v| v * f + o))
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        Ok(vec![ctx.grad_for(0, || {
-            Ok(ctx.grad_output.mul_scalar(self.factor))
-        })?])
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
+        grads[0] = ctx.grad_for(0, || Ok(ctx.grad_output.mul_scalar(self.factor)))?;
+        Ok(())
     }
 }
 
@@ -210,19 +257,23 @@ impl<T: Float> Op<T> for WeightedSum<T> {
         Ok(Tensor::from_vec(total, shape)?)
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         let g = ctx.grad_output;
-        self.weights()
-            .iter()
-            .enumerate()
-            .map(|(k, &w)| {
-                ctx.grad_for(k, || {
-                    Ok(match w {
-                        w if w == T::ONE => g.clone(),
-                        w => g.mul_scalar(w),
-                    })
+        for ((k, &w), slot) in self.weights().iter().enumerate().zip(grads) {
+            *slot = ctx.grad_for(k, || {
+                Ok(match w {
+                    w if w == T::ONE => g.clone(),
+                    w => g.mul_scalar(w),
                 })
-            })
-            .collect()
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@ use polyhead_tensor::special::{normal_cdf, normal_pdf};
 use polyhead_tensor::{Float, Tensor, sigmoid};
 
 use crate::error::Result;
-use crate::op::{BackwardContext, Op};
+use crate::op::{BackwardContext, Op, backward_list};
 use crate::tape::Var;
 
 type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
@@ -33,14 +33,35 @@ where
         Ok(x[0].map(&self.f))
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        let dx = ctx.grad_for(0, || {
-            let out = Zip::from(&ctx.grad_output.view())
-                .and(&ctx.inputs[0].view())
-                .and(&ctx.output.view())
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
+        grads[0] = ctx.grad_for(0, || {
+            let (g, x, y) = (ctx.grad_output, ctx.inputs[0], ctx.output);
+            // Row-major operands (the usual case): one loop into a pooled
+            // buffer; other layouts through ndarray's Zip.
+            if let (Some(gs), Some(xs), Some(ys)) = (g.as_slice(), x.as_slice(), y.as_slice())
+                && x.ndim() > 0
+                && gs.len() == xs.len()
+                && ys.len() == xs.len()
+            {
+                return Ok(Tensor::from_fill(x.shape(), |out| {
+                    for (((o, &g), &x), &y) in out.iter_mut().zip(gs).zip(xs).zip(ys) {
+                        *o = g * (self.df)(x, y);
+                    }
+                }));
+            }
+            let out = Zip::from(&g.view())
+                .and(&x.view())
+                .and(&y.view())
                 .map_collect(|&g, &x, &y| g * (self.df)(x, y));
             Ok(Tensor::from_array(out))
         })?;
-        Ok(vec![dx])
+        Ok(())
     }
 }
 

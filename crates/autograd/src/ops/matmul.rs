@@ -3,10 +3,10 @@
 //! strided GEMM: no transposed copy is ever made.
 
 use ndarray::{Array3, ArrayView3, Axis, Ix3};
-use polyhead_tensor::{Float, Tensor, gemm, gemm_new};
+use polyhead_tensor::{Float, Tensor, gemm, gemm_tensor};
 
 use crate::error::Result;
-use crate::op::{BackwardContext, Op};
+use crate::op::{BackwardContext, Op, backward_list};
 use crate::tape::Var;
 
 struct MatMul;
@@ -19,17 +19,21 @@ impl<T: Float> Op<T> for MatMul {
         Ok(x[0].matmul(x[1])?)
     }
     fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
+        backward_list(self, ctx)
+    }
+    fn backward_into(
+        &self,
+        ctx: &BackwardContext<'_, T>,
+        grads: &mut [Option<Tensor<T>>],
+    ) -> Result<()> {
         let (a, b, g) = (&ctx.inputs[0], &ctx.inputs[1], ctx.grad_output);
         if a.ndim() == 2 && b.ndim() == 2 {
             let (a2, b2) = (as_2d(a), as_2d(b));
             let g2 = as_2d(g);
-            let da = ctx.grad_for(0, || {
-                Ok(Tensor::from_array(gemm_new(T::ONE, g2.view(), b2.t())?))
-            })?;
-            let db = ctx.grad_for(1, || {
-                Ok(Tensor::from_array(gemm_new(T::ONE, a2.t(), g2.view())?))
-            })?;
-            return Ok(vec![da, db]);
+            let da = ctx.grad_for(0, || Ok(gemm_tensor(T::ONE, g2.view(), b2.t())?))?;
+            let db = ctx.grad_for(1, || Ok(gemm_tensor(T::ONE, a2.t(), g2.view())?))?;
+            (grads[0], grads[1]) = (da, db);
+            return Ok(());
         }
         // Batched: an operand with a batch of 1 (or 2-D) was broadcast, so
         // its gradient sums the per-batch products (GEMM with beta = 1).
@@ -66,7 +70,8 @@ impl<T: Float> Op<T> for MatMul {
             }
             Ok(Tensor::from_array(db).reshape(b.shape())?)
         })?;
-        Ok(vec![da, db])
+        (grads[0], grads[1]) = (da, db);
+        Ok(())
     }
 }
 

@@ -185,6 +185,10 @@ impl ::polyhead::LossWeights for DigitLocatorLossWeights {
     fn values(&self) -> ::std::vec::Vec<f64> {
         ::std::vec![self.class, self.bbox]
     }
+    fn value_at(&self, __i: usize) -> ::core::option::Option<f64> {
+        let __values: &[f64] = &[self.class, self.bbox];
+        __values.get(__i).copied()
+    }
     fn set(&mut self, name: &str, value: f64) -> ::polyhead::Result<()> {
         ::polyhead::check_weight(name, value)?;
         match name {
