@@ -165,3 +165,18 @@ pub fn backward_list<T: Float, O: Op<T> + ?Sized>(
     op.backward_into(ctx, &mut grads)?;
     Ok(grads)
 }
+
+/// The `backward` method of a built-in op that implements
+/// [`Op::backward_into`] (its element type named `T`): the gradients as a
+/// list, through [`backward_list`].
+macro_rules! backward_via_into {
+    () => {
+        fn backward(
+            &self,
+            ctx: &$crate::op::BackwardContext<'_, T>,
+        ) -> $crate::error::Result<Vec<Option<polyhead_tensor::Tensor<T>>>> {
+            $crate::op::backward_list(self, ctx)
+        }
+    };
+}
+pub(crate) use backward_via_into;

@@ -7,10 +7,8 @@
 use polyhead_tensor::{Float, Tensor, shape};
 
 use crate::error::{AutogradError, Result};
-use crate::op::{BackwardContext, Op, backward_list};
+use crate::op::{BackwardContext, Op, backward_via_into};
 use crate::tape::{Tape, Var};
-
-type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
 
 /// Backward of a broadcasting binary op: `da` and `db` produce gradients in
 /// the broadcast (output) shape; this reduces them to each input's shape.
@@ -34,9 +32,7 @@ impl<T: Float> Op<T> for Add {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         Ok(x[0].add(x[1])?)
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
@@ -55,9 +51,7 @@ impl<T: Float> Op<T> for Sub {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         Ok(x[0].sub(x[1])?)
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
@@ -76,9 +70,7 @@ impl<T: Float> Op<T> for Mul {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         Ok(x[0].mul(x[1])?)
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
@@ -97,9 +89,7 @@ impl<T: Float> Op<T> for Div {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         Ok(x[0].div(x[1])?)
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
@@ -132,9 +122,7 @@ impl<T: Float> Op<T> for Extremum {
             x[0].minimum(x[1])?
         })
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
@@ -170,9 +158,7 @@ impl<T: Float> Op<T> for Affine<T> {
         let (f, o) = (self.factor, self.offset);
         Ok(x[0].map(|v| v * f + o))
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
@@ -256,9 +242,7 @@ impl<T: Float> Op<T> for WeightedSum<T> {
         }
         Ok(Tensor::from_vec(total, shape)?)
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,

@@ -8,7 +8,7 @@ use polyhead_tensor::special::{normal_cdf, normal_pdf};
 use polyhead_tensor::{Float, Tensor, sigmoid};
 
 use crate::error::Result;
-use crate::op::{BackwardContext, Op, backward_list};
+use crate::op::{BackwardContext, Op, backward_via_into};
 use crate::tape::Var;
 
 type Grads<T> = Result<Vec<Option<Tensor<T>>>>;
@@ -32,9 +32,7 @@ where
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         Ok(x[0].map(&self.f))
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Grads<T> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,

@@ -6,7 +6,7 @@ use ndarray::{Array3, ArrayView3, Axis, Ix3};
 use polyhead_tensor::{Float, Tensor, gemm, gemm_tensor};
 
 use crate::error::Result;
-use crate::op::{BackwardContext, Op, backward_list};
+use crate::op::{BackwardContext, Op, backward_via_into};
 use crate::tape::Var;
 
 struct MatMul;
@@ -18,9 +18,7 @@ impl<T: Float> Op<T> for MatMul {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         Ok(x[0].matmul(x[1])?)
     }
-    fn backward(&self, ctx: &BackwardContext<'_, T>) -> Result<Vec<Option<Tensor<T>>>> {
-        backward_list(self, ctx)
-    }
+    backward_via_into!();
     fn backward_into(
         &self,
         ctx: &BackwardContext<'_, T>,
