@@ -447,8 +447,8 @@ fn adam_first_step_matches_keras() {
 }
 
 /// A step writes the new values into the buffer of a value replaced by an
-/// earlier step once nothing holds it any more, in one pass that starts
-/// every element from its current value. Values still held elsewhere (a
+/// earlier step once nothing holds it any more (through the tensor pool),
+/// in one pass that starts every element from its current value. Values still held elsewhere (a
 /// tensor the user kept, a live tape) are never written, and the updates
 /// are the same as from fresh buffers.
 #[test]

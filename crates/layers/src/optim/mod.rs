@@ -7,6 +7,7 @@ mod schedule;
 
 use std::collections::BTreeMap;
 
+use ndarray::{ArcArray, IxDyn};
 use polyhead_autograd::Gradients;
 use polyhead_tensor::{Float, Tensor, first_non_finite, shape};
 
@@ -54,10 +55,6 @@ pub struct Optimizer<T: Float> {
     /// Last step's slot buffers, reused as the next step's staging area
     /// (contents meaningless; not part of the saved state).
     spare: BTreeMap<String, Vec<Vec<T>>>,
-    /// Parameter values replaced by earlier steps. Once no tape holds one
-    /// any more, its buffer receives a later step's new values (contents
-    /// meaningless; not part of the saved state).
-    retired: Vec<Tensor<T>>,
 }
 
 macro_rules! build_method {
@@ -150,7 +147,6 @@ impl<T: Float> Optimizer<T> {
             steps: 0,
             slots: BTreeMap::new(),
             spare: BTreeMap::new(),
-            retired: Vec::new(),
         }
     }
 
@@ -345,7 +341,8 @@ impl<T: Float> Optimizer<T> {
         // Compute every new value into staging buffers first (the new slots
         // go into last step's spare buffers); commit only if all are finite,
         // so a diverging step changes neither the model nor the optimizer.
-        let mut staged: Vec<(usize, Vec<T>, Vec<Vec<T>>)> = Vec::with_capacity(grads.len());
+        // (parameter index, new values, new slots)
+        let mut staged = Vec::with_capacity(grads.len());
         for (k, (i, g)) in grads.iter().enumerate() {
             let g = match &clipped {
                 Some(copies) => &copies[k][..],
@@ -384,7 +381,14 @@ impl<T: Float> Optimizer<T> {
                 }),
             }
             let value = p.value();
-            let mut w = self.staging_buffer(n);
+            // The new values go into a buffer from the tensor pool: an
+            // earlier step's replaced value once no tape holds it, so a
+            // step allocates none.
+            let mut w = polyhead_tensor::pool::take_array::<T>(value.shape())
+                .unwrap_or_else(|| ArcArray::from_elem(IxDyn(value.shape()), T::ZERO));
+            let new = w
+                .as_slice_mut()
+                .expect("a pooled or new array is row-major and not shared");
             let copied;
             let old = match value.view().to_slice() {
                 Some(old) => old,
@@ -393,12 +397,12 @@ impl<T: Float> Optimizer<T> {
                     &copied[..]
                 }
             };
-            if let Some(at) = update(&self.rule, old, &mut w, g, &mut slots, t, lr) {
+            if let Some(at) = update(&self.rule, old, new, g, &mut slots, t, lr) {
                 return Err(LayerError::Invalid {
                     what: "optimizer",
                     message: format!(
                         "the update would make {name} non-finite ({} at flat index {at}); the learning rate may be too large. The step was not applied",
-                        w[at]
+                        new[at]
                     ),
                 });
             }
@@ -406,9 +410,8 @@ impl<T: Float> Optimizer<T> {
         }
         for (i, w, slots) in staged {
             let (name, p) = &mut params[i];
-            let old = p.value().clone();
-            p.set_value(Tensor::from_vec(w, old.shape())?)?;
-            self.retired.push(old);
+            // The replaced value goes to the tensor pool once no tape holds it.
+            p.set_value(Tensor::from_shared(w))?;
             // In the steady state both maps already hold `name`: the values
             // are swapped in place, and no key is cloned.
             match self.slots.get_mut(name.as_str()) {
@@ -427,33 +430,7 @@ impl<T: Float> Optimizer<T> {
             }
         }
         self.steps = t;
-        // Keep at most one retired value per parameter (the newest).
-        let keep = params.len();
-        if self.retired.len() > keep {
-            self.retired.drain(..self.retired.len() - keep);
-        }
         Ok(())
-    }
-
-    /// A buffer of `n` values for a step's new parameter values: a retired
-    /// value's buffer that nothing else holds any more, else a new one.
-    fn staging_buffer(&mut self, n: usize) -> Vec<T> {
-        // From the newest down; a buffer still held goes back unchanged.
-        for k in (0..self.retired.len()).rev() {
-            if self.retired[k].len() != n || !self.retired[k].is_contiguous() {
-                continue;
-            }
-            match self.retired.swap_remove(k).try_into_array() {
-                Ok(array) => {
-                    let (data, offset) = array.into_raw_vec_and_offset();
-                    if offset == Some(0) && data.len() == n {
-                        return data;
-                    }
-                }
-                Err(held) => self.retired.push(held),
-            }
-        }
-        vec![T::ZERO; n]
     }
 
     /// The optimizer's state as named tensors (`<parameter>.<slot>`, e.g.
