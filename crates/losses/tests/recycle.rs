@@ -195,7 +195,7 @@ fn check_reuse<L: Loss<f32>>(name: &str, loss: &L, pred: &Tensor<f32>, target: &
 #[test]
 fn every_builtin_loss_gives_fresh_results_in_a_recycled_buffer() {
     release_recycled_buffers();
-    let shape = [1024, 8]; // 32 KiB of f32: just worth recycling
+    let shape = [1024, 8];
     let unit = |seed| Tensor::<f32>::rand_uniform(&shape, 0.05, 0.95, seed).unwrap();
     let wide = |seed| Tensor::<f32>::rand_normal(&shape, 0.0, 2.0, seed).unwrap();
     let (pb, y) = (unit(2), unit(3));
