@@ -106,30 +106,10 @@ thread_local! {
     };
 }
 
-/// Runs `f` on this thread's spare storage for `T` (by a type check, so
-/// nothing is boxed); `None` while the thread is exiting or the storage is
-/// in use further up the stack.
+/// Runs `f` on this thread's spare storage for `T` (see
+/// [`polyhead_tensor::local::with_local`]).
 fn with_spare<T: Float, R>(f: impl FnOnce(&mut Spare<T>) -> R) -> Option<R> {
-    fn on<U: Float, T: Float, R>(
-        key: &'static std::thread::LocalKey<RefCell<Spare<U>>>,
-        f: impl FnOnce(&mut Spare<T>) -> R,
-    ) -> Option<R> {
-        key.try_with(|cell| {
-            let mut spare = cell.try_borrow_mut().ok()?;
-            let spare: &mut dyn std::any::Any = &mut *spare;
-            spare.downcast_mut::<Spare<T>>().map(f)
-        })
-        .ok()
-        .flatten()
-    }
-    let id = std::any::TypeId::of::<T>();
-    if id == std::any::TypeId::of::<f32>() {
-        on(&SPARE_F32, f)
-    } else if id == std::any::TypeId::of::<f64>() {
-        on(&SPARE_F64, f)
-    } else {
-        None
-    }
+    polyhead_tensor::local::with_local(&SPARE_F32, &SPARE_F64, f)
 }
 
 /// Keeps an emptied parameter map for the next tape or `Gradients`.

@@ -32,6 +32,7 @@ mod element;
 mod elementwise;
 mod error;
 mod layout;
+pub mod local;
 mod matmul;
 pub mod parallel;
 pub mod pool;

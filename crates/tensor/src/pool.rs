@@ -36,13 +36,12 @@
 //! # Ok::<(), polyhead_tensor::TensorError>(())
 //! ```
 
-use std::any::{Any, TypeId};
 use std::cell::RefCell;
-use std::thread::LocalKey;
 
 use ndarray::{ArcArray, IxDyn};
 
 use crate::element::Float;
+use crate::local::with_local;
 
 /// Arrays kept per thread and element type.
 pub const MAX_BUFFERS: usize = 64;
@@ -89,29 +88,9 @@ thread_local! {
     static POOL_F64: RefCell<Pool<f64>> = const { RefCell::new(Pool::new()) };
 }
 
-/// Runs `f` on this thread's pool for `T`; `None` while the thread is being
-/// torn down, when the pool is already in use further up the stack, or
-/// for an element type without a pool.
+/// Runs `f` on this thread's pool for `T` (see [`with_local`]).
 fn with_pool<T: Float, R>(f: impl FnOnce(&mut Pool<T>) -> R) -> Option<R> {
-    fn on<U: 'static, T: 'static, R>(
-        key: &'static LocalKey<RefCell<Pool<U>>>,
-        f: impl FnOnce(&mut Pool<T>) -> R,
-    ) -> Option<R> {
-        key.try_with(|cell| {
-            let mut pool = cell.try_borrow_mut().ok()?;
-            let pool: &mut dyn Any = &mut *pool;
-            pool.downcast_mut::<Pool<T>>().map(f)
-        })
-        .ok()
-        .flatten()
-    }
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        on(&POOL_F32, f)
-    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        on(&POOL_F64, f)
-    } else {
-        None
-    }
+    with_local(&POOL_F32, &POOL_F64, f)
 }
 
 /// A released row-major array of `shape`'s element count from this thread's
